@@ -1,0 +1,44 @@
+# bayesmix: `make test` and `make demo` set everything up on first use.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Python 3.12: the pyenv interpreter named in .python-version, else python3.12 on PATH.
+PYTHON_BOOT ?= $(shell v=$$(cat .python-version 2>/dev/null); \
+	for c in "$$HOME/.pyenv/versions/$$v/bin/python" "$$(command -v python3.12)" \
+	         "$$(pyenv which python 2>/dev/null)"; do \
+	  if [ -x "$$c" ] && "$$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then \
+	    echo "$$c"; break; fi; done)
+
+.PHONY: venv test test-fast demo bench lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if [ -z "$(PYTHON_BOOT)" ]; then \
+	  echo "error: Python 3.12 not found; install it (pyenv install 3.12) or set PYTHON_BOOT=/path/to/python3.12"; \
+	  exit 1; fi
+	$(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+demo: $(STAMP)
+	$(VENV)/bin/bayesmix demo --out bayesmix-output
+
+bench: $(STAMP)
+	@for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check bayesmix tests benchmarks
+	$(VENV)/bin/ruff format --check bayesmix tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache bayesmix-output

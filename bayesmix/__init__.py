@@ -1,0 +1,44 @@
+"""bayesmix: multilevel regression mixture analysis by NUTS and by maximum likelihood.
+
+The models of Muthen & Asparouhov (2009), "Multilevel regression mixture
+analysis", JRSS A 172(3), fitted from one specification both as Bayesian
+models in PyMC and by maximum likelihood.
+"""
+
+from bayesmix import datasets
+from bayesmix.bayes import fit_bayes
+from bayesmix.errors import (
+    BayesmixError,
+    BayesmixWarning,
+    DataError,
+    EstimationError,
+    FormulaError,
+    SpecError,
+)
+from bayesmix.ml import fit_ml
+from bayesmix.priors import Prior
+from bayesmix.results import BayesResult, MLResult
+from bayesmix.simulate import simulate
+from bayesmix.spec import Spec, load_spec, make_spec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BayesResult",
+    "BayesmixError",
+    "BayesmixWarning",
+    "DataError",
+    "EstimationError",
+    "FormulaError",
+    "MLResult",
+    "Prior",
+    "Spec",
+    "SpecError",
+    "__version__",
+    "datasets",
+    "fit_bayes",
+    "fit_ml",
+    "load_spec",
+    "make_spec",
+    "simulate",
+]

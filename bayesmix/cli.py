@@ -1,0 +1,184 @@
+"""Command-line interface: ``bayesmix fit``, ``bayesmix simulate`` and ``bayesmix demo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bayesmix.errors import BayesmixError
+
+
+def _format_warning(message: Any, category: type[Warning], *_: Any, **__: Any) -> str:
+    return f"warning ({category.__name__}): {message}\n"
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bayesmix",
+        description="Multilevel regression mixture analysis by NUTS and maximum likelihood.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    fit = sub.add_parser("fit", help="fit a model file to data")
+    fit.add_argument("spec", help="model file, e.g. models/fig1.toml")
+    fit.add_argument("--data", required=True, help="CSV path or bundled data set name (hsb)")
+    fit.add_argument("--estimator", choices=("ml", "bayes"), default="ml")
+    fit.add_argument("--classes", type=_positive, help="number of level-1 latent classes K")
+    fit.add_argument(
+        "--between-classes", type=_positive, default=1, help="number of level-2 latent classes L"
+    )
+    fit.add_argument("--starts", type=_positive, default=20, help="ML random starts")
+    fit.add_argument("--seed", type=int, help="random seed")
+    fit.add_argument("--draws", type=_positive, default=1000, help="posterior draws per chain")
+    fit.add_argument("--tune", type=_positive, default=1000, help="warm-up draws per chain")
+    fit.add_argument("--chains", type=_positive, default=4, help="chains")
+    fit.add_argument(
+        "--init", choices=("ml", "prior"), default="ml", help="where chains start (Bayes)"
+    )
+    fit.add_argument(
+        "--missing",
+        choices=("error", "listwise"),
+        default="error",
+        help="rows with missing values: stop, or drop them and report the count",
+    )
+    fit.add_argument("--json", metavar="PATH|-", help="write results as JSON ('-' = stdout)")
+    fit.add_argument("--quiet", action="store_true", help="no progress and no summary")
+
+    sim = sub.add_parser("simulate", help="simulate data from a model file")
+    sim.add_argument("spec", help="model file")
+    sim.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="parameter value, repeatable (e.g. --param 'x[c1]=-1.1')",
+    )
+    sim.add_argument("--n", type=_positive, required=True, help="observations")
+    sim.add_argument("--classes", type=_positive, help="number of latent classes K")
+    sim.add_argument("--seed", type=int, help="random seed")
+    sim.add_argument("--out", required=True, help="CSV file to write")
+
+    demo = sub.add_parser(
+        "demo", help="the paper's Section 2.1: simulate Fig 1 data, fit by ML and NUTS"
+    )
+    demo.add_argument("--out", default="bayesmix-output", help="folder for figures and JSON")
+    demo.add_argument("--quick", action="store_true", help="fewer draws")
+    demo.add_argument("--seed", type=int, default=20090301, help="random seed")
+    return parser
+
+
+def _emit_json(payload: dict[str, Any], target: str) -> None:
+    text = json.dumps(payload, indent=2)
+    if target == "-":
+        sys.stdout.write(text + "\n")
+    else:
+        Path(target).write_text(text + "\n", encoding="utf-8")
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from bayesmix.bayes import fit_bayes
+    from bayesmix.ml import fit_ml
+    from bayesmix.spec import load_spec
+
+    if args.between_classes != 1:
+        raise BayesmixError(
+            "--between-classes > 1 (level-2 latent classes, the paper's model C) is not "
+            "available in this version; fit with --between-classes 1."
+        )
+    spec = load_spec(args.spec, classes=args.classes)
+    show = not args.quiet
+    if args.estimator == "ml":
+        result: Any = fit_ml(
+            spec,
+            args.data,
+            starts=args.starts,
+            random_seed=args.seed,
+            missing=args.missing,
+            progress=show,
+        )
+    else:
+        result = fit_bayes(
+            spec,
+            args.data,
+            draws=args.draws,
+            tune=args.tune,
+            chains=args.chains,
+            random_seed=args.seed,
+            init=args.init,
+            missing=args.missing,
+            progress=show,
+        )
+    if show:
+        # With JSON on stdout the human summary goes to stderr.
+        stream = sys.stderr if args.json == "-" else sys.stdout
+        stream.write(result.summary() + "\n")
+    if args.json:
+        _emit_json(result.to_dict(), args.json)
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from bayesmix.simulate import simulate
+    from bayesmix.spec import load_spec
+
+    spec = load_spec(args.spec, classes=args.classes)
+    values: dict[str, float] = {}
+    for item in args.param:
+        name, sep, value = item.rpartition("=")
+        if not sep:
+            raise BayesmixError(f"--param expects NAME=VALUE, got {item!r}.")
+        try:
+            values[name.strip()] = float(value)
+        except ValueError:
+            raise BayesmixError(f"--param {item!r}: {value!r} is not a number.") from None
+    try:
+        frame = simulate(spec, values, n=args.n, random_seed=args.seed)
+    except KeyError as err:
+        raise BayesmixError(str(err.args[0])) from None
+    frame.to_csv(args.out, index=False)
+    sys.stdout.write(f"wrote {len(frame)} rows to {args.out}\n")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from bayesmix.demo import run_fig1_demo
+
+    run_fig1_demo(Path(args.out), quick=args.quick, seed=args.seed)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bayesmix`` command."""
+    args = _parser().parse_args(argv)
+    commands = {"fit": _cmd_fit, "simulate": _cmd_simulate, "demo": _cmd_demo}
+    previous = warnings.formatwarning
+    warnings.formatwarning = _format_warning  # type: ignore[assignment]
+    try:
+        return commands[args.command](args)
+    except BayesmixError as err:
+        sys.stderr.write(f"bayesmix: error: {err}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("bayesmix: interrupted\n")
+        return 130
+    finally:
+        warnings.formatwarning = previous
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

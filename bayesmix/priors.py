@@ -1,0 +1,131 @@
+"""Prior distributions for the Bayesian estimator, with defaults scaled to the data.
+
+Defaults are weakly informative on the scale of the data (in the spirit of
+rstanarm/brms), so that results do not depend on the units of y or x:
+
+* intercept ``1``: Normal(mean(y), 2.5 sd(y) (1 + sum_t |mean(x_t)| / sd(x_t)))
+  (the second factor widens it when covariates are not centred);
+* slope of term t: Normal(0, 2.5 sd(y) / sd(x_t));
+* residual standard deviation ``sigma`` (every class): HalfStudentT(3, sd(y));
+* membership intercepts ``C#c ~ 1``: Normal(0, 2.5 (1 + sum_t |mean(z_t)| / sd(z_t)));
+* membership slopes ``C#c ~ z``: Normal(0, 2.5 / sd(z)).
+
+Override any of them with ``priors={name: Prior(...)}``, where ``name`` is a
+parameter name (``"x[c1]"``, ``"C#1 ~ x"``), a class-varying term name
+(``"x"``: every class), or ``"sigma"`` for the residual standard deviation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from bayesmix.data import Design
+from bayesmix.errors import SpecError
+from bayesmix.formula import INTERCEPT
+from bayesmix.params import class_label
+
+Family = Literal["normal", "student_t", "half_normal", "half_student_t"]
+_LOCATION = ("normal", "student_t")
+_SCALE = ("half_normal", "half_student_t")
+
+
+@dataclass(frozen=True)
+class Prior:
+    """One prior distribution.
+
+    Attributes
+    ----------
+    family : {"normal", "student_t", "half_normal", "half_student_t"}
+    mu : float
+        Location (location families only).
+    sigma : float
+        Scale, > 0.
+    nu : float
+        Degrees of freedom of Student-t families.
+    """
+
+    family: Family
+    mu: float = 0.0
+    sigma: float = 1.0
+    nu: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.family not in (*_LOCATION, *_SCALE):
+            raise SpecError(f"prior family {self.family!r} is not one of {[*_LOCATION, *_SCALE]}.")
+        if not (np.isfinite(self.sigma) and self.sigma > 0):
+            raise SpecError(f"prior scale sigma must be positive, got {self.sigma!r}.")
+        if not (np.isfinite(self.nu) and self.nu > 0):
+            raise SpecError(f"prior degrees of freedom nu must be positive, got {self.nu!r}.")
+
+
+def _offset_factor(M: np.ndarray, terms: tuple[str, ...]) -> float:
+    factor = 1.0
+    for j, term in enumerate(terms):
+        if term != INTERCEPT:
+            col = M[:, j]
+            factor += abs(col.mean()) / col.std()
+    return factor
+
+
+def default_priors(design: Design) -> dict[str, Prior]:
+    """Data-scaled default priors, keyed by parameter name (and ``"sigma"``)."""
+    spec = design.spec
+    y_mean, y_sd = float(design.y.mean()), float(design.y.std())
+    out: dict[str, Prior] = {}
+    for j, term in enumerate(spec.terms):
+        if term == INTERCEPT:
+            prior = Prior("normal", y_mean, 2.5 * y_sd * _offset_factor(design.X, spec.terms))
+        else:
+            prior = Prior("normal", 0.0, 2.5 * y_sd / float(design.X[:, j].std()))
+        if term in spec.class_varying:
+            for c in range(spec.classes):
+                out[f"{term}[{class_label(c)}]"] = prior
+        else:
+            out[term] = prior
+    out["sigma"] = Prior("half_student_t", 0.0, y_sd, 3.0)
+    for c in range(spec.classes - 1):
+        for j, term in enumerate(spec.membership):
+            if term == INTERCEPT:
+                prior = Prior("normal", 0.0, 2.5 * _offset_factor(design.Z, spec.membership))
+            else:
+                prior = Prior("normal", 0.0, 2.5 / float(design.Z[:, j].std()))
+            out[f"C#{c + 1} ~ {term}"] = prior
+    return out
+
+
+def resolve_priors(design: Design, overrides: Mapping[str, Prior] | None) -> dict[str, Prior]:
+    """Default priors with user overrides applied.
+
+    Raises
+    ------
+    SpecError
+        For a key that names no parameter, or a family that does not fit
+        the parameter (a half-distribution for a coefficient, or a location
+        family for ``sigma``).
+    """
+    priors = default_priors(design)
+    if not overrides:
+        return priors
+    spec = design.spec
+    for key, prior in overrides.items():
+        if not isinstance(prior, Prior):
+            raise SpecError(f"prior for {key!r} must be a bayesmix.Prior, got {prior!r}.")
+        if key in spec.class_varying:
+            targets = [f"{key}[{class_label(c)}]" for c in range(spec.classes)]
+        elif key in priors:
+            targets = [key]
+        else:
+            raise SpecError(
+                f"prior key {key!r} names no parameter; valid keys are {sorted(priors)} "
+                f"and the class-varying terms {list(spec.class_varying)}."
+            )
+        wanted = _SCALE if key == "sigma" else _LOCATION
+        if prior.family not in wanted:
+            raise SpecError(f"prior for {key!r} must be one of {wanted}, got {prior.family!r}.")
+        for target in targets:
+            priors[target] = prior
+    return priors

@@ -1,0 +1,148 @@
+"""Bayes: the PyMC density equals the ML likelihood; NUTS agrees with ML on Fig 1 data."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+import pytest
+
+import bayesmix as bm
+from bayesmix.bayes import build_model, check_labels
+from bayesmix.data import build_design
+from bayesmix.demo import FIG1_PARAMS
+from bayesmix.likelihood import loglik_and_grad
+from bayesmix.params import from_named, pack
+from bayesmix.priors import default_priors, resolve_priors
+
+# Small draws keep CI fast; raise for a thorough local check.
+DRAWS = int(os.environ.get("BAYESMIX_TEST_DRAWS", "400"))
+
+
+@pytest.fixture(scope="module")
+def fig1_spec() -> bm.Spec:
+    return bm.load_spec("models/fig1.toml")
+
+
+@pytest.fixture(scope="module")
+def fig1_data(fig1_spec: bm.Spec) -> pd.DataFrame:
+    return bm.simulate(fig1_spec, FIG1_PARAMS, n=10000, random_seed=2009)
+
+
+def _transformed_point(model: pm.Model, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    point = {}
+    for rv in model.free_RVs:
+        value = np.asarray(values[rv.name], dtype=float)
+        transform = model.rvs_to_transforms[rv]
+        if transform is not None:
+            value = transform.forward(pt.as_tensor(value)).eval()
+        point[model.rvs_to_values[rv].name] = value
+    return point
+
+
+@pytest.mark.parametrize("residual", ["class", "common"])
+def test_pymc_density_equals_ml_loglik(fig1_data, residual):
+    spec = bm.make_spec("y ~ x", classes=2, membership="x", residual_variance=residual)
+    values = {**FIG1_PARAMS, "1[c2]": 0.4, "C#1 ~ 1": 0.2}
+    if residual == "common":
+        del values["sigma2[c1]"], values["sigma2[c2]"]
+        values["sigma2"] = 1.3
+    params = from_named(values, spec)
+    design = build_design(spec, fig1_data)
+    model = build_model(design, resolve_priors(design, None))
+    point = _transformed_point(
+        model,
+        {
+            "b_1": params.beta[:, 0],
+            "b_x": params.beta[:, 1],
+            "sigma": np.sqrt(params.sigma2 if residual == "class" else params.sigma2[0]),
+            "gamma": params.gamma,
+        },
+    )
+    obs_logp = model.compile_logp(vars=model.observed_RVs, jacobian=False)(point)
+    theta = pack(params, spec, log_variances=True)
+    ml_ll = loglik_and_grad(spec)(theta, design.y, design.X, design.Z)[0]
+    assert float(obs_logp) == pytest.approx(float(ml_ll), abs=1e-8)
+
+
+def test_default_priors_scale_with_data(fig1_spec, fig1_data):
+    design = build_design(fig1_spec, fig1_data)
+    wide = fig1_data.assign(y=fig1_data["y"] * 1000.0)
+    wide_design = build_design(fig1_spec, wide)
+    small, big = default_priors(design), default_priors(wide_design)
+    assert big["x[c1]"].sigma == pytest.approx(1000 * small["x[c1]"].sigma)
+    assert big["sigma"].sigma == pytest.approx(1000 * small["sigma"].sigma)
+    assert big["C#1 ~ x"].sigma == pytest.approx(small["C#1 ~ x"].sigma)
+    assert small["x[c1]"].sigma == pytest.approx(
+        2.5 * fig1_data["y"].std(ddof=0) / fig1_data["x"].std(ddof=0)
+    )
+
+
+def test_prior_overrides_are_checked(fig1_spec, fig1_data):
+    design = build_design(fig1_spec, fig1_data)
+    priors = resolve_priors(design, {"x": bm.Prior("normal", 0.0, 10.0)})
+    assert priors["x[c1]"].sigma == 10.0 and priors["x[c2]"].sigma == 10.0
+    with pytest.raises(bm.SpecError, match="names no parameter"):
+        resolve_priors(design, {"z": bm.Prior("normal")})
+    with pytest.raises(bm.SpecError, match="must be one of"):
+        resolve_priors(design, {"sigma": bm.Prior("normal")})
+    with pytest.raises(bm.SpecError, match="scale sigma must be positive"):
+        bm.Prior("normal", 0.0, -1.0)
+
+
+def test_label_check_detects_permuted_chain():
+    rng = np.random.default_rng(0)
+    post = rng.dirichlet([0.3, 0.3, 0.3], size=500)
+    same = np.stack([post, post, post])
+    assert not check_labels(same).switched
+    swapped = np.stack([post, post[:, [1, 0, 2]], post])
+    check = check_labels(swapped)
+    assert check.switched
+    assert check.permutations[1] == (1, 0, 2)
+    assert check.permutations[0] == (0, 1, 2)
+
+
+@pytest.mark.slow
+def test_nuts_agrees_with_ml_on_fig1(fig1_spec, fig1_data):
+    ml = bm.fit_ml(fig1_spec, fig1_data, starts=20, random_seed=1)
+    fit = bm.fit_bayes(fig1_spec, fig1_data, draws=DRAWS, tune=DRAWS, chains=4, random_seed=11)
+    table = fit.table
+    assert list(table.index) == list(ml.names)
+    for name in ml.names:
+        gap = abs(table.loc[name, "mean"] - ml.params.loc[name, "estimate"])
+        assert gap < 0.5 * table.loc[name, "sd"], f"{name}: gap {gap:.4f}"
+        # posterior SD and ML SE describe the same curvature
+        assert table.loc[name, "sd"] == pytest.approx(ml.params.loc[name, "se"], rel=0.25)
+    assert fit.rhat_max <= 1.01
+    assert fit.divergences == 0
+    assert not fit.labels.switched
+    assert fit.idata["log_likelihood"]["y"].shape == (4, DRAWS, 10000)
+    assert fit.loo.elpd == pytest.approx(ml.loglik, abs=40)
+    assert fit.loo.p == pytest.approx(8, abs=2)
+    assert fit.loglik == pytest.approx(ml.loglik, abs=0.5)
+    np.testing.assert_allclose(
+        fit.class_probabilities.mean(axis=0), ml.class_probabilities.mean(axis=0), atol=0.01
+    )
+    payload = fit.to_dict()
+    for key in (
+        "model",
+        "estimator",
+        "n_obs",
+        "n_clusters",
+        "loglik",
+        "n_params",
+        "bic",
+        "aic",
+        "elapsed_s",
+        "params",
+        "rhat_max",
+        "ess_bulk_min",
+        "divergences",
+        "loo",
+    ):
+        assert key in payload
+    assert set(payload["params"][0]) == {"name", "mean", "sd", "r_hat", "ess_bulk"}
+    assert "max R-hat" in fit.summary()

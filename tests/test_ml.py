@@ -1,0 +1,176 @@
+"""Maximum likelihood: exactness of the likelihood, recovery, global maximum, diagnostics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import special, stats
+
+import bayesmix as bm
+from bayesmix.demo import FIG1_PARAMS
+from bayesmix.errors import ReplicationWarning
+from bayesmix.likelihood import loglik_and_grad
+from bayesmix.params import pack, param_names, unpack
+
+
+@pytest.fixture(scope="module")
+def fig1_spec() -> bm.Spec:
+    return bm.load_spec("models/fig1.toml")
+
+
+@pytest.fixture(scope="module")
+def fig1_data(fig1_spec: bm.Spec) -> pd.DataFrame:
+    # Section 2.1: n = 10000, x with mean 0 and variance 1.
+    return bm.simulate(fig1_spec, FIG1_PARAMS, n=10000, random_seed=2009)
+
+
+@pytest.fixture(scope="module")
+def fig1_fit(fig1_spec: bm.Spec, fig1_data: pd.DataFrame) -> bm.MLResult:
+    return bm.fit_ml(fig1_spec, fig1_data, starts=20, random_seed=1)
+
+
+def _reference_loglik(y, x, values: dict[str, float]) -> float:
+    """Eqs 1-2 written out independently with scipy."""
+    eta = values["C#1 ~ 1"] + values["C#1 ~ x"] * x
+    logw = np.column_stack([eta, np.zeros_like(eta)])
+    logw -= special.logsumexp(logw, axis=1, keepdims=True)
+    comp = np.column_stack(
+        [
+            stats.norm.logpdf(
+                y, values[f"1[c{c}]"] + values[f"x[c{c}]"] * x, np.sqrt(values[f"sigma2[c{c}]"])
+            )
+            for c in (1, 2)
+        ]
+    )
+    return float(special.logsumexp(logw + comp, axis=1).sum())
+
+
+def test_loglik_matches_independent_formula(fig1_spec, fig1_data):
+    values = {**FIG1_PARAMS, "sigma2[c2]": 1.7, "C#1 ~ 1": -0.3}
+    theta = pack(bm.params.from_named(values, fig1_spec), fig1_spec, log_variances=True)
+    X = np.column_stack([np.ones(len(fig1_data)), fig1_data["x"]])
+    ll, grad = loglik_and_grad(fig1_spec)(theta, fig1_data["y"].to_numpy(), X, X.copy())
+    expected = _reference_loglik(fig1_data["y"].to_numpy(), fig1_data["x"].to_numpy(), values)
+    assert float(ll) == pytest.approx(expected, abs=1e-8)
+    # the analytic gradient agrees with central differences
+    h = 1e-6
+    f = loglik_and_grad(fig1_spec)
+    for i in range(theta.size):
+        up, down = theta.copy(), theta.copy()
+        up[i] += h
+        down[i] -= h
+        numeric = (
+            f(up, fig1_data["y"].to_numpy(), X, X)[0] - f(down, fig1_data["y"].to_numpy(), X, X)[0]
+        ) / (2 * h)
+        assert grad[i] == pytest.approx(float(numeric), rel=1e-5, abs=1e-4)
+
+
+def test_fig1_recovery_within_3_se(fig1_fit):
+    table = fig1_fit.params
+    assert list(table.index) == param_names(fig1_fit.spec)
+    for name, truth in FIG1_PARAMS.items():
+        est, se = table.loc[name, "estimate"], table.loc[name, "se"]
+        assert 0 < se < 0.1, name
+        assert abs(est - truth) < 3 * se, f"{name}: {est:.4f} vs {truth} (SE {se:.4f})"
+    assert fig1_fit.converged
+    assert fig1_fit.max_abs_gradient < 1e-3
+    assert fig1_fit.n_params == 8
+    assert fig1_fit.starts.replicated >= 10
+    assert fig1_fit.diagnostics == ()
+
+
+def test_fit_statistics(fig1_fit):
+    n, r, ll = 10000, 8, fig1_fit.loglik
+    assert fig1_fit.bic == pytest.approx(-2 * ll + r * np.log(n))
+    assert fig1_fit.aic == pytest.approx(-2 * ll + 2 * r)
+    assert fig1_fit.sabic == pytest.approx(-2 * ll + r * np.log((n + 2) / 24))
+    post = fig1_fit.class_probabilities
+    assert post.shape == (n, 2)
+    np.testing.assert_allclose(post.sum(axis=1), 1.0)
+    assert 0.6 < fig1_fit.entropy < 0.9
+    # class 1 is the high-intercept class, as in the paper
+    assert fig1_fit.params.loc["1[c1]", "estimate"] > fig1_fit.params.loc["1[c2]", "estimate"]
+
+
+def test_global_maximum_reached_from_other_seeds(fig1_spec, fig1_data, fig1_fit):
+    other = bm.fit_ml(fig1_spec, fig1_data, starts=20, random_seed=987654)
+    assert other.loglik == pytest.approx(fig1_fit.loglik, abs=1e-6)
+    np.testing.assert_allclose(other.estimates, fig1_fit.estimates, atol=1e-5)
+
+
+def test_same_seed_reproduces_exactly(fig1_spec, fig1_data, fig1_fit):
+    again = bm.fit_ml(fig1_spec, fig1_data, starts=20, random_seed=1)
+    np.testing.assert_array_equal(again.starts.logliks, fig1_fit.starts.logliks)
+    np.testing.assert_array_equal(again.estimates, fig1_fit.estimates)
+
+
+def test_standard_errors_match_numerical_hessian_of_natural_parameters(
+    fig1_spec, fig1_data, fig1_fit
+):
+    """SEs on the natural scale equal the inverse Hessian in natural parameters."""
+    y = fig1_data["y"].to_numpy()
+    X = np.column_stack([np.ones(len(y)), fig1_data["x"]])
+    values = dict(zip(fig1_fit.names, fig1_fit.estimates, strict=True))
+
+    def loglik(vec: np.ndarray) -> float:
+        return _reference_loglik(y, X[:, 1], dict(zip(fig1_fit.names, vec, strict=True)))
+
+    base = np.array(list(values.values()))
+    p = base.size
+    hess = np.empty((p, p))
+    h = 1e-4
+    for i in range(p):
+        for j in range(p):
+            e_i, e_j = np.eye(p)[i] * h, np.eye(p)[j] * h
+            hess[i, j] = (
+                loglik(base + e_i + e_j)
+                - loglik(base + e_i - e_j)
+                - loglik(base - e_i + e_j)
+                + loglik(base - e_i - e_j)
+            ) / (4 * h * h)
+    se = np.sqrt(np.diag(np.linalg.inv(-hess)))
+    np.testing.assert_allclose(fig1_fit.se, se, rtol=2e-3)
+
+
+def test_one_class_model_is_ordinary_least_squares(fig1_data):
+    spec = bm.make_spec("y ~ x", classes=1)
+    fit = bm.fit_ml(spec, fig1_data)
+    X = np.column_stack([np.ones(len(fig1_data)), fig1_data["x"]])
+    y = fig1_data["y"].to_numpy()
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    sigma2 = np.mean((y - X @ coef) ** 2)
+    np.testing.assert_allclose(fit.estimates[:2], coef, atol=1e-7)
+    assert fit.estimates[2] == pytest.approx(sigma2, rel=1e-7)
+    assert fit.loglik == pytest.approx(
+        stats.norm.logpdf(y, X @ coef, np.sqrt(sigma2)).sum(), abs=1e-6
+    )
+    # OLS standard errors with the ML variance estimate
+    cov = sigma2 * np.linalg.inv(X.T @ X)
+    np.testing.assert_allclose(fit.se[:2], np.sqrt(np.diag(cov)), rtol=1e-4)
+    assert fit.starts.n_starts == 1
+    assert np.isnan(fit.entropy)
+
+
+def test_relabelled_estimates_give_same_loglik(fig1_spec, fig1_fit, fig1_data):
+    params = unpack(fig1_fit.estimates, fig1_spec, log_variances=False)
+    swapped = bm.params.relabel(params, np.array([1, 0]))
+    X = np.column_stack([np.ones(len(fig1_data)), fig1_data["x"]])
+    f = loglik_and_grad(fig1_spec)
+    y = fig1_data["y"].to_numpy()
+    a = f(pack(params, fig1_spec, log_variances=True), y, X, X)[0]
+    b = f(pack(swapped, fig1_spec, log_variances=True), y, X, X)[0]
+    assert float(a) == pytest.approx(float(b), abs=1e-8)
+    assert float(a) == pytest.approx(fig1_fit.loglik, abs=1e-8)
+
+
+def test_single_start_warns_about_replication(fig1_spec, fig1_data):
+    with pytest.warns(ReplicationWarning, match="only 1 of 1 starts"):
+        fit = bm.fit_ml(fig1_spec, fig1_data.iloc[:2000], starts=1, random_seed=3)
+    assert any("only 1 of 1" in d for d in fit.diagnostics)
+    assert "Diagnostics:" in fit.summary() and "only 1 of 1" in fit.summary()
+
+
+def test_bad_starts_argument(fig1_spec, fig1_data):
+    with pytest.raises(bm.EstimationError, match="starts must be a positive integer"):
+        bm.fit_ml(fig1_spec, fig1_data, starts=0)

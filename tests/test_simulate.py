@@ -1,0 +1,230 @@
+"""Tests of bayesmix.simulate with the paper's Fig 1 model and population values."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayesmix import simulate
+from bayesmix.demo import FIG1_PARAMS
+from bayesmix.errors import DataError, SpecError
+from bayesmix.params import from_named
+from bayesmix.spec import Spec, load_spec
+
+FIG1 = Path(__file__).resolve().parent.parent / "models" / "fig1.toml"
+N = 20_000
+
+
+@pytest.fixture(scope="module")
+def spec() -> Spec:
+    return load_spec(FIG1)
+
+
+@pytest.fixture(scope="module")
+def big(spec: Spec) -> pd.DataFrame:
+    return simulate(spec, FIG1_PARAMS, n=N, random_seed=2009)
+
+
+def _sigmoid(v: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def _ols(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Intercept and slope, their standard errors and the residual variance."""
+    X = np.column_stack([np.ones_like(x), x])
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    resid = y - X @ coef
+    s2 = float(resid @ resid / (len(y) - 2))
+    se = np.sqrt(np.diag(s2 * np.linalg.inv(X.T @ X)))
+    return coef, se, s2
+
+
+def test_fig1_params_cover_the_model(spec: Spec) -> None:
+    assert FIG1_PARAMS == {
+        "1[c1]": 3.0, "1[c2]": 0.0, "x[c1]": -1.1, "x[c2]": 0.5,
+        "sigma2[c1]": 1.0, "sigma2[c2]": 1.0, "C#1 ~ 1": 0.0, "C#1 ~ x": 1.0,
+    }  # fmt: skip
+
+
+def test_columns_and_values(big: pd.DataFrame) -> None:
+    assert list(big.columns) == ["x", "y", "C"]
+    assert len(big) == N
+    assert set(big["C"].unique()) == {1, 2}
+    assert np.issubdtype(big["C"].dtype, np.integer)
+    assert np.isfinite(big[["x", "y"]].to_numpy()).all()
+
+
+def test_same_seed_reproduces(spec: Spec) -> None:
+    a = simulate(spec, FIG1_PARAMS, n=500, random_seed=11)
+    b = simulate(spec, FIG1_PARAMS, n=500, random_seed=11)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_other_seed_differs(spec: Spec) -> None:
+    a = simulate(spec, FIG1_PARAMS, n=500, random_seed=11)
+    b = simulate(spec, FIG1_PARAMS, n=500, random_seed=12)
+    assert not np.allclose(a["x"], b["x"])
+    assert not np.allclose(a["y"], b["y"])
+    assert (a["C"] != b["C"]).any()
+
+
+def test_structured_params_give_the_same_data(spec: Spec) -> None:
+    a = simulate(spec, FIG1_PARAMS, n=300, random_seed=5)
+    b = simulate(spec, from_named(FIG1_PARAMS, spec), n=300, random_seed=5)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_default_covariate_is_standard_normal(big: pd.DataFrame) -> None:
+    x = big["x"].to_numpy()
+    assert abs(x.mean()) < 4 / math.sqrt(N)
+    assert abs(x.var() - 1.0) < 4 * math.sqrt(2 / N)
+
+
+def test_class_shares_follow_logistic_membership(big: pd.DataFrame) -> None:
+    # P(C = 1 | x) = sigmoid(0 + 1 * x); the count of class 1 given x is Poisson-binomial.
+    p = _sigmoid(FIG1_PARAMS["C#1 ~ 1"] + FIG1_PARAMS["C#1 ~ x"] * big["x"].to_numpy())
+    count = int((big["C"] == 1).sum())
+    assert abs(count - p.sum()) < 4 * math.sqrt((p * (1 - p)).sum())
+    # Marginally the classes are equally likely (x symmetric about 0, intercept 0).
+    share = count / N
+    assert abs(share - 0.5) < 4 * math.sqrt(0.25 / N)
+
+
+def test_membership_depends_on_x(big: pd.DataFrame) -> None:
+    x = big["x"].to_numpy()
+    in_class_1 = (big["C"] == 1).to_numpy()
+    for group in (x > 0, x <= 0):
+        p = _sigmoid(x[group])
+        share = float(in_class_1[group].mean())
+        assert abs(share - p.mean()) < 4 * math.sqrt((p * (1 - p)).sum()) / group.sum()
+    # E[sigmoid(x) | x > 0] is about 0.70 for x ~ N(0, 1): well above one half.
+    assert in_class_1[x > 0].mean() > 0.65
+    assert in_class_1[x <= 0].mean() < 0.35
+
+
+@pytest.mark.parametrize("c", [1, 2])
+def test_classwise_regressions_match_truth(big: pd.DataFrame, c: int) -> None:
+    part = big[big["C"] == c]
+    coef, se, s2 = _ols(part["x"].to_numpy(), part["y"].to_numpy())
+    truth = np.array([FIG1_PARAMS[f"1[c{c}]"], FIG1_PARAMS[f"x[c{c}]"]])
+    assert np.all(np.abs(coef - truth) < 4 * se), (coef, truth, se)
+    sigma2 = FIG1_PARAMS[f"sigma2[c{c}]"]
+    assert abs(s2 - sigma2) < 4 * sigma2 * math.sqrt(2 / len(part))
+
+
+def test_classwise_means_match_truth(big: pd.DataFrame) -> None:
+    for c in (1, 2):
+        part = big[big["C"] == c]
+        expected = FIG1_PARAMS[f"1[c{c}]"] + FIG1_PARAMS[f"x[c{c}]"] * part["x"].to_numpy()
+        resid = part["y"].to_numpy() - expected
+        assert abs(resid.mean()) < 4 * math.sqrt(FIG1_PARAMS[f"sigma2[c{c}]"] / len(part))
+
+
+def test_bernoulli_covariate(spec: Spec) -> None:
+    data = simulate(spec, FIG1_PARAMS, n=N, covariates={"x": "bernoulli"}, random_seed=3)
+    x = data["x"].to_numpy()
+    assert set(np.unique(x)) == {0.0, 1.0}
+    assert abs(x.mean() - 0.5) < 4 * math.sqrt(0.25 / N)
+    for value, p in ((0.0, 0.5), (1.0, float(_sigmoid(np.array(1.0))))):
+        group = data[data["x"] == value]
+        share = float((group["C"] == 1).mean())
+        assert abs(share - p) < 4 * math.sqrt(p * (1 - p) / len(group))
+    # class means per (x, C) cell: intercept + slope * x
+    for c in (1, 2):
+        for value in (0.0, 1.0):
+            cell = data.loc[(data["C"] == c) & (data["x"] == value), "y"]
+            mean = FIG1_PARAMS[f"1[c{c}]"] + FIG1_PARAMS[f"x[c{c}]"] * value
+            assert abs(cell.mean() - mean) < 4 / math.sqrt(len(cell))
+
+
+def test_bernoulli_with_probability(spec: Spec) -> None:
+    data = simulate(spec, FIG1_PARAMS, n=N, covariates={"x": ("bernoulli", 0.2)}, random_seed=4)
+    assert abs(data["x"].mean() - 0.2) < 4 * math.sqrt(0.2 * 0.8 / N)
+
+
+def test_normal_with_mean_and_sd(spec: Spec) -> None:
+    data = simulate(spec, FIG1_PARAMS, n=N, covariates={"x": ("normal", 5.0, 2.0)}, random_seed=6)
+    x = data["x"].to_numpy()
+    assert abs(x.mean() - 5.0) < 4 * 2.0 / math.sqrt(N)
+    assert abs(x.std() - 2.0) < 4 * 2.0 / math.sqrt(2 * N)
+
+
+def test_callable_covariate(spec: Spec) -> None:
+    data = simulate(
+        spec, FIG1_PARAMS, n=100, covariates={"x": lambda rng, n: np.arange(n) / n}, random_seed=1
+    )
+    np.testing.assert_array_equal(data["x"].to_numpy(), np.arange(100) / 100)
+
+
+def test_callable_with_wrong_shape(spec: Spec) -> None:
+    with pytest.raises(DataError, match=r"generator for 'x' returned shape \(3,\), not \(10,\)"):
+        simulate(spec, FIG1_PARAMS, n=10, covariates={"x": lambda rng, n: np.zeros(3)})
+
+
+def test_dataframe_covariates(spec: Spec) -> None:
+    covariates = pd.DataFrame(
+        {"x": [0.0, 1.0, 0.0, 1.0, -2.0], "other": list("abcde")}, index=[10, 11, 12, 13, 14]
+    )
+    data = simulate(spec, FIG1_PARAMS, covariates=covariates, random_seed=8)
+    assert list(data.columns) == ["x", "y", "C"]
+    assert list(data.index) == [0, 1, 2, 3, 4]
+    np.testing.assert_array_equal(data["x"].to_numpy(), [0.0, 1.0, 0.0, 1.0, -2.0])
+    again = simulate(spec, FIG1_PARAMS, covariates=covariates, random_seed=8)
+    pd.testing.assert_frame_equal(data, again)
+
+
+def test_dataframe_covariates_recover_class_means(spec: Spec) -> None:
+    covariates = pd.DataFrame({"x": np.repeat([0.0, 1.0], N // 2)})
+    data = simulate(spec, FIG1_PARAMS, covariates=covariates, random_seed=9)
+    assert len(data) == N
+    np.testing.assert_array_equal(data["x"].to_numpy(), covariates["x"].to_numpy())
+    cell = data.loc[(data["C"] == 2) & (data["x"] == 1.0), "y"]
+    assert abs(cell.mean() - 0.5) < 4 / math.sqrt(len(cell))
+
+
+def test_dataframe_covariates_missing_column(spec: Spec) -> None:
+    with pytest.raises(DataError) as info:
+        simulate(spec, FIG1_PARAMS, covariates=pd.DataFrame({"z": [1.0, 2.0]}))
+    assert str(info.value) == "covariates lack column(s) ['x']; they have ['z']."
+
+
+@pytest.mark.parametrize("how", ["uniform", ("poisson", 3.0), ("Normal",)])
+def test_bad_generator(spec: Spec, how: object) -> None:
+    with pytest.raises(SpecError) as info:
+        simulate(spec, FIG1_PARAMS, n=10, covariates={"x": how}, random_seed=1)
+    message = str(info.value)
+    assert message.startswith("covariate generator for 'x' must be 'normal'")
+    assert "'bernoulli'" in message
+    assert f"got {how!r}" in message
+
+
+def test_generator_for_unused_column(spec: Spec) -> None:
+    with pytest.raises(DataError, match=r"generators given for \['w'\], which the model does not"):
+        simulate(spec, FIG1_PARAMS, n=10, covariates={"w": "normal"})
+
+
+@pytest.mark.parametrize("n", [None, 0])
+def test_n_required_without_dataframe(spec: Spec, n: int | None) -> None:
+    with pytest.raises(DataError, match="simulate needs n >= 1"):
+        simulate(spec, FIG1_PARAMS, n=n)
+
+
+def test_missing_parameter_lists_names(spec: Spec) -> None:
+    values = {k: v for k, v in FIG1_PARAMS.items() if k not in ("sigma2[c2]", "C#1 ~ 1")}
+    with pytest.raises(KeyError) as info:
+        simulate(spec, values, n=10, random_seed=1)
+    message = info.value.args[0]
+    assert message.startswith("missing parameter value(s) ['sigma2[c2]', 'C#1 ~ 1']")
+    assert str(list(FIG1_PARAMS)) in message
+
+
+def test_single_class_has_one_class(spec: Spec) -> None:
+    data = simulate(spec.with_classes(1), {"1": 2.0, "x": 1.0, "sigma2": 0.25}, n=N, random_seed=10)
+    assert set(data["C"].unique()) == {1}
+    coef, se, s2 = _ols(data["x"].to_numpy(), data["y"].to_numpy())
+    assert np.all(np.abs(coef - [2.0, 1.0]) < 4 * se)
+    assert abs(s2 - 0.25) < 4 * 0.25 * math.sqrt(2 / N)
