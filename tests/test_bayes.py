@@ -14,6 +14,7 @@ import bayesmix as bm
 from bayesmix.bayes import build_model, check_labels
 from bayesmix.data import build_design
 from bayesmix.demo import FIG1_PARAMS
+from bayesmix.errors import SamplingWarning
 from bayesmix.likelihood import loglik_and_grad
 from bayesmix.params import from_named, pack
 from bayesmix.priors import default_priors, resolve_priors
@@ -146,3 +147,16 @@ def test_nuts_agrees_with_ml_on_fig1(fig1_spec, fig1_data):
         assert key in payload
     assert set(payload["params"][0]) == {"name", "mean", "sd", "r_hat", "ess_bulk"}
     assert "max R-hat" in fit.summary()
+
+
+@pytest.mark.slow
+def test_same_seed_reproduces_draws(fig1_spec, fig1_data):
+    small = fig1_data.iloc[:1500]
+    # 60 draws are too few for reliable diagnostics: the fit must say so.
+    with pytest.warns(SamplingWarning, match="bulk ESS below 200"):
+        a = bm.fit_bayes(fig1_spec, small, draws=60, tune=60, chains=2, random_seed=4)
+    with pytest.warns(SamplingWarning, match="bulk ESS below 200"):
+        b = bm.fit_bayes(fig1_spec, small, draws=60, tune=60, chains=2, random_seed=4)
+    np.testing.assert_array_equal(a.draws["x[c1]"], b.draws["x[c1]"])
+    assert a.settings["seed"] == b.settings["seed"]
+    assert any("bulk ESS below 200" in d for d in a.diagnostics)
