@@ -7,6 +7,7 @@ models in PyMC and by maximum likelihood.
 
 from bayesmix import datasets
 from bayesmix.bayes import fit_bayes
+from bayesmix.compare import LRTResult, lrt
 from bayesmix.errors import (
     BayesmixError,
     BayesmixWarning,
@@ -18,6 +19,7 @@ from bayesmix.errors import (
 from bayesmix.ml import fit_ml
 from bayesmix.priors import Prior
 from bayesmix.results import BayesResult, MLResult
+from bayesmix.schools import school_effects, share_positive
 from bayesmix.simulate import simulate
 from bayesmix.spec import Spec, load_spec, make_spec
 
@@ -30,6 +32,7 @@ __all__ = [
     "DataError",
     "EstimationError",
     "FormulaError",
+    "LRTResult",
     "MLResult",
     "Prior",
     "Spec",
@@ -39,6 +42,9 @@ __all__ = [
     "fit_bayes",
     "fit_ml",
     "load_spec",
+    "lrt",
     "make_spec",
+    "school_effects",
+    "share_positive",
     "simulate",
 ]

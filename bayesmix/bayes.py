@@ -25,7 +25,13 @@ from scipy.optimize import linear_sum_assignment
 
 from bayesmix.data import DataLike, Design, MissingPolicy, build_design
 from bayesmix.errors import EstimationError, LabelSwitchingWarning, SamplingWarning, SpecError
-from bayesmix.likelihood import linear_predictor, membership_logprob, mixture_logp, pointwise
+from bayesmix.likelihood import (
+    linear_predictor,
+    membership_logprob,
+    mixture_logp,
+    pointwise,
+    residual_variance,
+)
 from bayesmix.params import Params, class_label
 from bayesmix.priors import Prior, resolve_priors
 from bayesmix.results import BayesResult, LabelCheck
@@ -36,10 +42,6 @@ Sampler = Literal["nutpie", "pymc"]
 
 RHAT_MAX = 1.01
 ESS_MIN = 400
-
-
-def _rv_name(term: str) -> str:
-    return f"b_{term}"
 
 
 def _coef_rv(
@@ -71,6 +73,10 @@ def _scale_rv(name: str, prior: Prior, dims: Any = None, **kwargs: Any) -> pt.Te
     return pm.HalfStudentT(name, nu=prior.nu, sigma=prior.sigma, dims=dims, **kwargs)
 
 
+def _fixed_rv_name(name: str) -> str:
+    return f"b_{name}"
+
+
 def build_model(
     design: Design, priors: Mapping[str, Prior], init: Params | None = None
 ) -> pm.Model:
@@ -87,67 +93,82 @@ def build_model(
     Returns
     -------
     pymc.Model
-        Free variables ``b_<term>`` (dims ``class`` when class-varying),
-        ``sigma`` (residual SD) and ``gamma`` (membership logits, dims
-        ``logit`` x ``mterm``); observed ``y`` with the marginal mixture
-        density.
+        Free variables ``b_<effect>`` (dims ``class`` when class-varying);
+        the residual variance as ``sigma`` (SD; dims ``class`` or ``group``)
+        or ``lsig`` (log-linear coefficients, model 1b); the school
+        residuals as ``z_u`` (standard normal, dims ``cluster`` x ``rterm``)
+        with ``chol_u`` (LKJ Cholesky covariance) or ``sd_u`` (diagonal),
+        and ``u`` = z_u L'; membership logits ``gamma`` (dims ``logit`` x
+        ``mterm``); observed ``y`` with the class-marginal density of
+        :func:`bayesmix.likelihood.mixture_logp`.
     """
-    spec = design.spec
+    spec, lay = design.spec, design.layout
     K = spec.classes
     classes = [class_label(c) for c in range(K)]
     coords: dict[str, list[Any]] = {"class": classes, "obs": list(range(design.n_obs))}
     if K > 1:
         coords["logit"] = [f"C#{c + 1}" for c in range(K - 1)]
         coords["mterm"] = list(spec.membership)
+    if spec.random:
+        coords["cluster"] = [str(c) for c in design.cluster_ids]
+        coords["rterm"] = list(spec.random)
+    if spec.residual_groups:
+        coords["group"] = [str(g) for g in lay.group_levels]
+    if spec.residual_covariates:
+        coords["lterm"] = ["1", *spec.residual_covariates]
+    init_beta = None if init is None else np.asarray(init.beta)
+    whiten = (
+        K == 1
+        and len(spec.fixed_names) > 1
+        and all(priors[name].family == "normal" for name in spec.fixed_names)
+    )
     with pm.Model(coords=coords) as model:
         columns = []
-        for j, term in enumerate(spec.terms):
+        if whiten:
+            columns = _whitened_fixed_effects(design, priors, init_beta)
+        for j, name in enumerate(spec.fixed_names):
+            if whiten:
+                break
             kwargs: dict[str, Any] = {}
-            if term in spec.class_varying:
-                plist = [priors[f"{term}[{c}]"] for c in classes]
-                if term == spec.order_classes_by:
+            if name in spec.class_varying:
+                plist = [priors[f"{name}[{c}]"] for c in classes]
+                if name == spec.order_classes_by:
                     kwargs["transform"] = Ordered(ascending=False)
-                    if init is None:
+                    if init_beta is None:
                         spread = np.linspace(1.0, -1.0, K) * 0.5 * plist[0].sigma
                         kwargs["initval"] = np.array([p.mu for p in plist]) + spread
-                if init is not None:
-                    kwargs["initval"] = np.asarray(init.beta)[:, j]
-                rv = _coef_rv(_rv_name(term), plist, dims="class", **kwargs)
-                columns.append(rv)
+                if init_beta is not None:
+                    kwargs["initval"] = init_beta[:, j]
+                columns.append(_coef_rv(_fixed_rv_name(name), plist, dims="class", **kwargs))
             else:
-                if init is not None:
-                    kwargs["initval"] = float(np.asarray(init.beta)[0, j])
-                rv = _coef_rv(_rv_name(term), [priors[term]], **kwargs)
+                if init_beta is not None:
+                    kwargs["initval"] = float(init_beta[0, j])
+                rv = _coef_rv(_fixed_rv_name(name), [priors[name]], **kwargs)
                 columns.append(pt.stack([rv] * K))
         beta = pt.stack(columns, axis=1)
-        if spec.residual_variance == "class":
-            kw = {} if init is None else {"initval": np.sqrt(np.asarray(init.sigma2))}
-            sigma = _scale_rv("sigma", priors["sigma"], dims="class", **kw)
-            sigma2 = sigma**2
-        else:
-            kw = {} if init is None else {"initval": float(np.sqrt(init.sigma2[0]))}
-            sigma = _scale_rv("sigma", priors["sigma"], **kw)
-            sigma2 = pt.stack([sigma**2] * K)
+        lsig = _residual_rvs(design, priors, init)
         if K > 1:
             plist = [priors[f"C#{c + 1} ~ {t}"] for c in range(K - 1) for t in spec.membership]
             kw = {} if init is None else {"initval": np.asarray(init.gamma)}
             gamma = _coef_rv(
-                "gamma",
-                plist,
-                dims=("logit", "mterm"),
-                shape=(K - 1, len(spec.membership)),
-                **kw,
+                "gamma", plist, dims=("logit", "mterm"), shape=(K - 1, len(spec.membership)), **kw
             )
         else:
             gamma = pt.zeros((0, len(spec.membership)))
-        X = pm.Data("X", design.X)
+        F = pm.Data("F", design.F)
         Z = pm.Data("Z", design.Z)
-        mu = linear_predictor(X, beta)
+        V = pm.Data("V", design.V)
+        mu = linear_predictor(F, beta)
+        if spec.random:
+            u = _random_effects(design, priors, init)
+            R = pm.Data("R", design.R)
+            cluster = pm.Data("cluster_index", design.cluster)
+            mu = mu + pt.sum(R * u[cluster], axis=1)[:, None]
         logw = membership_logprob(Z, gamma)
         pm.CustomDist(
             "y",
             mu,
-            sigma2,
+            residual_variance(V, lsig),
             logw,
             logp=mixture_logp,
             signature="(k),(k),(k)->()",
@@ -157,61 +178,174 @@ def build_model(
     return model
 
 
-def structured_draws(posterior: xr.Dataset, spec: Spec) -> Params:
+def _whitened_fixed_effects(
+    design: Design, priors: Mapping[str, Prior], init_beta: np.ndarray | None
+) -> list[Any]:
+    """Fixed effects of a one-class model sampled in whitened coordinates.
+
+    With ``F'F / n = A'A`` (A upper triangular), NUTS samples ``eta = A beta``,
+    whose likelihood curvature is close to isotropic: uncentred covariates and
+    interactions otherwise make the fixed effects strongly correlated (the
+    QR reparameterisation of the Stan user's guide). The Normal priors on
+    beta are kept exactly, as the implied MvNormal prior on eta. Each fixed
+    effect is recorded as the deterministic ``b_<name>``.
+    """
+    spec = design.spec
+    gram = design.F.T @ design.F / design.n_obs
+    upper = np.linalg.cholesky(gram).T
+    mu = np.array([priors[name].mu for name in spec.fixed_names])
+    sd = np.array([priors[name].sigma for name in spec.fixed_names])
+    kwargs: dict[str, Any] = {}
+    if init_beta is not None:
+        kwargs["initval"] = upper @ init_beta[0]
+    eta = pm.MvNormal("b_whitened", mu=upper @ mu, cov=upper @ np.diag(sd**2) @ upper.T, **kwargs)
+    beta = pt.dot(np.linalg.inv(upper), eta)
+    return [
+        pt.stack([pm.Deterministic(_fixed_rv_name(name), beta[j])])
+        for j, name in enumerate(spec.fixed_names)
+    ]
+
+
+def _residual_rvs(design: Design, priors: Mapping[str, Prior], init: Params | None) -> Any:
+    """Residual variance parameters as ``lsig`` (K, v) log-variance coefficients."""
+    spec, lay = design.spec, design.layout
+    K = spec.classes
+    init_lsig = None if init is None else np.asarray(init.lsig)
+    if spec.residual_covariates:
+        names = lay.names[lay._slices()["resid"]]
+        kw = {} if init_lsig is None else {"initval": init_lsig[0]}
+        coef = _coef_rv("lsig", [priors[n] for n in names], dims="lterm", **kw)
+        return pt.stack([coef] * K)
+    if spec.residual_groups:
+        kw = {} if init_lsig is None else {"initval": np.exp(0.5 * init_lsig[0])}
+        sigma = _scale_rv("sigma", priors["sigma"], dims="group", **kw)
+        return pt.stack([2.0 * pt.log(sigma)] * K)
+    if spec.residual_variance == "class":
+        kw = {} if init_lsig is None else {"initval": np.exp(0.5 * init_lsig[:, 0])}
+        sigma = _scale_rv("sigma", priors["sigma"], dims="class", **kw)
+        return (2.0 * pt.log(sigma))[:, None]
+    kw = {} if init_lsig is None else {"initval": float(np.exp(0.5 * init_lsig[0, 0]))}
+    sigma = _scale_rv("sigma", priors["sigma"], **kw)
+    return pt.stack([pt.stack([2.0 * pt.log(sigma)])] * K)
+
+
+def _random_effects(design: Design, priors: Mapping[str, Prior], init: Params | None) -> Any:
+    """Non-centred school residuals u = z L' (cluster x rterm)."""
+    spec = design.spec
+    r = len(spec.random)
+    sd_priors = [priors[f"sd(u_{t})"] for t in spec.random]
+    scales = np.array([p.sigma for p in sd_priors])
+    families = {p.family for p in sd_priors}
+    if len(families) != 1:
+        raise SpecError("priors of the random-effect SDs mix families; use one family.")
+    nu = np.array([p.nu for p in sd_priors])
+    init_chol = None if init is None else np.asarray(init.chol)
+    if spec.covariance == "unstructured" and r > 1:
+        if sd_priors[0].family == "half_normal":
+            sd_dist = pm.HalfNormal.dist(sigma=scales, shape=r)
+        else:
+            sd_dist = pm.HalfStudentT.dist(nu=nu, sigma=scales, shape=r)
+        kw: dict[str, Any] = {}
+        if init_chol is not None:
+            chol = init_chol.copy()
+            diag = np.diag(chol).copy()
+            np.fill_diagonal(chol, np.maximum(diag, 0.05 * scales))
+            kw["initval"] = chol[np.tril_indices(r)]
+        chol_u, _, _ = pm.LKJCholeskyCov(
+            "chol_u", n=r, eta=2.0, sd_dist=sd_dist, compute_corr=True, **kw
+        )
+        L = chol_u
+    else:
+        kw = {}
+        if init_chol is not None:
+            kw["initval"] = np.maximum(np.sqrt(np.sum(init_chol**2, axis=1)), 0.05 * scales)
+        if sd_priors[0].family == "half_normal":
+            sd_u = pm.HalfNormal("sd_u", sigma=scales, dims="rterm", **kw)
+        else:
+            sd_u = pm.HalfStudentT("sd_u", nu=nu, sigma=scales, dims="rterm", **kw)
+        L = pt.diag(sd_u)
+    z = pm.Normal("z_u", 0.0, 1.0, dims=("cluster", "rterm"))
+    return pm.Deterministic("u", pt.dot(z, L.T), dims=("cluster", "rterm"))
+
+
+def structured_draws(posterior: xr.Dataset, design: Design) -> Params:
     """Stack posterior draws into :class:`Params` arrays with leading (chain, draw) dims."""
+    spec = design.spec
     K = spec.classes
     columns = []
-    for term in spec.terms:
-        values = posterior[_rv_name(term)].values
-        if term not in spec.class_varying:
+    for name in spec.fixed_names:
+        values = posterior[_fixed_rv_name(name)].values
+        if name not in spec.class_varying:
             values = np.repeat(values[..., None], K, axis=-1)
         columns.append(values)
     beta = np.stack(columns, axis=-1)
-    sigma = posterior["sigma"].values
-    if spec.residual_variance != "class":
-        sigma = np.repeat(sigma[..., None], K, axis=-1)
-    if K > 1:
-        gamma = posterior["gamma"].values
+    lead = beta.shape[:2]
+    if spec.residual_covariates:
+        lsig = np.repeat(posterior["lsig"].values[:, :, None, :], K, axis=2)
+    elif spec.residual_groups:
+        lsig = np.repeat(2 * np.log(posterior["sigma"].values)[:, :, None, :], K, axis=2)
+    elif spec.residual_variance == "class":
+        lsig = 2 * np.log(posterior["sigma"].values)[..., None]
     else:
-        gamma = np.zeros((*beta.shape[:2], 0, len(spec.membership)))
-    return Params(beta=beta, sigma2=sigma**2, gamma=gamma)
-
-
-def named_draws(draws: Params, spec: Spec) -> dict[str, np.ndarray]:
-    """Posterior draws of every parameter of :func:`param_names`, each (chain, draw)."""
-    out: dict[str, np.ndarray] = {}
-    for j, term in enumerate(spec.terms):
-        if term in spec.class_varying:
-            for c in range(spec.classes):
-                out[f"{term}[{class_label(c)}]"] = draws.beta[:, :, c, j]
-        else:
-            out[term] = draws.beta[:, :, 0, j]
-    if spec.residual_variance == "class":
-        for c in range(spec.classes):
-            out[f"sigma2[{class_label(c)}]"] = draws.sigma2[:, :, c]
+        lsig = np.repeat(2 * np.log(posterior["sigma"].values)[..., None, None], K, axis=2)
+    gamma = posterior["gamma"].values if K > 1 else np.zeros((*lead, 0, len(spec.membership)))
+    r = len(spec.random)
+    if r == 0:
+        chol = np.zeros((*lead, 0, 0))
+    elif "chol_u" in posterior:
+        packed = posterior["chol_u"].values
+        chol = np.zeros((*lead, r, r))
+        rows, cols = np.tril_indices(r)
+        chol[..., rows, cols] = packed
     else:
-        out["sigma2"] = draws.sigma2[:, :, 0]
-    for c in range(spec.classes - 1):
-        for j, term in enumerate(spec.membership):
-            out[f"C#{c + 1} ~ {term}"] = draws.gamma[:, :, c, j]
-    return out
+        sd = posterior["sd_u"].values
+        chol = np.zeros((*lead, r, r))
+        for i in range(r):
+            chol[..., i, i] = sd[..., i]
+    return Params(beta=beta, lsig=lsig, gamma=gamma, chol=chol)
 
 
-def _pointwise_draws(draws: Params, design: Design) -> tuple[np.ndarray, np.ndarray]:
+def named_draws(draws: Params, design: Design) -> dict[str, np.ndarray]:
+    """Posterior draws of every named natural parameter, each (chain, draw)."""
+    lay = design.layout
+    n_chain, n_draw = np.asarray(draws.beta).shape[:2]
+    out = np.empty((n_chain, n_draw, lay.n_params))
+    for ch in range(n_chain):
+        for d in range(n_draw):
+            out[ch, d] = lay.pack(
+                Params(
+                    beta=draws.beta[ch, d],
+                    lsig=draws.lsig[ch, d],
+                    gamma=draws.gamma[ch, d],
+                    chol=draws.chol[ch, d],
+                ),
+                natural=True,
+            )
+    return {name: out[:, :, k] for k, name in enumerate(lay.names)}
+
+
+def _pointwise_draws(
+    draws: Params, design: Design, u: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Log-likelihood (chain, draw, n) and per-chain mean class probabilities (chain, n, K)."""
-    f = pointwise(design.spec)
+    f = pointwise(design.layout)
     n_chain, n_draw = draws.beta.shape[:2]
     loglik = np.empty((n_chain, n_draw, design.n_obs))
     post = np.zeros((n_chain, design.n_obs, design.spec.classes))
+    offset = np.zeros(design.n_obs)
     for ch in range(n_chain):
         for d in range(n_draw):
+            if u is not None:
+                offset = np.einsum("ir,ir->i", design.R, u[ch, d][design.cluster])
             ll, pp = f(
                 draws.beta[ch, d],
-                draws.sigma2[ch, d],
+                draws.lsig[ch, d],
                 draws.gamma[ch, d],
+                offset,
                 design.y,
-                design.X,
+                design.F,
                 design.Z,
+                design.V,
             )
             loglik[ch, d] = ll
             post[ch] += pp
@@ -249,6 +383,7 @@ def _sample(
     seed: int,
     ml_init: bool,
     progress: bool,
+    adaptation: str = "diag",
 ) -> tuple[xr.DataTree, float, float]:
     if sampler == "nutpie":
         import nutpie
@@ -264,6 +399,7 @@ def _sample(
             seed=seed,
             progress_bar=progress,
             save_warmup=False,
+            adaptation=adaptation,
         )
         return idata, t1 - t0, time.perf_counter() - t1
     t0 = time.perf_counter()
@@ -292,6 +428,7 @@ def fit_bayes(
     sampler: Sampler = "nutpie",
     missing: MissingPolicy = "error",
     ml_starts: int = 20,
+    adaptation: Literal["diag", "low_rank"] = "diag",
     progress: bool = False,
 ) -> BayesResult:
     """Fit a model by NUTS.
@@ -319,6 +456,10 @@ def fit_bayes(
         Handling of rows with missing values.
     ml_starts : int
         Random starts of the ML fit used for initialisation.
+    adaptation : {"diag", "low_rank"}
+        nutpie's mass-matrix adaptation: diagonal, or diagonal plus a
+        low-rank correction that captures strong posterior correlations
+        (e.g. between fixed effects of uncentred covariates).
     progress : bool
         Show progress.
 
@@ -334,6 +475,11 @@ def fit_bayes(
         raise EstimationError(f"init must be 'ml' or 'prior', got {init!r}.")
     if sampler not in ("nutpie", "pymc"):
         raise EstimationError(f"sampler must be 'nutpie' or 'pymc', got {sampler!r}.")
+    if spec.random and spec.classes > 1:
+        raise EstimationError(
+            f"model {spec.name!r} combines random effects with {spec.classes} latent classes "
+            "(a two-level mixture); these are not available in this version."
+        )
     design = build_design(spec, data, missing=missing)
     full_priors = resolve_priors(design, priors)
     seed = int(np.random.default_rng(random_seed).integers(2**31 - 1))
@@ -345,12 +491,13 @@ def fit_bayes(
         init_params = ml.structured
     model = build_model(design, full_priors, init_params)
     idata, compile_s, sampling_s = _sample(
-        model, sampler, draws, tune, chains, seed, init == "ml", progress
+        model, sampler, draws, tune, chains, seed, init == "ml", progress, adaptation
     )
     posterior = idata["posterior"].to_dataset()
-    draws_struct = structured_draws(posterior, spec)
-    named = named_draws(draws_struct, spec)
-    loglik, chain_post = _pointwise_draws(draws_struct, design)
+    draws_struct = structured_draws(posterior, design)
+    named = named_draws(draws_struct, design)
+    u = posterior["u"].values if spec.random else None
+    loglik, chain_post = _pointwise_draws(draws_struct, design, u)
     idata["log_likelihood"] = xr.DataTree(
         xr.Dataset(
             {"y": (("chain", "draw", "obs"), loglik)},
@@ -379,6 +526,7 @@ def fit_bayes(
             "seed": seed,
             "init": init,
             "sampler": sampler,
+            "adaptation": adaptation,
         },
         timings={
             "compile_s": compile_s,

@@ -14,6 +14,7 @@ import pandas as pd
 from bayesmix.datasets import BUNDLED
 from bayesmix.errors import DataError, MissingDataWarning
 from bayesmix.formula import INTERCEPT
+from bayesmix.params import Layout
 from bayesmix.spec import Spec
 
 DataLike = pd.DataFrame | str | Path
@@ -24,33 +25,70 @@ MissingPolicy = Literal["error", "listwise"]
 class Design:
     """Validated data for one spec: outcome, design matrices and bookkeeping.
 
+    With a cluster column the rows are sorted by cluster (stably), so that
+    each cluster's observations are contiguous; ``frame`` is in that order.
+
     Attributes
     ----------
     spec : Spec
         The model the matrices were built for.
+    layout : Layout
+        Its parameter layout (with the residual group levels of the data).
     y : ndarray, shape (n,)
         Outcome.
     X : ndarray, shape (n, p)
-        Outcome design matrix, columns in ``spec.terms`` order.
-    Z : ndarray, shape (n, q)
-        Membership design matrix, columns in ``spec.membership`` order.
+        Level-1 outcome terms, columns in ``spec.terms`` order.
+    F : ndarray, shape (n, P)
+        Fixed-effect design, columns in ``spec.fixed_names`` order (terms and
+        their products with school covariates).
+    R : ndarray, shape (n, r)
+        Random-effect design, columns in ``spec.random`` order.
+    Z : ndarray, shape (n, m)
+        Membership design, columns in ``spec.membership`` order.
+    V : ndarray, shape (n, v)
+        Residual-variance design (ones; covariates for 1b; group indicators for 1c).
+    cluster : ndarray of int, shape (n,)
+        Cluster index 0..J-1 of each row (non-decreasing); zeros without clusters.
+    cluster_ids : ndarray, shape (J,)
+        Cluster labels in index order.
     frame : pandas.DataFrame
-        The rows used, after any listwise deletion.
+        The rows used, after any listwise deletion and sorting.
+    schools : pandas.DataFrame
+        One row per cluster (index ``cluster_ids``) with the school-level
+        covariates as used (after centring); empty without clusters.
     n_dropped : int
         Rows removed for missing values.
     """
 
     spec: Spec
+    layout: Layout
     y: np.ndarray
     X: np.ndarray
+    F: np.ndarray
+    R: np.ndarray
     Z: np.ndarray
+    V: np.ndarray
+    cluster: np.ndarray
+    cluster_ids: np.ndarray
     frame: pd.DataFrame = field(repr=False)
+    schools: pd.DataFrame = field(repr=False)
     n_dropped: int = 0
 
     @property
     def n_obs(self) -> int:
         """Number of observations used."""
         return int(self.y.shape[0])
+
+    @property
+    def n_clusters(self) -> int | None:
+        """Number of clusters J, or None for single-level models."""
+        return None if self.spec.cluster is None else int(self.cluster_ids.shape[0])
+
+    @property
+    def bounds(self) -> np.ndarray:
+        """Row offsets of the clusters: cluster j is rows ``bounds[j]:bounds[j + 1]``."""
+        counts = np.bincount(self.cluster, minlength=len(self.cluster_ids))
+        return np.concatenate([[0], np.cumsum(counts)])
 
 
 def resolve_data(data: DataLike) -> pd.DataFrame:
@@ -100,7 +138,7 @@ def _check_columns(frame: pd.DataFrame, spec: Spec) -> None:
             )
     for col in spec.columns:
         series = frame[col]
-        if pd.api.types.is_bool_dtype(series):
+        if col == spec.cluster or pd.api.types.is_bool_dtype(series):
             continue
         if not pd.api.types.is_numeric_dtype(series):
             bad = series[pd.to_numeric(series, errors="coerce").isna() & series.notna()]
@@ -167,6 +205,31 @@ def _matrix(frame: pd.DataFrame, terms: tuple[str, ...], where: str) -> np.ndarr
     return mat
 
 
+def _plain(value: object) -> str:
+    """A cluster label as users wrote it: 3 rather than np.int64(3), quotes for strings."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _check_school_level(
+    frame: pd.DataFrame, codes: np.ndarray, cols: list[str], cluster: str
+) -> None:
+    for col in cols:
+        values = frame[col].to_numpy(dtype=float)
+        first = np.full(codes.max() + 1, np.nan)
+        first[codes[::-1]] = values[::-1]
+        varies = values != first[codes]
+        if varies.any():
+            row = int(np.argmax(varies))
+            raise DataError(
+                f"school-level column {col!r} varies within {cluster} "
+                f"{_plain(frame[cluster].iloc[row])} (e.g. {values[row]:g} vs "
+                f"{first[codes[row]]:g}); a level-2 covariate must be constant within each "
+                "cluster: use its cluster mean, or move it to the level-1 formula."
+            )
+
+
 def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error") -> Design:
     """Validate data against a spec and build its design matrices.
 
@@ -189,29 +252,101 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
     ------
     DataError
         For a missing or non-numeric column, infinite values, missing values
-        (unless ``missing="listwise"``), a constant covariate, or fewer rows
-        than parameters.
+        (unless ``missing="listwise"``), a constant covariate, a school-level
+        covariate that varies within a cluster, or fewer rows than parameters.
     """
-    from bayesmix.params import count_params  # local: params imports spec only
-
     frame = resolve_data(data)
     _check_columns(frame, spec)
     cols = list(spec.columns)
     frame, n_dropped = _handle_missing(frame, cols, missing)
-    numeric = frame[cols].astype(float)
-    for col in cols:
+    if len(frame) == 0:
+        raise DataError("no rows left to fit.")
+    if spec.cluster is not None:
+        codes, uniques = pd.factorize(frame[spec.cluster], sort=True)
+        order = np.argsort(codes, kind="stable")
+        frame = frame.iloc[order]
+        codes = codes[order]
+        cluster_ids = np.asarray(uniques)
+    else:
+        codes = np.zeros(len(frame), dtype=int)
+        cluster_ids = np.zeros(1, dtype=int)
+    numeric_cols = [c for c in cols if c != spec.cluster]
+    numeric = frame[numeric_cols].astype(float)
+    for col in numeric_cols:
         n_inf = int(np.isinf(numeric[col].to_numpy()).sum())
         if n_inf:
             raise DataError(f"column {col!r} has {n_inf} infinite value(s); remove or recode them.")
+    for col in spec.centre:
+        if col not in numeric.columns:
+            raise DataError(f"centre names {col!r}, which the model does not use.")
+        numeric[col] = numeric[col] - numeric[col].mean()
+    if spec.cluster is not None:
+        school_cols = list(spec.level2_covariates)
+        if spec.residual_groups:
+            school_cols.append(spec.residual_groups)
+        _check_school_level(
+            numeric.assign(**{spec.cluster: frame[spec.cluster]}), codes, school_cols, spec.cluster
+        )
+    group_levels: tuple = ()
+    if spec.residual_groups:
+        group_values = numeric[spec.residual_groups].to_numpy()
+        levels = np.unique(group_values)
+        group_levels = tuple(int(v) if float(v).is_integer() else float(v) for v in levels)
+        if len(levels) < 2:
+            raise DataError(
+                f"residual_groups column {spec.residual_groups!r} has a single level; "
+                "it needs at least two groups."
+            )
+        V = (group_values[:, None] == levels[None, :]).astype(float)
+    elif spec.residual_covariates:
+        V = _matrix(numeric, ("1", *spec.residual_covariates), "residual variance formula")
+    else:
+        V = np.ones((len(numeric), 1))
+    lay = Layout(spec, group_levels)
     y = numeric[spec.outcome].to_numpy()
     X = _matrix(numeric, spec.terms, "outcome formula")
+    F = np.column_stack(
+        [
+            term_column(numeric, term) * (1.0 if w is None else term_column(numeric, w))
+            for _, term, w in spec.fixed_effects
+        ]
+    )
+    for j, name in enumerate(spec.fixed_names):
+        if name != INTERCEPT and np.ptp(F[:, j]) == 0:
+            raise DataError(
+                f"fixed effect {name!r} has a constant column ({F[0, j]:g}) in the data; "
+                "drop it (the intercept already covers a constant)."
+            )
+    R = (
+        np.column_stack([X[:, spec.terms.index(t)] for t in spec.random])
+        if spec.random
+        else np.empty((len(y), 0))
+    )
     Z = _matrix(numeric, spec.membership, "membership formula")
-    n_params = count_params(spec)
-    if len(y) <= n_params:
+    if len(y) <= lay.n_params:
         raise DataError(
-            f"model {spec.name!r} has {n_params} parameters but the data have only "
+            f"model {spec.name!r} has {lay.n_params} parameters but the data have only "
             f"{len(y)} usable rows; use a simpler model or more data."
         )
     if np.ptp(y) == 0:
         raise DataError(f"outcome {spec.outcome!r} is constant ({y[0]:g}); nothing to model.")
-    return Design(spec=spec, y=y, X=X, Z=Z, frame=frame, n_dropped=n_dropped)
+    if spec.cluster is not None:
+        first = np.concatenate([[0], np.flatnonzero(np.diff(codes)) + 1])
+        schools = numeric[list(spec.level2_covariates)].iloc[first].set_axis(cluster_ids)
+    else:
+        schools = pd.DataFrame()
+    return Design(
+        spec=spec,
+        layout=lay,
+        y=y,
+        X=X,
+        F=F,
+        R=R,
+        Z=Z,
+        V=V,
+        cluster=np.asarray(codes, dtype=np.int64),
+        cluster_ids=cluster_ids,
+        frame=frame,
+        schools=schools,
+        n_dropped=n_dropped,
+    )

@@ -1,14 +1,21 @@
-"""The one likelihood both estimators use, written as pytensor graphs.
+"""The likelihood both estimators use, written as pytensor graphs.
 
-For observation i with outcome design row x_i and membership row z_i,
+Given the school residuals u_j, observation i of school j in class c has
 
-    log p(y_i) = logsumexp_c [ log pi_ic + log N(y_i | x_i' beta_c, sigma2_c) ],
-    pi_ic = softmax_c(z_i' gamma_c),  gamma_K = 0                (paper eqs 1-2)
+    log p(y_ij, C_ij = c | u_j) = log pi_ijc + log N(y_ij | F_ij' beta_c + R_ij' u_j, sigma2_ijc)
 
-The same functions build the PyMC model's observed log density
-(:mod:`bayesmix.bayes`) and the maximum-likelihood objective
-(:mod:`bayesmix.ml`); compiled numpy-facing versions are cached per model
-structure so that a second fit of the same spec does not recompile.
+with pi from the membership logit (eq 2) and log sigma2_ijc = V_ij' lsig_c
+(eqs 1-3, 10-18). :func:`class_log_joint` is this conditional density; the
+PyMC model uses it as its observed density (u non-centred), and:
+
+* single-level mixtures (no u) sum it over classes exactly
+  (:func:`mixture_loglik`);
+* the conventional two-level model (K = 1) integrates u out in closed form
+  per cluster (:func:`gaussian_multilevel_loglik`), the exact Gaussian
+  marginal likelihood that lme4 maximises.
+
+Compiled numpy-facing versions are cached per model structure so that a
+second fit of the same spec does not recompile.
 """
 
 from __future__ import annotations
@@ -22,15 +29,19 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from bayesmix.params import Params, unpack
-from bayesmix.spec import Spec
+from bayesmix.params import Layout, Params
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-def linear_predictor(X: pt.TensorLike, beta: pt.TensorLike) -> pt.TensorVariable:
-    """Class-specific means ``mu[i, c] = x_i' beta_c``, shape (n, K)."""
-    return pt.dot(X, pt.transpose(beta))
+def linear_predictor(F: pt.TensorLike, beta: pt.TensorLike) -> pt.TensorVariable:
+    """Class-specific fixed part of the mean ``F[i] @ beta[c]``, shape (n, K)."""
+    return pt.dot(F, pt.transpose(beta))
+
+
+def residual_variance(V: pt.TensorLike, lsig: pt.TensorLike) -> pt.TensorVariable:
+    """Residual variances ``exp(V[i] @ lsig[c])``, shape (n, K)."""
+    return pt.exp(pt.dot(V, pt.transpose(lsig)))
 
 
 def membership_logprob(Z: pt.TensorLike, gamma: pt.TensorLike) -> pt.TensorVariable:
@@ -47,7 +58,7 @@ def membership_logprob(Z: pt.TensorLike, gamma: pt.TensorLike) -> pt.TensorVaria
 def class_log_joint(
     y: pt.TensorLike, mu: pt.TensorLike, sigma2: pt.TensorLike, logw: pt.TensorLike
 ) -> pt.TensorVariable:
-    """``log pi[i, c] + log N(y_i | mu[i, c], sigma2[c])``, shape (n, K)."""
+    """``log pi[i, c] + log N(y_i | mu[i, c], sigma2[i, c])``, shape (n, K)."""
     y = pt.as_tensor_variable(y)
     resid = y[..., None] - mu
     return logw - 0.5 * (_LOG_2PI + pt.log(sigma2) + resid**2 / sigma2)
@@ -61,50 +72,158 @@ def mixture_logp(
 
 
 def model_log_joint(
-    y: pt.TensorLike, X: pt.TensorLike, Z: pt.TensorLike, params: Params
+    y: pt.TensorLike,
+    F: pt.TensorLike,
+    Z: pt.TensorLike,
+    V: pt.TensorLike,
+    params: Params,
+    offset: pt.TensorLike = 0.0,
 ) -> pt.TensorVariable:
-    """Class log joint densities (n, K) for structured parameters."""
-    mu = linear_predictor(X, params.beta)
+    """Class log joint densities (n, K) given structured parameters and ``offset = R u``."""
+    mu = linear_predictor(F, params.beta) + pt.as_tensor_variable(offset)[..., None]
     logw = membership_logprob(Z, params.gamma)
-    return class_log_joint(y, mu, params.sigma2, logw)
+    return class_log_joint(y, mu, residual_variance(V, params.lsig), logw)
 
 
-def _structure(spec: Spec) -> Spec:
-    """The spec without labels, so that cache keys depend on structure only."""
-    return dataclasses.replace(spec, name="", description="")
+def segment_sum(values: pt.TensorLike, bounds: pt.TensorLike) -> pt.TensorVariable:
+    """Sums of ``values`` (rows) over contiguous segments ``bounds[j]:bounds[j + 1]``."""
+    values = pt.as_tensor_variable(values)
+    zero = pt.zeros_like(values[:1])
+    cum = pt.concatenate([zero, pt.cumsum(values, axis=0)], axis=0)
+    return cum[bounds[1:]] - cum[bounds[:-1]]
 
 
-@lru_cache(maxsize=64)
-def _objective(spec: Spec) -> Callable[..., list[np.ndarray]]:
-    theta = pt.dvector("theta")
-    y, X, Z = pt.dvector("y"), pt.dmatrix("X"), pt.dmatrix("Z")
-    params = unpack(theta, spec, pt)
-    loglik = pt.sum(pt.logsumexp(model_log_joint(y, X, Z, params), axis=1))
-    grad = pytensor.grad(loglik, theta)
-    return pytensor.function([theta, y, X, Z], [loglik, grad], trust_input=True)
+def _batched_cholesky_solve(
+    M: pt.TensorVariable, s: pt.TensorVariable, r: int
+) -> tuple[
+    pt.TensorVariable, pt.TensorVariable, list[list[pt.TensorVariable]], list[pt.TensorVariable]
+]:
+    """Per-cluster Cholesky of small r x r matrices, unrolled over r.
 
-
-def loglik_and_grad(spec: Spec) -> Callable[..., list[np.ndarray]]:
-    """Compiled ``f(theta, y, X, Z) -> [loglik, gradient]``.
-
-    ``theta`` is the unconstrained vector (log variances) in
-    :func:`bayesmix.params.param_names` order. Inputs must be float64
-    contiguous arrays.
+    Returns ``log|M_j|``, ``|chol(M_j)^-1 s_j|^2``, the factor entries and the
+    forward-substituted vectors, all as (J,) tensors; unrolling keeps every
+    operation elementwise over clusters, which is far faster than batched
+    linear algebra for the r <= 4 of these models.
     """
-    return _objective(_structure(spec))
+    lower: list[list[pt.TensorVariable]] = [[None] * r for _ in range(r)]  # type: ignore[list-item]
+    for i in range(r):
+        for j in range(i + 1):
+            acc = M[:, i, j]
+            for k in range(j):
+                acc = acc - lower[i][k] * lower[j][k]
+            lower[i][j] = pt.sqrt(acc) if i == j else acc / lower[j][j]
+    xs: list[pt.TensorVariable] = []
+    for i in range(r):
+        acc = s[:, i]
+        for k in range(i):
+            acc = acc - lower[i][k] * xs[k]
+        xs.append(acc / lower[i][i])
+    logdet = 2.0 * sum(pt.log(lower[i][i]) for i in range(r))
+    quad = sum(x**2 for x in xs)
+    return logdet, quad, lower, xs
+
+
+def gaussian_multilevel_loglik(
+    y: pt.TensorLike,
+    F: pt.TensorLike,
+    R: pt.TensorLike,
+    V: pt.TensorLike,
+    bounds: pt.TensorLike,
+    params: Params,
+    r: int,
+) -> pt.TensorVariable:
+    """Exact marginal log-likelihood of each cluster, one-class model, shape (J,).
+
+    With u_j ~ N(0, L L') and diagonal residual covariance D_j,
+    ``V_j = D_j + R_j L L' R_j'`` and, by the matrix determinant lemma and
+    Woodbury's identity with ``M_j = I + L' R_j' D_j^-1 R_j L``,
+    ``log|V_j| = log|D_j| + log|M_j|`` and
+    ``e' V_j^-1 e = e' D_j^-1 e - |chol(M_j)^-1 L' R_j' D_j^-1 e|^2``.
+    The factor L may be singular (variances at 0).
+    """
+    y = pt.as_tensor_variable(y)
+    R = pt.as_tensor_variable(R)
+    e = y - pt.dot(F, params.beta[0])
+    log_s2 = pt.dot(V, params.lsig[0])
+    w = pt.exp(-log_s2)
+    n_j = segment_sum(pt.ones_like(y), bounds)
+    c = segment_sum(w * e**2, bounds)
+    log_d = segment_sum(log_s2, bounds)
+    if r == 0:
+        return -0.5 * (n_j * _LOG_2PI + log_d + c)
+    L = params.chol
+    outer = (R[:, :, None] * R[:, None, :]).reshape((R.shape[0], r * r))
+    A = segment_sum(outer * w[:, None], bounds).reshape((-1, r, r))
+    b = segment_sum(R * (w * e)[:, None], bounds)
+    AL = pt.tensordot(A, L, axes=[[2], [0]])
+    M = pt.tensordot(AL, L, axes=[[1], [0]]).dimshuffle(0, 2, 1) + pt.eye(r)[None]
+    s = pt.dot(b, L)
+    logdet, quad, _, _ = _batched_cholesky_solve(M, s, r)
+    return -0.5 * (n_j * _LOG_2PI + log_d + logdet + c - quad)
+
+
+def _structure(lay: Layout) -> Layout:
+    """The layout without labels, so that cache keys depend on structure only."""
+    return Layout(dataclasses.replace(lay.spec, name="", description=""), lay.group_levels)
+
+
+def _total_loglik(lay: Layout, params: Params, y, F, R, Z, V, bounds) -> pt.TensorVariable:
+    spec = lay.spec
+    if spec.random:
+        return pt.sum(gaussian_multilevel_loglik(y, F, R, V, bounds, params, lay.n_random))
+    return pt.sum(pt.logsumexp(model_log_joint(y, F, Z, V, params), axis=1))
+
+
+def _inputs() -> tuple[pt.TensorVariable, ...]:
+    return (
+        pt.dvector("y"),
+        pt.dmatrix("F"),
+        pt.dmatrix("R"),
+        pt.dmatrix("Z"),
+        pt.dmatrix("V"),
+        pt.lvector("bounds"),
+    )
 
 
 @lru_cache(maxsize=64)
-def _pointwise(spec: Spec) -> Callable[..., list[np.ndarray]]:
-    beta, gamma = pt.dmatrix("beta"), pt.dmatrix("gamma")
-    sigma2 = pt.dvector("sigma2")
-    y, X, Z = pt.dvector("y"), pt.dmatrix("X"), pt.dmatrix("Z")
-    joint = model_log_joint(y, X, Z, Params(beta=beta, sigma2=sigma2, gamma=gamma))
+def _objective(lay: Layout) -> Callable[..., list[np.ndarray]]:
+    theta = pt.dvector("theta")
+    data = _inputs()
+    loglik = _total_loglik(lay, lay.unpack(theta, pt), *data)
+    grad = pytensor.grad(loglik, theta)
+    return pytensor.function(
+        [theta, *data], [loglik, grad], trust_input=True, on_unused_input="ignore"
+    )
+
+
+def loglik_and_grad(lay: Layout) -> Callable[..., list[np.ndarray]]:
+    """Compiled ``f(theta, y, F, R, Z, V, bounds) -> [loglik, gradient]``.
+
+    ``theta`` is the optimiser's vector (see :class:`~bayesmix.params.Layout`),
+    random effects and classes integrated out. Inputs must be contiguous
+    float64 arrays (int64 ``bounds``).
+    """
+    return _objective(_structure(lay))
+
+
+@lru_cache(maxsize=64)
+def _pointwise(lay: Layout) -> Callable[..., list[np.ndarray]]:
+    beta, lsig, gamma = pt.dmatrix("beta"), pt.dmatrix("lsig"), pt.dmatrix("gamma")
+    offset = pt.dvector("offset")
+    y, F, _, Z, V, _ = _inputs()
+    params = Params(beta=beta, lsig=lsig, gamma=gamma, chol=pt.zeros((0, 0)))
+    joint = model_log_joint(y, F, Z, V, params, offset)
     loglik = pt.logsumexp(joint, axis=1)
     posterior = pt.exp(joint - loglik[:, None])
-    return pytensor.function([beta, sigma2, gamma, y, X, Z], [loglik, posterior])
+    return pytensor.function(
+        [beta, lsig, gamma, offset, y, F, Z, V], [loglik, posterior], on_unused_input="ignore"
+    )
 
 
-def pointwise(spec: Spec) -> Callable[..., list[np.ndarray]]:
-    """Compiled ``f(beta, sigma2, gamma, y, X, Z) -> [loglik_i, P(C_i = c | y_i)]``."""
-    return _pointwise(_structure(spec))
+def pointwise(lay: Layout) -> Callable[..., list[np.ndarray]]:
+    """Compiled ``f(beta, lsig, gamma, offset, y, F, Z, V) -> [loglik_i, P(C_i = c | y_i)]``.
+
+    Conditional on the school residuals through ``offset = R u`` (zeros for
+    single-level models).
+    """
+    return _pointwise(_structure(lay))

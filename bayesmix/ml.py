@@ -1,13 +1,17 @@
 """Maximum-likelihood estimation from many random starts.
 
-The exact marginal log-likelihood (classes summed out, see
+The exact marginal log-likelihood (classes summed out and, for the
+conventional two-level model, random effects integrated in closed form; see
 :mod:`bayesmix.likelihood`) is maximised by L-BFGS-B with analytic gradients
-over an unconstrained parameter vector (log variances), from ``starts``
-random starting values, as Mplus does with ``STARTS``. The best solution is
-polished by Newton steps on the observed information, classes are labelled
-by decreasing ``order_classes_by`` coefficient, and standard errors come
-from the inverse observed information (central differences of the analytic
-gradient) mapped to the natural scale by the delta method.
+over a vector of log residual variances and Cholesky factors of the
+random-effect covariance (diagonal >= 0, so variances may reach 0), from
+``starts`` random starting values, as Mplus does with ``STARTS``. The best
+solution is polished by Newton steps on the observed information, classes
+are labelled by decreasing ``order_classes_by`` coefficient, and standard
+errors come from the inverse observed information (central differences of
+the analytic gradient) mapped to the natural scale by the delta method. In
+one-class mixed models the fixed-effect/variance cross block of the
+information is set to its expectation, zero, as lme4 and SAS PROC MIXED do.
 """
 
 from __future__ import annotations
@@ -29,15 +33,7 @@ from bayesmix.errors import (
     ReplicationWarning,
 )
 from bayesmix.likelihood import loglik_and_grad, pointwise
-from bayesmix.params import (
-    Params,
-    order_permutation,
-    pack,
-    param_names,
-    relabel,
-    unpack,
-    variance_mask,
-)
+from bayesmix.params import Layout, Params, order_permutation, relabel
 from bayesmix.progress import Progress
 from bayesmix.results import MLResult, StartsReport
 from bayesmix.spec import Spec
@@ -58,16 +54,34 @@ class _Run:
     message: str
 
 
+def _check_supported(spec: Spec) -> None:
+    if spec.random and spec.classes > 1:
+        raise EstimationError(
+            f"model {spec.name!r} combines random effects with {spec.classes} latent classes "
+            "(a two-level mixture); these are not available in this version. Fit it with "
+            "classes=1 (conventional two-level model) or without random effects."
+        )
+
+
+def _data_args(design: Design) -> tuple[np.ndarray, ...]:
+    return (
+        np.ascontiguousarray(design.y, dtype=float),
+        np.ascontiguousarray(design.F, dtype=float),
+        np.ascontiguousarray(design.R, dtype=float),
+        np.ascontiguousarray(design.Z, dtype=float),
+        np.ascontiguousarray(design.V, dtype=float),
+        np.ascontiguousarray(design.bounds, dtype=np.int64),
+    )
+
+
 def _objective(design: Design) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
     """Negative mean log-likelihood and its gradient, as scipy expects."""
-    f = loglik_and_grad(design.spec)
-    y = np.ascontiguousarray(design.y, dtype=float)
-    X = np.ascontiguousarray(design.X, dtype=float)
-    Z = np.ascontiguousarray(design.Z, dtype=float)
+    f = loglik_and_grad(design.layout)
+    args = _data_args(design)
     n = design.n_obs
 
     def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        ll, grad = f(np.ascontiguousarray(theta, dtype=float), y, X, Z)
+        ll, grad = f(np.ascontiguousarray(theta, dtype=float), *args)
         if not np.isfinite(ll):
             return np.inf, np.zeros_like(theta)
         return -float(ll) / n, -np.asarray(grad) / n
@@ -83,20 +97,21 @@ def _weighted_lstsq(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def random_start(design: Design, rng: np.random.Generator) -> np.ndarray:
-    """Draw one unconstrained starting vector from a random soft partition.
+    """Draw one starting theta from a random soft partition of the observations.
 
     Observations are softly assigned to K seeds drawn among the OLS
-    residuals; weighted least squares within each class gives the outcome
-    coefficients and variances, and the class shares give the membership
-    intercepts (slopes start near 0). This keeps every start data-driven
-    yet lets different starts explore different class configurations.
+    residuals; weighted least squares within each class gives the fixed
+    effects and residual variances, and the class shares give the
+    membership intercepts (slopes start near 0). With one class this is the
+    OLS solution, with a fifth of the residual variance given to each random
+    effect. Every start is data-driven yet different starts explore
+    different class configurations.
     """
-    spec, y, X = design.spec, design.y, design.X
+    spec, lay, y, F = design.spec, design.layout, design.y, design.F
     K = spec.classes
-    ols = _weighted_lstsq(X, y, np.ones_like(y))
-    resid = y - X @ ols
+    ols = _weighted_lstsq(F, y, np.ones_like(y))
+    resid = y - F @ ols
     scale = resid.std()
-    var_y = y.var()
     if K == 1:
         resp = np.ones((len(y), 1))
     else:
@@ -107,29 +122,41 @@ def random_start(design: Design, rng: np.random.Generator) -> np.ndarray:
         resp = np.exp(logits)
         resp /= resp.sum(axis=1, keepdims=True)
     shares = np.clip(resp.mean(axis=0), 1e-3, None)
-    beta = np.empty((K, X.shape[1]))
+    beta = np.empty((K, F.shape[1]))
     sigma2 = np.empty(K)
     for c in range(K):
         w = resp[:, c] + 1e-6
-        beta[c] = _weighted_lstsq(X, y, w)
-        r = y - X @ beta[c]
-        sigma2[c] = max(np.sum(w * r**2) / np.sum(w), 0.05 * var_y)
-    common = [j for j, t in enumerate(spec.terms) if t not in spec.class_varying]
+        beta[c] = _weighted_lstsq(F, y, w)
+        r = y - F @ beta[c]
+        sigma2[c] = max(np.sum(w * r**2) / np.sum(w), 0.05 * y.var())
+    common = [j for j, t in enumerate(spec.fixed_names) if t not in spec.class_varying]
     beta[:, common] = shares @ beta[:, common] / shares.sum()
     if spec.residual_variance == "common":
         sigma2[:] = shares @ sigma2 / shares.sum()
-    q = design.Z.shape[1]
-    gamma = np.zeros((K - 1, q))
+    n_rand = lay.n_random
+    if n_rand:
+        sigma2 = 0.8 * sigma2
+        sd = np.array(
+            [
+                max(design.R[:, k].std(), 1e-3) if spec.random[k] != "1" else 1.0
+                for k in range(n_rand)
+            ]
+        )
+        chol = np.diag(np.sqrt(0.2 * sigma2[0] / n_rand) / sd)
+    else:
+        chol = np.zeros((0, 0))
+    lsig = np.zeros((K, lay.residual_width))
+    if spec.residual_groups:
+        lsig[:, :] = np.log(sigma2)[:, None]
+    else:
+        lsig[:, 0] = np.log(sigma2)
+    m = design.Z.shape[1]
+    gamma = np.zeros((K - 1, m))
     if K > 1:
         gamma[:, 0] = np.log(shares[:-1] / shares[-1])
         z_sd = design.Z[:, 1:].std(axis=0)
-        gamma[:, 1:] = rng.normal(0.0, 0.25, size=(K - 1, q - 1)) / z_sd
-    return pack(Params(beta=beta, sigma2=sigma2, gamma=gamma), spec, log_variances=True)
-
-
-def _bounds(design: Design) -> list[tuple[float | None, float | None]]:
-    floor = float(np.log(_VARIANCE_FLOOR * design.y.var()))
-    return [(floor, None) if v else (None, None) for v in variance_mask(design.spec)]
+        gamma[:, 1:] = rng.normal(0.0, 0.25, size=(K - 1, m - 1)) / z_sd
+    return lay.pack(Params(beta=beta, lsig=lsig, gamma=gamma, chol=chol), natural=False)
 
 
 def _optimise(
@@ -174,21 +201,37 @@ def observed_information(
     return 0.5 * (info + info.T)
 
 
+def _at_bound(theta: np.ndarray, bounds: list[tuple[float | None, float | None]]) -> np.ndarray:
+    return np.array(
+        [lo is not None and t <= lo + 1e-8 for t, (lo, _) in zip(theta, bounds, strict=True)]
+    )
+
+
 def _polish(
-    fun: Callable[[np.ndarray], tuple[float, np.ndarray]], run: _Run, n: int
+    fun: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    run: _Run,
+    n: int,
+    bounds: list[tuple[float | None, float | None]],
 ) -> tuple[_Run, np.ndarray]:
-    """Newton steps on the observed information until the gradient vanishes."""
+    """Newton steps on the observed information until the gradient vanishes.
+
+    Parameters held at a bound (variances at 0) are left there.
+    """
     theta, ll = run.theta, run.loglik
     info = observed_information(fun, theta, n)
     for _ in range(5):
+        free = ~_at_bound(theta, bounds)
         grad = -fun(theta)[1] * n
-        if np.max(np.abs(grad)) < 1e-6:
+        if np.max(np.abs(grad[free]), initial=0.0) < 1e-6:
             break
         try:
-            step = np.linalg.solve(info, grad)
+            step = np.zeros_like(theta)
+            step[free] = np.linalg.solve(info[np.ix_(free, free)], grad[free])
         except np.linalg.LinAlgError:
             break
         candidate = theta + step
+        if any(lo is not None and c < lo for c, (lo, _) in zip(candidate, bounds, strict=True)):
+            break
         val = fun(candidate)[0]
         if not np.isfinite(val) or -val * n < ll - 1e-9:
             break
@@ -197,18 +240,48 @@ def _polish(
     return _Run(theta, ll, run.converged, run.iterations, run.message), info
 
 
+def _natural_jacobian(lay: Layout, theta: np.ndarray) -> np.ndarray:
+    """d natural / d theta by central differences (exact enough for the delta method)."""
+    p = theta.size
+    jac = np.empty((p, p))
+    for i in range(p):
+        h = 1e-6 * max(1.0, abs(theta[i]))
+        up, down = theta.copy(), theta.copy()
+        up[i] += h
+        down[i] -= h
+        jac[:, i] = (lay.to_natural(up) - lay.to_natural(down)) / (2 * h)
+    return jac
+
+
+def _expected_block_diagonal(info: np.ndarray, n_fixed: int) -> np.ndarray:
+    """Zero the fixed-effect x variance-parameter block of the information.
+
+    In a Gaussian mixed model that block has expectation zero, and the
+    fixed-effect block equals ``X' V^-1 X`` exactly, so this gives the
+    standard errors of lme4, nlme and SAS PROC MIXED: fixed effects from
+    ``(X' V^-1 X)^-1``, variance parameters from their own observed block.
+    """
+    out = info.copy()
+    out[:n_fixed, n_fixed:] = 0.0
+    out[n_fixed:, :n_fixed] = 0.0
+    return out
+
+
 def _standard_errors(
-    info: np.ndarray, natural: np.ndarray, mask: np.ndarray
+    info: np.ndarray, jac: np.ndarray, free: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Covariance on the natural scale (delta method for log variances)."""
-    eigvals = np.linalg.eigvalsh(info)
+    """Covariance of the natural parameters by the delta method.
+
+    Parameters held at a bound are treated as fixed (their rows and
+    columns are zero); a singular information matrix gives NaN SEs.
+    """
+    p = info.shape[0]
+    sub = info[np.ix_(free, free)]
+    eigvals = np.linalg.eigvalsh(sub) if sub.size else np.array([1.0])
     singular = bool(eigvals.min() <= 1e-8 * max(eigvals.max(), 1.0))
-    if singular:
-        cov_theta = np.linalg.pinv(info)
-    else:
-        cov_theta = np.linalg.inv(info)
-    jac = np.where(mask, natural, 1.0)
-    cov = cov_theta * np.outer(jac, jac)
+    cov_theta = np.zeros((p, p))
+    cov_theta[np.ix_(free, free)] = np.linalg.pinv(sub) if singular else np.linalg.inv(sub)
+    cov = jac @ cov_theta @ jac.T
     se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     if singular:
         se = np.full_like(se, np.nan)
@@ -234,8 +307,8 @@ def fit_ml(
     data : DataFrame, str or Path
         Data frame, CSV path or bundled data set name (``"hsb"``).
     starts : int
-        Number of random starts (Mplus ``STARTS``); a one-class model has a
-        single maximum and uses one start.
+        Number of random starts (Mplus ``STARTS``); a one-class model uses a
+        single start.
     random_seed : int, optional
         Seed of the random starts; the same seed reproduces the fit.
     missing : {"error", "listwise"}
@@ -250,16 +323,22 @@ def fit_ml(
     MLResult
     """
     t0 = time.perf_counter()
-    if not isinstance(starts, int) or starts < 1:
+    if not isinstance(starts, int) or isinstance(starts, bool) or starts < 1:
         raise EstimationError(f"starts must be a positive integer, got {starts!r}.")
+    _check_supported(spec)
     design = build_design(spec, data, missing=missing)
+    lay = design.layout
     n = design.n_obs
     rng = np.random.default_rng(random_seed)
     n_starts = 1 if spec.classes == 1 else starts
     fun = _objective(design)
-    bounds = _bounds(design)
+    bounds = lay.bounds(float(np.log(_VARIANCE_FLOOR * design.y.var())))
     runs: list[_Run] = []
     bar = Progress(n_starts, "ML starts", enabled=progress)
+    t_compile = time.perf_counter()
+    fun(random_start(design, np.random.default_rng(0)))
+    compile_s = time.perf_counter() - t_compile
+    t_opt = time.perf_counter()
     for _ in range(n_starts):
         runs.append(_optimise(fun, random_start(design, rng), bounds, n, maxiter))
         bar.update(f"best logL {max(r.loglik for r in runs):.3f}")
@@ -272,33 +351,52 @@ def fit_ml(
         )
     best = max(finite, key=lambda r: r.loglik)
     # Relabel before the information matrix, so SEs belong to the reported labels.
-    natural_best = unpack(best.theta, spec)
-    ordered = relabel(natural_best, order_permutation(natural_best, spec))
-    theta = pack(ordered, spec, log_variances=True)
-    best = _Run(theta, best.loglik, best.converged, best.iterations, best.message)
-    best, info = _polish(fun, best, n)
+    structured = lay.unpack(best.theta)
+    ordered = relabel(structured, order_permutation(structured, spec))
+    best = _Run(
+        lay.pack(ordered, natural=False), best.loglik, best.converged, best.iterations, best.message
+    )
+    optimise_s = time.perf_counter() - t_opt
+    t_se = time.perf_counter()
+    best, info = _polish(fun, best, n, bounds)
     grad = -fun(best.theta)[1] * n
-    max_grad = float(np.max(np.abs(grad)))
+    held = _at_bound(best.theta, bounds)
+    max_grad = float(np.max(np.abs(grad[~held]), initial=0.0))
     converged = max_grad < 1e-3
     logliks = np.array([r.loglik for r in runs])
     replicated = int(np.sum(np.abs(logliks - best.loglik) < REPLICATION_TOL))
-    mask = variance_mask(spec)
-    params = unpack(best.theta, spec)
-    natural = pack(params, spec, log_variances=False)
-    cov, se, singular = _standard_errors(info, natural, mask)
-    names = param_names(spec)
-    floor = _VARIANCE_FLOOR * design.y.var()
-    boundary = [nm for nm, v, m in zip(names, natural, mask, strict=True) if m and v < 10 * floor]
-    _, post = pointwise(spec)(
+    natural = lay.to_natural(best.theta)
+    if spec.classes == 1 and spec.cluster is not None:
+        info = _expected_block_diagonal(info, len(spec.fixed_names))
+    cov, se, singular = _standard_errors(info, _natural_jacobian(lay, best.theta), ~held)
+    names = lay.names
+    floor = 10 * _VARIANCE_FLOOR * design.y.var()
+    variances = set(lay.variance_names())
+    boundary = [nm for nm, v in zip(names, natural, strict=True) if nm in variances and v < floor]
+    if held.any() and lay.n_random:
+        boundary += [
+            nm
+            for nm in names
+            if nm.startswith("var(")
+            and nm not in boundary
+            and natural[names.index(nm)] < 1e-8 * design.y.var()
+        ]
+    se = np.where([nm in boundary for nm in names], np.nan, se)
+    params = lay.unpack(best.theta)
+    _, post = pointwise(lay)(
         np.asarray(params.beta, dtype=float),
-        np.asarray(params.sigma2, dtype=float),
+        np.asarray(params.lsig, dtype=float),
         np.asarray(params.gamma, dtype=float),
+        np.zeros(n),
         design.y,
-        design.X,
+        design.F,
         design.Z,
+        design.V,
     )
+    se_s = time.perf_counter() - t_se
     notes = _diagnose(spec, converged, max_grad, replicated, n_starts, singular, boundary)
-    z = natural / se
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = natural / se
     pvals = 2 * stats.norm.sf(np.abs(z))
     return MLResult(
         spec=spec,
@@ -324,6 +422,7 @@ def fit_ml(
         singular_information=singular,
         diagnostics=tuple(notes),
         elapsed_s=time.perf_counter() - t0,
+        timings={"compile_s": compile_s, "optimise_s": optimise_s, "se_s": se_s},
     )
 
 
@@ -365,8 +464,9 @@ def _diagnose(
     if boundary:
         notes.append(
             (
-                f"variance(s) {boundary} are at the lower boundary: a class may have collapsed "
-                "onto few observations; consider fewer classes or a common residual variance.",
+                f"variance(s) {boundary} are at the boundary 0 (standard errors not defined); "
+                "for a random effect, consider fixing its variance at 0 (drop it from "
+                "random); for a class, consider fewer classes or a common residual variance.",
                 BoundaryWarning,
             )
         )

@@ -1,22 +1,29 @@
-"""Parameter layout: names, counts, packing and class relabelling.
+"""Parameter layout: names, counts, transforms and class relabelling.
 
-Structured (natural-scale) parameters of a single-level regression mixture:
+Structured parameters (:class:`Params`) of a model:
 
-* ``beta``, shape (K, p): outcome coefficients per class (eq 1); columns of
-  class-invariant terms are equal across rows.
-* ``sigma2``, shape (K,): residual variance per class (equal entries when
-  the variance is class-invariant).
-* ``gamma``, shape (K-1, q): membership logit coefficients (eq 2); the last
+* ``beta``, shape (K, P): fixed effects per class (outcome terms and their
+  level-2 regressions, :attr:`Spec.fixed_names`); columns of class-invariant
+  effects are equal across rows.
+* ``lsig``, shape (K, v): coefficients of the log residual variance on the
+  residual design V (a column of ones; plus level-1 covariates for model 1b;
+  or one indicator per group for model 1c), so that
+  ``log sigma2[i, c] = V[i] @ lsig[c]``.
+* ``gamma``, shape (K-1, m): membership logit coefficients (eq 2); the last
   class is the reference with coefficients 0.
+* ``chol``, shape (r, r): lower Cholesky factor of the covariance of the
+  school residuals u (r random terms; 0 x 0 without random effects).
 
-The free parameters are listed in a fixed order (:func:`param_names`). The
-optimiser works on an unconstrained vector ``theta`` in the same order with
-variances on the log scale.
+The free parameters have natural-scale names and values
+(:meth:`Layout.names`); the optimiser works on an unconstrained-ish vector
+``theta`` of the same length: log variances for residual variances and the
+Cholesky entries (diagonal >= 0) for the random-effect covariance.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -29,143 +36,332 @@ def class_label(c: int) -> str:
     return f"c{c + 1}"
 
 
-def param_names(spec: Spec) -> list[str]:
-    """Names of the free parameters, in layout order.
-
-    Class-specific outcome terms end in ``[c1]``, ``[c2]``...; the residual
-    variance is ``sigma2`` (``sigma2[c1]``... when class-specific); membership
-    coefficients read ``C#1 ~ x``.
-    """
-    K = spec.classes
-    names: list[str] = []
-    for term in spec.terms:
-        if term in spec.class_varying:
-            names.extend(f"{term}[{class_label(c)}]" for c in range(K))
-        else:
-            names.append(term)
-    if spec.residual_variance == "class":
-        names.extend(f"sigma2[{class_label(c)}]" for c in range(K))
-    else:
-        names.append("sigma2")
-    for c in range(K - 1):
-        names.extend(f"C#{c + 1} ~ {term}" for term in spec.membership)
-    return names
-
-
-def count_params(spec: Spec) -> int:
-    """Number of free parameters of the model."""
-    return len(param_names(spec))
-
-
-def variance_mask(spec: Spec) -> np.ndarray:
-    """Boolean mask of the layout entries that are variances (log scale in theta)."""
-    return np.array([n.startswith("sigma2") for n in param_names(spec)])
-
-
 @dataclass(frozen=True, eq=False)
 class Params:
-    """Natural-scale parameters of a regression mixture.
+    """Structured parameters (see the module docstring for shapes)."""
 
-    Attributes
-    ----------
-    beta : ndarray, shape (K, p)
-    sigma2 : ndarray, shape (K,)
-    gamma : ndarray, shape (K-1, q)
-    """
+    beta: Any
+    lsig: Any
+    gamma: Any
+    chol: Any
 
-    beta: np.ndarray
-    sigma2: np.ndarray
-    gamma: np.ndarray
+    @property
+    def sigma2(self) -> np.ndarray:
+        """Residual variance per class when it has no covariates (numpy only)."""
+        return np.exp(np.asarray(self.lsig)[:, 0])
 
 
-def unpack(theta: Any, spec: Spec, xp: Any = np, *, log_variances: bool = True) -> Params:
-    """Split a flat parameter vector into structured parameters.
+@dataclass(frozen=True)
+class Layout:
+    """Parameter layout of a spec (and the levels of its residual groups).
 
     Parameters
     ----------
-    theta : array-like
-        Flat vector in :func:`param_names` order (numpy array or pytensor
-        tensor).
     spec : Spec
-    xp : module
-        ``numpy`` or ``pytensor.tensor``; supplies ``stack``, ``exp`` and
-        ``zeros``.
-    log_variances : bool
-        Whether the variance entries of ``theta`` are on the log scale.
-
-    Returns
-    -------
-    Params
+    group_levels : tuple
+        Levels of ``spec.residual_groups`` in the data (model 1c).
     """
-    K, p, q = spec.classes, len(spec.terms), len(spec.membership)
-    pos = 0
-    columns = []
-    for term in spec.terms:
-        if term in spec.class_varying:
-            columns.append(xp.stack([theta[pos + c] for c in range(K)]))
-            pos += K
+
+    spec: Spec
+    group_levels: tuple[Any, ...] = ()
+
+    @cached_property
+    def _blocks(self) -> list[tuple[str, list[str]]]:
+        spec, K = self.spec, self.spec.classes
+        blocks: list[tuple[str, list[str]]] = []
+        fixed: list[str] = []
+        for name in spec.fixed_names:
+            if name in spec.class_varying:
+                fixed.extend(f"{name}[{class_label(c)}]" for c in range(K))
+            else:
+                fixed.append(name)
+        blocks.append(("fixed", fixed))
+        r = spec.random
+        cov = [f"var(u_{t})" for t in r]
+        if spec.covariance == "unstructured":
+            cov += [f"cov(u_{r[i]},u_{r[j]})" for i in range(len(r)) for j in range(i + 1, len(r))]
+        blocks.append(("cov", cov))
+        if spec.residual_covariates:
+            resid = [f"log(sigma2) ~ {t}" for t in ("1", *spec.residual_covariates)]
+        elif spec.residual_groups:
+            resid = [f"sigma2[{spec.residual_groups}={g}]" for g in self.group_levels]
+        elif spec.residual_variance == "class":
+            resid = [f"sigma2[{class_label(c)}]" for c in range(K)]
         else:
-            columns.append(xp.stack([theta[pos]] * K))
-            pos += 1
-    beta = xp.stack(columns, axis=1) if p else xp.zeros((K, 0))
-    n_var = K if spec.residual_variance == "class" else 1
-    var = theta[pos : pos + n_var]
-    pos += n_var
-    if log_variances:
-        var = xp.exp(var)
-    sigma2 = var if n_var == K else xp.stack([var[0]] * K)
-    if K > 1:
-        gamma = xp.stack(
-            [xp.stack([theta[pos + c * q + j] for j in range(q)]) for c in range(K - 1)]
-        )
-    else:
-        gamma = xp.zeros((0, q))
-    return Params(beta=beta, sigma2=sigma2, gamma=gamma)
+            resid = ["sigma2"]
+        blocks.append(("resid", resid))
+        member = [f"C#{c + 1} ~ {t}" for c in range(K - 1) for t in spec.membership]
+        blocks.append(("member", member))
+        return blocks
+
+    @cached_property
+    def names(self) -> list[str]:
+        """Names of the free parameters, in layout order."""
+        return [n for _, names in self._blocks for n in names]
+
+    @property
+    def n_params(self) -> int:
+        """Number of free parameters."""
+        return len(self.names)
+
+    def _slices(self) -> dict[str, slice]:
+        out, pos = {}, 0
+        for kind, names in self._blocks:
+            out[kind] = slice(pos, pos + len(names))
+            pos += len(names)
+        return out
+
+    @property
+    def n_random(self) -> int:
+        """Number of random effects r."""
+        return len(self.spec.random)
+
+    @property
+    def residual_width(self) -> int:
+        """Columns v of the residual design V."""
+        spec = self.spec
+        if spec.residual_covariates:
+            return 1 + len(spec.residual_covariates)
+        if spec.residual_groups:
+            return len(self.group_levels)
+        return 1
+
+    @property
+    def log_residual(self) -> bool:
+        """Whether residual parameters are reported on the log scale (model 1b)."""
+        return bool(self.spec.residual_covariates)
+
+    def variance_names(self) -> list[str]:
+        """Names of parameters that are variances (may sit on the boundary 0)."""
+        return [n for n in self.names if n.startswith(("var(", "sigma2"))]
+
+    # -- structured <-> flat ------------------------------------------------------------------
+
+    def unpack(self, vec: Any, xp: Any = np, *, natural: bool = False) -> Params:
+        """Split a flat vector (theta, or natural values) into :class:`Params`.
+
+        Parameters
+        ----------
+        vec : array-like
+            numpy array or pytensor vector in layout order.
+        xp : module
+            ``numpy`` or ``pytensor.tensor``.
+        natural : bool
+            Whether ``vec`` holds natural values (variances, covariances)
+            rather than theta (log variances, Cholesky entries).
+        """
+        spec, K = self.spec, self.spec.classes
+        sl = self._slices()
+        pos = sl["fixed"].start
+        columns = []
+        for name in spec.fixed_names:
+            if name in spec.class_varying:
+                columns.append(xp.stack([vec[pos + c] for c in range(K)]))
+                pos += K
+            else:
+                columns.append(xp.stack([vec[pos]] * K))
+                pos += 1
+        beta = xp.stack(columns, axis=1)
+        chol = self._chol(vec, sl["cov"].start, xp, natural)
+        resid = [vec[i] for i in range(sl["resid"].start, sl["resid"].stop)]
+        if natural and not self.log_residual:
+            resid = [xp.log(v) for v in resid]
+        if spec.residual_variance == "class" and not (
+            spec.residual_covariates or spec.residual_groups
+        ):
+            lsig = xp.stack([xp.stack([resid[c]]) for c in range(K)])
+        else:
+            lsig = xp.stack([xp.stack(resid)] * K)
+        m = len(spec.membership)
+        start = sl["member"].start
+        if K > 1:
+            gamma = xp.stack(
+                [xp.stack([vec[start + c * m + j] for j in range(m)]) for c in range(K - 1)]
+            )
+        else:
+            gamma = xp.zeros((0, m))
+        return Params(beta=beta, lsig=lsig, gamma=gamma, chol=chol)
+
+    def _chol(self, vec: Any, start: int, xp: Any, natural: bool) -> Any:
+        r = self.n_random
+        if r == 0:
+            return xp.zeros((0, 0))
+        if natural:
+            # natural values are variances/covariances: a numpy-only path
+            cov = self.covariance_matrix_from_natural(np.asarray(vec[start : start + self._n_cov]))
+            return _psd_cholesky(cov)
+        zero = vec[start] * 0.0
+        rows = []
+        if self.spec.covariance == "diagonal":
+            for i in range(r):
+                rows.append(xp.stack([vec[start + i] if j == i else zero for j in range(r)]))
+            return xp.stack(rows)
+        entries = iter(range(start, start + self._n_cov))
+        lower = [[None] * r for _ in range(r)]
+        for i in range(r):
+            for j in range(i + 1):
+                lower[i][j] = vec[next(entries)]
+        for i in range(r):
+            rows.append(xp.stack([lower[i][j] if j <= i else zero for j in range(r)]))
+        return xp.stack(rows)
+
+    @property
+    def _n_cov(self) -> int:
+        r = self.n_random
+        return r if self.spec.covariance == "diagonal" else r * (r + 1) // 2
+
+    def covariance_matrix_from_natural(self, values: np.ndarray) -> np.ndarray:
+        """The r x r covariance of u from its natural parameters (var, then cov)."""
+        r = self.n_random
+        cov = np.diag(np.asarray(values[:r], dtype=float))
+        if self.spec.covariance == "unstructured":
+            k = r
+            for i in range(r):
+                for j in range(i + 1, r):
+                    cov[i, j] = cov[j, i] = values[k]
+                    k += 1
+        return cov
+
+    def pack(self, params: Params, *, natural: bool = True) -> np.ndarray:
+        """Inverse of :meth:`unpack` for numpy values.
+
+        Class-invariant effects take the value of class 1.
+        """
+        spec, K = self.spec, self.spec.classes
+        beta = np.asarray(params.beta, dtype=float)
+        out: list[float] = []
+        for j, name in enumerate(spec.fixed_names):
+            if name in spec.class_varying:
+                out.extend(float(beta[c, j]) for c in range(K))
+            else:
+                out.append(float(beta[0, j]))
+        chol = np.asarray(params.chol, dtype=float)
+        r = self.n_random
+        if r:
+            if natural:
+                cov = chol @ chol.T
+                out.extend(float(cov[i, i]) for i in range(r))
+                if spec.covariance == "unstructured":
+                    out.extend(float(cov[i, j]) for i in range(r) for j in range(i + 1, r))
+            elif spec.covariance == "diagonal":
+                out.extend(float(abs(chol[i, i])) for i in range(r))
+            else:
+                signs = np.where(np.diag(chol) < 0, -1.0, 1.0)
+                fixed = chol * signs[None, :]
+                out.extend(float(fixed[i, j]) for i in range(r) for j in range(i + 1))
+        lsig = np.asarray(params.lsig, dtype=float)
+        if (
+            spec.residual_variance == "class"
+            and lsig.shape[1] == 1
+            and not (spec.residual_covariates or spec.residual_groups)
+        ):
+            resid = lsig[:, 0]
+        else:
+            resid = lsig[0]
+        if natural and not self.log_residual:
+            resid = np.exp(resid)
+        out.extend(float(v) for v in resid)
+        out.extend(float(g) for g in np.asarray(params.gamma, dtype=float).ravel())
+        return np.asarray(out, dtype=float)
+
+    def to_natural(self, theta: np.ndarray) -> np.ndarray:
+        """Natural values (variances, covariances) from theta."""
+        return self.pack(self.unpack(np.asarray(theta, dtype=float)), natural=True)
+
+    def to_theta(self, natural: np.ndarray) -> np.ndarray:
+        """Theta from natural values."""
+        return self.pack(self.unpack(np.asarray(natural, dtype=float), natural=True), natural=False)
+
+    def bounds(self, log_floor: float) -> list[tuple[float | None, float | None]]:
+        """L-BFGS-B bounds on theta: Cholesky diagonals >= 0, log variances >= floor."""
+        out: list[tuple[float | None, float | None]] = []
+        sl = self._slices()
+        r = self.n_random
+        diag_pos = set()
+        if self.spec.covariance == "diagonal":
+            diag_pos = {sl["cov"].start + i for i in range(r)}
+        else:
+            k = sl["cov"].start
+            for i in range(r):
+                for j in range(i + 1):
+                    if i == j:
+                        diag_pos.add(k)
+                    k += 1
+        log_resid = not self.log_residual
+        for i in range(self.n_params):
+            if i in diag_pos:
+                out.append((0.0, None))
+            elif log_resid and sl["resid"].start <= i < sl["resid"].stop:
+                out.append((log_floor, None))
+            else:
+                out.append((None, None))
+        return out
+
+    def from_named(self, values: dict[str, float]) -> Params:
+        """:class:`Params` from a mapping of natural parameter names to values.
+
+        Raises
+        ------
+        KeyError
+            Listing every missing or unknown name.
+        """
+        names = self.names
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise KeyError(f"missing parameter value(s) {missing}; the model has {names}.")
+        unknown = [n for n in values if n not in names]
+        if unknown:
+            raise KeyError(f"unknown parameter name(s) {unknown}; the model has {names}.")
+        return self.unpack(np.array([float(values[n]) for n in names]), natural=True)
 
 
-def pack(params: Params, spec: Spec, *, log_variances: bool = False) -> np.ndarray:
-    """Inverse of :func:`unpack` for numpy values.
+def _psd_cholesky(cov: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of a positive semi-definite matrix (zero rows where singular)."""
+    r = cov.shape[0]
+    chol = np.zeros((r, r))
+    for i in range(r):
+        for j in range(i + 1):
+            s = cov[i, j] - chol[i, :j] @ chol[j, :j]
+            if i == j:
+                chol[i, i] = np.sqrt(max(s, 0.0))
+            else:
+                chol[i, j] = s / chol[j, j] if chol[j, j] > 0 else 0.0
+    return chol
 
-    Class-invariant terms take the value of class 1.
+
+def layout(spec: Spec, group_levels: tuple[Any, ...] = ()) -> Layout:
+    """The :class:`Layout` of a spec."""
+    return Layout(spec, tuple(group_levels))
+
+
+def param_names(spec: Spec, group_levels: tuple[Any, ...] = ()) -> list[str]:
+    """Names of the free parameters, in layout order.
+
+    Class-specific effects end in ``[c1]``, ``[c2]``...; cross-level
+    effects read ``x:w``; random-effect variances and covariances
+    ``var(u_x)``, ``cov(u_1,u_x)``; the residual variance is ``sigma2``
+    (``sigma2[c1]`` when class-specific, ``sigma2[g=level]`` per group,
+    ``log(sigma2) ~ v`` when log-linear); membership coefficients read
+    ``C#1 ~ x``.
     """
-    out: list[float] = []
-    K = spec.classes
-    for j, term in enumerate(spec.terms):
-        if term in spec.class_varying:
-            out.extend(float(params.beta[c, j]) for c in range(K))
-        else:
-            out.append(float(params.beta[0, j]))
-    var = params.sigma2 if spec.residual_variance == "class" else params.sigma2[:1]
-    var = np.log(var) if log_variances else var
-    out.extend(float(v) for v in var)
-    out.extend(float(g) for g in np.asarray(params.gamma).ravel())
-    return np.asarray(out, dtype=float)
+    return layout(spec, group_levels).names
+
+
+def count_params(spec: Spec, group_levels: tuple[Any, ...] = ()) -> int:
+    """Number of free parameters of the model."""
+    return len(param_names(spec, group_levels))
 
 
 def from_named(values: dict[str, float], spec: Spec) -> Params:
-    """Build :class:`Params` from a mapping of parameter names to values.
-
-    Raises
-    ------
-    KeyError
-        Listing every missing or unknown name.
-    """
-    names = param_names(spec)
-    missing = [n for n in names if n not in values]
-    if missing:
-        raise KeyError(f"missing parameter value(s) {missing}; the model has {names}.")
-    unknown = [n for n in values if n not in names]
-    if unknown:
-        raise KeyError(f"unknown parameter name(s) {unknown}; the model has {names}.")
-    vec = np.array([float(values[n]) for n in names])
-    return unpack(vec, spec, log_variances=False)
+    """:class:`Params` from named natural values (see :meth:`Layout.from_named`)."""
+    return layout(spec).from_named(values)
 
 
 def order_permutation(params: Params, spec: Spec) -> np.ndarray:
     """Class order that labels classes by decreasing ``spec.order_classes_by``."""
     if spec.classes == 1 or spec.order_classes_by is None:
         return np.arange(spec.classes)
-    j = spec.terms.index(spec.order_classes_by)
+    j = spec.fixed_names.index(spec.order_classes_by)
     return np.argsort(-np.asarray(params.beta)[:, j], kind="stable")
 
 
@@ -176,10 +372,12 @@ def relabel(params: Params, perm: np.ndarray) -> Params:
     the implied class probabilities are unchanged.
     """
     perm = np.asarray(perm)
-    beta = np.asarray(params.beta)[perm]
-    sigma2 = np.asarray(params.sigma2)[perm]
     gamma = np.asarray(params.gamma)
     full = np.vstack([gamma, np.zeros((1, gamma.shape[1]))])
     reordered = full[perm]
-    new_gamma = reordered[:-1] - reordered[-1]
-    return Params(beta=beta, sigma2=sigma2, gamma=new_gamma)
+    return Params(
+        beta=np.asarray(params.beta)[perm],
+        lsig=np.asarray(params.lsig)[perm],
+        gamma=reordered[:-1] - reordered[-1],
+        chol=params.chol,
+    )

@@ -79,3 +79,61 @@ def plot_fig1(
     ax.set_ylabel("count")
     ax.legend()
     return fig
+
+
+def plot_school_effects(
+    effects: pd.DataFrame,
+    *,
+    x: str = "1",
+    y: str = "female",
+    labels: tuple[str, str] | None = None,
+    errorbars: bool = False,
+) -> Any:
+    """The paper's Fig 6 (and Fig 8): school slopes against school intercepts.
+
+    Parameters
+    ----------
+    effects : DataFrame
+        Output of :func:`bayesmix.school_effects`.
+    x, y : str
+        Terms whose school coefficients go on the axes (``"1"`` is the
+        intercept).
+    labels : tuple of str, optional
+        Axis labels; default ``"school coefficient of <term>"``.
+    errorbars : bool
+        Draw +-1 SD bars (empirical Bayes or posterior SDs).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The title reports the share of schools with a positive ``y``
+        coefficient (for ``y="female"``: schools where females have an
+        advantage).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from bayesmix.schools import share_positive
+
+    fig, ax = plt.subplots(figsize=(6.5, 5), layout="constrained")
+    xs, ys = effects[f"coef_{x}"], effects[f"coef_{y}"]
+    if errorbars:
+        ax.errorbar(
+            xs,
+            ys,
+            xerr=effects[f"sd_coef_{x}"],
+            yerr=effects[f"sd_coef_{y}"],
+            fmt="none",
+            ecolor="0.8",
+            linewidth=0.6,
+        )
+    ax.scatter(xs, ys, s=14, color="0.2")
+    ax.axhline(0.0, color="0.5", linestyle="--", linewidth=0.8)
+    name_x = "intercept" if x == "1" else x
+    ax.set_xlabel(labels[0] if labels else f"school coefficient of {name_x}")
+    ax.set_ylabel(labels[1] if labels else f"school coefficient of {y}")
+    share = share_positive(effects, y)
+    ax.set_title(f"{len(effects)} schools; {y} coefficient > 0 in {100 * share:.1f}%")
+    return fig

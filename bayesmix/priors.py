@@ -8,7 +8,11 @@ rstanarm/brms), so that results do not depend on the units of y or x:
 * slope of term t: Normal(0, 2.5 sd(y) / sd(x_t));
 * residual standard deviation ``sigma`` (every class): HalfStudentT(3, sd(y));
 * membership intercepts ``C#c ~ 1``: Normal(0, 2.5 (1 + sum_t |mean(z_t)| / sd(z_t)));
-* membership slopes ``C#c ~ z``: Normal(0, 2.5 / sd(z)).
+* membership slopes ``C#c ~ z``: Normal(0, 2.5 / sd(z));
+* random-effect SDs ``sd(u_x)``: HalfStudentT(3, sd(y) / sd(x)) (sd(y) for
+  the intercept), with an LKJ(2) prior on their correlations;
+* log-linear residual variance (model 1b): Normal(log var(y), 2) for the
+  intercept, Normal(0, 1 / sd(v)) for the slopes.
 
 Override any of them with ``priors={name: Prior(...)}``, where ``name`` is a
 parameter name (``"x[c1]"``, ``"C#1 ~ x"``), a class-varying term name
@@ -72,21 +76,30 @@ def _offset_factor(M: np.ndarray, terms: tuple[str, ...]) -> float:
 
 
 def default_priors(design: Design) -> dict[str, Prior]:
-    """Data-scaled default priors, keyed by parameter name (and ``"sigma"``)."""
+    """Data-scaled default priors, keyed by parameter name (and ``"sigma"``, ``"sd(u_x)"``)."""
     spec = design.spec
     y_mean, y_sd = float(design.y.mean()), float(design.y.std())
     out: dict[str, Prior] = {}
-    for j, term in enumerate(spec.terms):
-        if term == INTERCEPT:
-            prior = Prior("normal", y_mean, 2.5 * y_sd * _offset_factor(design.X, spec.terms))
+    for j, name in enumerate(spec.fixed_names):
+        if name == INTERCEPT:
+            prior = Prior("normal", y_mean, 2.5 * y_sd * _offset_factor(design.F, spec.fixed_names))
         else:
-            prior = Prior("normal", 0.0, 2.5 * y_sd / float(design.X[:, j].std()))
-        if term in spec.class_varying:
+            prior = Prior("normal", 0.0, 2.5 * y_sd / float(design.F[:, j].std()))
+        if name in spec.class_varying:
             for c in range(spec.classes):
-                out[f"{term}[{class_label(c)}]"] = prior
+                out[f"{name}[{class_label(c)}]"] = prior
         else:
-            out[term] = prior
-    out["sigma"] = Prior("half_student_t", 0.0, y_sd, 3.0)
+            out[name] = prior
+    if spec.residual_covariates:
+        out["log(sigma2) ~ 1"] = Prior("normal", float(np.log(design.y.var())), 2.0)
+        for k, term in enumerate(spec.residual_covariates, start=1):
+            out[f"log(sigma2) ~ {term}"] = Prior("normal", 0.0, 1.0 / float(design.V[:, k].std()))
+    else:
+        out["sigma"] = Prior("half_student_t", 0.0, y_sd, 3.0)
+    for k, term in enumerate(spec.random):
+        col_sd = float(design.R[:, k].std())
+        scale = y_sd if term == INTERCEPT or col_sd == 0 else y_sd / col_sd
+        out[f"sd(u_{term})"] = Prior("half_student_t", 0.0, scale, 3.0)
     for c in range(spec.classes - 1):
         for j, term in enumerate(spec.membership):
             if term == INTERCEPT:
@@ -123,7 +136,7 @@ def resolve_priors(design: Design, overrides: Mapping[str, Prior] | None) -> dic
                 f"prior key {key!r} names no parameter; valid keys are {sorted(priors)} "
                 f"and the class-varying terms {list(spec.class_varying)}."
             )
-        wanted = _SCALE if key == "sigma" else _LOCATION
+        wanted = _SCALE if key == "sigma" or key.startswith("sd(") else _LOCATION
         if prior.family not in wanted:
             raise SpecError(f"prior for {key!r} must be one of {wanted}, got {prior.family!r}.")
         for target in targets:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.data import Design
-from bayesmix.params import Params, class_label, unpack
+from bayesmix.params import Params, class_label
 from bayesmix.spec import Spec
 
 
@@ -42,6 +42,10 @@ def relative_entropy(post: np.ndarray) -> float:
 
 def _json_float(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _clusters_text(design: Design) -> str:
+    return "" if design.n_clusters is None else f"   clusters {design.n_clusters}"
 
 
 def _class_table(post: np.ndarray) -> pd.DataFrame:
@@ -107,6 +111,10 @@ class MLResult:
     diagnostics : tuple of str
         Problems found, also issued as warnings.
     elapsed_s : float
+    timings : dict
+        Seconds spent compiling the likelihood (``compile_s``), optimising
+        from all starts (``optimise_s``) and polishing plus standard errors
+        (``se_s``).
     """
 
     spec: Spec
@@ -126,6 +134,7 @@ class MLResult:
     singular_information: bool
     diagnostics: tuple[str, ...]
     elapsed_s: float
+    timings: dict[str, float] = field(default_factory=dict)
     estimator: str = "ml"
 
     @property
@@ -174,15 +183,15 @@ class MLResult:
     @property
     def structured(self) -> Params:
         """The estimates as structured :class:`~bayesmix.params.Params`."""
-        return unpack(self.estimates, self.spec, log_variances=False)
+        return self.design.layout.unpack(self.estimates, natural=True)
 
     def summary(self) -> str:
         """A printable report: fit statistics, estimates, classes, diagnostics."""
         s = self.spec
         lines = [
             f"bayesmix ML fit: {s.name}  ({s.classes} class{'es' if s.classes > 1 else ''})",
-            f"  observations {self.n_obs}   parameters {self.n_params}   "
-            f"time {self.elapsed_s:.2f}s",
+            f"  observations {self.n_obs}{_clusters_text(self.design)}   parameters "
+            f"{self.n_params}   time {self.elapsed_s:.2f}s",
             f"  log-likelihood {self.loglik:.3f}   AIC {self.aic:.3f}   BIC {self.bic:.3f}   "
             f"aBIC {self.sabic:.3f}",
         ]
@@ -217,7 +226,7 @@ class MLResult:
             "estimator": "ml",
             "classes": self.spec.classes,
             "n_obs": self.n_obs,
-            "n_clusters": None,
+            "n_clusters": self.design.n_clusters,
             "loglik": self.loglik,
             "n_params": self.n_params,
             "bic": self.bic,
@@ -324,7 +333,7 @@ class BayesResult:
         """Summarise posterior draws into a result."""
         import arviz_stats as azs
 
-        from bayesmix.likelihood import pointwise
+        from bayesmix.likelihood import loglik_and_grad
 
         names = tuple(named)
         stacked = np.stack([named[n] for n in names], axis=-1)
@@ -341,14 +350,18 @@ class BayesResult:
             },
             index=pd.Index(names, name="parameter"),
         )
-        means = unpack(table["mean"].to_numpy(), spec, log_variances=False)
-        ll_i, _ = pointwise(spec)(
-            np.asarray(means.beta, dtype=float),
-            np.asarray(means.sigma2, dtype=float),
-            np.asarray(means.gamma, dtype=float),
-            design.y,
-            design.X,
-            design.Z,
+        lay = design.layout
+        theta = lay.to_theta(table["mean"].to_numpy())
+        loglik = float(
+            loglik_and_grad(lay)(
+                theta,
+                design.y,
+                design.F,
+                design.R,
+                design.Z,
+                design.V,
+                np.asarray(design.bounds, dtype=np.int64),
+            )[0]
         )
         return cls(
             spec=spec,
@@ -358,7 +371,7 @@ class BayesResult:
             table=table,
             draws=named,
             class_probabilities=chain_post.mean(axis=0),
-            loglik=float(np.sum(ll_i)),
+            loglik=loglik,
             loo=loo,
             divergences=divergences,
             labels=labels,
@@ -490,7 +503,7 @@ class BayesResult:
             "estimator": "bayes",
             "classes": self.spec.classes,
             "n_obs": self.n_obs,
-            "n_clusters": None,
+            "n_clusters": self.design.n_clusters,
             "loglik": self.loglik,
             "n_params": self.n_params,
             "bic": self.bic,

@@ -10,7 +10,7 @@ import pandas as pd
 
 from bayesmix.data import term_column
 from bayesmix.errors import DataError, SpecError
-from bayesmix.params import Params, from_named
+from bayesmix.params import Params
 from bayesmix.spec import Spec
 
 Generator = str | tuple[Any, ...] | Callable[[np.random.Generator, int], np.ndarray]
@@ -40,6 +40,8 @@ def simulate(
     params: Mapping[str, float] | Params,
     *,
     n: int | None = None,
+    clusters: int | None = None,
+    cluster_size: int | None = None,
     covariates: pd.DataFrame | Mapping[str, Generator] | None = None,
     random_seed: int | None = None,
 ) -> pd.DataFrame:
@@ -51,54 +53,110 @@ def simulate(
         The model.
     params : mapping or Params
         Parameter values by name (see :func:`bayesmix.params.param_names`;
-        variances as ``sigma2``), or structured parameters.
+        variances as ``sigma2``, ``var(u_x)``), or structured parameters.
     n : int, optional
-        Number of observations; required unless ``covariates`` is a DataFrame.
+        Number of observations of a single-level model.
+    clusters, cluster_size : int, optional
+        Number of clusters and observations per cluster of a two-level model.
     covariates : DataFrame or mapping, optional
-        Either the covariate values to use, or per-covariate generators:
-        ``"normal"`` (mean 0, variance 1, the default for every covariate),
-        ``("normal", mean, sd)``, ``"bernoulli"`` (p = 0.5),
-        ``("bernoulli", p)`` or a callable ``f(rng, n)``.
+        Either the covariate values to use (with the cluster column for
+        two-level models), or per-covariate generators: ``"normal"`` (mean 0,
+        variance 1, the default), ``("normal", mean, sd)``, ``"bernoulli"``
+        (p = 0.5, the default for ``residual_groups``), ``("bernoulli", p)``
+        or a callable ``f(rng, size)``. School-level columns (level-2
+        covariates, residual groups) are drawn once per cluster.
     random_seed : int, optional
         Seed; the same seed gives the same data.
 
     Returns
     -------
     pandas.DataFrame
-        The covariates, the outcome and ``C``, the true latent class (1..K).
+        The covariates, the cluster column, the outcome and ``C``, the true
+        latent class (1..K).
     """
+    from bayesmix.params import layout
+
     rng = np.random.default_rng(random_seed)
-    structured = params if isinstance(params, Params) else from_named(dict(params), spec)
-    names = [c for c in spec.columns if c != spec.outcome]
+    school_cols = list(spec.level2_covariates)
+    if spec.residual_groups:
+        school_cols.append(spec.residual_groups)
+    names = [c for c in spec.columns if c not in (spec.outcome, spec.cluster)]
     if isinstance(covariates, pd.DataFrame):
-        missing = [c for c in names if c not in covariates.columns]
+        need = names + ([spec.cluster] if spec.cluster else [])
+        missing = [c for c in need if c not in covariates.columns]
         if missing:
             raise DataError(
                 f"covariates lack column(s) {missing}; they have {list(covariates.columns)}."
             )
-        frame = covariates[names].reset_index(drop=True).astype(float)
+        frame = covariates[need].reset_index(drop=True).copy()
+        frame[names] = frame[names].astype(float)
     else:
-        if n is None or n < 1:
-            raise DataError("simulate needs n >= 1 when covariates is not a DataFrame.")
         gens = dict(covariates or {})
         unknown = sorted(set(gens) - set(names))
         if unknown:
             raise DataError(f"generators given for {unknown}, which the model does not use.")
-        frame = pd.DataFrame({c: _draw_covariate(c, gens.get(c, "normal"), rng, n) for c in names})
+        if spec.cluster is not None:
+            if not clusters or not cluster_size or clusters < 1 or cluster_size < 1:
+                raise DataError(
+                    f"model {spec.name!r} is two-level: simulate needs clusters >= 1 and "
+                    "cluster_size >= 1."
+                )
+            size = clusters * cluster_size
+            frame = pd.DataFrame(
+                {spec.cluster: np.repeat(np.arange(1, clusters + 1), cluster_size)}
+            )
+            for col in names:
+                default = "bernoulli" if col == spec.residual_groups else "normal"
+                how = gens.get(col, default)
+                if col in school_cols:
+                    frame[col] = np.repeat(_draw_covariate(col, how, rng, clusters), cluster_size)
+                else:
+                    frame[col] = _draw_covariate(col, how, rng, size)
+        else:
+            if n is None or n < 1:
+                raise DataError("simulate needs n >= 1 when covariates is not a DataFrame.")
+            frame = pd.DataFrame(
+                {c: _draw_covariate(c, gens.get(c, "normal"), rng, n) for c in names}
+            )
+    levels: tuple = ()
+    if spec.residual_groups:
+        levels = tuple(
+            int(v) if float(v).is_integer() else float(v)
+            for v in np.unique(frame[spec.residual_groups])
+        )
+    lay = layout(spec, levels)
+    structured = params if isinstance(params, Params) else lay.from_named(dict(params))
     size = len(frame)
-    X = np.column_stack([term_column(frame, t) for t in spec.terms])
+    F = np.column_stack(
+        [
+            term_column(frame, term) * (1.0 if w is None else term_column(frame, w))
+            for _, term, w in spec.fixed_effects
+        ]
+    )
     Z = np.column_stack([term_column(frame, t) for t in spec.membership])
+    if spec.residual_groups:
+        V = frame[spec.residual_groups].to_numpy()[:, None] == np.array(levels)[None, :]
+        V = V.astype(float)
+    else:
+        V = np.column_stack([term_column(frame, t) for t in ("1", *spec.residual_covariates)])
     beta = np.asarray(structured.beta, dtype=float)
     gamma = np.asarray(structured.gamma, dtype=float)
-    sigma = np.sqrt(np.asarray(structured.sigma2, dtype=float))
+    lsig = np.asarray(structured.lsig, dtype=float)
     logits = np.column_stack([Z @ gamma.T, np.zeros(size)])
     logits -= logits.max(axis=1, keepdims=True)
     prob = np.exp(logits)
     prob /= prob.sum(axis=1, keepdims=True)
     cls = (rng.random(size)[:, None] > np.cumsum(prob, axis=1)).sum(axis=1)
     cls = np.minimum(cls, spec.classes - 1)
-    mu = np.einsum("ip,ip->i", X, beta[cls])
+    mu = np.einsum("ip,ip->i", F, beta[cls])
+    if spec.random:
+        codes, _ = pd.factorize(frame[spec.cluster], sort=True)
+        chol = np.asarray(structured.chol, dtype=float)
+        u = rng.standard_normal((codes.max() + 1, len(spec.random))) @ chol.T
+        R = np.column_stack([term_column(frame, t) for t in spec.random])
+        mu = mu + np.einsum("ir,ir->i", R, u[codes])
+    sigma = np.exp(0.5 * np.einsum("iv,iv->i", V, lsig[cls]))
     out = frame.copy()
-    out[spec.outcome] = mu + sigma[cls] * rng.standard_normal(size)
+    out[spec.outcome] = mu + sigma * rng.standard_normal(size)
     out["C"] = cls + 1
     return out

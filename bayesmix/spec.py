@@ -31,24 +31,36 @@ from bayesmix.errors import SpecError
 from bayesmix.formula import INTERCEPT, parse_formula
 
 ResidualVariance = Literal["common", "class"]
+Covariance = Literal["unstructured", "diagonal"]
 _RESIDUAL_CHOICES = ("common", "class")
+_COVARIANCE_CHOICES = ("unstructured", "diagonal")
+
+
+def fixed_effect_name(term: str, covariate: str | None) -> str:
+    """Name of a fixed effect: the term, or the cross-level effect ``term:w``.
+
+    The level-2 regression of the intercept on ``w`` is named ``w``.
+    """
+    if covariate is None:
+        return term
+    return covariate if term == INTERCEPT else f"{term}:{covariate}"
 
 
 @dataclass(frozen=True)
 class Spec:
-    """A regression mixture model.
+    """A (multilevel) regression mixture model.
 
     Attributes
     ----------
     outcome : str
         Name of the outcome column ``y``.
     terms : tuple of str
-        Terms of the outcome regression; ``"1"`` is the intercept.
+        Level-1 terms of the outcome regression; ``"1"`` is the intercept.
     classes : int
         Number of level-1 latent classes K (1 gives an ordinary regression).
     class_varying : tuple of str
-        Terms whose coefficient differs across classes (beta_c in eq 1); the
-        others are shared by all classes.
+        Fixed effects (see :attr:`fixed_names`) whose value differs across
+        classes; the others are shared by all classes.
     residual_variance : {"common", "class"}
         Whether the residual variance theta is the same in every class or
         class-specific (theta_c).
@@ -56,8 +68,27 @@ class Spec:
         Terms of the multinomial logistic regression of class membership
         (eq 2), intercept ``"1"`` first. The last class is the reference.
     order_classes_by : str or None
-        Class-varying term whose coefficient labels the classes: class 1 has
-        the largest value. ``None`` when K = 1.
+        Class-varying fixed effect that labels the classes: class 1 has the
+        largest value. ``None`` when K = 1.
+    cluster : str or None
+        Column identifying the level-2 units (schools).
+    level2 : tuple of (str, tuple of str)
+        For each outcome term, the school covariates its coefficient is
+        regressed on (eqs 11-12, 14-16); their effects are named ``term:w``
+        (``w`` for the intercept).
+    random : tuple of str
+        Outcome terms whose coefficient has a school residual u (random
+        intercept and slopes); terms not listed have residual variance 0.
+    covariance : {"unstructured", "diagonal"}
+        Covariance of the school residuals.
+    residual_covariates : tuple of str
+        Level-1 terms of a log-linear model of the residual variance,
+        ``log sigma2_ij = k0 + k' v_ij`` (model 1b).
+    residual_groups : str or None
+        Column (constant within schools) whose levels get separate residual
+        variances (model 1c).
+    centre : tuple of str
+        Columns grand-mean centred (over all observations used) before fitting.
     name : str
         Short model name used in tables.
     description : str
@@ -71,6 +102,13 @@ class Spec:
     residual_variance: ResidualVariance = "common"
     membership: tuple[str, ...] = (INTERCEPT,)
     order_classes_by: str | None = None
+    cluster: str | None = None
+    level2: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    random: tuple[str, ...] = ()
+    covariance: Covariance = "unstructured"
+    residual_covariates: tuple[str, ...] = ()
+    residual_groups: str | None = None
+    centre: tuple[str, ...] = ()
     name: str = "model"
     description: str = ""
 
@@ -87,11 +125,42 @@ class Spec:
                 f"residual_variance must be one of {_RESIDUAL_CHOICES}, "
                 f"got {self.residual_variance!r}."
             )
-        unknown = [t for t in self.class_varying if t not in self.terms]
+        if self.covariance not in _COVARIANCE_CHOICES:
+            raise SpecError(
+                f"covariance must be one of {_COVARIANCE_CHOICES}, got {self.covariance!r}."
+            )
+        for term, _ in self.level2:
+            if term not in self.terms:
+                raise SpecError(
+                    f"[level2] regresses {term!r}, which is not a term of the outcome "
+                    f"formula; its terms are {list(self.terms)}."
+                )
+        bad_random = [t for t in self.random if t not in self.terms]
+        if bad_random:
+            raise SpecError(
+                f"random names {bad_random}, which are not terms of the outcome formula; "
+                f"its terms are {list(self.terms)}."
+            )
+        if (self.random or self.level2 or self.residual_groups) and self.cluster is None:
+            raise SpecError(
+                "random effects, level-2 regressions and residual groups need a cluster "
+                'column: set cluster = "school" (or your level-2 identifier).'
+            )
+        if self.residual_covariates and self.residual_groups:
+            raise SpecError(
+                "use either residual_covariates (model 1b) or residual_groups (model 1c), not both."
+            )
+        if self.residual_variance == "class" and (self.residual_covariates or self.residual_groups):
+            raise SpecError(
+                "class-specific residual variances combined with residual_covariates or "
+                "residual_groups are not available in this version; use "
+                'residual_variance = "common".'
+            )
+        unknown = [t for t in self.class_varying if t not in self.fixed_names]
         if unknown:
             raise SpecError(
-                f"class_varying names {unknown}, which are not terms of the outcome "
-                f"formula; its terms are {list(self.terms)}."
+                f"class_varying names {unknown}, which are not fixed effects of the model; "
+                f"they are {list(self.fixed_names)}."
             )
         if self.membership and self.membership[0] != INTERCEPT:
             raise SpecError("the membership regression must include an intercept.")
@@ -99,12 +168,13 @@ class Spec:
             if not self.class_varying:
                 raise SpecError(
                     f"a {self.classes}-class mixture needs at least one class-varying "
-                    f"outcome coefficient; set class_varying to some of {list(self.terms)}."
+                    f"outcome coefficient; set class_varying to some of "
+                    f"{list(self.fixed_names)}."
                 )
             if self.order_classes_by not in self.class_varying:
                 raise SpecError(
                     f"order_classes_by={self.order_classes_by!r} must be one of the "
-                    f"class-varying terms {list(self.class_varying)}."
+                    f"class-varying effects {list(self.class_varying)}."
                 )
 
     @property
@@ -113,20 +183,55 @@ class Spec:
         return self.classes
 
     @property
+    def level2_map(self) -> dict[str, tuple[str, ...]]:
+        """School covariates of each outcome term's coefficient."""
+        return dict(self.level2)
+
+    @property
+    def fixed_effects(self) -> tuple[tuple[str, str, str | None], ...]:
+        """``(name, term, covariate)`` of every fixed effect, in layout order."""
+        out: list[tuple[str, str, str | None]] = []
+        l2 = self.level2_map
+        for term in self.terms:
+            out.append((term, term, None))
+            out.extend((fixed_effect_name(term, w), term, w) for w in l2.get(term, ()))
+        return tuple(out)
+
+    @property
+    def fixed_names(self) -> tuple[str, ...]:
+        """Names of the fixed effects (outcome terms and their level-2 effects)."""
+        return tuple(name for name, _, _ in self.fixed_effects)
+
+    @property
     def common_terms(self) -> tuple[str, ...]:
-        """Outcome terms whose coefficient is shared by all classes."""
-        return tuple(t for t in self.terms if t not in self.class_varying)
+        """Fixed effects shared by all classes."""
+        return tuple(t for t in self.fixed_names if t not in self.class_varying)
+
+    @property
+    def level2_covariates(self) -> tuple[str, ...]:
+        """School-level columns used by the level-2 regressions."""
+        seen: list[str] = []
+        for _, covs in self.level2:
+            for w in covs:
+                for name in w.split(":"):
+                    if name not in seen:
+                        seen.append(name)
+        return tuple(seen)
 
     @property
     def columns(self) -> tuple[str, ...]:
         """Every data column the model uses, outcome first."""
         cols = [self.outcome]
-        for term in (*self.terms, *self.membership):
+        terms = (*self.terms, *self.membership, *self.residual_covariates, *self.level2_covariates)
+        for term in terms:
             if term == INTERCEPT:
                 continue
             for name in term.split(":"):
                 if name not in cols:
                     cols.append(name)
+        for extra in (self.residual_groups, self.cluster):
+            if extra is not None and extra not in cols:
+                cols.append(extra)
         return tuple(cols)
 
     def with_classes(self, classes: int) -> Spec:
@@ -146,7 +251,7 @@ class Spec:
                 order_classes_by=None,
                 residual_variance="common",
             )
-        varying = self.class_varying or tuple(self.terms)
+        varying = self.class_varying or tuple(self.fixed_names)
         order = self.order_classes_by or _default_order(varying)
         return dataclasses.replace(
             self, classes=classes, class_varying=varying, order_classes_by=order
@@ -159,6 +264,20 @@ def _default_order(varying: tuple[str, ...]) -> str | None:
     return INTERCEPT if INTERCEPT in varying else varying[0]
 
 
+def _rhs_terms(value: str | Iterable[str] | None, where: str) -> tuple[str, ...]:
+    """Terms of a one-sided formula or list, without the intercept."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        if not value.strip():
+            return ()
+        form = parse_formula(value, where=where)
+        if form.lhs is not None:
+            raise SpecError(f"{where}: expected a right-hand side such as 'w1 + w2'.")
+        return tuple(t for t in form.terms if t != INTERCEPT)
+    return tuple(value)
+
+
 def make_spec(
     outcome: str,
     *,
@@ -167,6 +286,13 @@ def make_spec(
     residual_variance: ResidualVariance = "common",
     membership: str | None = None,
     order_classes_by: str | None = None,
+    cluster: str | None = None,
+    level2: Mapping[str, str | Iterable[str]] | None = None,
+    random: str | Iterable[str] | None = None,
+    covariance: Covariance = "unstructured",
+    residual_covariates: str | Iterable[str] | None = None,
+    residual_groups: str | None = None,
+    centre: Iterable[str] = (),
     name: str = "model",
     description: str = "",
 ) -> Spec:
@@ -179,15 +305,30 @@ def make_spec(
     classes : int
         Number of latent classes K.
     class_varying : "all" or iterable of str
-        Terms whose coefficients vary across classes (ignored when K = 1).
+        Fixed effects whose values vary across classes (ignored when K = 1).
     residual_variance : {"common", "class"}
         Class-invariant or class-specific residual variance.
     membership : str, optional
         Membership formula such as ``"x"`` or ``"C ~ x"``; intercept only
         when omitted.
     order_classes_by : str, optional
-        Class-varying term that labels the classes in decreasing order;
-        defaults to the intercept when it varies, else the first varying term.
+        Class-varying effect that labels the classes in decreasing order;
+        defaults to the intercept when it varies, else the first varying one.
+    cluster : str, optional
+        Column of level-2 unit identifiers.
+    level2 : mapping, optional
+        ``{term: "w1 + w2"}``: school covariates of each term's coefficient
+        (``"1"`` for the intercept).
+    random : str or iterable of str, optional
+        Terms with a school residual, e.g. ``["1", "x"]`` or ``"1 + x"``.
+    covariance : {"unstructured", "diagonal"}
+        Covariance of the school residuals.
+    residual_covariates : str or iterable, optional
+        Log-linear residual variance on these level-1 terms (model 1b).
+    residual_groups : str, optional
+        Separate residual variance per level of this school column (model 1c).
+    centre : iterable of str
+        Columns to grand-mean centre.
     name, description : str
         Labels for tables.
 
@@ -206,15 +347,24 @@ def make_spec(
         raise SpecError(
             f"outcome {formula.lhs!r} also appears on the right-hand side of {outcome!r}."
         )
+    l2 = tuple(
+        (str(term), _rhs_terms(covs, f"[level2] {term}")) for term, covs in (level2 or {}).items()
+    )
+    if isinstance(random, str):
+        rand = parse_formula(random, where="random terms").terms
+    else:
+        rand = tuple(random or ())
+    probe = Spec(outcome=formula.lhs, terms=formula.terms, level2=l2, cluster=cluster)
+    fixed = probe.fixed_names
     if isinstance(class_varying, str):
-        varying = formula.terms if class_varying == "all" else (class_varying,)
+        varying = fixed if class_varying == "all" else (class_varying,)
     else:
         varying = tuple(class_varying)
-    unknown = [t for t in varying if t not in formula.terms]
+    unknown = [t for t in varying if t not in fixed]
     if unknown:
         raise SpecError(
-            f"class_varying names {unknown}, which are not terms of the outcome formula; "
-            f"its terms are {list(formula.terms)}."
+            f"class_varying names {unknown}, which are not fixed effects of the model; "
+            f"they are {list(fixed)}."
         )
     if classes == 1:
         varying = ()
@@ -230,20 +380,52 @@ def make_spec(
         residual_variance=residual_variance,
         membership=member_terms,
         order_classes_by=order if classes > 1 else None,
+        cluster=cluster,
+        level2=l2,
+        random=rand,
+        covariance=covariance,
+        residual_covariates=_rhs_terms(residual_covariates, "residual_covariates"),
+        residual_groups=residual_groups,
+        centre=tuple(centre),
         name=name,
         description=description,
     )
 
 
-_TOP_KEYS = {"name", "description", "classes", "outcome", "membership"}
-_OUTCOME_KEYS = {"formula", "class_varying", "residual_variance", "order_classes_by"}
+_TOP_KEYS = {
+    "name",
+    "description",
+    "classes",
+    "cluster",
+    "centre",
+    "outcome",
+    "membership",
+    "level2",
+    "random",
+}
+_OUTCOME_KEYS = {
+    "formula",
+    "class_varying",
+    "residual_variance",
+    "order_classes_by",
+    "residual_covariates",
+    "residual_groups",
+}
 _MEMBERSHIP_KEYS = {"formula"}
+_RANDOM_KEYS = {"terms", "covariance"}
 
 
 def _check_keys(table: Mapping[str, Any], valid: set[str], where: str) -> None:
     unknown = sorted(set(table) - valid)
     if unknown:
         raise SpecError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(valid)}.")
+
+
+def _table(doc: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, Mapping):
+        raise SpecError(f"{source}: [{key}] must be a table.")
+    return value
 
 
 def spec_from_dict(
@@ -272,10 +454,10 @@ def spec_from_dict(
     _check_keys(outcome, _OUTCOME_KEYS, f"{source} [outcome]")
     if "formula" not in outcome:
         raise SpecError(f"{source} [outcome]: needs a 'formula' such as \"y ~ x\".")
-    membership = doc.get("membership", {})
-    if not isinstance(membership, Mapping):
-        raise SpecError(f"{source}: [membership] must be a table with a 'formula'.")
+    membership = _table(doc, "membership", source)
     _check_keys(membership, _MEMBERSHIP_KEYS, f"{source} [membership]")
+    random = _table(doc, "random", source)
+    _check_keys(random, _RANDOM_KEYS, f"{source} [random]")
     try:
         return make_spec(
             outcome["formula"],
@@ -284,6 +466,13 @@ def spec_from_dict(
             residual_variance=outcome.get("residual_variance", "common"),
             membership=membership.get("formula"),
             order_classes_by=outcome.get("order_classes_by"),
+            cluster=doc.get("cluster"),
+            level2=_table(doc, "level2", source),
+            random=random.get("terms"),
+            covariance=random.get("covariance", "unstructured"),
+            residual_covariates=outcome.get("residual_covariates"),
+            residual_groups=outcome.get("residual_groups"),
+            centre=doc.get("centre", ()),
             name=str(doc.get("name", Path(source).stem)),
             description=str(doc.get("description", "")),
         )

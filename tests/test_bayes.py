@@ -16,7 +16,6 @@ from bayesmix.data import build_design
 from bayesmix.demo import FIG1_PARAMS
 from bayesmix.errors import SamplingWarning
 from bayesmix.likelihood import loglik_and_grad
-from bayesmix.params import from_named, pack
 from bayesmix.priors import default_priors, resolve_priors
 
 # Small draws keep CI fast; raise for a thorough local check.
@@ -51,21 +50,26 @@ def test_pymc_density_equals_ml_loglik(fig1_data, residual):
     if residual == "common":
         del values["sigma2[c1]"], values["sigma2[c2]"]
         values["sigma2"] = 1.3
-    params = from_named(values, spec)
     design = build_design(spec, fig1_data)
+    lay = design.layout
+    params = lay.from_named(values)
     model = build_model(design, resolve_priors(design, None))
+    sigma = np.sqrt(params.sigma2 if residual == "class" else params.sigma2[0])
     point = _transformed_point(
         model,
-        {
-            "b_1": params.beta[:, 0],
-            "b_x": params.beta[:, 1],
-            "sigma": np.sqrt(params.sigma2 if residual == "class" else params.sigma2[0]),
-            "gamma": params.gamma,
-        },
+        {"b_1": params.beta[:, 0], "b_x": params.beta[:, 1], "sigma": sigma, "gamma": params.gamma},
     )
     obs_logp = model.compile_logp(vars=model.observed_RVs, jacobian=False)(point)
-    theta = pack(params, spec, log_variances=True)
-    ml_ll = loglik_and_grad(spec)(theta, design.y, design.X, design.Z)[0]
+    theta = lay.pack(params, natural=False)
+    ml_ll = loglik_and_grad(lay)(
+        theta,
+        design.y,
+        design.F,
+        design.R,
+        design.Z,
+        design.V,
+        np.asarray(design.bounds, dtype=np.int64),
+    )[0]
     assert float(obs_logp) == pytest.approx(float(ml_ll), abs=1e-8)
 
 

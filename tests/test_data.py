@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -125,6 +126,18 @@ def test_design_matrices(spec: Spec, frame: pd.DataFrame) -> None:
     np.testing.assert_array_equal(design.X[:, 0], np.ones(50))
     np.testing.assert_array_equal(design.X[:, 1], frame["x"].to_numpy())
     np.testing.assert_array_equal(design.Z, design.X)
+    # single level: F is X, no random effects, one residual column, one pseudo-cluster
+    np.testing.assert_array_equal(design.F, design.X)
+    assert design.R.shape == (50, 0)
+    np.testing.assert_array_equal(design.V, np.ones((50, 1)))
+    np.testing.assert_array_equal(design.cluster, np.zeros(50, dtype=np.int64))
+    assert design.n_clusters is None
+    assert design.bounds.tolist() == [0, 50]
+    assert design.layout.names == [
+        "1[c1]", "1[c2]", "x[c1]", "x[c2]", "sigma2[c1]", "sigma2[c2]", "C#1 ~ 1", "C#1 ~ x",
+    ]  # fmt: skip
+    assert design.layout.spec is spec
+    assert list(design.frame.index) == list(range(50))
 
 
 def test_interaction_column_is_product(frame: pd.DataFrame) -> None:
@@ -327,3 +340,232 @@ def test_numbers_stored_as_text_get_a_conversion_hint() -> None:
     spec = make_spec("y ~ x")
     with pytest.raises(DataError, match=r"'x' holds numbers stored as text.*to_numeric"):
         build_design(spec, frame)
+
+
+# --- build_design: two-level models ------------------------------------------------------------
+
+CLUSTER_OF_ROW = [3, 1, 2, 1, 3, 2, 1, 3, 2, 1, 2, 3]
+SORTED_ROWS = [1, 3, 6, 9, 2, 5, 8, 10, 0, 4, 7, 11]  # rows of cluster 1, then 2, then 3
+
+
+@pytest.fixture
+def two_level() -> Spec:
+    """Intercept and slope regressed on w, both random across clusters g (8 parameters)."""
+    return make_spec("y ~ x", cluster="g", level2={"1": "w", "x": "w"}, random=["1", "x"])
+
+
+@pytest.fixture
+def clustered() -> pd.DataFrame:
+    """Twelve rows in three unsorted clusters; w and v are constant within clusters."""
+    rng = np.random.default_rng(1)
+    g = pd.Series(CLUSTER_OF_ROW)
+    return pd.DataFrame(
+        {
+            "g": g,
+            "x": rng.normal(size=12),
+            "y": rng.normal(size=12),
+            "w": g.map({1: 0.5, 2: -1.0, 3: 2.0}),
+            "v": g.map({1: 1, 2: 0, 3: 1}),
+        }
+    )
+
+
+def test_cluster_rows_are_sorted_stably(two_level: Spec, clustered: pd.DataFrame) -> None:
+    design = build_design(two_level, clustered)
+    assert list(design.frame.index) == SORTED_ROWS
+    assert design.frame["g"].tolist() == [1] * 4 + [2] * 4 + [3] * 4
+    assert design.cluster.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    assert design.cluster.dtype == np.int64
+    assert design.cluster_ids.tolist() == [1, 2, 3]
+    assert design.n_clusters == 3
+    assert design.bounds.tolist() == [0, 4, 8, 12]
+    np.testing.assert_array_equal(design.y, clustered["y"].to_numpy()[SORTED_ROWS])
+    np.testing.assert_array_equal(design.X[:, 1], clustered["x"].to_numpy()[SORTED_ROWS])
+
+
+def test_unequal_cluster_sizes_give_bounds(clustered: pd.DataFrame) -> None:
+    spec = make_spec("y ~ x", cluster="g", random="1")
+    data = clustered.assign(g=[7, 7, 7, 7, 7, 2, 2, 9, 9, 9, 9, 9])
+    design = build_design(spec, data)
+    assert design.n_clusters == 3
+    assert design.cluster_ids.tolist() == [2, 7, 9]
+    assert design.bounds.tolist() == [0, 2, 7, 12]
+    assert list(design.frame.index) == [5, 6, 0, 1, 2, 3, 4, 7, 8, 9, 10, 11]
+
+
+def test_fixed_random_and_residual_designs(two_level: Spec, clustered: pd.DataFrame) -> None:
+    design = build_design(two_level, clustered)
+    x = clustered["x"].to_numpy()[SORTED_ROWS]
+    w = clustered["w"].to_numpy()[SORTED_ROWS]
+    assert two_level.fixed_names == ("1", "w", "x", "x:w")
+    assert design.F.shape == (12, 4)
+    np.testing.assert_array_equal(design.F[:, 0], np.ones(12))
+    np.testing.assert_array_equal(design.F[:, 1], w)
+    np.testing.assert_array_equal(design.F[:, 2], x)
+    np.testing.assert_array_equal(design.F[:, 3], x * w)
+    np.testing.assert_array_equal(design.F[:4, 1], [0.5] * 4)
+    np.testing.assert_array_equal(design.X, np.column_stack([np.ones(12), x]))
+    np.testing.assert_array_equal(design.R, design.X)
+    np.testing.assert_array_equal(design.V, np.ones((12, 1)))
+    np.testing.assert_array_equal(design.Z, np.ones((12, 1)))
+    assert design.layout.names == [
+        "1", "w", "x", "x:w", "var(u_1)", "var(u_x)", "cov(u_1,u_x)", "sigma2",
+    ]  # fmt: skip
+
+
+def test_random_intercept_only_design(clustered: pd.DataFrame) -> None:
+    spec = make_spec("y ~ x", cluster="g", random="1")
+    design = build_design(spec, clustered)
+    np.testing.assert_array_equal(design.R, np.ones((12, 1)))
+    np.testing.assert_array_equal(design.F, design.X)
+
+
+def test_level2_covariate_varying_within_cluster(two_level: Spec, clustered: pd.DataFrame) -> None:
+    data = clustered.copy()
+    data.loc[4, "w"] = 9.0  # row 4 is in cluster 3, whose first row (0) has w = 2
+    with pytest.raises(DataError) as info:
+        build_design(two_level, data)
+    message = str(info.value)
+    assert message.startswith("school-level column 'w' varies within g ")
+    assert re.search(r"varies within g \S*\b3\b\S* \(e\.g\. 9 vs 2\)", message), message
+    assert "must be constant within each cluster" in message
+
+
+def test_level2_error_names_integer_cluster_plainly(
+    two_level: Spec, clustered: pd.DataFrame
+) -> None:
+    data = clustered.copy()
+    data.loc[4, "w"] = 9.0
+    with pytest.raises(DataError, match=r"varies within g 3 \(e\.g\. 9 vs 2\)"):
+        build_design(two_level, data)
+
+
+def test_string_cluster_column_is_accepted(two_level: Spec, clustered: pd.DataFrame) -> None:
+    data = clustered.assign(g=clustered["g"].map({1: "b", 2: "a", 3: "c"}))
+    design = build_design(two_level, data)
+    assert design.cluster_ids.tolist() == ["a", "b", "c"]
+    assert design.n_clusters == 3
+    assert design.bounds.tolist() == [0, 4, 8, 12]
+    assert list(design.frame.index) == [2, 5, 8, 10, 1, 3, 6, 9, 0, 4, 7, 11]
+    assert design.frame["g"].tolist() == ["a"] * 4 + ["b"] * 4 + ["c"] * 4
+    np.testing.assert_array_equal(design.F[:4, 1], [-1.0] * 4)
+    bad = data.copy()
+    bad.loc[4, "w"] = 9.0
+    with pytest.raises(DataError, match=r"school-level column 'w' varies within g 'c'"):
+        build_design(two_level, bad)
+
+
+def test_missing_cluster_column(two_level: Spec, clustered: pd.DataFrame) -> None:
+    with pytest.raises(DataError) as info:
+        build_design(two_level, clustered.drop(columns="g"))
+    assert str(info.value) == (
+        "column 'g' used by model 'model' is not in the data; the columns are ['x', 'y', 'w', 'v']."
+    )
+
+
+def test_constant_level2_covariate(two_level: Spec, clustered: pd.DataFrame) -> None:
+    with pytest.raises(DataError) as info:
+        build_design(two_level, clustered.assign(w=0.5))
+    assert str(info.value) == (
+        "fixed effect 'w' has a constant column (0.5) in the data; drop it (the intercept "
+        "already covers a constant)."
+    )
+
+
+def test_listwise_deletion_can_remove_a_cluster(clustered: pd.DataFrame) -> None:
+    spec = make_spec("y ~ x", cluster="g", random="1")
+    data = clustered.copy()
+    data.loc[[2, 5, 8, 10], "y"] = np.nan  # all of cluster 2
+    with pytest.warns(MissingDataWarning, match="removed 4 of 12 rows"):
+        design = build_design(spec, data, missing="listwise")
+    assert design.n_clusters == 2
+    assert design.cluster_ids.tolist() == [1, 3]
+    assert design.cluster.tolist() == [0] * 4 + [1] * 4
+    assert design.bounds.tolist() == [0, 4, 8]
+
+
+def test_residual_groups_design(clustered: pd.DataFrame) -> None:
+    spec = make_spec("y ~ x", cluster="g", random="1", residual_groups="v")
+    design = build_design(spec, clustered)
+    assert design.layout.group_levels == (0, 1)
+    assert design.layout.names == ["1", "x", "var(u_1)", "sigma2[v=0]", "sigma2[v=1]"]
+    # clusters 1 and 3 have v = 1, cluster 2 has v = 0
+    expected = np.array([[0.0, 1.0]] * 4 + [[1.0, 0.0]] * 4 + [[0.0, 1.0]] * 4)
+    np.testing.assert_array_equal(design.V, expected)
+
+
+def test_residual_groups_with_a_single_level(clustered: pd.DataFrame) -> None:
+    spec = make_spec("y ~ x", cluster="g", random="1", residual_groups="v")
+    with pytest.raises(DataError) as info:
+        build_design(spec, clustered.assign(v=1))
+    assert str(info.value) == (
+        "residual_groups column 'v' has a single level; it needs at least two groups."
+    )
+
+
+def test_residual_groups_must_be_constant_within_clusters(clustered: pd.DataFrame) -> None:
+    spec = make_spec("y ~ x", cluster="g", random="1", residual_groups="v")
+    data = clustered.copy()
+    data.loc[3, "v"] = 0  # row 3 is in cluster 1, whose first row (1) has v = 1
+    with pytest.raises(
+        DataError, match=r"school-level column 'v' varies within g .*\(e\.g\. 0 vs 1\)"
+    ):
+        build_design(spec, data)
+
+
+def test_residual_covariates_design(clustered: pd.DataFrame) -> None:
+    spec = make_spec("y ~ x", cluster="g", random="1", residual_covariates="x")
+    design = build_design(spec, clustered)
+    x = clustered["x"].to_numpy()[SORTED_ROWS]
+    np.testing.assert_array_equal(design.V, np.column_stack([np.ones(12), x]))
+    assert design.layout.names[-2:] == ["log(sigma2) ~ 1", "log(sigma2) ~ x"]
+
+
+def test_centre_subtracts_the_mean(clustered: pd.DataFrame) -> None:
+    spec = make_spec("y ~ x", cluster="g", level2={"1": "w"}, random="1", centre=["x", "w"])
+    design = build_design(spec, clustered)
+    x = clustered["x"].to_numpy()[SORTED_ROWS]
+    w = clustered["w"].to_numpy()[SORTED_ROWS]
+    # grand mean over the observations used: w = (4 * 0.5 - 4 * 1 + 4 * 2) / 12 = 0.5
+    assert w.mean() == pytest.approx(0.5, abs=1e-15)
+    np.testing.assert_allclose(design.X[:, 1], x - x.mean(), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(design.F[:, 1], w - 0.5, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(design.F[:, 2], x - x.mean(), rtol=0, atol=1e-15)
+    assert abs(design.X[:, 1].mean()) < 1e-15
+    # the outcome and the stored frame keep their values
+    np.testing.assert_array_equal(design.y, clustered["y"].to_numpy()[SORTED_ROWS])
+    np.testing.assert_array_equal(design.frame["x"].to_numpy(), x)
+
+
+def test_centre_single_level(spec: Spec, frame: pd.DataFrame) -> None:
+    centred = make_spec("y ~ x", classes=2, membership="x", centre=["x"])
+    design = build_design(centred, frame)
+    x = frame["x"].to_numpy()
+    np.testing.assert_allclose(design.X[:, 1], x - x.mean(), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(design.Z[:, 1], x - x.mean(), rtol=0, atol=1e-15)
+
+
+def test_centre_of_an_unused_column(frame: pd.DataFrame) -> None:
+    spec = make_spec("y ~ x", centre=["w"])
+    with pytest.raises(DataError) as info:
+        build_design(spec, frame)
+    assert str(info.value) == "centre names 'w', which the model does not use."
+
+
+def test_hsb_two_level_design() -> None:
+    spec = make_spec(
+        "math ~ ses", cluster="school", level2={"1": "meanses + catholic"}, random=["1", "ses"]
+    )
+    design = build_design(spec, "hsb")
+    assert design.n_obs == 7185
+    assert design.n_clusters == 160
+    assert design.bounds.shape == (161,)
+    assert design.bounds[:5].tolist() == [0, 47, 72, 120, 140]
+    assert int(design.bounds[-1]) == 7185
+    assert design.cluster_ids[:3].tolist() == [1224, 1288, 1296]
+    assert np.all(np.diff(design.cluster) >= 0)
+    assert design.layout.names == [
+        "1", "meanses", "catholic", "ses", "var(u_1)", "var(u_ses)", "cov(u_1,u_ses)", "sigma2",
+    ]  # fmt: skip
+    np.testing.assert_array_equal(design.F[:, 1], design.frame["meanses"].to_numpy())
+    np.testing.assert_array_equal(design.F[:, 3], design.frame["ses"].to_numpy())

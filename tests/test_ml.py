@@ -8,10 +8,11 @@ import pytest
 from scipy import special, stats
 
 import bayesmix as bm
+from bayesmix.data import build_design
 from bayesmix.demo import FIG1_PARAMS
 from bayesmix.errors import ReplicationWarning
 from bayesmix.likelihood import loglik_and_grad
-from bayesmix.params import pack, param_names, unpack
+from bayesmix.params import param_names
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,17 @@ def fig1_data(fig1_spec: bm.Spec) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def fig1_fit(fig1_spec: bm.Spec, fig1_data: pd.DataFrame) -> bm.MLResult:
     return bm.fit_ml(fig1_spec, fig1_data, starts=20, random_seed=1)
+
+
+def _args(design) -> tuple[np.ndarray, ...]:
+    return (
+        design.y,
+        design.F,
+        design.R,
+        design.Z,
+        design.V,
+        np.asarray(design.bounds, dtype=np.int64),
+    )
 
 
 def _reference_loglik(y, x, values: dict[str, float]) -> float:
@@ -48,21 +60,21 @@ def _reference_loglik(y, x, values: dict[str, float]) -> float:
 
 def test_loglik_matches_independent_formula(fig1_spec, fig1_data):
     values = {**FIG1_PARAMS, "sigma2[c2]": 1.7, "C#1 ~ 1": -0.3}
-    theta = pack(bm.params.from_named(values, fig1_spec), fig1_spec, log_variances=True)
-    X = np.column_stack([np.ones(len(fig1_data)), fig1_data["x"]])
-    ll, grad = loglik_and_grad(fig1_spec)(theta, fig1_data["y"].to_numpy(), X, X.copy())
+    design = build_design(fig1_spec, fig1_data)
+    lay = design.layout
+    theta = lay.to_theta(np.array([values[n] for n in lay.names]))
+    f = loglik_and_grad(lay)
+    args = _args(design)
+    ll, grad = f(theta, *args)
     expected = _reference_loglik(fig1_data["y"].to_numpy(), fig1_data["x"].to_numpy(), values)
     assert float(ll) == pytest.approx(expected, abs=1e-8)
     # the analytic gradient agrees with central differences
     h = 1e-6
-    f = loglik_and_grad(fig1_spec)
     for i in range(theta.size):
         up, down = theta.copy(), theta.copy()
         up[i] += h
         down[i] -= h
-        numeric = (
-            f(up, fig1_data["y"].to_numpy(), X, X)[0] - f(down, fig1_data["y"].to_numpy(), X, X)[0]
-        ) / (2 * h)
+        numeric = (f(up, *args)[0] - f(down, *args)[0]) / (2 * h)
         assert grad[i] == pytest.approx(float(numeric), rel=1e-5, abs=1e-4)
 
 
@@ -153,13 +165,13 @@ def test_one_class_model_is_ordinary_least_squares(fig1_data):
 
 
 def test_relabelled_estimates_give_same_loglik(fig1_spec, fig1_fit, fig1_data):
-    params = unpack(fig1_fit.estimates, fig1_spec, log_variances=False)
+    design = build_design(fig1_spec, fig1_data)
+    lay = design.layout
+    params = lay.unpack(fig1_fit.estimates, natural=True)
     swapped = bm.params.relabel(params, np.array([1, 0]))
-    X = np.column_stack([np.ones(len(fig1_data)), fig1_data["x"]])
-    f = loglik_and_grad(fig1_spec)
-    y = fig1_data["y"].to_numpy()
-    a = f(pack(params, fig1_spec, log_variances=True), y, X, X)[0]
-    b = f(pack(swapped, fig1_spec, log_variances=True), y, X, X)[0]
+    f = loglik_and_grad(lay)
+    a = f(lay.pack(params, natural=False), *_args(design))[0]
+    b = f(lay.pack(swapped, natural=False), *_args(design))[0]
     assert float(a) == pytest.approx(float(b), abs=1e-8)
     assert float(a) == pytest.approx(fig1_fit.loglik, abs=1e-8)
 

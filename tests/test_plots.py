@@ -47,3 +47,24 @@ def test_fig1_accepts_modal_classes_of_a_fit(gender_data):
     fig = plot_fig1(gender_data, classes=modal)
     n_a = int(((gender_data["x"] == 1) & (modal == 2)).sum())
     assert fig.get_axes()[0].get_title().endswith(f"(n={n_a})")
+
+
+def test_school_effects_plot_reports_share():
+    import pandas as pd
+
+    from bayesmix.plots import plot_school_effects
+
+    eff = pd.DataFrame(
+        {
+            "coef_1": [10.0, 12.0, 14.0, 9.0],
+            "coef_female": [0.5, -1.0, -2.0, 0.2],
+            "sd_coef_1": [1.0] * 4,
+            "sd_coef_female": [0.5] * 4,
+        }
+    )
+    fig = plot_school_effects(eff, errorbars=True)
+    ax = fig.get_axes()[0]
+    assert ax.get_title() == "4 schools; female coefficient > 0 in 50.0%"
+    assert ax.get_xlabel() == "school coefficient of intercept"
+    offsets = ax.collections[-1].get_offsets()
+    np.testing.assert_allclose(offsets[:, 1], [0.5, -1.0, -2.0, 0.2])

@@ -13,7 +13,7 @@ from bayesmix import simulate
 from bayesmix.demo import FIG1_PARAMS
 from bayesmix.errors import DataError, SpecError
 from bayesmix.params import from_named
-from bayesmix.spec import Spec, load_spec
+from bayesmix.spec import Spec, load_spec, make_spec
 
 FIG1 = Path(__file__).resolve().parent.parent / "models" / "fig1.toml"
 N = 20_000
@@ -228,3 +228,186 @@ def test_single_class_has_one_class(spec: Spec) -> None:
     coef, se, s2 = _ols(data["x"].to_numpy(), data["y"].to_numpy())
     assert np.all(np.abs(coef - [2.0, 1.0]) < 4 * se)
     assert abs(s2 - 0.25) < 4 * 0.25 * math.sqrt(2 / N)
+
+
+# --- two-level models --------------------------------------------------------------------------
+
+TWO_LEVEL_PARAMS = {
+    "1": 1.0, "w": 0.5, "x": 2.0, "x:w": -0.3,
+    "var(u_1)": 0.6, "var(u_x)": 0.2, "cov(u_1,u_x)": 0.1, "sigma2": 1.5,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def two_level() -> Spec:
+    """Random intercept and slope across clusters g, both regressed on the school covariate w."""
+    return make_spec("y ~ x", cluster="g", level2={"1": "w", "x": "w"}, random=["1", "x"])
+
+
+def _school_frame(clusters: int, size: int, **values: float) -> pd.DataFrame:
+    """Covariates with constant values, ``size`` rows in each of ``clusters`` clusters."""
+    frame = pd.DataFrame({"g": np.repeat(np.arange(clusters), size)})
+    for name, value in values.items():
+        frame[name] = value
+    return frame
+
+
+def _cluster_means(data: pd.DataFrame) -> np.ndarray:
+    return data.groupby("g")["y"].mean().to_numpy()
+
+
+def test_two_level_shape_and_cluster_column(two_level: Spec) -> None:
+    data = simulate(two_level, TWO_LEVEL_PARAMS, clusters=50, cluster_size=20, random_seed=3)
+    assert data.shape == (1000, 5)
+    assert list(data.columns) == ["g", "x", "w", "y", "C"]
+    np.testing.assert_array_equal(data["g"].to_numpy(), np.repeat(np.arange(1, 51), 20))
+    assert set(data["C"].unique()) == {1}
+    assert np.isfinite(data[["x", "w", "y"]].to_numpy()).all()
+
+
+def test_two_level_school_covariates_are_constant_within_clusters(two_level: Spec) -> None:
+    data = simulate(two_level, TWO_LEVEL_PARAMS, clusters=50, cluster_size=20, random_seed=3)
+    per_cluster = data.groupby("g")[["w", "x"]].nunique()
+    assert per_cluster["w"].tolist() == [1] * 50
+    assert per_cluster["x"].tolist() == [20] * 50  # the level-1 covariate varies within
+    w = data.groupby("g")["w"].first().to_numpy()
+    assert len(np.unique(w)) == 50
+    # w is drawn once per cluster from N(0, 1)
+    assert abs(w.mean()) < 4 / math.sqrt(50)
+
+
+def test_two_level_same_seed_reproduces(two_level: Spec) -> None:
+    a = simulate(two_level, TWO_LEVEL_PARAMS, clusters=50, cluster_size=20, random_seed=21)
+    b = simulate(two_level, TWO_LEVEL_PARAMS, clusters=50, cluster_size=20, random_seed=21)
+    pd.testing.assert_frame_equal(a, b)
+    c = simulate(two_level, TWO_LEVEL_PARAMS, clusters=50, cluster_size=20, random_seed=22)
+    assert not np.allclose(a["w"], c["w"])
+    assert not np.allclose(a["y"], c["y"])
+
+
+def test_two_level_structured_params_give_the_same_data(two_level: Spec) -> None:
+    structured = from_named(TWO_LEVEL_PARAMS, two_level)
+    a = simulate(two_level, TWO_LEVEL_PARAMS, clusters=30, cluster_size=5, random_seed=4)
+    b = simulate(two_level, structured, clusters=30, cluster_size=5, random_seed=4)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_between_cluster_variance_of_means(two_level: Spec) -> None:
+    # With x = w = 0, a cluster mean is 1 + u_1 + mean of 5 residuals:
+    # variance var(u_1) + sigma2 / 5 = 0.6 + 0.3.
+    clusters, size = 2000, 5
+    data = simulate(
+        two_level, TWO_LEVEL_PARAMS, covariates=_school_frame(clusters, size, x=0.0, w=0.0),
+        random_seed=2024,
+    )  # fmt: skip
+    assert len(data) == clusters * size
+    means = _cluster_means(data)
+    expected = TWO_LEVEL_PARAMS["var(u_1)"] + TWO_LEVEL_PARAMS["sigma2"] / size
+    assert abs(means.var(ddof=1) / expected - 1) < 0.10
+    assert abs(means.mean() - 1.0) < 4 * math.sqrt(expected / clusters)
+
+
+def test_random_slope_and_covariance_enter_the_cluster_means(two_level: Spec) -> None:
+    # With x = 1, w = 0 a cluster mean is 1 + 2 + u_1 + u_x + residual mean:
+    # variance 0.6 + 0.2 + 2 * 0.1 + 1.5 / 5 = 1.3.
+    clusters, size = 2000, 5
+    data = simulate(
+        two_level, TWO_LEVEL_PARAMS, covariates=_school_frame(clusters, size, x=1.0, w=0.0),
+        random_seed=2025,
+    )  # fmt: skip
+    means = _cluster_means(data)
+    expected = 0.6 + 0.2 + 2 * 0.1 + 1.5 / size
+    assert abs(means.var(ddof=1) / expected - 1) < 0.10
+    assert abs(means.mean() - 3.0) < 4 * math.sqrt(expected / clusters)
+
+
+def test_cross_level_effects_shift_the_mean(two_level: Spec) -> None:
+    # x = 1, w = 1: mean 1 + 0.5 + 2 - 0.3 = 3.2
+    clusters, size = 2000, 5
+    data = simulate(
+        two_level, TWO_LEVEL_PARAMS, covariates=_school_frame(clusters, size, x=1.0, w=1.0),
+        random_seed=2026,
+    )  # fmt: skip
+    expected_var = 0.6 + 0.2 + 2 * 0.1 + 1.5 / size
+    assert abs(_cluster_means(data).mean() - 3.2) < 4 * math.sqrt(expected_var / clusters)
+
+
+def test_within_cluster_variance_is_sigma2(two_level: Spec) -> None:
+    clusters, size = 1000, 5
+    data = simulate(
+        two_level, TWO_LEVEL_PARAMS, covariates=_school_frame(clusters, size, x=0.0, w=0.0),
+        random_seed=2027,
+    )  # fmt: skip
+    within = data.groupby("g")["y"].var(ddof=1).mean()
+    df = clusters * (size - 1)
+    assert abs(within - 1.5) < 4 * 1.5 * math.sqrt(2 / df)
+
+
+def test_two_level_needs_clusters(two_level: Spec) -> None:
+    for kwargs in ({"n": 100}, {"clusters": 10}, {"clusters": 0, "cluster_size": 5}):
+        with pytest.raises(DataError) as info:
+            simulate(two_level, TWO_LEVEL_PARAMS, random_seed=1, **kwargs)
+        assert str(info.value) == (
+            "model 'model' is two-level: simulate needs clusters >= 1 and cluster_size >= 1."
+        )
+
+
+def test_two_level_dataframe_needs_the_cluster_column(two_level: Spec) -> None:
+    with pytest.raises(DataError) as info:
+        simulate(two_level, TWO_LEVEL_PARAMS, covariates=pd.DataFrame({"x": [0.0], "w": [1.0]}))
+    assert str(info.value) == "covariates lack column(s) ['g']; they have ['x', 'w']."
+
+
+def test_two_level_string_cluster_labels(two_level: Spec) -> None:
+    covariates = pd.DataFrame(
+        {"g": list("bbaacc"), "x": [0.0] * 6, "w": [1.0, 1.0, 2.0, 2.0, 3.0, 3.0]}
+    )
+    data = simulate(two_level, TWO_LEVEL_PARAMS, covariates=covariates, random_seed=5)
+    assert data["g"].tolist() == list("bbaacc")
+    assert np.isfinite(data["y"]).all()
+
+
+def test_residual_groups_get_their_own_variances() -> None:
+    spec = make_spec("y ~ x", cluster="g", random="1", residual_groups="v")
+    values = {"1": 0.0, "x": 1.0, "var(u_1)": 0.5, "sigma2[v=0]": 1.0, "sigma2[v=1]": 4.0}
+    clusters, size = 1000, 5
+    data = simulate(spec, values, clusters=clusters, cluster_size=size, random_seed=8)
+    assert list(data.columns) == ["g", "x", "v", "y", "C"]
+    assert data.groupby("g")["v"].nunique().max() == 1
+    v = data.groupby("g")["v"].first()
+    assert set(v.unique()) == {0.0, 1.0}  # bernoulli(0.5) per cluster by default
+    assert abs(v.mean() - 0.5) < 4 * math.sqrt(0.25 / clusters)
+    # within-cluster variance of y - x removes u and estimates sigma2 of the group
+    resid = data.assign(r=data["y"] - data["x"])
+    within = resid.groupby("g")["r"].var(ddof=1)
+    for level, sigma2 in ((0.0, 1.0), (1.0, 4.0)):
+        part = within[v == level]
+        df = len(part) * (size - 1)
+        assert abs(part.mean() - sigma2) < 4 * sigma2 * math.sqrt(2 / df)
+
+
+def test_log_linear_residual_variance() -> None:
+    spec = make_spec("y ~ x", cluster="g", random="1", residual_covariates="x")
+    values = {"1": 0.0, "x": 1.0, "var(u_1)": 0.0, "log(sigma2) ~ 1": 0.0, "log(sigma2) ~ x": 0.5}
+    covariates = pd.DataFrame(
+        {"g": np.repeat(np.arange(2000), 10), "x": np.tile([0.0, 2.0], 10000)}
+    )
+    data = simulate(spec, values, covariates=covariates, random_seed=9)
+    resid = (data["y"] - data["x"]).to_numpy()  # var(u_1) = 0: no school residual
+    x = data["x"].to_numpy()
+    for value, sigma2 in ((0.0, 1.0), (2.0, math.e)):
+        part = resid[x == value]
+        assert abs(part.mean()) < 4 * math.sqrt(sigma2 / len(part))
+        assert abs(part.var() - sigma2) < 4 * sigma2 * math.sqrt(2 / len(part))
+
+
+def test_two_level_mixture_has_both_classes() -> None:
+    spec = make_spec("y ~ x", classes=2, cluster="g", random="1", membership="x")
+    values = {
+        "1[c1]": 3.0, "1[c2]": 0.0, "x[c1]": -1.0, "x[c2]": 0.5, "var(u_1)": 0.3,
+        "sigma2": 1.0, "C#1 ~ 1": 0.0, "C#1 ~ x": 1.0,
+    }  # fmt: skip
+    data = simulate(spec, values, clusters=200, cluster_size=10, random_seed=12)
+    assert set(data["C"].unique()) == {1, 2}
+    share = float((data["C"] == 1).mean())
+    assert abs(share - 0.5) < 4 * math.sqrt(0.25 / 2000)

@@ -127,8 +127,7 @@ def test_class_varying_names_a_non_term() -> None:
     with pytest.raises(SpecError) as info:
         make_spec("y ~ x", classes=2, class_varying=["z", "x"])
     assert str(info.value) == (
-        "class_varying names ['z'], which are not terms of the outcome formula; its terms "
-        "are ['1', 'x']."
+        "class_varying names ['z'], which are not fixed effects of the model; they are ['1', 'x']."
     )
 
 
@@ -141,7 +140,7 @@ def test_missing_order_term() -> None:
     with pytest.raises(SpecError) as info:
         Spec(outcome="y", terms=("1", "x"), classes=2, class_varying=("1", "x"))
     assert str(info.value) == (
-        "order_classes_by=None must be one of the class-varying terms ['1', 'x']."
+        "order_classes_by=None must be one of the class-varying effects ['1', 'x']."
     )
 
 
@@ -214,13 +213,15 @@ def test_load_spec_class_varying_string(tmp_path: Path) -> None:
             'name = "m"\nclass = 2\n[outcome]\nformula = "y ~ x"\n',
             "",
             "['class']",
-            "['classes', 'description', 'membership', 'name', 'outcome']",
+            "['centre', 'classes', 'cluster', 'description', 'level2', 'membership', 'name', "
+            "'outcome', 'random']",
         ),
         (
             '[outcome]\nformula = "y ~ x"\nvarying = ["x"]\nresidual = "class"\n',
             " [outcome]",
             "['residual', 'varying']",
-            "['class_varying', 'formula', 'order_classes_by', 'residual_variance']",
+            "['class_varying', 'formula', 'order_classes_by', 'residual_covariates', "
+            "'residual_groups', 'residual_variance']",
         ),
         (
             '[outcome]\nformula = "y ~ x"\n[membership]\nformula = "x"\nfromula = "x"\n',
