@@ -74,7 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--out", required=True, help="CSV file to write")
 
     demo = sub.add_parser(
-        "demo", help="the paper's Section 2.1: simulate Fig 1 data, fit by ML and NUTS"
+        "demo",
+        help="the paper's Section 2.1 (Fig 1 data by ML and NUTS) and Section 3.1 "
+        "(HSB models 1, 1b, 1c by ML)",
     )
     demo.add_argument("--out", default="bayesmix-output", help="folder for figures and JSON")
     demo.add_argument("--quick", action="store_true", help="fewer draws")
@@ -156,9 +158,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from bayesmix.demo import run_fig1_demo
+    from bayesmix.demo import run_fig1_demo, run_hsb_conventional_demo
 
     run_fig1_demo(Path(args.out), quick=args.quick, seed=args.seed)
+    sys.stdout.write("\n")
+    run_hsb_conventional_demo(Path(args.out))
     return 0
 
 

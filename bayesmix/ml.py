@@ -331,13 +331,13 @@ def fit_ml(
     n = design.n_obs
     rng = np.random.default_rng(random_seed)
     n_starts = 1 if spec.classes == 1 else starts
+    t_compile = time.perf_counter()
     fun = _objective(design)
+    pointwise(lay)
+    compile_s = time.perf_counter() - t_compile
     bounds = lay.bounds(float(np.log(_VARIANCE_FLOOR * design.y.var())))
     runs: list[_Run] = []
     bar = Progress(n_starts, "ML starts", enabled=progress)
-    t_compile = time.perf_counter()
-    fun(random_start(design, np.random.default_rng(0)))
-    compile_s = time.perf_counter() - t_compile
     t_opt = time.perf_counter()
     for _ in range(n_starts):
         runs.append(_optimise(fun, random_start(design, rng), bounds, n, maxiter))

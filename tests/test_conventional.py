@@ -193,8 +193,54 @@ def test_pymc_density_with_random_effects_integrated_equals_ml_loglik():
     log_prior_u = -0.5 * (u_hat.size * np.log(2 * np.pi) + len(u_hat) * logdet_g + quad)
     # log |H_j| = -log |posterior covariance_j|
     laplace = 0.5 * u_hat.size * np.log(2 * np.pi) + 0.5 * sum(
-        np.linalg.slogdet(c)[1] for c in post_cov)
+        np.linalg.slogdet(c)[1] for c in post_cov
+    )
     marginal = cond + log_prior_u + laplace
-    ml = loglik_and_grad(lay)(lay.pack(params, natural=False), design.y, design.F, design.R,
-                              design.Z, design.V, np.asarray(design.bounds, dtype=np.int64))[0]
+    ml = loglik_and_grad(lay)(
+        lay.pack(params, natural=False),
+        design.y,
+        design.F,
+        design.R,
+        design.Z,
+        design.V,
+        np.asarray(design.bounds, dtype=np.int64),
+    )[0]
     assert marginal == pytest.approx(float(ml), abs=1e-6)
+
+
+def test_cli_fit_hsb1_json(capsys):
+    from bayesmix.cli import main
+
+    assert (
+        main(["fit", "models/hsb_1.toml", "--data", "hsb", "--estimator", "ml", "--json", "-"]) == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert out["loglik"] == pytest.approx(-23214.496, abs=1e-3)
+    assert out["n_params"] == 19
+    assert out["n_clusters"] == 160 and out["n_obs"] == 7185
+    names = [p["name"] for p in out["params"]]
+    assert names[:4] == ["1", "pracad", "catholic", "meanses"]
+    assert "cov(u_1,u_female)" in names and names[-1] == "sigma2"
+
+
+@pytest.mark.slow
+def test_bayes_hsb1_agrees_with_ml(hsb1):
+    draws = int(__import__("os").environ.get("BAYESMIX_TEST_DRAWS", "400"))
+    with pytest.warns(bm.BayesmixWarning):
+        # the random-effect covariance (rank 2 at the ML estimate) mixes slowly: with
+        # few draws its R-hat and ESS are flagged, which is what the warning reports
+        fit = bm.fit_bayes(
+            bm.load_spec("models/hsb_1.toml"), "hsb", draws=draws, tune=draws, random_seed=3
+        )
+    fixed = list(hsb1.spec.fixed_names)
+    table = fit.table
+    gap = (table.loc[fixed, "mean"] - hsb1.params.loc[fixed, "estimate"]).abs()
+    assert (gap < 0.3 * table.loc[fixed, "sd"]).all(), gap / table.loc[fixed, "sd"]
+    assert table.loc[fixed, "r_hat"].max() <= 1.01
+    assert fit.divergences == 0
+    assert table["r_hat"].max() < 1.1
+    assert table.loc["sigma2", "mean"] == pytest.approx(36.35, abs=3 * table.loc["sigma2", "sd"])
+    eff = bm.school_effects(fit)
+    ml_eff = bm.school_effects(hsb1)
+    assert np.corrcoef(eff["coef_1"], ml_eff["coef_1"])[0, 1] > 0.99
+    assert fit.to_dict()["n_clusters"] == 160

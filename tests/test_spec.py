@@ -393,3 +393,31 @@ def test_with_classes_from_single_class_makes_all_terms_vary() -> None:
 def test_with_classes_zero_raises() -> None:
     with pytest.raises(SpecError, match=r"classes must be at least 1, got 0"):
         load_spec(FIG1).with_classes(0)
+
+
+@pytest.mark.parametrize("variant", ["1", "1b", "1c"])
+def test_hsb_model_files_equal_demo_specs(variant: str) -> None:
+    import dataclasses
+
+    from bayesmix.demo import hsb_conventional_spec
+
+    path = Path(__file__).resolve().parent.parent / "models" / f"hsb_{variant}.toml"
+    from_file = dataclasses.replace(load_spec(path), description="")
+    assert from_file == hsb_conventional_spec(variant)
+
+
+def test_conventional_model_file_has_paper_parameter_count() -> None:
+    from bayesmix.params import param_names
+
+    spec = load_spec(Path(__file__).resolve().parent.parent / "models" / "conventional.toml")
+    # Section 2.2: the conventional model has eight parameters
+    assert param_names(spec) == [
+        "1",
+        "w",
+        "x",
+        "x:w",
+        "var(u_1)",
+        "var(u_x)",
+        "cov(u_1,u_x)",
+        "sigma2",
+    ]
