@@ -478,7 +478,8 @@ def fit_bayes(
     if spec.random and spec.classes > 1:
         raise EstimationError(
             f"model {spec.name!r} combines random effects with {spec.classes} latent classes "
-            "(a two-level mixture); these are not available in this version."
+            "(a two-level mixture); NUTS for these is not available in this version: fit "
+            "it by ML (bayesmix.fit_ml)."
         )
     design = build_design(spec, data, missing=missing)
     full_priors = resolve_priors(design, priors)

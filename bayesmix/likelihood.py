@@ -162,9 +162,96 @@ def gaussian_multilevel_loglik(
     return -0.5 * (n_j * _LOG_2PI + log_d + logdet + c - quad)
 
 
+def gauss_hermite(points: int, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tensor-product Gauss-Hermite rule for the standard normal in ``dims`` dimensions.
+
+    Returns nodes (Q, dims) and ``log w_k - log phi(z_k)`` (Q,), so that
+    ``int f(z) dz ~= sum_k exp(logw_k) f(z_k)`` for a density-like ``f``.
+    """
+    z, w = np.polynomial.hermite_e.hermegauss(points)
+    w = w / math.sqrt(2.0 * math.pi)
+    grids = np.meshgrid(*([z] * dims), indexing="ij")
+    nodes = np.stack([g.ravel() for g in grids], axis=1) if dims else np.zeros((1, 0))
+    wgrids = np.meshgrid(*([np.log(w)] * dims), indexing="ij")
+    logw = sum(g.ravel() for g in wgrids) if dims else np.zeros(1)
+    logw = logw + 0.5 * np.sum(nodes**2, axis=1) + 0.5 * dims * _LOG_2PI
+    return nodes, np.asarray(logw, dtype=float)
+
+
+def quadrature_loglik(
+    y: pt.TensorLike,
+    F: pt.TensorLike,
+    R: pt.TensorLike,
+    Z: pt.TensorLike,
+    V: pt.TensorLike,
+    bounds: pt.TensorLike,
+    cluster: pt.TensorLike,
+    params: Params,
+    n_outcome_random: int,
+    nodes: np.ndarray,
+    logw: np.ndarray,
+    centre: pt.TensorLike,
+    scale: pt.TensorLike,
+) -> tuple[pt.TensorVariable, ...]:
+    """Marginal log-likelihood of each cluster by adaptive Gauss-Hermite quadrature.
+
+    The school residuals are ``b_j = L v_j`` with ``v_j ~ N(0, I)``; the
+    integral over v_j is taken on the nodes ``v_jk = centre_j + scale_j z_k``
+    (``scale_j`` lower triangular), which the caller places at the
+    posterior mean and Cholesky covariance of v_j (adaptive quadrature). A
+    variance of 0 is a zero column of L and needs no special case.
+
+    Returns
+    -------
+    loglik : (J,) tensor
+        ``log int p(y_j | b) p(b) db`` per cluster.
+    mean, cov : (J, d) and (J, d, d) tensors
+        Posterior mean and covariance of v_j under the quadrature, for the
+        next adaptation step.
+    post_class : (n, K) tensor
+        P(C_ij = c | y_j), the random effects integrated out.
+    """
+    y = pt.as_tensor_variable(y)
+    r = n_outcome_random
+    z = pt.as_tensor_variable(nodes)
+    v = centre[:, None, :] + pt.sum(scale[:, None, :, :] * z[None, :, None, :], axis=-1)
+    b = pt.dot(v, pt.transpose(params.chol))
+    bi = b[cluster]
+    K = params.beta.shape[0]
+    mu = pt.dot(F, pt.transpose(params.beta))[:, None, :]
+    if r:
+        mu = mu + pt.sum(bi[:, :, :r] * pt.as_tensor_variable(R)[:, None, :], axis=-1)[..., None]
+    eta = pt.dot(Z, pt.transpose(params.gamma))[:, None, :]
+    if params.load is not None and nodes.shape[1] > r:
+        eta = eta + pt.dot(bi[:, :, r:], pt.transpose(params.load))
+    eta = pt.broadcast_to(eta, (bi.shape[0], bi.shape[1], K - 1))
+    full = pt.concatenate([eta, pt.zeros((bi.shape[0], bi.shape[1], 1))], axis=2)
+    logpi = full - pt.logsumexp(full, axis=2, keepdims=True)
+    s2 = residual_variance(V, params.lsig)[:, None, :]
+    logn = -0.5 * (_LOG_2PI + pt.log(s2) + (y[:, None, None] - mu) ** 2 / s2)
+    per_obs = pt.logsumexp(logpi + logn, axis=2)
+    school = segment_sum(per_obs, bounds)
+    log_phi = -0.5 * pt.sum(v**2, axis=-1) - 0.5 * nodes.shape[1] * _LOG_2PI
+    log_det = pt.sum(pt.log(pt.diagonal(scale, axis1=1, axis2=2)), axis=1)
+    a = pt.as_tensor_variable(logw)[None, :] + school + log_phi
+    total = pt.logsumexp(a, axis=1)
+    weight = pt.exp(a - total[:, None])
+    mean = pt.sum(weight[:, :, None] * v, axis=1)
+    dev = v - mean[:, None, :]
+    cov = pt.sum(weight[:, :, None, None] * dev[:, :, :, None] * dev[:, :, None, :], axis=1)
+    cls = pt.exp(logpi + logn - per_obs[:, :, None])
+    post_class = pt.sum(weight[cluster][:, :, None] * cls, axis=1)
+    return total + log_det, mean, cov, post_class
+
+
 def _structure(lay: Layout) -> Layout:
     """The layout without labels, so that cache keys depend on structure only."""
     return Layout(dataclasses.replace(lay.spec, name="", description=""), lay.group_levels)
+
+
+def needs_quadrature(lay: Layout) -> bool:
+    """Whether the model's random effects must be integrated numerically (mixtures)."""
+    return lay.n_random > 0 and lay.spec.classes > 1
 
 
 def _total_loglik(lay: Layout, params: Params, y, F, R, Z, V, bounds) -> pt.TensorVariable:
@@ -172,6 +259,50 @@ def _total_loglik(lay: Layout, params: Params, y, F, R, Z, V, bounds) -> pt.Tens
     if spec.random:
         return pt.sum(gaussian_multilevel_loglik(y, F, R, V, bounds, params, lay.n_random))
     return pt.sum(pt.logsumexp(model_log_joint(y, F, Z, V, params), axis=1))
+
+
+@lru_cache(maxsize=32)
+def _quadrature_objective(lay: Layout, points: int) -> Callable[..., list[np.ndarray]]:
+    theta = pt.dvector("theta")
+    y, F, R, Z, V, bounds = _inputs()
+    cluster = pt.lvector("cluster")
+    centre, scale = pt.dmatrix("centre"), pt.tensor3("scale", dtype="float64")
+    nodes, logw = gauss_hermite(points, lay.n_random)
+    per_cluster, mean, cov, post_class = quadrature_loglik(
+        y,
+        F,
+        R,
+        Z,
+        V,
+        bounds,
+        cluster,
+        lay.unpack(theta, pt),
+        lay.n_outcome_random,
+        nodes,
+        logw,
+        centre,
+        scale,
+    )
+    loglik = pt.sum(per_cluster)
+    grad = pytensor.grad(loglik, theta)
+    return pytensor.function(
+        [theta, y, F, R, Z, V, bounds, cluster, centre, scale],
+        [loglik, grad, mean, cov, post_class, per_cluster],
+        trust_input=True,
+        on_unused_input="ignore",
+    )
+
+
+def quadrature_loglik_and_grad(lay: Layout, points: int) -> Callable[..., list[np.ndarray]]:
+    """Compiled ``f(theta, y, F, R, Z, V, bounds, cluster, centre, scale)``.
+
+    Returns ``[loglik, gradient, posterior means (J, d), posterior covariances
+    (J, d, d), class probabilities (n, K), per-cluster log-likelihoods (J,)]``
+    with the quadrature nodes at ``centre + scale z``; the
+    gradient holds the nodes fixed (as in adaptive quadrature, where they
+    are updated between optimisation rounds).
+    """
+    return _quadrature_objective(_structure(lay), points)
 
 
 def _inputs() -> tuple[pt.TensorVariable, ...]:

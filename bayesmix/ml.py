@@ -32,7 +32,12 @@ from bayesmix.errors import (
     IdentificationWarning,
     ReplicationWarning,
 )
-from bayesmix.likelihood import loglik_and_grad, pointwise
+from bayesmix.likelihood import (
+    loglik_and_grad,
+    needs_quadrature,
+    pointwise,
+    quadrature_loglik_and_grad,
+)
 from bayesmix.params import Layout, Params, order_permutation, relabel
 from bayesmix.progress import Progress
 from bayesmix.results import MLResult, StartsReport
@@ -54,13 +59,127 @@ class _Run:
     message: str
 
 
-def _check_supported(spec: Spec) -> None:
-    if spec.random and spec.classes > 1:
-        raise EstimationError(
-            f"model {spec.name!r} combines random effects with {spec.classes} latent classes "
-            "(a two-level mixture); these are not available in this version. Fit it with "
-            "classes=1 (conventional two-level model) or without random effects."
-        )
+DEFAULT_POINTS = {1: 15, 2: 7, 3: 5}
+"""Quadrature points per dimension by number of integration dimensions."""
+
+
+class _Quadrature:
+    """Objective of a two-level mixture with adaptive quadrature nodes.
+
+    Holds the adaptation (posterior mean and Cholesky covariance of each
+    school's standardised random effects); :meth:`fun` evaluates the
+    objective with the nodes fixed, :meth:`adapt` moves them to the
+    posterior at ``theta``.
+    """
+
+    def __init__(self, design: Design, points: int) -> None:
+        self.f = quadrature_loglik_and_grad(design.layout, points)
+        self.args = (*_data_args(design), np.ascontiguousarray(design.cluster, dtype=np.int64))
+        self.n = design.n_obs
+        self.J = len(design.cluster_ids)
+        self.d = design.layout.n_random
+        self.reset()
+
+    def reset(self) -> None:
+        """Non-adaptive nodes: prior mean 0 and covariance I."""
+        self.centre = np.zeros((self.J, self.d))
+        self.scale = np.repeat(np.eye(self.d)[None], self.J, axis=0)
+        self.fresh = True
+
+    def evaluate(self, theta: np.ndarray) -> list[np.ndarray]:
+        """All outputs of the compiled quadrature at theta with the current nodes."""
+        return self.f(np.ascontiguousarray(theta, dtype=float), *self.args, self.centre, self.scale)
+
+    def fun(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        ll, grad, *_ = self.evaluate(theta)
+        if not np.isfinite(ll):
+            return np.inf, np.zeros_like(theta)
+        return -float(ll) / self.n, -np.asarray(grad) / self.n
+
+    def _step(self, theta: np.ndarray, floor: float) -> bool:
+        ll, _, mean, cov, *_ = self.evaluate(theta)
+        if not (np.isfinite(ll) and np.all(np.isfinite(cov))):
+            return False
+        prev_sd = np.sqrt(np.einsum("jab,jab->ja", self.scale, self.scale))
+        # from a coarse grid the weights may sit on one node and understate the
+        # posterior spread; a floor of `floor` x the previous SD lets the grid zoom in
+        # geometrically instead of collapsing
+        bump = (floor * prev_sd) ** 2 + 1e-9
+        cov = np.asarray(cov) + np.einsum("ja,ab->jab", bump, np.eye(self.d))
+        self.centre = np.asarray(mean)
+        self.scale = np.linalg.cholesky(cov)
+        return True
+
+    def adapt(self, theta: np.ndarray, iterations: int = 2) -> float:
+        """Move the nodes to the posterior at theta; return the log-likelihood there.
+
+        From the prior (after :meth:`reset`) the first steps zoom in with a
+        floor on the spread; the last ``iterations`` steps are plain moment
+        updates, so the final nodes sit at the quadrature posterior.
+        """
+        if self.fresh:
+            for _ in range(8):
+                if not self._step(theta, 0.5):
+                    self.reset()
+                    break
+            self.fresh = False
+        for _ in range(iterations):
+            if not self._step(theta, 0.0):
+                self.reset()
+                break
+        return float(self.evaluate(theta)[0])
+
+
+def _optimise_adaptive(
+    quad: _Quadrature,
+    theta0: np.ndarray,
+    bounds: list[tuple[float | None, float | None]],
+    maxiter: int,
+    rounds: int = 8,
+) -> _Run:
+    """Alternate L-BFGS-B with fixed nodes and re-adaptation until the log-likelihood settles."""
+    quad.reset()
+    theta = np.asarray(theta0, dtype=float)
+    last = quad.adapt(theta, iterations=3)
+    run = _Run(theta, last, False, 0, "not started")
+    iterations = 0
+    for _ in range(rounds):
+        run = _optimise(quad.fun, theta, bounds, quad.n, maxiter)
+        iterations += run.iterations
+        theta = run.theta
+        ll = quad.adapt(theta)
+        if abs(ll - last) < 1e-6:
+            last = ll
+            break
+        last = ll
+    return _Run(theta, last, run.converged, iterations, run.message)
+
+
+def _staged_starts(
+    quad: _Quadrature,
+    design: Design,
+    rng: np.random.Generator,
+    n_starts: int,
+    bounds: list[tuple[float | None, float | None]],
+    maxiter: int,
+    bar: Progress,
+) -> list[_Run]:
+    """Mplus-style two-stage starts for quadrature models.
+
+    Every start gets a short initial-stage optimisation (one adaptation
+    round, at most 25 iterations); the best quarter (at least two) are then
+    optimised to convergence. The returned runs are the final-stage ones,
+    over which the replication of the best log-likelihood is counted.
+    """
+    initial = []
+    for _ in range(n_starts):
+        initial.append(_optimise_adaptive(quad, random_start(design, rng), bounds, 25, rounds=1))
+        bar.update(f"initial stage, best logL {max(r.loglik for r in initial):.3f}")
+    n_final = min(n_starts, max(2, n_starts // 4))
+    ranked = sorted((r for r in initial if np.isfinite(r.loglik)), key=lambda r: -r.loglik)
+    return [_optimise_adaptive(quad, r.theta, bounds, maxiter) for r in ranked[:n_final]] or [
+        initial[0]
+    ]
 
 
 def _data_args(design: Design) -> tuple[np.ndarray, ...]:
@@ -133,18 +252,24 @@ def random_start(design: Design, rng: np.random.Generator) -> np.ndarray:
     beta[:, common] = shares @ beta[:, common] / shares.sum()
     if spec.residual_variance == "common":
         sigma2[:] = shares @ sigma2 / shares.sum()
-    n_rand = lay.n_random
-    if n_rand:
+    n_out = lay.n_outcome_random
+    chol = np.zeros((lay.n_random, lay.n_random))
+    if n_out:
         sigma2 = 0.8 * sigma2
         sd = np.array(
             [
                 max(design.R[:, k].std(), 1e-3) if spec.random[k] != "1" else 1.0
-                for k in range(n_rand)
+                for k in range(n_out)
             ]
         )
-        chol = np.diag(np.sqrt(0.2 * sigma2[0] / n_rand) / sd)
-    else:
-        chol = np.zeros((0, 0))
+        chol[:n_out, :n_out] = np.diag(np.sqrt(0.2 * sigma2[0] / n_out) / sd)
+    for k in range(n_out, lay.n_random):
+        chol[k, k] = rng.uniform(0.3, 1.0)
+    load = None
+    if spec.membership_random == "independent":
+        load = np.eye(K - 1)
+    elif spec.membership_random == "factor":
+        load = np.ones((K - 1, 1))
     lsig = np.zeros((K, lay.residual_width))
     if spec.residual_groups:
         lsig[:, :] = np.log(sigma2)[:, None]
@@ -156,7 +281,7 @@ def random_start(design: Design, rng: np.random.Generator) -> np.ndarray:
         gamma[:, 0] = np.log(shares[:-1] / shares[-1])
         z_sd = design.Z[:, 1:].std(axis=0)
         gamma[:, 1:] = rng.normal(0.0, 0.25, size=(K - 1, m - 1)) / z_sd
-    return lay.pack(Params(beta=beta, lsig=lsig, gamma=gamma, chol=chol), natural=False)
+    return lay.pack(Params(beta=beta, lsig=lsig, gamma=gamma, chol=chol, load=load), natural=False)
 
 
 def _optimise(
@@ -296,6 +421,7 @@ def fit_ml(
     random_seed: int | None = None,
     missing: MissingPolicy = "error",
     maxiter: int = 2000,
+    points: int | None = None,
     progress: bool = False,
 ) -> MLResult:
     """Fit a model by maximum likelihood from random starts.
@@ -315,6 +441,11 @@ def fit_ml(
         Handling of rows with missing values.
     maxiter : int
         Iteration limit of each optimisation.
+    points : int, optional
+        Gauss-Hermite points per integration dimension for two-level
+        mixtures (default 15, 7 and 5 for 1, 2 and 3 dimensions). The
+        quadrature is adaptive: nodes are centred and scaled at each
+        school's posterior of its random effects.
     progress : bool
         Print a progress line per start to stderr.
 
@@ -325,23 +456,34 @@ def fit_ml(
     t0 = time.perf_counter()
     if not isinstance(starts, int) or isinstance(starts, bool) or starts < 1:
         raise EstimationError(f"starts must be a positive integer, got {starts!r}.")
-    _check_supported(spec)
     design = build_design(spec, data, missing=missing)
     lay = design.layout
     n = design.n_obs
     rng = np.random.default_rng(random_seed)
     n_starts = 1 if spec.classes == 1 else starts
+    quad: _Quadrature | None = None
     t_compile = time.perf_counter()
-    fun = _objective(design)
-    pointwise(lay)
+    if needs_quadrature(lay):
+        if points is None:
+            points = DEFAULT_POINTS.get(lay.n_random, 3)
+        if not isinstance(points, int) or points < 1:
+            raise EstimationError(f"points must be a positive integer, got {points!r}.")
+        quad = _Quadrature(design, points)
+        fun = quad.fun
+    else:
+        fun = _objective(design)
+        pointwise(lay)
     compile_s = time.perf_counter() - t_compile
     bounds = lay.bounds(float(np.log(_VARIANCE_FLOOR * design.y.var())))
     runs: list[_Run] = []
     bar = Progress(n_starts, "ML starts", enabled=progress)
     t_opt = time.perf_counter()
-    for _ in range(n_starts):
-        runs.append(_optimise(fun, random_start(design, rng), bounds, n, maxiter))
-        bar.update(f"best logL {max(r.loglik for r in runs):.3f}")
+    if quad is not None:
+        runs = _staged_starts(quad, design, rng, n_starts, bounds, maxiter, bar)
+    else:
+        for _ in range(n_starts):
+            runs.append(_optimise(fun, random_start(design, rng), bounds, n, maxiter))
+            bar.update(f"best logL {max(r.loglik for r in runs):.3f}")
     bar.close()
     finite = [r for r in runs if np.isfinite(r.loglik)]
     if not finite:
@@ -358,7 +500,20 @@ def fit_ml(
     )
     optimise_s = time.perf_counter() - t_opt
     t_se = time.perf_counter()
-    best, info = _polish(fun, best, n, bounds)
+    if quad is not None:
+        quad.reset()
+        quad.adapt(best.theta, iterations=6)
+        for _ in range(5):
+            # polish with the nodes fixed, re-adapt, until re-adapting moves nothing
+            best, info = _polish(fun, best, n, bounds)
+            final = quad.adapt(best.theta)
+            best = _Run(best.theta, final, best.converged, best.iterations, best.message)
+            held_now = _at_bound(best.theta, bounds)
+            if np.max(np.abs(fun(best.theta)[1][~held_now]), initial=0.0) * n < 1e-4:
+                break
+        info = observed_information(fun, best.theta, n)
+    else:
+        best, info = _polish(fun, best, n, bounds)
     grad = -fun(best.theta)[1] * n
     held = _at_bound(best.theta, bounds)
     max_grad = float(np.max(np.abs(grad[~held]), initial=0.0))
@@ -383,18 +538,21 @@ def fit_ml(
         ]
     se = np.where([nm in boundary for nm in names], np.nan, se)
     params = lay.unpack(best.theta)
-    _, post = pointwise(lay)(
-        np.asarray(params.beta, dtype=float),
-        np.asarray(params.lsig, dtype=float),
-        np.asarray(params.gamma, dtype=float),
-        np.zeros(n),
-        design.y,
-        design.F,
-        design.Z,
-        design.V,
-    )
+    if quad is not None:
+        post = quad.evaluate(best.theta)[4]
+    else:
+        _, post = pointwise(lay)(
+            np.asarray(params.beta, dtype=float),
+            np.asarray(params.lsig, dtype=float),
+            np.asarray(params.gamma, dtype=float),
+            np.zeros(n),
+            design.y,
+            design.F,
+            design.Z,
+            design.V,
+        )
     se_s = time.perf_counter() - t_se
-    notes = _diagnose(spec, converged, max_grad, replicated, n_starts, singular, boundary)
+    notes = _diagnose(spec, converged, max_grad, replicated, len(runs), singular, boundary)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = natural / se
     pvals = 2 * stats.norm.sf(np.abs(z))
@@ -415,6 +573,7 @@ def fit_ml(
             replicated=replicated,
             converged=int(sum(r.converged for r in runs)),
             seed=random_seed,
+            n_final=len(runs) if quad is not None else None,
         ),
         converged=converged,
         max_abs_gradient=max_grad,
@@ -423,6 +582,7 @@ def fit_ml(
         diagnostics=tuple(notes),
         elapsed_s=time.perf_counter() - t0,
         timings={"compile_s": compile_s, "optimise_s": optimise_s, "se_s": se_s},
+        quadrature_points=points if quad is not None else None,
     )
 
 

@@ -11,8 +11,13 @@ Structured parameters (:class:`Params`) of a model:
   ``log sigma2[i, c] = V[i] @ lsig[c]``.
 * ``gamma``, shape (K-1, m): membership logit coefficients (eq 2); the last
   class is the reference with coefficients 0.
-* ``chol``, shape (r, r): lower Cholesky factor of the covariance of the
-  school residuals u (r random terms; 0 x 0 without random effects).
+* ``chol``, shape (d, d): lower Cholesky factor of the covariance of all
+  school residuals (``Spec.random_effects``: the r outcome terms, then the
+  membership random intercepts; 0 x 0 without random effects).
+* ``load``, shape (K-1, d - r): loadings of the membership logits on the
+  membership random effects: the identity for independent random
+  intercepts, ``(1, lambda_2, ..., lambda_{K-1})'`` for the factor model
+  (eqs 24-25), empty without membership random effects.
 
 The free parameters have natural-scale names and values
 (:meth:`Layout.names`); the optimiser works on an unconstrained-ish vector
@@ -44,6 +49,7 @@ class Params:
     lsig: Any
     gamma: Any
     chol: Any
+    load: Any = None
 
     @property
     def sigma2(self) -> np.ndarray:
@@ -76,11 +82,15 @@ class Layout:
             else:
                 fixed.append(name)
         blocks.append(("fixed", fixed))
-        r = spec.random
+        r = spec.random_effects
         cov = [f"var(u_{t})" for t in r]
         if spec.covariance == "unstructured":
             cov += [f"cov(u_{r[i]},u_{r[j]})" for i in range(len(r)) for j in range(i + 1, len(r))]
         blocks.append(("cov", cov))
+        load = []
+        if spec.membership_random == "factor":
+            load = [f"lambda(C#{c + 1})" for c in range(1, K - 1)]
+        blocks.append(("load", load))
         if spec.residual_covariates:
             resid = [f"log(sigma2) ~ {t}" for t in ("1", *spec.residual_covariates)]
         elif spec.residual_groups:
@@ -113,7 +123,12 @@ class Layout:
 
     @property
     def n_random(self) -> int:
-        """Number of random effects r."""
+        """Number of school random effects d (outcome and membership)."""
+        return len(self.spec.random_effects)
+
+    @property
+    def n_outcome_random(self) -> int:
+        """Number of outcome random effects r."""
         return len(self.spec.random)
 
     @property
@@ -180,7 +195,22 @@ class Layout:
             )
         else:
             gamma = xp.zeros((0, m))
-        return Params(beta=beta, lsig=lsig, gamma=gamma, chol=chol)
+        return Params(
+            beta=beta,
+            lsig=lsig,
+            gamma=gamma,
+            chol=chol,
+            load=self._loadings(vec, sl["load"].start, xp),
+        )
+
+    def _loadings(self, vec: Any, start: int, xp: Any) -> Any:
+        K, kind = self.spec.classes, self.spec.membership_random
+        if kind == "independent":
+            return xp.eye(K - 1)
+        if kind == "factor":
+            one = vec[0] * 0.0 + 1.0
+            return xp.stack([xp.stack([one])] + [xp.stack([vec[start + c]]) for c in range(K - 2)])
+        return xp.zeros((max(K - 1, 0), 0))
 
     def _chol(self, vec: Any, start: int, xp: Any, natural: bool) -> Any:
         r = self.n_random
@@ -375,9 +405,37 @@ def relabel(params: Params, perm: np.ndarray) -> Params:
     gamma = np.asarray(params.gamma)
     full = np.vstack([gamma, np.zeros((1, gamma.shape[1]))])
     reordered = full[perm]
+    chol, load = params.chol, params.load
+    if load is not None and np.asarray(load).size:
+        chol, load = _relabel_membership_random(np.asarray(chol), np.asarray(load), perm)
     return Params(
         beta=np.asarray(params.beta)[perm],
         lsig=np.asarray(params.lsig)[perm],
         gamma=reordered[:-1] - reordered[-1],
-        chol=params.chol,
+        chol=chol,
+        load=load,
     )
+
+
+def _relabel_membership_random(
+    chol: np.ndarray, load: np.ndarray, perm: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Re-express membership random effects after relabelling the classes.
+
+    The logits' random parts ``load @ a`` become ``new @ a`` with ``new``
+    measured against the new reference class. The random effects are
+    rescaled to the canonical form (identity loadings for independent
+    intercepts; loading 1 on C#1 for the factor) by ``a' = T a``, which
+    transforms their covariance (and cross-covariances) by T.
+    """
+    full = np.vstack([load, np.zeros((1, load.shape[1]))])[perm]
+    new = full[:-1] - full[-1]
+    r_m = load.shape[1]
+    T = new if r_m == new.shape[0] else new[:1]
+    if abs(np.linalg.det(T)) < 1e-12:
+        raise ValueError("relabelling leaves class 1 without a membership random effect.")
+    d = chol.shape[0]
+    A = np.eye(d)
+    A[d - r_m :, d - r_m :] = T
+    cov = A @ chol @ chol.T @ A.T
+    return _psd_cholesky(cov), new @ np.linalg.inv(T)

@@ -68,11 +68,14 @@ class StartsReport:
     logliks : ndarray
         Final log-likelihood of each start.
     replicated : int
-        Starts that reached the best log-likelihood (within 1e-3).
+        Final-stage starts that reached the best log-likelihood (within 1e-3).
     converged : int
-        Starts whose optimiser reported convergence.
+        Final-stage starts whose optimiser reported convergence.
     seed : int or None
         Seed of the starts.
+    n_final : int or None
+        Starts carried to the final stage (two-level mixtures, Mplus-style
+        ``STARTS = n n/4``); None when every start ran to convergence.
     """
 
     n_starts: int
@@ -80,6 +83,7 @@ class StartsReport:
     replicated: int
     converged: int
     seed: int | None
+    n_final: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,6 +119,8 @@ class MLResult:
         Seconds spent compiling the likelihood (``compile_s``), optimising
         from all starts (``optimise_s``) and polishing plus standard errors
         (``se_s``).
+    quadrature_points : int or None
+        Gauss-Hermite points per dimension (two-level mixtures only).
     """
 
     spec: Spec
@@ -135,6 +141,7 @@ class MLResult:
     diagnostics: tuple[str, ...]
     elapsed_s: float
     timings: dict[str, float] = field(default_factory=dict)
+    quadrature_points: int | None = None
     estimator: str = "ml"
 
     @property
@@ -197,9 +204,14 @@ class MLResult:
         ]
         if s.classes > 1:
             st = self.starts
+            of = (
+                f"{st.n_final} final-stage starts ({st.n_starts} initial)"
+                if st.n_final is not None
+                else f"{st.n_starts} starts"
+            )
             lines.append(
                 f"  entropy {self.entropy:.3f}   best logL replicated by {st.replicated} of "
-                f"{st.n_starts} starts (seed {st.seed})"
+                f"{of} (seed {st.seed})"
             )
         lines.append(
             f"  converged {'yes' if self.converged else 'NO'} (max |gradient| "
@@ -235,8 +247,10 @@ class MLResult:
             "entropy": _json_float(self.entropy),
             "elapsed_s": self.elapsed_s,
             "converged": self.converged,
+            "quadrature_points": self.quadrature_points,
             "starts": self.starts.n_starts,
             "best_loglik_replicated": self.starts.replicated,
+            "final_stage_starts": self.starts.n_final,
             "class_proportions": [float(v) for v in self.class_probabilities.mean(axis=0)],
             "params": [
                 {"name": nm, "estimate": float(e), "se": _json_float(se)}

@@ -142,19 +142,25 @@ def simulate(
     beta = np.asarray(structured.beta, dtype=float)
     gamma = np.asarray(structured.gamma, dtype=float)
     lsig = np.asarray(structured.lsig, dtype=float)
-    logits = np.column_stack([Z @ gamma.T, np.zeros(size)])
+    r = len(spec.random)
+    b = np.zeros((size, 0))
+    if spec.random_effects:
+        codes, _ = pd.factorize(frame[spec.cluster], sort=True)
+        chol = np.asarray(structured.chol, dtype=float)
+        b = (rng.standard_normal((codes.max() + 1, chol.shape[0])) @ chol.T)[codes]
+    eta = Z @ gamma.T
+    if spec.membership_random != "none":
+        eta = eta + b[:, r:] @ np.asarray(structured.load, dtype=float).T
+    logits = np.column_stack([eta, np.zeros(size)])
     logits -= logits.max(axis=1, keepdims=True)
     prob = np.exp(logits)
     prob /= prob.sum(axis=1, keepdims=True)
     cls = (rng.random(size)[:, None] > np.cumsum(prob, axis=1)).sum(axis=1)
     cls = np.minimum(cls, spec.classes - 1)
     mu = np.einsum("ip,ip->i", F, beta[cls])
-    if spec.random:
-        codes, _ = pd.factorize(frame[spec.cluster], sort=True)
-        chol = np.asarray(structured.chol, dtype=float)
-        u = rng.standard_normal((codes.max() + 1, len(spec.random))) @ chol.T
+    if r:
         R = np.column_stack([term_column(frame, t) for t in spec.random])
-        mu = mu + np.einsum("ir,ir->i", R, u[codes])
+        mu = mu + np.einsum("ir,ir->i", R, b[:, :r])
     sigma = np.exp(0.5 * np.einsum("iv,iv->i", V, lsig[cls]))
     out = frame.copy()
     out[spec.outcome] = mu + sigma * rng.standard_normal(size)

@@ -16,6 +16,7 @@ A :class:`Spec` is a frozen dataclass. It is built in Python with
 
     [membership]
     formula = "x"                     # multinomial logit of class membership (eq 2)
+    # random = "factor"               # school random intercepts: "independent" or "factor"
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from bayesmix.formula import INTERCEPT, parse_formula
 
 ResidualVariance = Literal["common", "class"]
 Covariance = Literal["unstructured", "diagonal"]
+MembershipRandom = Literal["none", "independent", "factor"]
+_MEMBERSHIP_RANDOM = ("none", "independent", "factor")
 _RESIDUAL_CHOICES = ("common", "class")
 _COVARIANCE_CHOICES = ("unstructured", "diagonal")
 
@@ -79,8 +82,13 @@ class Spec:
     random : tuple of str
         Outcome terms whose coefficient has a school residual u (random
         intercept and slopes); terms not listed have residual variance 0.
+    membership_random : {"none", "independent", "factor"}
+        School random intercepts of the membership logits (eq 23): none, one
+        per logit C#1..C#(K-1), or one factor f with a_1j = f_j and
+        a_cj = lambda_c f_j (eqs 24-25). School covariates enter the
+        membership formula directly, with class-specific coefficients.
     covariance : {"unstructured", "diagonal"}
-        Covariance of the school residuals.
+        Covariance of all school residuals (outcome and membership).
     residual_covariates : tuple of str
         Level-1 terms of a log-linear model of the residual variance,
         ``log sigma2_ij = k0 + k' v_ij`` (model 1b).
@@ -105,6 +113,7 @@ class Spec:
     cluster: str | None = None
     level2: tuple[tuple[str, tuple[str, ...]], ...] = ()
     random: tuple[str, ...] = ()
+    membership_random: MembershipRandom = "none"
     covariance: Covariance = "unstructured"
     residual_covariates: tuple[str, ...] = ()
     residual_groups: str | None = None
@@ -141,7 +150,16 @@ class Spec:
                 f"random names {bad_random}, which are not terms of the outcome formula; "
                 f"its terms are {list(self.terms)}."
             )
-        if (self.random or self.level2 or self.residual_groups) and self.cluster is None:
+        if self.membership_random not in _MEMBERSHIP_RANDOM:
+            raise SpecError(
+                f"membership random must be one of {_MEMBERSHIP_RANDOM}, "
+                f"got {self.membership_random!r}."
+            )
+        if self.membership_random != "none" and self.classes < 2:
+            raise SpecError("membership random intercepts need at least 2 classes.")
+        if (
+            self.random or self.level2 or self.residual_groups or self.membership_random != "none"
+        ) and self.cluster is None:
             raise SpecError(
                 "random effects, level-2 regressions and residual groups need a cluster "
                 'column: set cluster = "school" (or your level-2 identifier).'
@@ -181,6 +199,17 @@ class Spec:
     def n_classes(self) -> int:
         """Number of level-1 latent classes K."""
         return self.classes
+
+    @property
+    def random_effects(self) -> tuple[str, ...]:
+        """Names of all school residuals: outcome terms, then membership logits or ``f``."""
+        if self.membership_random == "independent":
+            member = tuple(f"C#{c + 1}" for c in range(self.classes - 1))
+        elif self.membership_random == "factor":
+            member = ("f",)
+        else:
+            member = ()
+        return (*self.random, *member)
 
     @property
     def level2_map(self) -> dict[str, tuple[str, ...]]:
@@ -250,6 +279,7 @@ class Spec:
                 membership=(INTERCEPT,),
                 order_classes_by=None,
                 residual_variance="common",
+                membership_random="none",
             )
         varying = self.class_varying or tuple(self.fixed_names)
         order = self.order_classes_by or _default_order(varying)
@@ -289,6 +319,7 @@ def make_spec(
     cluster: str | None = None,
     level2: Mapping[str, str | Iterable[str]] | None = None,
     random: str | Iterable[str] | None = None,
+    membership_random: MembershipRandom = "none",
     covariance: Covariance = "unstructured",
     residual_covariates: str | Iterable[str] | None = None,
     residual_groups: str | None = None,
@@ -321,6 +352,8 @@ def make_spec(
         (``"1"`` for the intercept).
     random : str or iterable of str, optional
         Terms with a school residual, e.g. ``["1", "x"]`` or ``"1 + x"``.
+    membership_random : {"none", "independent", "factor"}
+        School random intercepts of the membership logits (mixtures only).
     covariance : {"unstructured", "diagonal"}
         Covariance of the school residuals.
     residual_covariates : str or iterable, optional
@@ -369,6 +402,7 @@ def make_spec(
     if classes == 1:
         varying = ()
         member_terms = (INTERCEPT,)
+        membership_random = "none"
         if residual_variance == "class":
             residual_variance = "common"
     order = order_classes_by if order_classes_by is not None else _default_order(varying)
@@ -383,6 +417,7 @@ def make_spec(
         cluster=cluster,
         level2=l2,
         random=rand,
+        membership_random=membership_random,
         covariance=covariance,
         residual_covariates=_rhs_terms(residual_covariates, "residual_covariates"),
         residual_groups=residual_groups,
@@ -411,7 +446,7 @@ _OUTCOME_KEYS = {
     "residual_covariates",
     "residual_groups",
 }
-_MEMBERSHIP_KEYS = {"formula"}
+_MEMBERSHIP_KEYS = {"formula", "random"}
 _RANDOM_KEYS = {"terms", "covariance"}
 
 
@@ -465,6 +500,7 @@ def spec_from_dict(
             class_varying=outcome.get("class_varying", "all"),
             residual_variance=outcome.get("residual_variance", "common"),
             membership=membership.get("formula"),
+            membership_random=membership.get("random", "none"),
             order_classes_by=outcome.get("order_classes_by"),
             cluster=doc.get("cluster"),
             level2=_table(doc, "level2", source),

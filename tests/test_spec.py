@@ -227,7 +227,7 @@ def test_load_spec_class_varying_string(tmp_path: Path) -> None:
             '[outcome]\nformula = "y ~ x"\n[membership]\nformula = "x"\nfromula = "x"\n',
             " [membership]",
             "['fromula']",
-            "['formula']",
+            "['formula', 'random']",
         ),
     ],
 )

@@ -1,0 +1,99 @@
+"""Two-level regression mixtures by ML with adaptive Gauss-Hermite quadrature (Fig 3 design)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayesmix as bm
+from bayesmix.data import build_design
+from bayesmix.likelihood import loglik_and_grad
+from bayesmix.ml import _data_args, _Quadrature
+
+# Section 2.2: level-1 parameters as in Section 2.1, gamma_01 = 0.5, gamma_21 = 1,
+# var(u_0) = var(u_2) = 0.5, w with mean 0 and variance 1.
+FIG3_PARAMS = {
+    "1[c1]": 3.0, "1[c2]": 0.0, "w": 0.5, "x[c1]": -1.1, "x[c2]": 0.5,
+    "var(u_1)": 0.5, "var(u_C#1)": 0.5, "sigma2": 1.0,
+    "C#1 ~ 1": 0.0, "C#1 ~ x": 1.0, "C#1 ~ w": 1.0,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fig3_spec() -> bm.Spec:
+    return bm.load_spec("models/fig3.toml")
+
+
+@pytest.fixture(scope="module")
+def fig3_data(fig3_spec: bm.Spec) -> pd.DataFrame:
+    return bm.simulate(fig3_spec, FIG3_PARAMS, clusters=200, cluster_size=15, random_seed=1)
+
+
+@pytest.fixture(scope="module")
+def fig3_fit(fig3_spec: bm.Spec, fig3_data: pd.DataFrame) -> bm.MLResult:
+    return bm.fit_ml(fig3_spec, fig3_data, starts=8, random_seed=1)
+
+
+def test_fig3_has_the_paper_parameter_count(fig3_spec):
+    assert bm.params.param_names(fig3_spec) == list(FIG3_PARAMS)
+    assert len(FIG3_PARAMS) == 11
+
+
+@pytest.mark.parametrize("points", [3, 5, 7])
+def test_quadrature_with_one_class_equals_exact_gaussian(points):
+    """With K = 1 the integrand is Gaussian: adaptive quadrature is exact with any number of points,
+    once the nodes sit at each school's posterior (starting from the prior)."""
+    spec = bm.load_spec("models/hsb_1.toml")
+    design = build_design(spec, "hsb")
+    lay = design.layout
+    values = {
+        **dict(zip(lay.names, np.zeros(lay.n_params), strict=True)),
+        "1": 12.0,
+        "ses": 2.5,
+        "female": -1.0,
+        "var(u_1)": 4.0,
+        "var(u_female)": 1.0,
+        "var(u_ses)": 0.3,
+        "cov(u_1,u_female)": -0.5,
+        "sigma2": 36.0,
+    }
+    theta = lay.to_theta(np.array([values[n] for n in lay.names]))
+    exact = float(loglik_and_grad(lay)(theta, *_data_args(design))[0])
+    quad = _Quadrature(design, points)
+    assert quad.adapt(theta, iterations=10) == pytest.approx(exact, abs=1e-6)
+    ll, grad = quad.evaluate(theta)[:2]
+    assert float(ll) == pytest.approx(exact, abs=1e-6)
+    exact_grad = loglik_and_grad(lay)(theta, *_data_args(design))[1]
+    np.testing.assert_allclose(grad, exact_grad, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_fig3_ml_recovers_all_parameters(fig3_fit):
+    table = fig3_fit.params
+    for name, truth in FIG3_PARAMS.items():
+        est, se = table.loc[name, "estimate"], table.loc[name, "se"]
+        assert abs(est - truth) < 3 * se, f"{name}: {est:.3f} vs {truth} (SE {se:.3f})"
+    assert fig3_fit.converged
+    assert fig3_fit.quadrature_points == 7
+    assert fig3_fit.starts.replicated >= 2
+    assert fig3_fit.design.n_clusters == 200
+
+
+@pytest.mark.slow
+def test_fig3_loglik_stable_when_points_are_raised(fig3_spec, fig3_data, fig3_fit):
+    more = bm.fit_ml(fig3_spec, fig3_data, starts=2, random_seed=1, points=11)
+    assert more.loglik == pytest.approx(fig3_fit.loglik, abs=0.01)
+
+
+@pytest.mark.slow
+def test_conventional_model_on_fig3_data_finds_spurious_cross_level_effect(fig3_data, fig3_fit):
+    """Section 2.2: fitted to Fig 3 data, the conventional model has a worse logL and BIC
+    and a negative significant x:w."""
+    conv = bm.fit_ml(bm.load_spec("models/conventional.toml"), fig3_data)
+    assert conv.n_params == 8
+    assert conv.loglik < fig3_fit.loglik
+    assert conv.bic > fig3_fit.bic
+    xw = conv.params.loc["x:w"]
+    assert xw["estimate"] < 0
+    assert xw["p"] < 0.05
