@@ -84,6 +84,21 @@ class Design:
         """Number of clusters J, or None for single-level models."""
         return None if self.spec.cluster is None else int(self.cluster_ids.shape[0])
 
+    def likelihood_args(self) -> tuple[np.ndarray, ...]:
+        """``(y, F, R, Z, V, bounds)`` as the compiled likelihoods take them.
+
+        Contiguous float64 arrays and int64 cluster offsets, in the order of
+        :func:`bayesmix.likelihood.loglik_and_grad`.
+        """
+        return (
+            np.ascontiguousarray(self.y, dtype=float),
+            np.ascontiguousarray(self.F, dtype=float),
+            np.ascontiguousarray(self.R, dtype=float),
+            np.ascontiguousarray(self.Z, dtype=float),
+            np.ascontiguousarray(self.V, dtype=float),
+            np.ascontiguousarray(self.bounds, dtype=np.int64),
+        )
+
     @property
     def bounds(self) -> np.ndarray:
         """Row offsets of the clusters: cluster j is rows ``bounds[j]:bounds[j + 1]``."""

@@ -74,7 +74,10 @@ class _Quadrature:
 
     def __init__(self, design: Design, points: int) -> None:
         self.f = quadrature_loglik_and_grad(design.layout, points)
-        self.args = (*_data_args(design), np.ascontiguousarray(design.cluster, dtype=np.int64))
+        self.args = (
+            *design.likelihood_args(),
+            np.ascontiguousarray(design.cluster, dtype=np.int64),
+        )
         self.n = design.n_obs
         self.J = len(design.cluster_ids)
         self.d = design.layout.n_random
@@ -182,21 +185,10 @@ def _staged_starts(
     ]
 
 
-def _data_args(design: Design) -> tuple[np.ndarray, ...]:
-    return (
-        np.ascontiguousarray(design.y, dtype=float),
-        np.ascontiguousarray(design.F, dtype=float),
-        np.ascontiguousarray(design.R, dtype=float),
-        np.ascontiguousarray(design.Z, dtype=float),
-        np.ascontiguousarray(design.V, dtype=float),
-        np.ascontiguousarray(design.bounds, dtype=np.int64),
-    )
-
-
 def _objective(design: Design) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
     """Negative mean log-likelihood and its gradient, as scipy expects."""
     f = loglik_and_grad(design.layout)
-    args = _data_args(design)
+    args = design.likelihood_args()
     n = design.n_obs
 
     def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
@@ -308,6 +300,20 @@ def _optimise(
     )
 
 
+def _central_jacobian(
+    f: Callable[[np.ndarray], np.ndarray], theta: np.ndarray, rel_step: float
+) -> np.ndarray:
+    """Jacobian of a vector function by central differences, one column per coordinate."""
+    columns = []
+    for i in range(theta.size):
+        h = rel_step * max(1.0, abs(theta[i]))
+        up, down = theta.copy(), theta.copy()
+        up[i] += h
+        down[i] -= h
+        columns.append((np.asarray(f(up)) - np.asarray(f(down))) / (2 * h))
+    return np.column_stack(columns)
+
+
 def observed_information(
     fun: Callable[[np.ndarray], tuple[float, np.ndarray]], theta: np.ndarray, n: int
 ) -> np.ndarray:
@@ -315,14 +321,7 @@ def observed_information(
 
     Central differences of the analytic gradient, symmetrised.
     """
-    p = theta.size
-    info = np.empty((p, p))
-    for i in range(p):
-        h = 1e-5 * max(1.0, abs(theta[i]))
-        up, down = theta.copy(), theta.copy()
-        up[i] += h
-        down[i] -= h
-        info[:, i] = (fun(up)[1] - fun(down)[1]) * n / (2 * h)
+    info = _central_jacobian(lambda t: fun(t)[1] * n, theta, 1e-5)
     return 0.5 * (info + info.T)
 
 
@@ -367,15 +366,7 @@ def _polish(
 
 def _natural_jacobian(lay: Layout, theta: np.ndarray) -> np.ndarray:
     """d natural / d theta by central differences (exact enough for the delta method)."""
-    p = theta.size
-    jac = np.empty((p, p))
-    for i in range(p):
-        h = 1e-6 * max(1.0, abs(theta[i]))
-        up, down = theta.copy(), theta.copy()
-        up[i] += h
-        down[i] -= h
-        jac[:, i] = (lay.to_natural(up) - lay.to_natural(down)) / (2 * h)
-    return jac
+    return _central_jacobian(lay.to_natural, theta, 1e-6)
 
 
 def _expected_block_diagonal(info: np.ndarray, n_fixed: int) -> np.ndarray:

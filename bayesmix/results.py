@@ -366,17 +366,7 @@ class BayesResult:
         )
         lay = design.layout
         theta = lay.to_theta(table["mean"].to_numpy())
-        loglik = float(
-            loglik_and_grad(lay)(
-                theta,
-                design.y,
-                design.F,
-                design.R,
-                design.Z,
-                design.V,
-                np.asarray(design.bounds, dtype=np.int64),
-            )[0]
-        )
+        loglik = float(loglik_and_grad(lay)(theta, *design.likelihood_args())[0])
         return cls(
             spec=spec,
             design=design,

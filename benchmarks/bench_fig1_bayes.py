@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import emit
+from _common import emit_bayes
 
 import bayesmix as bm
 from bayesmix.demo import FIG1_PARAMS
@@ -21,22 +21,7 @@ def main() -> None:
     spec = bm.load_spec(Path(__file__).resolve().parent.parent / "models" / "fig1.toml")
     data = bm.simulate(spec, FIG1_PARAMS, n=10000, random_seed=2009)
     fit = bm.fit_bayes(spec, data, draws=1000, tune=1000, chains=4, random_seed=1)
-    t = fit.timings
-    emit(
-        "fig1_bayes",
-        n=10000,
-        chains=4,
-        draws=1000,
-        tune=1000,
-        ess_bulk_min=round(fit.ess_bulk_min, 1),
-        min_ess_per_s_sampling=round(fit.ess_bulk_min / t["sampling_s"], 2),
-        min_ess_per_s_total=round(fit.ess_bulk_min / t["elapsed_s"], 2),
-        sampling_s=round(t["sampling_s"], 2),
-        compile_s=round(t["compile_s"], 2),
-        elapsed_s=round(t["elapsed_s"], 2),
-        rhat_max=round(fit.rhat_max, 4),
-        divergences=fit.divergences,
-    )
+    emit_bayes("fig1_bayes", fit, n=10000)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import emit
+from _common import emit, emit_bayes
 
 BAYES_DRAWS = 2000
 
@@ -72,23 +72,7 @@ def main() -> None:
         chains=4,
         random_seed=1,
     )
-    t = fit.timings
-    emit(
-        "hsb_1_bayes",
-        n=7185,
-        clusters=160,
-        chains=4,
-        draws=BAYES_DRAWS,
-        tune=BAYES_DRAWS,
-        ess_bulk_min=round(fit.ess_bulk_min, 1),
-        min_ess_per_s_sampling=round(fit.ess_bulk_min / t["sampling_s"], 2),
-        min_ess_per_s_total=round(fit.ess_bulk_min / t["elapsed_s"], 2),
-        sampling_s=round(t["sampling_s"], 2),
-        compile_s=round(t["compile_s"], 2),
-        elapsed_s=round(t["elapsed_s"], 2),
-        rhat_max=round(fit.rhat_max, 4),
-        divergences=fit.divergences,
-    )
+    emit_bayes("hsb_1_bayes", fit, n=7185, clusters=160)
 
 
 if __name__ == "__main__":

@@ -61,15 +61,7 @@ def test_pymc_density_equals_ml_loglik(fig1_data, residual):
     )
     obs_logp = model.compile_logp(vars=model.observed_RVs, jacobian=False)(point)
     theta = lay.pack(params, natural=False)
-    ml_ll = loglik_and_grad(lay)(
-        theta,
-        design.y,
-        design.F,
-        design.R,
-        design.Z,
-        design.V,
-        np.asarray(design.bounds, dtype=np.int64),
-    )[0]
+    ml_ll = loglik_and_grad(lay)(theta, *design.likelihood_args())[0]
     assert float(obs_logp) == pytest.approx(float(ml_ll), abs=1e-8)
 
 

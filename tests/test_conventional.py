@@ -196,15 +196,7 @@ def test_pymc_density_with_random_effects_integrated_equals_ml_loglik():
         np.linalg.slogdet(c)[1] for c in post_cov
     )
     marginal = cond + log_prior_u + laplace
-    ml = loglik_and_grad(lay)(
-        lay.pack(params, natural=False),
-        design.y,
-        design.F,
-        design.R,
-        design.Z,
-        design.V,
-        np.asarray(design.bounds, dtype=np.int64),
-    )[0]
+    ml = loglik_and_grad(lay)(lay.pack(params, natural=False), *design.likelihood_args())[0]
     assert marginal == pytest.approx(float(ml), abs=1e-6)
 
 

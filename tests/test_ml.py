@@ -31,17 +31,6 @@ def fig1_fit(fig1_spec: bm.Spec, fig1_data: pd.DataFrame) -> bm.MLResult:
     return bm.fit_ml(fig1_spec, fig1_data, starts=20, random_seed=1)
 
 
-def _args(design) -> tuple[np.ndarray, ...]:
-    return (
-        design.y,
-        design.F,
-        design.R,
-        design.Z,
-        design.V,
-        np.asarray(design.bounds, dtype=np.int64),
-    )
-
-
 def _reference_loglik(y, x, values: dict[str, float]) -> float:
     """Eqs 1-2 written out independently with scipy."""
     eta = values["C#1 ~ 1"] + values["C#1 ~ x"] * x
@@ -64,7 +53,7 @@ def test_loglik_matches_independent_formula(fig1_spec, fig1_data):
     lay = design.layout
     theta = lay.to_theta(np.array([values[n] for n in lay.names]))
     f = loglik_and_grad(lay)
-    args = _args(design)
+    args = design.likelihood_args()
     ll, grad = f(theta, *args)
     expected = _reference_loglik(fig1_data["y"].to_numpy(), fig1_data["x"].to_numpy(), values)
     assert float(ll) == pytest.approx(expected, abs=1e-8)
@@ -170,8 +159,8 @@ def test_relabelled_estimates_give_same_loglik(fig1_spec, fig1_fit, fig1_data):
     params = lay.unpack(fig1_fit.estimates, natural=True)
     swapped = bm.params.relabel(params, np.array([1, 0]))
     f = loglik_and_grad(lay)
-    a = f(lay.pack(params, natural=False), *_args(design))[0]
-    b = f(lay.pack(swapped, natural=False), *_args(design))[0]
+    a = f(lay.pack(params, natural=False), *design.likelihood_args())[0]
+    b = f(lay.pack(swapped, natural=False), *design.likelihood_args())[0]
     assert float(a) == pytest.approx(float(b), abs=1e-8)
     assert float(a) == pytest.approx(fig1_fit.loglik, abs=1e-8)
 

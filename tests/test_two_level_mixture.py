@@ -9,7 +9,7 @@ import pytest
 import bayesmix as bm
 from bayesmix.data import build_design
 from bayesmix.likelihood import loglik_and_grad
-from bayesmix.ml import _data_args, _Quadrature
+from bayesmix.ml import _Quadrature
 
 # Section 2.2: level-1 parameters as in Section 2.1, gamma_01 = 0.5, gamma_21 = 1,
 # var(u_0) = var(u_2) = 0.5, w with mean 0 and variance 1.
@@ -59,12 +59,12 @@ def test_quadrature_with_one_class_equals_exact_gaussian(points):
         "sigma2": 36.0,
     }
     theta = lay.to_theta(np.array([values[n] for n in lay.names]))
-    exact = float(loglik_and_grad(lay)(theta, *_data_args(design))[0])
+    exact = float(loglik_and_grad(lay)(theta, *design.likelihood_args())[0])
     quad = _Quadrature(design, points)
     assert quad.adapt(theta, iterations=10) == pytest.approx(exact, abs=1e-6)
     ll, grad = quad.evaluate(theta)[:2]
     assert float(ll) == pytest.approx(exact, abs=1e-6)
-    exact_grad = loglik_and_grad(lay)(theta, *_data_args(design))[1]
+    exact_grad = loglik_and_grad(lay)(theta, *design.likelihood_args())[1]
     np.testing.assert_allclose(grad, exact_grad, rtol=1e-5, atol=1e-5)
 
 
