@@ -279,6 +279,8 @@ class Layout:
                 signs = np.where(np.diag(chol) < 0, -1.0, 1.0)
                 fixed = chol * signs[None, :]
                 out.extend(float(fixed[i, j]) for i in range(r) for j in range(i + 1))
+        if spec.membership_random == "factor":
+            out.extend(float(v) for v in np.asarray(params.load, dtype=float)[1:, 0])
         lsig = np.asarray(params.lsig, dtype=float)
         if (
             spec.residual_variance == "class"

@@ -97,3 +97,67 @@ def test_conventional_model_on_fig3_data_finds_spurious_cross_level_effect(fig3_
     xw = conv.params.loc["x:w"]
     assert xw["estimate"] < 0
     assert xw["p"] < 0.05
+
+
+@pytest.mark.parametrize("kind", ["independent", "factor"])
+def test_relabel_keeps_class_probabilities_with_membership_random_effects(kind):
+    """Relabelling re-expresses membership random intercepts against the new reference
+    class; the distribution of every observation's class probabilities is unchanged."""
+    from bayesmix.params import relabel
+
+    spec = bm.make_spec(
+        "y ~ x",
+        classes=3,
+        membership="x",
+        cluster="g",
+        random=["1"],
+        membership_random=kind,
+        covariance="unstructured",
+    )
+    lay = bm.params.layout(spec)
+    rng = np.random.default_rng(11)
+    theta = lay.to_theta(
+        np.where(
+            [n.startswith("var(") for n in lay.names],
+            0.7,
+            np.where([n.startswith("cov(") for n in lay.names], 0.2, rng.normal(size=lay.n_params)),
+        )
+    )
+    params = lay.unpack(theta)
+    perm = np.array([2, 0, 1])
+    new = relabel(params, perm)
+    z = rng.standard_normal((4000, lay.n_random))
+    z_row = np.array([1.0, 0.3])
+
+    def probs(p, a):
+        b = a @ np.asarray(p.chol).T
+        eta = z_row @ np.asarray(p.gamma).T + b[:, 1:] @ np.asarray(p.load).T
+        full = np.column_stack([eta, np.zeros(len(a))])
+        e = np.exp(full - full.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True), b[:, 0]
+
+    old_p, old_u = probs(params, z)
+    new_p, new_u = probs(new, z)
+    # same distribution: compare moments of the probabilities (classes permuted) and of u
+    np.testing.assert_allclose(new_p.mean(axis=0), old_p[:, perm].mean(axis=0), atol=0.02)
+    np.testing.assert_allclose(new_p.std(axis=0), old_p[:, perm].std(axis=0), atol=0.02)
+    np.testing.assert_allclose(np.cov(new_u), np.cov(old_u), rtol=1e-10)
+    if kind == "factor":
+        assert np.asarray(new.load)[0, 0] == pytest.approx(1.0)
+    else:
+        np.testing.assert_allclose(np.asarray(new.load), np.eye(2), atol=1e-12)
+
+
+def test_factor_layout_round_trip():
+    spec = bm.make_spec(
+        "y ~ x", classes=4, membership="x", cluster="g", random=["1"], membership_random="factor"
+    )
+    lay = bm.params.layout(spec)
+    assert [n for n in lay.names if n.startswith("lambda")] == ["lambda(C#2)", "lambda(C#3)"]
+    natural = np.linspace(0.2, 1.6, lay.n_params)
+    natural[lay.names.index("cov(u_1,u_f)")] = 0.1
+    np.testing.assert_allclose(lay.to_natural(lay.to_theta(natural)), natural, atol=1e-12)
+    load = np.asarray(lay.unpack(lay.to_theta(natural)).load)
+    assert load[:, 0].tolist() == pytest.approx(
+        [1.0, natural[lay.names.index("lambda(C#2)")], natural[lay.names.index("lambda(C#3)")]]
+    )
