@@ -109,13 +109,15 @@ def build_model(
     if K > 1:
         coords["logit"] = [f"C#{c + 1}" for c in range(K - 1)]
         coords["mterm"] = list(spec.membership)
-    if spec.random:
+    if spec.random_effects:
         coords["cluster"] = [str(c) for c in design.cluster_ids]
-        coords["rterm"] = list(spec.random)
+        coords["rterm"] = list(spec.random_effects)
     if spec.residual_groups:
         coords["group"] = [str(g) for g in lay.group_levels]
     if spec.residual_covariates:
         coords["lterm"] = ["1", *spec.residual_covariates]
+    if spec.membership_random == "factor" and K > 2:
+        coords["lambda_class"] = [f"C#{c + 1}" for c in range(1, K - 1)]
     init_beta = None if init is None else np.asarray(init.beta)
     whiten = (
         K == 1
@@ -159,12 +161,18 @@ def build_model(
         Z = pm.Data("Z", design.Z)
         V = pm.Data("V", design.V)
         mu = linear_predictor(F, beta)
-        if spec.random:
+        member_offset = None
+        if spec.random_effects:
+            r = len(spec.random)
             u = _random_effects(design, priors, init)
-            R = pm.Data("R", design.R)
             cluster = pm.Data("cluster_index", design.cluster)
-            mu = mu + pt.sum(R * u[cluster], axis=1)[:, None]
-        logw = membership_logprob(Z, gamma)
+            ui = u[cluster]
+            if r:
+                R = pm.Data("R", design.R)
+                mu = mu + pt.sum(R * ui[:, :r], axis=1)[:, None]
+            if spec.membership_random != "none":
+                member_offset = pt.dot(ui[:, r:], pt.transpose(_loadings(spec, priors, init)))
+        logw = membership_logprob(Z, gamma, member_offset)
         pm.CustomDist(
             "y",
             mu,
@@ -229,11 +237,26 @@ def _residual_rvs(design: Design, priors: Mapping[str, Prior], init: Params | No
     return pt.stack([pt.stack([2.0 * pt.log(sigma)])] * K)
 
 
+def _loadings(spec: Spec, priors: Mapping[str, Prior], init: Params | None) -> Any:
+    """Loadings of the membership logits on their random effects (identity or factor)."""
+    K = spec.classes
+    if spec.membership_random == "independent":
+        return pt.eye(K - 1)
+    names = [f"lambda(C#{c + 1})" for c in range(1, K - 1)]
+    if not names:
+        return pt.ones((1, 1))
+    kw: dict[str, Any] = {}
+    if init is not None:
+        kw["initval"] = np.asarray(init.load)[1:, 0]
+    lam = _coef_rv("lambda", [priors[n] for n in names], dims="lambda_class", **kw)
+    return pt.concatenate([pt.ones(1), lam])[:, None]
+
+
 def _random_effects(design: Design, priors: Mapping[str, Prior], init: Params | None) -> Any:
     """Non-centred school residuals u = z L' (cluster x rterm)."""
     spec = design.spec
-    r = len(spec.random)
-    sd_priors = [priors[f"sd(u_{t})"] for t in spec.random]
+    r = len(spec.random_effects)
+    sd_priors = [priors[f"sd(u_{t})"] for t in spec.random_effects]
     scales = np.array([p.sigma for p in sd_priors])
     families = {p.family for p in sd_priors}
     if len(families) != 1:
@@ -289,7 +312,7 @@ def structured_draws(posterior: xr.Dataset, design: Design) -> Params:
     else:
         lsig = np.repeat(2 * np.log(posterior["sigma"].values)[..., None, None], K, axis=2)
     gamma = posterior["gamma"].values if K > 1 else np.zeros((*lead, 0, len(spec.membership)))
-    r = len(spec.random)
+    r = len(spec.random_effects)
     if r == 0:
         chol = np.zeros((*lead, 0, 0))
     elif "chol_u" in posterior:
@@ -302,7 +325,14 @@ def structured_draws(posterior: xr.Dataset, design: Design) -> Params:
         chol = np.zeros((*lead, r, r))
         for i in range(r):
             chol[..., i, i] = sd[..., i]
-    return Params(beta=beta, lsig=lsig, gamma=gamma, chol=chol)
+    if spec.membership_random == "independent":
+        load = np.broadcast_to(np.eye(K - 1), (*lead, K - 1, K - 1))
+    elif spec.membership_random == "factor":
+        lam = posterior["lambda"].values if K > 2 else np.zeros((*lead, 0))
+        load = np.concatenate([np.ones((*lead, 1)), lam], axis=-1)[..., None]
+    else:
+        load = np.zeros((*lead, max(K - 1, 0), 0))
+    return Params(beta=beta, lsig=lsig, gamma=gamma, chol=chol, load=load)
 
 
 def named_draws(draws: Params, design: Design) -> dict[str, np.ndarray]:
@@ -318,6 +348,7 @@ def named_draws(draws: Params, design: Design) -> dict[str, np.ndarray]:
                     lsig=draws.lsig[ch, d],
                     gamma=draws.gamma[ch, d],
                     chol=draws.chol[ch, d],
+                    load=draws.load[ch, d],
                 ),
                 natural=True,
             )
@@ -332,16 +363,23 @@ def _pointwise_draws(
     n_chain, n_draw = draws.beta.shape[:2]
     loglik = np.empty((n_chain, n_draw, design.n_obs))
     post = np.zeros((n_chain, design.n_obs, design.spec.classes))
+    spec = design.spec
+    r = len(spec.random)
     offset = np.zeros(design.n_obs)
+    member = np.zeros((design.n_obs, spec.classes - 1))
     for ch in range(n_chain):
         for d in range(n_draw):
             if u is not None:
-                offset = np.einsum("ir,ir->i", design.R, u[ch, d][design.cluster])
+                ui = u[ch, d][design.cluster]
+                offset = np.einsum("ir,ir->i", design.R, ui[:, :r])
+                if spec.membership_random != "none":
+                    member = ui[:, r:] @ np.asarray(draws.load[ch, d]).T
             ll, pp = f(
                 draws.beta[ch, d],
                 draws.lsig[ch, d],
                 draws.gamma[ch, d],
                 offset,
+                member,
                 design.y,
                 design.F,
                 design.Z,
@@ -475,12 +513,6 @@ def fit_bayes(
         raise EstimationError(f"init must be 'ml' or 'prior', got {init!r}.")
     if sampler not in ("nutpie", "pymc"):
         raise EstimationError(f"sampler must be 'nutpie' or 'pymc', got {sampler!r}.")
-    if spec.random and spec.classes > 1:
-        raise EstimationError(
-            f"model {spec.name!r} combines random effects with {spec.classes} latent classes "
-            "(a two-level mixture); NUTS for these is not available in this version: fit "
-            "it by ML (bayesmix.fit_ml)."
-        )
     design = build_design(spec, data, missing=missing)
     full_priors = resolve_priors(design, priors)
     seed = int(np.random.default_rng(random_seed).integers(2**31 - 1))
@@ -497,7 +529,7 @@ def fit_bayes(
     posterior = idata["posterior"].to_dataset()
     draws_struct = structured_draws(posterior, design)
     named = named_draws(draws_struct, design)
-    u = posterior["u"].values if spec.random else None
+    u = posterior["u"].values if spec.random_effects else None
     loglik, chain_post = _pointwise_draws(draws_struct, design, u)
     idata["log_likelihood"] = xr.DataTree(
         xr.Dataset(

@@ -44,13 +44,18 @@ def residual_variance(V: pt.TensorLike, lsig: pt.TensorLike) -> pt.TensorVariabl
     return pt.exp(pt.dot(V, pt.transpose(lsig)))
 
 
-def membership_logprob(Z: pt.TensorLike, gamma: pt.TensorLike) -> pt.TensorVariable:
-    """Log class probabilities ``log pi[i, c]`` (eq 2), shape (n, K).
+def membership_logprob(
+    Z: pt.TensorLike, gamma: pt.TensorLike, offset: pt.TensorLike | None = None
+) -> pt.TensorVariable:
+    """Log class probabilities ``log pi[i, c]`` (eqs 2, 19), shape (n, K).
 
     ``gamma`` has K-1 rows; the last class is the reference with logit 0.
+    ``offset`` (n, K-1) adds the school random intercepts of the logits.
     """
     Z = pt.as_tensor_variable(Z)
     eta = pt.dot(Z, pt.transpose(gamma))
+    if offset is not None:
+        eta = eta + offset
     full = pt.concatenate([eta, pt.zeros((Z.shape[0], 1), dtype=eta.dtype)], axis=1)
     return full - pt.logsumexp(full, axis=1, keepdims=True)
 
@@ -78,10 +83,15 @@ def model_log_joint(
     V: pt.TensorLike,
     params: Params,
     offset: pt.TensorLike = 0.0,
+    member_offset: pt.TensorLike | None = None,
 ) -> pt.TensorVariable:
-    """Class log joint densities (n, K) given structured parameters and ``offset = R u``."""
+    """Class log joint densities (n, K) given the school residuals.
+
+    ``offset = R u`` shifts the outcome mean, ``member_offset`` (n, K-1) the
+    membership logits.
+    """
     mu = linear_predictor(F, params.beta) + pt.as_tensor_variable(offset)[..., None]
-    logw = membership_logprob(Z, params.gamma)
+    logw = membership_logprob(Z, params.gamma, member_offset)
     return class_log_joint(y, mu, residual_variance(V, params.lsig), logw)
 
 
@@ -340,21 +350,23 @@ def loglik_and_grad(lay: Layout) -> Callable[..., list[np.ndarray]]:
 @lru_cache(maxsize=64)
 def _pointwise(lay: Layout) -> Callable[..., list[np.ndarray]]:
     beta, lsig, gamma = pt.dmatrix("beta"), pt.dmatrix("lsig"), pt.dmatrix("gamma")
-    offset = pt.dvector("offset")
+    offset, member_offset = pt.dvector("offset"), pt.dmatrix("member_offset")
     y, F, _, Z, V, _ = _inputs()
     params = Params(beta=beta, lsig=lsig, gamma=gamma, chol=pt.zeros((0, 0)))
-    joint = model_log_joint(y, F, Z, V, params, offset)
+    joint = model_log_joint(y, F, Z, V, params, offset, member_offset)
     loglik = pt.logsumexp(joint, axis=1)
     posterior = pt.exp(joint - loglik[:, None])
     return pytensor.function(
-        [beta, lsig, gamma, offset, y, F, Z, V], [loglik, posterior], on_unused_input="ignore"
+        [beta, lsig, gamma, offset, member_offset, y, F, Z, V], [loglik, posterior],
+        on_unused_input="ignore",
     )
 
 
 def pointwise(lay: Layout) -> Callable[..., list[np.ndarray]]:
-    """Compiled ``f(beta, lsig, gamma, offset, y, F, Z, V) -> [loglik_i, P(C_i = c | y_i)]``.
+    """Compiled ``f(beta, lsig, gamma, offset, member_offset, y, F, Z, V)``.
 
-    Conditional on the school residuals through ``offset = R u`` (zeros for
+    Returns ``[loglik_i, P(C_i = c | y_i)]`` conditional on the school
+    residuals through ``offset = R u`` and ``member_offset`` (n, K-1) (zeros for
     single-level models).
     """
     return _pointwise(_structure(lay))

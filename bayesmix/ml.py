@@ -537,6 +537,7 @@ def fit_ml(
             np.asarray(params.lsig, dtype=float),
             np.asarray(params.gamma, dtype=float),
             np.zeros(n),
+            np.zeros((n, spec.classes - 1)),
             design.y,
             design.F,
             design.Z,

@@ -10,7 +10,10 @@ rstanarm/brms), so that results do not depend on the units of y or x:
 * membership intercepts ``C#c ~ 1``: Normal(0, 2.5 (1 + sum_t |mean(z_t)| / sd(z_t)));
 * membership slopes ``C#c ~ z``: Normal(0, 2.5 / sd(z));
 * random-effect SDs ``sd(u_x)``: HalfStudentT(3, sd(y) / sd(x)) (sd(y) for
-  the intercept), with an LKJ(2) prior on their correlations;
+  the intercept), with an LKJ(2) prior on their correlations; the SDs of
+  the membership random intercepts ``sd(u_C#1)`` or ``sd(u_f)``:
+  HalfStudentT(3, 1) on the logit scale; factor loadings ``lambda(C#c)``:
+  Normal(1, 2);
 * log-linear residual variance (model 1b): Normal(log var(y), 2) for the
   intercept, Normal(0, 1 / sd(v)) for the slopes.
 
@@ -100,6 +103,12 @@ def default_priors(design: Design) -> dict[str, Prior]:
         col_sd = float(design.R[:, k].std())
         scale = y_sd if term == INTERCEPT or col_sd == 0 else y_sd / col_sd
         out[f"sd(u_{term})"] = Prior("half_student_t", 0.0, scale, 3.0)
+    for term in spec.random_effects[len(spec.random):]:
+        # school random intercepts of the membership logits, on the logit scale
+        out[f"sd(u_{term})"] = Prior("half_student_t", 0.0, 1.0, 3.0)
+    for c in range(1, spec.classes - 1):
+        if spec.membership_random == "factor":
+            out[f"lambda(C#{c + 1})"] = Prior("normal", 1.0, 2.0)
     for c in range(spec.classes - 1):
         for j, term in enumerate(spec.membership):
             if term == INTERCEPT:

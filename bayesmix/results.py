@@ -347,7 +347,7 @@ class BayesResult:
         """Summarise posterior draws into a result."""
         import arviz_stats as azs
 
-        from bayesmix.likelihood import loglik_and_grad
+        from bayesmix.likelihood import loglik_and_grad, needs_quadrature
 
         names = tuple(named)
         stacked = np.stack([named[n] for n in names], axis=-1)
@@ -366,7 +366,13 @@ class BayesResult:
         )
         lay = design.layout
         theta = lay.to_theta(table["mean"].to_numpy())
-        loglik = float(loglik_and_grad(lay)(theta, *design.likelihood_args())[0])
+        if needs_quadrature(lay):
+            from bayesmix.ml import DEFAULT_POINTS, _Quadrature
+
+            quad = _Quadrature(design, DEFAULT_POINTS.get(lay.n_random, 3))
+            loglik = quad.adapt(theta, iterations=3)
+        else:
+            loglik = float(loglik_and_grad(lay)(theta, *design.likelihood_args())[0])
         return cls(
             spec=spec,
             design=design,

@@ -161,3 +161,18 @@ def test_factor_layout_round_trip():
     assert load[:, 0].tolist() == pytest.approx(
         [1.0, natural[lay.names.index("lambda(C#2)")], natural[lay.names.index("lambda(C#3)")]]
     )
+
+
+@pytest.mark.slow
+def test_fig3_nuts_agrees_with_ml(fig3_spec, fig3_data, fig3_fit):
+    # default settings (4 chains x 1000 + 1000), as the R-hat target is stated for them
+    fit = bm.fit_bayes(fig3_spec, fig3_data, random_seed=2, ml_starts=4)
+    table = fit.table
+    assert list(table.index) == list(FIG3_PARAMS)
+    gap = (table["mean"] - fig3_fit.params["estimate"]).abs() / table["sd"]
+    assert (gap < 0.5).all(), gap
+    assert fit.rhat_max <= 1.01
+    assert fit.divergences == 0
+    assert not fit.labels.switched
+    assert fit.loglik == pytest.approx(fig3_fit.loglik, abs=0.5)
+    assert fit.idata["posterior"]["u"].shape[2:] == (200, 2)
