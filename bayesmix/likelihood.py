@@ -272,7 +272,7 @@ def _total_loglik(lay: Layout, params: Params, y, F, R, Z, V, bounds) -> pt.Tens
 
 
 @lru_cache(maxsize=32)
-def _quadrature_objective(lay: Layout, points: int) -> Callable[..., list[np.ndarray]]:
+def _quadrature_functions(lay: Layout, points: int) -> tuple[Callable[..., list[np.ndarray]], ...]:
     theta = pt.dvector("theta")
     y, F, R, Z, V, bounds = _inputs()
     cluster = pt.lvector("cluster")
@@ -294,25 +294,42 @@ def _quadrature_objective(lay: Layout, points: int) -> Callable[..., list[np.nda
         scale,
     )
     loglik = pt.sum(per_cluster)
-    grad = pytensor.grad(loglik, theta)
-    return pytensor.function(
-        [theta, y, F, R, Z, V, bounds, cluster, centre, scale],
-        [loglik, grad, mean, cov, post_class, per_cluster],
+    inputs = [theta, y, F, R, Z, V, bounds, cluster, centre, scale]
+    # The optimiser calls only the first; the posterior quantities cost several extra
+    # passes over the (n, nodes, K) arrays and are needed only between rounds.
+    value_and_grad = pytensor.function(
+        inputs,
+        [loglik, pytensor.grad(loglik, theta)],
         trust_input=True,
         on_unused_input="ignore",
     )
+    posterior = pytensor.function(
+        inputs,
+        [loglik, mean, cov, post_class, per_cluster],
+        trust_input=True,
+        on_unused_input="ignore",
+    )
+    return value_and_grad, posterior
 
 
 def quadrature_loglik_and_grad(lay: Layout, points: int) -> Callable[..., list[np.ndarray]]:
-    """Compiled ``f(theta, y, F, R, Z, V, bounds, cluster, centre, scale)``.
+    """Compiled ``f(theta, y, F, R, Z, V, bounds, cluster, centre, scale) -> [loglik, grad]``.
 
-    Returns ``[loglik, gradient, posterior means (J, d), posterior covariances
-    (J, d, d), class probabilities (n, K), per-cluster log-likelihoods (J,)]``
-    with the quadrature nodes at ``centre + scale z``; the
-    gradient holds the nodes fixed (as in adaptive quadrature, where they
-    are updated between optimisation rounds).
+    The quadrature nodes sit at ``centre + scale z``; the gradient holds them
+    fixed (as in adaptive quadrature, where they are updated between
+    optimisation rounds).
     """
-    return _quadrature_objective(_structure(lay), points)
+    return _quadrature_functions(_structure(lay), points)[0]
+
+
+def quadrature_posterior(lay: Layout, points: int) -> Callable[..., list[np.ndarray]]:
+    """Compiled ``f(...same inputs...) -> [loglik, means, covariances, class probs, per-cluster]``.
+
+    Posterior means (J, d) and covariances (J, d, d) of the standardised
+    school residuals under the quadrature (for adaptation), P(C_ij = c | y_j)
+    (n, K) and each cluster's log-likelihood (J,).
+    """
+    return _quadrature_functions(_structure(lay), points)[1]
 
 
 def _inputs() -> tuple[pt.TensorVariable, ...]:
@@ -357,7 +374,8 @@ def _pointwise(lay: Layout) -> Callable[..., list[np.ndarray]]:
     loglik = pt.logsumexp(joint, axis=1)
     posterior = pt.exp(joint - loglik[:, None])
     return pytensor.function(
-        [beta, lsig, gamma, offset, member_offset, y, F, Z, V], [loglik, posterior],
+        [beta, lsig, gamma, offset, member_offset, y, F, Z, V],
+        [loglik, posterior],
         on_unused_input="ignore",
     )
 

@@ -37,6 +37,7 @@ from bayesmix.likelihood import (
     needs_quadrature,
     pointwise,
     quadrature_loglik_and_grad,
+    quadrature_posterior,
 )
 from bayesmix.params import Layout, Params, order_permutation, relabel
 from bayesmix.progress import Progress
@@ -74,6 +75,7 @@ class _Quadrature:
 
     def __init__(self, design: Design, points: int) -> None:
         self.f = quadrature_loglik_and_grad(design.layout, points)
+        self.post = quadrature_posterior(design.layout, points)
         self.args = (
             *design.likelihood_args(),
             np.ascontiguousarray(design.cluster, dtype=np.int64),
@@ -90,17 +92,21 @@ class _Quadrature:
         self.fresh = True
 
     def evaluate(self, theta: np.ndarray) -> list[np.ndarray]:
-        """All outputs of the compiled quadrature at theta with the current nodes."""
-        return self.f(np.ascontiguousarray(theta, dtype=float), *self.args, self.centre, self.scale)
+        """Log-likelihood, posterior moments, class probabilities and per-cluster values."""
+        return self.post(
+            np.ascontiguousarray(theta, dtype=float), *self.args, self.centre, self.scale
+        )
 
     def fun(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
-        ll, grad, *_ = self.evaluate(theta)
+        ll, grad = self.f(
+            np.ascontiguousarray(theta, dtype=float), *self.args, self.centre, self.scale
+        )
         if not np.isfinite(ll):
             return np.inf, np.zeros_like(theta)
         return -float(ll) / self.n, -np.asarray(grad) / self.n
 
     def _step(self, theta: np.ndarray, floor: float) -> bool:
-        ll, _, mean, cov, *_ = self.evaluate(theta)
+        ll, mean, cov, *_ = self.evaluate(theta)
         if not (np.isfinite(ll) and np.all(np.isfinite(cov))):
             return False
         prev_sd = np.sqrt(np.einsum("jab,jab->ja", self.scale, self.scale))
@@ -530,7 +536,7 @@ def fit_ml(
     se = np.where([nm in boundary for nm in names], np.nan, se)
     params = lay.unpack(best.theta)
     if quad is not None:
-        post = quad.evaluate(best.theta)[4]
+        post = quad.evaluate(best.theta)[3]
     else:
         _, post = pointwise(lay)(
             np.asarray(params.beta, dtype=float),

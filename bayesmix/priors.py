@@ -103,7 +103,7 @@ def default_priors(design: Design) -> dict[str, Prior]:
         col_sd = float(design.R[:, k].std())
         scale = y_sd if term == INTERCEPT or col_sd == 0 else y_sd / col_sd
         out[f"sd(u_{term})"] = Prior("half_student_t", 0.0, scale, 3.0)
-    for term in spec.random_effects[len(spec.random):]:
+    for term in spec.random_effects[len(spec.random) :]:
         # school random intercepts of the membership logits, on the logit scale
         out[f"sd(u_{term})"] = Prior("half_student_t", 0.0, 1.0, 3.0)
     for c in range(1, spec.classes - 1):

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.data import Design, term_column
-from bayesmix.errors import DataError, EstimationError
+from bayesmix.errors import DataError
 from bayesmix.results import BayesResult, MLResult
 
 
@@ -56,7 +56,7 @@ def school_effects(result: MLResult | BayesResult) -> pd.DataFrame:
     Parameters
     ----------
     result : MLResult or BayesResult
-        A fit of a one-class model with a cluster column.
+        A fit of a model with a cluster column.
 
     Returns
     -------
@@ -65,16 +65,17 @@ def school_effects(result: MLResult | BayesResult) -> pd.DataFrame:
         random term t ``u_t`` and ``sd_u_t``; for every outcome term
         ``coef_t`` and ``sd_coef_t`` (the school's coefficient; its SD is
         that of u_t, the fixed part being held at its estimate after ML and
-        varying with the draws after Bayes).
+        varying with the draws after Bayes). For mixtures the coefficient is
+        averaged over the school's students and their posterior class
+        probabilities, as in the paper's Fig 8, and the columns ``p_c1``...
+        give the school's mean class probabilities.
     """
     design = result.design
     spec = design.spec
     if spec.cluster is None:
         raise DataError(f"model {spec.name!r} has no cluster column: no school effects.")
     if spec.classes > 1:
-        raise EstimationError(
-            "school effects of mixtures are not available in this version; fit the one-class model."
-        )
+        return _mixture_school_effects(result)
     out = pd.DataFrame(
         {
             "cluster": design.cluster_ids,
@@ -115,6 +116,49 @@ def school_effects(result: MLResult | BayesResult) -> pd.DataFrame:
             coef = coef + u[..., spec.random.index(term)]
         out[f"coef_{term}"] = coef.mean(axis=(0, 1))
         out[f"sd_coef_{term}"] = coef.std(axis=(0, 1), ddof=1)
+    return out
+
+
+def _mixture_school_effects(result: MLResult | BayesResult) -> pd.DataFrame:
+    """School coefficients of a two-level mixture averaged over class probabilities (Fig 8)."""
+    design = result.design
+    spec, lay = design.spec, design.layout
+    r = len(spec.random)
+    counts = np.diff(design.bounds)
+    post = np.asarray(result.class_probabilities)
+    weights = np.add.reduceat(post, design.bounds[:-1], axis=0) / counts[:, None]
+    if isinstance(result, MLResult):
+        from bayesmix.ml import DEFAULT_POINTS, _Quadrature
+
+        params = result.structured
+        theta = lay.to_theta(result.estimates)
+        quad = _Quadrature(design, result.quadrature_points or DEFAULT_POINTS.get(lay.n_random, 3))
+        quad.adapt(theta, iterations=4)
+        _, mean_v, cov_v, *_ = quad.evaluate(theta)
+        chol = np.asarray(params.chol, dtype=float)
+        u_mean = np.asarray(mean_v) @ chol.T
+        u_cov = np.einsum("ab,jbc,dc->jad", chol, np.asarray(cov_v), chol)
+        u_sd = np.sqrt(np.clip(np.einsum("jaa->ja", u_cov), 0.0, None))
+    else:
+        params = lay.unpack(result.table["mean"].to_numpy(), natural=True)
+        u_draws = result.idata["posterior"]["u"].values
+        u_mean = u_draws.mean(axis=(0, 1))
+        u_sd = u_draws.std(axis=(0, 1), ddof=1)
+    fixed = _fixed_parts(design, np.asarray(params.beta, dtype=float))
+    out = pd.DataFrame({"cluster": design.cluster_ids, "n": counts})
+    for c in range(spec.classes):
+        out[f"p_c{c + 1}"] = weights[:, c]
+    for k, term in enumerate(spec.random):
+        out[f"u_{term}"] = u_mean[:, k]
+        out[f"sd_u_{term}"] = u_sd[:, k]
+    for term in spec.terms:
+        coef = np.sum(weights.T * fixed[term], axis=0)
+        sd = np.zeros_like(coef)
+        if term in spec.random[:r]:
+            coef = coef + out[f"u_{term}"].to_numpy()
+            sd = out[f"sd_u_{term}"].to_numpy()
+        out[f"coef_{term}"] = coef
+        out[f"sd_coef_{term}"] = sd
     return out
 
 

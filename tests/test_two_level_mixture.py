@@ -62,7 +62,7 @@ def test_quadrature_with_one_class_equals_exact_gaussian(points):
     exact = float(loglik_and_grad(lay)(theta, *design.likelihood_args())[0])
     quad = _Quadrature(design, points)
     assert quad.adapt(theta, iterations=10) == pytest.approx(exact, abs=1e-6)
-    ll, grad = quad.evaluate(theta)[:2]
+    ll, grad = quad.f(theta, *quad.args, quad.centre, quad.scale)
     assert float(ll) == pytest.approx(exact, abs=1e-6)
     exact_grad = loglik_and_grad(lay)(theta, *design.likelihood_args())[1]
     np.testing.assert_allclose(grad, exact_grad, rtol=1e-5, atol=1e-5)
@@ -176,3 +176,22 @@ def test_fig3_nuts_agrees_with_ml(fig3_spec, fig3_data, fig3_fit):
     assert not fit.labels.switched
     assert fit.loglik == pytest.approx(fig3_fit.loglik, abs=0.5)
     assert fit.idata["posterior"]["u"].shape[2:] == (200, 2)
+
+
+@pytest.mark.slow
+def test_fig8_school_effects_average_over_class_probabilities(fig3_fit):
+    eff = bm.school_effects(fig3_fit)
+    assert len(eff) == 200
+    probs = eff[["p_c1", "p_c2"]].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    est = fig3_fit.params["estimate"]
+    w = fig3_fit.design.schools["w"].to_numpy()
+    fixed = probs[:, 0] * est["1[c1]"] + probs[:, 1] * est["1[c2]"] + est["w"] * w
+    np.testing.assert_allclose(eff["coef_1"], fixed + eff["u_1"], atol=1e-10)
+    np.testing.assert_allclose(
+        eff["coef_x"], probs[:, 0] * est["x[c1]"] + probs[:, 1] * est["x[c2]"]
+    )
+    # the predicted school intercepts track the simulated ones through w and class shares
+    assert np.corrcoef(eff["coef_1"], fixed)[0, 1] > 0.5
+    assert 0.2 < eff["sd_u_1"].mean() < 0.6
+    assert 0.0 <= bm.share_positive(eff, "x") <= 1.0
