@@ -74,6 +74,7 @@ class _Quadrature:
     """
 
     def __init__(self, design: Design, points: int) -> None:
+        self.points = points
         self.f = quadrature_loglik_and_grad(design.layout, points)
         self.post = quadrature_posterior(design.layout, points)
         self.args = (
@@ -176,13 +177,16 @@ def _staged_starts(
     """Mplus-style two-stage starts for quadrature models.
 
     Every start gets a short initial-stage optimisation (one adaptation
-    round, at most 25 iterations); the best quarter (at least two) are then
-    optimised to convergence. The returned runs are the final-stage ones,
-    over which the replication of the best log-likelihood is counted.
+    round, at most 25 iterations) on a coarse 3-point-per-dimension rule,
+    which is enough to rank the starts; the best quarter (at least two) are
+    then optimised to convergence with the full rule. The returned runs are
+    the final-stage ones, over which the replication of the best
+    log-likelihood is counted.
     """
+    coarse = _Quadrature(design, min(3, quad.points))
     initial = []
     for _ in range(n_starts):
-        initial.append(_optimise_adaptive(quad, random_start(design, rng), bounds, 25, rounds=1))
+        initial.append(_optimise_adaptive(coarse, random_start(design, rng), bounds, 25, rounds=1))
         bar.update(f"initial stage, best logL {max(r.loglik for r in initial):.3f}")
     n_final = min(n_starts, max(2, n_starts // 4))
     ranked = sorted((r for r in initial if np.isfinite(r.loglik)), key=lambda r: -r.loglik)
