@@ -531,9 +531,14 @@ def fit_bayes(
     named = named_draws(draws_struct, design)
     u = posterior["u"].values if spec.random_effects else None
     loglik, chain_post = _pointwise_draws(draws_struct, design, u)
+    pointwise_vars = {"y": (("chain", "draw", "obs"), loglik)}
+    if spec.cluster is not None:
+        # school level, conditional on the school residuals: the sum over its students
+        by_school = np.add.reduceat(loglik, design.bounds[:-1], axis=2)
+        pointwise_vars["y_school"] = (("chain", "draw", "school"), by_school)
     idata["log_likelihood"] = xr.DataTree(
         xr.Dataset(
-            {"y": (("chain", "draw", "obs"), loglik)},
+            pointwise_vars,
             coords={"chain": posterior["chain"], "draw": posterior["draw"]},
         )
     )

@@ -290,7 +290,9 @@ class BayesResult:
         Model and data.
     idata : xarray.DataTree
         ArviZ DataTree with ``posterior``, ``sample_stats``,
-        ``log_likelihood`` (pointwise, per observation) and ``observed_data``.
+        ``log_likelihood`` (``y`` per observation; for two-level models also
+        ``y_school``, per school, both conditional on the school residuals)
+        and ``observed_data``.
     names : tuple of str
         Parameter names, as in :class:`MLResult`.
     table : pandas.DataFrame
