@@ -105,13 +105,10 @@ def segment_sum(values: pt.TensorLike, bounds: pt.TensorLike) -> pt.TensorVariab
 
 def _batched_cholesky_solve(
     M: pt.TensorVariable, s: pt.TensorVariable, r: int
-) -> tuple[
-    pt.TensorVariable, pt.TensorVariable, list[list[pt.TensorVariable]], list[pt.TensorVariable]
-]:
+) -> tuple[pt.TensorVariable, pt.TensorVariable]:
     """Per-cluster Cholesky of small r x r matrices, unrolled over r.
 
-    Returns ``log|M_j|``, ``|chol(M_j)^-1 s_j|^2``, the factor entries and the
-    forward-substituted vectors, all as (J,) tensors; unrolling keeps every
+    Returns ``log|M_j|`` and ``|chol(M_j)^-1 s_j|^2`` as (J,) tensors; unrolling keeps every
     operation elementwise over clusters, which is far faster than batched
     linear algebra for the r <= 4 of these models.
     """
@@ -130,7 +127,7 @@ def _batched_cholesky_solve(
         xs.append(acc / lower[i][i])
     logdet = 2.0 * sum(pt.log(lower[i][i]) for i in range(r))
     quad = sum(x**2 for x in xs)
-    return logdet, quad, lower, xs
+    return logdet, quad
 
 
 def gaussian_multilevel_loglik(
@@ -168,7 +165,7 @@ def gaussian_multilevel_loglik(
     AL = pt.tensordot(A, L, axes=[[2], [0]])
     M = pt.tensordot(AL, L, axes=[[1], [0]]).dimshuffle(0, 2, 1) + pt.eye(r)[None]
     s = pt.dot(b, L)
-    logdet, quad, _, _ = _batched_cholesky_solve(M, s, r)
+    logdet, quad = _batched_cholesky_solve(M, s, r)
     return -0.5 * (n_j * _LOG_2PI + log_d + logdet + c - quad)
 
 

@@ -140,6 +140,20 @@ class _Quadrature:
         return float(self.evaluate(theta)[0])
 
 
+def adapted_quadrature(
+    design: Design, theta: np.ndarray, points: int | None = None, iterations: int = 4
+) -> _Quadrature:
+    """A quadrature whose nodes sit at each school's posterior at ``theta``.
+
+    ``points`` defaults to :data:`DEFAULT_POINTS` for the model's dimension.
+    """
+    if points is None:
+        points = DEFAULT_POINTS.get(design.layout.n_random, 3)
+    quad = _Quadrature(design, points)
+    quad.adapt(np.asarray(theta, dtype=float), iterations=iterations)
+    return quad
+
+
 def _optimise_adaptive(
     quad: _Quadrature,
     theta0: np.ndarray,

@@ -369,10 +369,9 @@ class BayesResult:
         lay = design.layout
         theta = lay.to_theta(table["mean"].to_numpy())
         if needs_quadrature(lay):
-            from bayesmix.ml import DEFAULT_POINTS, _Quadrature
+            from bayesmix.ml import adapted_quadrature
 
-            quad = _Quadrature(design, DEFAULT_POINTS.get(lay.n_random, 3))
-            loglik = quad.adapt(theta, iterations=3)
+            loglik = float(adapted_quadrature(design, theta, iterations=3).evaluate(theta)[0])
         else:
             loglik = float(loglik_and_grad(lay)(theta, *design.likelihood_args())[0])
         return cls(

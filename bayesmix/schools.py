@@ -128,12 +128,11 @@ def _mixture_school_effects(result: MLResult | BayesResult) -> pd.DataFrame:
     post = np.asarray(result.class_probabilities)
     weights = np.add.reduceat(post, design.bounds[:-1], axis=0) / counts[:, None]
     if isinstance(result, MLResult):
-        from bayesmix.ml import DEFAULT_POINTS, _Quadrature
+        from bayesmix.ml import adapted_quadrature
 
         params = result.structured
         theta = lay.to_theta(result.estimates)
-        quad = _Quadrature(design, result.quadrature_points or DEFAULT_POINTS.get(lay.n_random, 3))
-        quad.adapt(theta, iterations=4)
+        quad = adapted_quadrature(design, theta, result.quadrature_points)
         _, mean_v, cov_v, *_ = quad.evaluate(theta)
         chol = np.asarray(params.chol, dtype=float)
         u_mean = np.asarray(mean_v) @ chol.T
