@@ -56,7 +56,8 @@ def membership_logprob(
     eta = pt.dot(Z, pt.transpose(gamma))
     if offset is not None:
         eta = eta + offset
-    full = pt.concatenate([eta, pt.zeros((Z.shape[0], 1), dtype=eta.dtype)], axis=1)
+    # zeros shaped from eta (not from Z.shape) keep shapes static for JAX
+    full = pt.concatenate([eta, pt.zeros_like(pt.sum(eta, axis=1, keepdims=True))], axis=1)
     return full - pt.logsumexp(full, axis=1, keepdims=True)
 
 
@@ -224,15 +225,14 @@ def quadrature_loglik(
     v = centre[:, None, :] + pt.sum(scale[:, None, :, :] * z[None, :, None, :], axis=-1)
     b = pt.dot(v, pt.transpose(params.chol))
     bi = b[cluster]
-    K = params.beta.shape[0]
     mu = pt.dot(F, pt.transpose(params.beta))[:, None, :]
     if r:
         mu = mu + pt.sum(bi[:, :, :r] * pt.as_tensor_variable(R)[:, None, :], axis=-1)[..., None]
     eta = pt.dot(Z, pt.transpose(params.gamma))[:, None, :]
     if params.load is not None and nodes.shape[1] > r:
         eta = eta + pt.dot(bi[:, :, r:], pt.transpose(params.load))
-    eta = pt.broadcast_to(eta, (bi.shape[0], bi.shape[1], K - 1))
-    full = pt.concatenate([eta, pt.zeros((bi.shape[0], bi.shape[1], 1))], axis=2)
+    eta = eta + pt.zeros_like(bi[:, :, :1])
+    full = pt.concatenate([eta, pt.zeros_like(pt.sum(eta, axis=2, keepdims=True))], axis=2)
     logpi = full - pt.logsumexp(full, axis=2, keepdims=True)
     s2 = residual_variance(V, params.lsig)[:, None, :]
     logn = -0.5 * (_LOG_2PI + pt.log(s2) + (y[:, None, None] - mu) ** 2 / s2)
@@ -268,12 +268,59 @@ def _total_loglik(lay: Layout, params: Params, y, F, R, Z, V, bounds) -> pt.Tens
     return pt.sum(pt.logsumexp(model_log_joint(y, F, Z, V, params), axis=1))
 
 
+BACKENDS = ("jax", "numba")
+"""Compilers of the ML objectives: XLA through JAX, or pytensor's default (numba)."""
+
+
+def _check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}")
+    return backend
+
+
+def _mode(backend: str) -> str | None:
+    # XLA fuses the (observations x nodes x classes) elementwise chain into
+    # vectorised loops; with static shapes it runs the quadrature objective
+    # 1.5-2x faster than pytensor's numba loops.
+    return "JAX" if backend == "jax" else None
+
+
+def _typed_inputs(shapes: tuple[tuple[int, ...], ...] | None, dtypes: tuple[str, ...], names):
+    if shapes is None:
+        return [pt.tensor(name, dtype=dt, shape=(None,) * nd) for name, dt, nd in names]
+    return [
+        pt.tensor(name, dtype=dt, shape=shape)
+        for (name, dt, _), shape in zip(names, shapes, strict=True)
+    ]
+
+
+_DATA_NAMES = (
+    ("y", "float64", 1),
+    ("F", "float64", 2),
+    ("R", "float64", 2),
+    ("Z", "float64", 2),
+    ("V", "float64", 2),
+    ("bounds", "int64", 1),
+)
+_QUAD_NAMES = (
+    *_DATA_NAMES,
+    ("cluster", "int64", 1),
+    ("centre", "float64", 2),
+    ("scale", "float64", 3),
+)
+
+
+def _shapes(arrays) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(int(k) for k in np.shape(a)) for a in arrays)
+
+
 @lru_cache(maxsize=32)
-def _quadrature_functions(lay: Layout, points: int) -> tuple[Callable[..., list[np.ndarray]], ...]:
-    theta = pt.dvector("theta")
-    y, F, R, Z, V, bounds = _inputs()
-    cluster = pt.lvector("cluster")
-    centre, scale = pt.dmatrix("centre"), pt.tensor3("scale", dtype="float64")
+def _quadrature_functions(
+    lay: Layout, points: int, shapes: tuple[tuple[int, ...], ...] | None, backend: str
+) -> tuple[Callable[..., list[np.ndarray]], ...]:
+    theta = pt.tensor("theta", dtype="float64", shape=(lay.n_params,))
+    inputs = _typed_inputs(shapes, tuple(d for _, d, _ in _QUAD_NAMES), _QUAD_NAMES)
+    y, F, R, Z, V, bounds, cluster, centre, scale = inputs
     nodes, logw = gauss_hermite(points, lay.n_random)
     per_cluster, mean, cov, post_class = quadrature_loglik(
         y,
@@ -291,42 +338,50 @@ def _quadrature_functions(lay: Layout, points: int) -> tuple[Callable[..., list[
         scale,
     )
     loglik = pt.sum(per_cluster)
-    inputs = [theta, y, F, R, Z, V, bounds, cluster, centre, scale]
+    mode = _mode(backend)
     # The optimiser calls only the first; the posterior quantities cost several extra
     # passes over the (n, nodes, K) arrays and are needed only between rounds.
     value_and_grad = pytensor.function(
-        inputs,
+        [theta, *inputs],
         [loglik, pytensor.grad(loglik, theta)],
         trust_input=True,
         on_unused_input="ignore",
+        mode=mode,
     )
     posterior = pytensor.function(
-        inputs,
+        [theta, *inputs],
         [loglik, mean, cov, post_class, per_cluster],
         trust_input=True,
         on_unused_input="ignore",
+        mode=mode,
     )
     return value_and_grad, posterior
 
 
-def quadrature_loglik_and_grad(lay: Layout, points: int) -> Callable[..., list[np.ndarray]]:
-    """Compiled ``f(theta, y, F, R, Z, V, bounds, cluster, centre, scale) -> [loglik, grad]``.
+def quadrature_functions(
+    lay: Layout, points: int, args: tuple[np.ndarray, ...], backend: str = "jax"
+) -> tuple[Callable[..., list[np.ndarray]], Callable[..., list[np.ndarray]]]:
+    """Compiled quadrature objective and posterior for data shaped like ``args``.
 
-    The quadrature nodes sit at ``centre + scale z``; the gradient holds them
-    fixed (as in adaptive quadrature, where they are updated between
-    optimisation rounds).
+    ``args`` are ``(y, F, R, Z, V, bounds, cluster, centre, scale)``; the JAX
+    backend compiles for their shapes (one compilation per data size), the numba
+    backend for any shape.
+
+    Returns
+    -------
+    value_and_grad : callable
+        ``f(theta, *args) -> [loglik, grad]``. The nodes sit at
+        ``centre + scale z``; the gradient holds them fixed (as in adaptive
+        quadrature, where they are updated between optimisation rounds).
+    posterior : callable
+        ``f(theta, *args) -> [loglik, means, covariances, class probs, per-cluster]``:
+        posterior means (J, d) and covariances (J, d, d) of the standardised
+        school residuals under the quadrature (for adaptation),
+        P(C_ij = c | y_j) (n, K) and each cluster's log-likelihood (J,).
     """
-    return _quadrature_functions(_structure(lay), points)[0]
-
-
-def quadrature_posterior(lay: Layout, points: int) -> Callable[..., list[np.ndarray]]:
-    """Compiled ``f(...same inputs...) -> [loglik, means, covariances, class probs, per-cluster]``.
-
-    Posterior means (J, d) and covariances (J, d, d) of the standardised
-    school residuals under the quadrature (for adaptation), P(C_ij = c | y_j)
-    (n, K) and each cluster's log-likelihood (J,).
-    """
-    return _quadrature_functions(_structure(lay), points)[1]
+    _check_backend(backend)
+    shapes = _shapes(args) if backend == "jax" else None
+    return _quadrature_functions(_structure(lay), points, shapes, backend)
 
 
 def _inputs() -> tuple[pt.TensorVariable, ...]:
@@ -341,24 +396,38 @@ def _inputs() -> tuple[pt.TensorVariable, ...]:
 
 
 @lru_cache(maxsize=64)
-def _objective(lay: Layout) -> Callable[..., list[np.ndarray]]:
-    theta = pt.dvector("theta")
-    data = _inputs()
+def _objective(
+    lay: Layout, shapes: tuple[tuple[int, ...], ...] | None, backend: str
+) -> Callable[..., list[np.ndarray]]:
+    theta = pt.tensor("theta", dtype="float64", shape=(lay.n_params,))
+    data = _typed_inputs(shapes, tuple(d for _, d, _ in _DATA_NAMES), _DATA_NAMES)
     loglik = _total_loglik(lay, lay.unpack(theta, pt), *data)
     grad = pytensor.grad(loglik, theta)
     return pytensor.function(
-        [theta, *data], [loglik, grad], trust_input=True, on_unused_input="ignore"
+        [theta, *data],
+        [loglik, grad],
+        trust_input=True,
+        on_unused_input="ignore",
+        mode=_mode(backend),
     )
 
 
-def loglik_and_grad(lay: Layout) -> Callable[..., list[np.ndarray]]:
+def loglik_and_grad(
+    lay: Layout, args: tuple[np.ndarray, ...] | None = None, backend: str = "numba"
+) -> Callable[..., list[np.ndarray]]:
     """Compiled ``f(theta, y, F, R, Z, V, bounds) -> [loglik, gradient]``.
 
     ``theta`` is the optimiser's vector (see :class:`~bayesmix.params.Layout`),
     random effects and classes integrated out. Inputs must be contiguous
-    float64 arrays (int64 ``bounds``).
+    float64 arrays (int64 ``bounds``). The JAX backend compiles for the shapes
+    of ``args`` (the data the function will be called with), the numba backend
+    for any shape.
     """
-    return _objective(_structure(lay))
+    _check_backend(backend)
+    if backend == "jax" and args is None:
+        raise ValueError("the JAX backend compiles for given data: pass args")
+    shapes = _shapes(args) if backend == "jax" else None
+    return _objective(_structure(lay), shapes, backend)
 
 
 @lru_cache(maxsize=64)
