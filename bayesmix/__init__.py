@@ -7,7 +7,7 @@ models in PyMC and by maximum likelihood.
 
 from bayesmix import datasets
 from bayesmix.bayes import fit_bayes
-from bayesmix.compare import LRTResult, lrt
+from bayesmix.compare import LRTResult, compare, format_table, lrt
 from bayesmix.errors import (
     BayesmixError,
     BayesmixWarning,
@@ -38,9 +38,11 @@ __all__ = [
     "Spec",
     "SpecError",
     "__version__",
+    "compare",
     "datasets",
     "fit_bayes",
     "fit_ml",
+    "format_table",
     "load_spec",
     "lrt",
     "make_spec",

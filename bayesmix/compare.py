@@ -1,10 +1,12 @@
-"""Tests between fits: likelihood-ratio tests of nested models."""
+"""Comparing fits: the paper's Table 2 and likelihood-ratio tests of nested models."""
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
 from scipy import stats
 
 from bayesmix.errors import BayesmixWarning, EstimationError
@@ -85,4 +87,72 @@ def lrt(restricted: MLResult, full: MLResult) -> LRTResult:
         statistic=statistic,
         df=df,
         p_value=float(stats.chi2.sf(statistic, df)),
+    )
+
+
+def compare(results: list[MLResult]) -> pd.DataFrame:
+    """The paper's Table 2 for ML fits to the same data.
+
+    Parameters
+    ----------
+    results : list of MLResult
+        Fits of any models (e.g. one spec at K = 1..4, or models A, B, C)
+        to the same observations.
+
+    Returns
+    -------
+    DataFrame
+        One row per fit, in the given order: ``model``, ``classes``,
+        ``loglik``, ``n_params``, ``bic`` (eq 33), ``aic``, ``sabic``
+        (sample-size adjusted BIC), ``entropy``, ``replicated`` (how many
+        final-stage starts reached the best log-likelihood, "r/n") and
+        ``best_bic`` (``*`` at the BIC minimum).
+
+    Raises
+    ------
+    EstimationError
+        When the list is empty or the fits use different numbers of
+        observations (their likelihoods are then not comparable).
+    """
+    if not results:
+        raise EstimationError("compare() needs at least one fit.")
+    sizes = {r.n_obs for r in results}
+    if len(sizes) > 1:
+        raise EstimationError(
+            f"the fits use different numbers of observations {sorted(sizes)}; "
+            "information criteria compare fits to the same data only."
+        )
+    rows = []
+    for r in results:
+        st = r.starts
+        n_runs = st.n_final if st.n_final is not None else st.n_starts
+        rows.append(
+            {
+                "model": r.spec.name,
+                "classes": r.spec.classes,
+                "loglik": r.loglik,
+                "n_params": r.n_params,
+                "bic": r.bic,
+                "aic": r.aic,
+                "sabic": r.sabic,
+                "entropy": r.entropy,
+                "replicated": f"{st.replicated}/{n_runs}" if r.spec.classes > 1 else "",
+            }
+        )
+    table = pd.DataFrame(rows)
+    table["best_bic"] = np.where(table["bic"] == table["bic"].min(), "*", "")
+    return table
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """Fixed-width text of a :func:`compare` table, as the CLI prints it."""
+    return table.to_string(
+        index=False,
+        formatters={
+            "loglik": "{:.3f}".format,
+            "bic": "{:.2f}".format,
+            "aic": "{:.2f}".format,
+            "sabic": "{:.2f}".format,
+            "entropy": lambda v: "" if np.isnan(v) else f"{v:.3f}",
+        },
     )
