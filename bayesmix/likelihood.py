@@ -219,25 +219,35 @@ def quadrature_loglik(
     post_class : (n, K) tensor
         P(C_ij = c | y_j), the random effects integrated out.
     """
+    # Arrays are laid out (class, node, observation): observations innermost
+    # give long vectorisable loops, several times faster than classes
+    # innermost (K is 2-4).
     y = pt.as_tensor_variable(y)
     r = n_outcome_random
     z = pt.as_tensor_variable(nodes)
     v = centre[:, None, :] + pt.sum(scale[:, None, :, :] * z[None, :, None, :], axis=-1)
     b = pt.dot(v, pt.transpose(params.chol))
-    bi = b[cluster]
-    mu = pt.dot(F, pt.transpose(params.beta))[:, None, :]
+    bq = b[cluster].dimshuffle(2, 1, 0)
+    e0 = y[None, :] - pt.dot(params.beta, pt.transpose(F))
     if r:
-        mu = mu + pt.sum(bi[:, :, :r] * pt.as_tensor_variable(R)[:, None, :], axis=-1)[..., None]
-    eta = pt.dot(Z, pt.transpose(params.gamma))[:, None, :]
+        off = pt.sum(bq[:r] * pt.transpose(R)[:, None, :], axis=0)
+        resid = e0[:, None, :] - off[None, :, :]
+    else:
+        resid = e0[:, None, :]
+    logs2 = pt.dot(params.lsig, pt.transpose(V))
+    logn = (-0.5 * (_LOG_2PI + logs2))[:, None, :] - 0.5 * pt.exp(-logs2)[:, None, :] * resid**2
+    eta = pt.dot(params.gamma, pt.transpose(Z))[:, None, :]
     if params.load is not None and nodes.shape[1] > r:
-        eta = eta + pt.dot(bi[:, :, r:], pt.transpose(params.load))
-    eta = eta + pt.zeros_like(bi[:, :, :1])
-    full = pt.concatenate([eta, pt.zeros_like(pt.sum(eta, axis=2, keepdims=True))], axis=2)
-    logpi = full - pt.logsumexp(full, axis=2, keepdims=True)
-    s2 = residual_variance(V, params.lsig)[:, None, :]
-    logn = -0.5 * (_LOG_2PI + pt.log(s2) + (y[:, None, None] - mu) ** 2 / s2)
-    per_obs = pt.logsumexp(logpi + logn, axis=2)
-    school = segment_sum(per_obs, bounds)
+        eta = eta + pt.tensordot(params.load, bq[r:], axes=[[1], [0]])
+    eta = eta + pt.zeros_like(bq[:1, :, :])
+    # zeros shaped from eta (not from symbolic shapes) keep shapes static for JAX
+    full = pt.concatenate([eta, pt.zeros_like(pt.sum(eta, axis=0, keepdims=True))], axis=0)
+    joint = full + logn
+    log_norm = pt.logsumexp(full, axis=0)
+    per_obs = pt.logsumexp(joint, axis=0) - log_norm
+    # a scatter-add, not differences of a cumulative sum: XLA lowers cumsum to
+    # a windowed reduction that is slow on CPU
+    school = pt.inc_subtensor(pt.zeros_like(b[:, :, 0])[cluster], pt.transpose(per_obs))
     log_phi = -0.5 * pt.sum(v**2, axis=-1) - 0.5 * nodes.shape[1] * _LOG_2PI
     log_det = pt.sum(pt.log(pt.diagonal(scale, axis1=1, axis2=2)), axis=1)
     a = pt.as_tensor_variable(logw)[None, :] + school + log_phi
@@ -246,8 +256,8 @@ def quadrature_loglik(
     mean = pt.sum(weight[:, :, None] * v, axis=1)
     dev = v - mean[:, None, :]
     cov = pt.sum(weight[:, :, None, None] * dev[:, :, :, None] * dev[:, :, None, :], axis=1)
-    cls = pt.exp(logpi + logn - per_obs[:, :, None])
-    post_class = pt.sum(weight[cluster][:, :, None] * cls, axis=1)
+    cls = pt.exp(joint - (log_norm + per_obs)[None, :, :])
+    post_class = pt.transpose(pt.sum(pt.transpose(weight)[:, cluster][None, :, :] * cls, axis=1))
     return total + log_det, mean, cov, post_class
 
 

@@ -163,14 +163,19 @@ def _optimise_adaptive(
     maxiter: int,
     rounds: int = 8,
 ) -> _Run:
-    """Alternate L-BFGS-B with fixed nodes and re-adaptation until the log-likelihood settles."""
+    """Alternate L-BFGS-B with fixed nodes and re-adaptation until the log-likelihood settles.
+
+    ``maxiter`` is the iteration budget of the whole alternation.
+    """
     quad.reset()
     theta = np.asarray(theta0, dtype=float)
     last = quad.adapt(theta, iterations=3)
     run = _Run(theta, last, False, 0, "not started")
     iterations = 0
     for _ in range(rounds):
-        run = _optimise(quad.fun, theta, bounds, quad.n, maxiter)
+        if iterations >= maxiter:
+            break
+        run = _optimise(quad.fun, theta, bounds, quad.n, maxiter - iterations)
         iterations += run.iterations
         theta = run.theta
         ll = quad.adapt(theta)
@@ -438,7 +443,7 @@ def fit_ml(
     starts: int = 20,
     random_seed: int | None = None,
     missing: MissingPolicy = "error",
-    maxiter: int = 2000,
+    maxiter: int | None = None,
     points: int | None = None,
     progress: bool = False,
     backend: str | None = None,
@@ -458,8 +463,10 @@ def fit_ml(
         Seed of the random starts; the same seed reproduces the fit.
     missing : {"error", "listwise"}
         Handling of rows with missing values.
-    maxiter : int
-        Iteration limit of each optimisation.
+    maxiter : int, optional
+        Iteration limit of each start's optimisation: 2000 by default, 500
+        for a final-stage start of a two-level mixture, whose evaluations
+        cost far more; a start that reaches it is counted as not converged.
     points : int, optional
         Gauss-Hermite points per integration dimension for two-level
         mixtures (default 15, 7 and 5 for 1, 2 and 3 dimensions). The
@@ -490,6 +497,10 @@ def fit_ml(
     n = design.n_obs
     if backend is None:
         backend = "jax" if needs_quadrature(lay) else "numba"
+    if maxiter is None:
+        maxiter = 500 if needs_quadrature(lay) else 2000
+    if not isinstance(maxiter, int) or isinstance(maxiter, bool) or maxiter < 1:
+        raise EstimationError(f"maxiter must be a positive integer, got {maxiter!r}.")
     rng = np.random.default_rng(random_seed)
     n_starts = 1 if spec.classes == 1 else starts
     quad: _Quadrature | None = None
