@@ -192,7 +192,6 @@ def quadrature_loglik(
     R: pt.TensorLike,
     Z: pt.TensorLike,
     V: pt.TensorLike,
-    bounds: pt.TensorLike,
     cluster: pt.TensorLike,
     params: Params,
     n_outcome_random: int,
@@ -208,6 +207,8 @@ def quadrature_loglik(
     (``scale_j`` lower triangular), which the caller places at the
     posterior mean and Cholesky covariance of v_j (adaptive quadrature). A
     variance of 0 is a zero column of L and needs no special case.
+    ``cluster`` (n,) holds each observation's cluster index in 0..J-1, J
+    being the number of rows of ``centre``.
 
     Returns
     -------
@@ -313,8 +314,13 @@ _DATA_NAMES = (
     ("bounds", "int64", 1),
 )
 _QUAD_NAMES = (
-    *_DATA_NAMES,
+    ("y", "float64", 1),
+    ("F", "float64", 2),
+    ("R", "float64", 2),
+    ("Z", "float64", 2),
+    ("V", "float64", 2),
     ("cluster", "int64", 1),
+    ("weight", "float64", 1),
     ("centre", "float64", 2),
     ("scale", "float64", 3),
 )
@@ -330,7 +336,7 @@ def _quadrature_functions(
 ) -> tuple[Callable[..., list[np.ndarray]], ...]:
     theta = pt.tensor("theta", dtype="float64", shape=(lay.n_params,))
     inputs = _typed_inputs(shapes, tuple(d for _, d, _ in _QUAD_NAMES), _QUAD_NAMES)
-    y, F, R, Z, V, bounds, cluster, centre, scale = inputs
+    y, F, R, Z, V, cluster, weight, centre, scale = inputs
     nodes, logw = gauss_hermite(points, lay.n_random)
     per_cluster, mean, cov, post_class = quadrature_loglik(
         y,
@@ -338,7 +344,6 @@ def _quadrature_functions(
         R,
         Z,
         V,
-        bounds,
         cluster,
         lay.unpack(theta, pt),
         lay.n_outcome_random,
@@ -347,7 +352,8 @@ def _quadrature_functions(
         centre,
         scale,
     )
-    loglik = pt.sum(per_cluster)
+    # weights 0 mark the padding clusters of equal-shaped chunks
+    loglik = pt.sum(weight * per_cluster)
     mode = _mode(backend)
     # The optimiser calls only the first; the posterior quantities cost several extra
     # passes over the (n, nodes, K) arrays and are needed only between rounds.
@@ -373,14 +379,16 @@ def quadrature_functions(
 ) -> tuple[Callable[..., list[np.ndarray]], Callable[..., list[np.ndarray]]]:
     """Compiled quadrature objective and posterior for data shaped like ``args``.
 
-    ``args`` are ``(y, F, R, Z, V, bounds, cluster, centre, scale)``; the JAX
-    backend compiles for their shapes (one compilation per data size), the numba
-    backend for any shape.
+    ``args`` are ``(y, F, R, Z, V, cluster, weight, centre, scale)``, with
+    ``weight`` (J,) the clusters' weights in the log-likelihood (0 for
+    padding); the JAX backend compiles for their shapes (one compilation per
+    data size), the numba backend for any shape.
 
     Returns
     -------
     value_and_grad : callable
-        ``f(theta, *args) -> [loglik, grad]``. The nodes sit at
+        ``f(theta, *args) -> [loglik, grad]``, the weighted sum over
+        clusters. The nodes sit at
         ``centre + scale z``; the gradient holds them fixed (as in adaptive
         quadrature, where they are updated between optimisation rounds).
     posterior : callable

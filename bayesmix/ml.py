@@ -37,10 +37,10 @@ from bayesmix.likelihood import (
     loglik_and_grad,
     needs_quadrature,
     pointwise,
-    quadrature_functions,
 )
 from bayesmix.params import Layout, Params, order_permutation, relabel
 from bayesmix.progress import Progress
+from bayesmix.quadrature import DEFAULT_POINTS, AdaptiveQuadrature
 from bayesmix.results import MLResult, StartsReport
 from bayesmix.spec import Spec
 
@@ -60,104 +60,8 @@ class _Run:
     message: str
 
 
-DEFAULT_POINTS = {1: 15, 2: 7, 3: 5}
-"""Quadrature points per dimension by number of integration dimensions."""
-
-
-class _Quadrature:
-    """Objective of a two-level mixture with adaptive quadrature nodes.
-
-    Holds the adaptation (posterior mean and Cholesky covariance of each
-    school's standardised random effects); :meth:`fun` evaluates the
-    objective with the nodes fixed, :meth:`adapt` moves them to the
-    posterior at ``theta``.
-    """
-
-    def __init__(self, design: Design, points: int, backend: str = "jax") -> None:
-        self.points = points
-        self.backend = backend
-        self.args = (
-            *design.likelihood_args(),
-            np.ascontiguousarray(design.cluster, dtype=np.int64),
-        )
-        self.n = design.n_obs
-        self.J = len(design.cluster_ids)
-        self.d = design.layout.n_random
-        self.reset()
-        self.f, self.post = quadrature_functions(
-            design.layout, points, (*self.args, self.centre, self.scale), backend
-        )
-
-    def reset(self) -> None:
-        """Non-adaptive nodes: prior mean 0 and covariance I."""
-        self.centre = np.zeros((self.J, self.d))
-        self.scale = np.repeat(np.eye(self.d)[None], self.J, axis=0)
-        self.fresh = True
-
-    def evaluate(self, theta: np.ndarray) -> list[np.ndarray]:
-        """Log-likelihood, posterior moments, class probabilities and per-cluster values."""
-        return self.post(
-            np.ascontiguousarray(theta, dtype=float), *self.args, self.centre, self.scale
-        )
-
-    def fun(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
-        ll, grad = self.f(
-            np.ascontiguousarray(theta, dtype=float), *self.args, self.centre, self.scale
-        )
-        if not np.isfinite(ll):
-            return np.inf, np.zeros_like(theta)
-        return -float(ll) / self.n, -np.asarray(grad) / self.n
-
-    def _step(self, theta: np.ndarray, floor: float) -> bool:
-        ll, mean, cov, *_ = self.evaluate(theta)
-        if not (np.isfinite(ll) and np.all(np.isfinite(cov))):
-            return False
-        prev_sd = np.sqrt(np.einsum("jab,jab->ja", self.scale, self.scale))
-        # from a coarse grid the weights may sit on one node and understate the
-        # posterior spread; a floor of `floor` x the previous SD lets the grid zoom in
-        # geometrically instead of collapsing
-        bump = (floor * prev_sd) ** 2 + 1e-9
-        cov = np.asarray(cov) + np.einsum("ja,ab->jab", bump, np.eye(self.d))
-        self.centre = np.asarray(mean)
-        self.scale = np.linalg.cholesky(cov)
-        return True
-
-    def adapt(self, theta: np.ndarray, iterations: int = 2) -> float:
-        """Move the nodes to the posterior at theta; return the log-likelihood there.
-
-        From the prior (after :meth:`reset`) the first steps zoom in with a
-        floor on the spread; the last ``iterations`` steps are plain moment
-        updates, so the final nodes sit at the quadrature posterior.
-        """
-        if self.fresh:
-            for _ in range(8):
-                if not self._step(theta, 0.5):
-                    self.reset()
-                    break
-            self.fresh = False
-        for _ in range(iterations):
-            if not self._step(theta, 0.0):
-                self.reset()
-                break
-        return float(self.evaluate(theta)[0])
-
-
-def adapted_quadrature(
-    design: Design, theta: np.ndarray, points: int | None = None, iterations: int = 4
-) -> _Quadrature:
-    """A quadrature whose nodes sit at each school's posterior at ``theta``.
-
-    ``points`` defaults to :data:`DEFAULT_POINTS` for the model's dimension.
-    """
-    if points is None:
-        points = DEFAULT_POINTS.get(design.layout.n_random, 3)
-    quad = _Quadrature(design, points)
-    quad.adapt(np.asarray(theta, dtype=float), iterations=iterations)
-    return quad
-
-
 def _optimise_adaptive(
-    quad: _Quadrature,
+    quad: AdaptiveQuadrature,
     theta0: np.ndarray,
     bounds: list[tuple[float | None, float | None]],
     maxiter: int,
@@ -187,7 +91,7 @@ def _optimise_adaptive(
 
 
 def _staged_starts(
-    quad: _Quadrature,
+    quad: AdaptiveQuadrature,
     design: Design,
     rng: np.random.Generator,
     n_starts: int,
@@ -205,7 +109,7 @@ def _staged_starts(
     the final-stage ones, over which the replication of the best
     log-likelihood is counted.
     """
-    coarse = _Quadrature(design, min(3, quad.points), quad.backend)
+    coarse = AdaptiveQuadrature(design, min(3, quad.points), quad.backend)
     initial = []
     for _ in range(n_starts):
         initial.append(_optimise_adaptive(coarse, random_start(design, rng), bounds, 10, rounds=1))
@@ -503,14 +407,14 @@ def fit_ml(
         raise EstimationError(f"maxiter must be a positive integer, got {maxiter!r}.")
     rng = np.random.default_rng(random_seed)
     n_starts = 1 if spec.classes == 1 else starts
-    quad: _Quadrature | None = None
+    quad: AdaptiveQuadrature | None = None
     t_compile = time.perf_counter()
     if needs_quadrature(lay):
         if points is None:
             points = DEFAULT_POINTS.get(lay.n_random, 3)
         if not isinstance(points, int) or points < 1:
             raise EstimationError(f"points must be a positive integer, got {points!r}.")
-        quad = _Quadrature(design, points, backend)
+        quad = AdaptiveQuadrature(design, points, backend)
         fun = quad.fun
     else:
         fun = _objective(design, backend)

@@ -369,7 +369,7 @@ class BayesResult:
         lay = design.layout
         theta = lay.to_theta(table["mean"].to_numpy())
         if needs_quadrature(lay):
-            from bayesmix.ml import adapted_quadrature
+            from bayesmix.quadrature import adapted_quadrature
 
             loglik = float(adapted_quadrature(design, theta, iterations=3).evaluate(theta)[0])
         else:

@@ -128,7 +128,7 @@ def _mixture_school_effects(result: MLResult | BayesResult) -> pd.DataFrame:
     post = np.asarray(result.class_probabilities)
     weights = np.add.reduceat(post, design.bounds[:-1], axis=0) / counts[:, None]
     if isinstance(result, MLResult):
-        from bayesmix.ml import adapted_quadrature
+        from bayesmix.quadrature import adapted_quadrature
 
         params = result.structured
         theta = lay.to_theta(result.estimates)

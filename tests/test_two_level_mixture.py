@@ -9,7 +9,7 @@ import pytest
 import bayesmix as bm
 from bayesmix.data import build_design
 from bayesmix.likelihood import loglik_and_grad
-from bayesmix.ml import _Quadrature
+from bayesmix.quadrature import AdaptiveQuadrature, make_chunks, plan_chunks
 
 # Section 2.2: level-1 parameters as in Section 2.1, gamma_01 = 0.5, gamma_21 = 1,
 # var(u_0) = var(u_2) = 0.5, w with mean 0 and variance 1.
@@ -60,9 +60,11 @@ def test_quadrature_with_one_class_equals_exact_gaussian(points):
     }
     theta = lay.to_theta(np.array([values[n] for n in lay.names]))
     exact = float(loglik_and_grad(lay)(theta, *design.likelihood_args())[0])
-    quad = _Quadrature(design, points)
+    # small chunks, so that padding and the sum over chunks are exercised
+    quad = AdaptiveQuadrature(design, points, chunk_cells=20_000)
+    assert len(quad.chunks) > 3
     assert quad.adapt(theta, iterations=10) == pytest.approx(exact, abs=1e-6)
-    ll, grad = quad.f(theta, *quad.args, quad.centre, quad.scale)
+    ll, grad = quad.value_and_grad(theta)
     assert float(ll) == pytest.approx(exact, abs=1e-6)
     exact_grad = loglik_and_grad(lay)(theta, *design.likelihood_args())[1]
     np.testing.assert_allclose(grad, exact_grad, rtol=1e-5, atol=1e-5)
@@ -200,3 +202,31 @@ def test_fig8_school_effects_average_over_class_probabilities(fig3_fit):
     assert np.corrcoef(eff["coef_1"], fixed)[0, 1] > 0.5
     assert 0.2 < eff["sd_u_1"].mean() < 0.6
     assert 0.0 <= bm.share_positive(eff, "x") <= 1.0
+
+
+def test_plan_chunks_covers_every_school_once_within_the_limit():
+    sizes = np.array([5, 30, 2, 2, 2, 40, 9, 1])
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    runs = plan_chunks(bounds, cells_per_row=10, target=400)  # at most 40 rows per run
+    covered = [j for r in runs for j in range(r.start, r.stop)]
+    assert covered == list(range(len(sizes)))
+    assert all(sizes[r].sum() <= 40 for r in runs)
+    assert len(runs) == 4
+    # the limit never falls below the largest school, which then fills a run alone
+    assert plan_chunks(bounds, cells_per_row=10, target=10) == runs
+    assert slice(5, 6) in runs
+
+
+def test_chunks_pad_to_one_shape_with_a_zero_weight_school():
+    design = build_design(bm.load_spec("models/hsb_A.toml", classes=2), "hsb")
+    chunks = make_chunks(design, cells_per_row=98, target=100_000)
+    shapes = {tuple(a.shape for a in c.args) for c in chunks}
+    assert len(shapes) == 1
+    n_pad, j_pad = chunks[0].args[0].shape[0], chunks[0].args[-1].shape[0]
+    assert sum(c.rows.stop - c.rows.start for c in chunks) == design.n_obs
+    for c in chunks:
+        m, rows = c.clusters.stop - c.clusters.start, c.rows.stop - c.rows.start
+        np.testing.assert_array_equal(c.args[-1], np.r_[np.ones(m), np.zeros(j_pad - m)])
+        assert np.all(c.args[-2][rows:] == j_pad - 1)
+        np.testing.assert_array_equal(c.args[0][:rows], design.y[c.rows])
+        assert n_pad >= rows

@@ -1,0 +1,239 @@
+"""Adaptive Gauss-Hermite quadrature over the school random effects of two-level mixtures.
+
+The objective of :mod:`bayesmix.likelihood` (:func:`~bayesmix.likelihood.quadrature_loglik`)
+is evaluated on equal-shaped chunks of whole schools: an evaluation touches
+observations x nodes x classes values, and chunks of about
+:data:`CHUNK_CELLS` of them stay in the processor's cache, which makes an
+evaluation on HSB about 3x faster than one pass over all schools. Padding
+rows of a chunk belong to a padding school of weight 0, so one compiled
+function serves every chunk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bayesmix.data import Design
+from bayesmix.likelihood import quadrature_functions
+
+DEFAULT_POINTS = {1: 15, 2: 7, 3: 5}
+"""Quadrature points per dimension by number of integration dimensions."""
+
+CHUNK_CELLS = 120_000
+"""Target observations x nodes x classes per chunk."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A run of whole schools, padded to the common chunk shape.
+
+    Attributes
+    ----------
+    clusters : slice
+        The schools (indices into the design's clusters).
+    rows : slice
+        Their observations (rows of the design).
+    args : tuple of ndarray
+        ``(y, F, R, Z, V, cluster, weight)`` padded to the chunk shape;
+        ``cluster`` is local (0..J_chunk-1) and padding rows sit in the last,
+        weight-0 school.
+    """
+
+    clusters: slice
+    rows: slice
+    args: tuple[np.ndarray, ...]
+
+
+def plan_chunks(bounds: np.ndarray, cells_per_row: int, target: int = CHUNK_CELLS) -> list[slice]:
+    """Split the schools (rows ``bounds[j]:bounds[j+1]``) into contiguous runs.
+
+    Each run has at most ``target / cells_per_row`` rows, or one school when
+    a school alone is larger.
+    """
+    sizes = np.diff(bounds)
+    limit = max(int(target // max(cells_per_row, 1)), int(sizes.max(initial=1)))
+    runs: list[slice] = []
+    start, rows = 0, 0
+    for j, size in enumerate(sizes):
+        if rows + size > limit and j > start:
+            runs.append(slice(start, j))
+            start, rows = j, 0
+        rows += int(size)
+    runs.append(slice(start, len(sizes)))
+    return runs
+
+
+def _pad(a: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros((n, *a.shape[1:]), dtype=a.dtype)
+    out[: len(a)] = a
+    return out
+
+
+def make_chunks(design: Design, cells_per_row: int, target: int = CHUNK_CELLS) -> list[Chunk]:
+    """Equal-shaped chunks of whole schools for the quadrature objective."""
+    bounds = np.asarray(design.bounds)
+    runs = plan_chunks(bounds, cells_per_row, target)
+    n_pad = max(int(bounds[r.stop] - bounds[r.start]) for r in runs)
+    # one padding school more than the largest run, so every chunk has one
+    j_pad = max(r.stop - r.start for r in runs) + 1
+    y, F, R, Z, V, _ = design.likelihood_args()
+    cluster = np.asarray(design.cluster, dtype=np.int64)
+    chunks = []
+    for r in runs:
+        rows = slice(int(bounds[r.start]), int(bounds[r.stop]))
+        local = np.full(n_pad, j_pad - 1, dtype=np.int64)
+        local[: rows.stop - rows.start] = cluster[rows] - r.start
+        weight = np.zeros(j_pad)
+        weight[: r.stop - r.start] = 1.0
+        args = tuple(np.ascontiguousarray(_pad(a[rows], n_pad)) for a in (y, F, R, Z, V))
+        chunks.append(Chunk(r, rows, (*args, local, weight)))
+    return chunks
+
+
+class AdaptiveQuadrature:
+    """Objective of a two-level mixture with adaptive quadrature nodes.
+
+    Holds the adaptation (posterior mean and Cholesky covariance of each
+    school's standardised random effects, per chunk); :meth:`fun` evaluates
+    the objective with the nodes fixed, :meth:`adapt` moves them to the
+    posterior at ``theta``.
+
+    Parameters
+    ----------
+    design : Design
+    points : int
+        Gauss-Hermite points per dimension.
+    backend : {"jax", "numba"}
+    chunk_cells : int
+        Target observations x nodes x classes per chunk.
+    """
+
+    def __init__(
+        self, design: Design, points: int, backend: str = "jax", chunk_cells: int = CHUNK_CELLS
+    ) -> None:
+        self.points = points
+        self.backend = backend
+        self.n = design.n_obs
+        self.J = len(design.cluster_ids)
+        self.d = design.layout.n_random
+        self.K = design.spec.classes
+        self.chunks = make_chunks(design, points**self.d * self.K, chunk_cells)
+        self.j_pad = len(self.chunks[0].args[-1])
+        self.reset()
+        self.f, self.post = quadrature_functions(
+            design.layout,
+            points,
+            (*self.chunks[0].args, self.centre[0], self.scale[0]),
+            backend,
+        )
+
+    def reset(self) -> None:
+        """Non-adaptive nodes: prior mean 0 and covariance I."""
+        self.centre = [np.zeros((self.j_pad, self.d)) for _ in self.chunks]
+        self.scale = [np.repeat(np.eye(self.d)[None], self.j_pad, axis=0) for _ in self.chunks]
+        self.fresh = True
+
+    def _calls(self, f, theta: np.ndarray) -> list[list[np.ndarray]]:
+        theta = np.ascontiguousarray(theta, dtype=float)
+        # dispatch every chunk before reading any result, so that asynchronous
+        # backends (JAX) overlap the chunks' work
+        pending = [
+            f(theta, *c.args, self.centre[k], self.scale[k]) for k, c in enumerate(self.chunks)
+        ]
+        return [[np.asarray(o) for o in out] for out in pending]
+
+    def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """Log-likelihood and its gradient with the nodes held fixed."""
+        outs = self._calls(self.f, theta)
+        return float(sum(o[0] for o in outs)), np.sum([o[1] for o in outs], axis=0)
+
+    def evaluate(self, theta: np.ndarray) -> list[np.ndarray]:
+        """``[loglik, means (J, d), covariances (J, d, d), class probs (n, K), per-cluster (J,)]``.
+
+        Means and covariances are those of the standardised school residuals
+        under the current nodes; class probabilities are P(C_ij = c | y_j).
+        """
+        outs = self._calls(self.post, theta)
+        parts = [
+            (o[1][: c.clusters.stop - c.clusters.start], o[2][: c.clusters.stop - c.clusters.start],
+             o[3][: c.rows.stop - c.rows.start], o[4][: c.clusters.stop - c.clusters.start])
+            for o, c in zip(outs, self.chunks, strict=True)
+        ]  # fmt: skip
+        return [
+            np.asarray(sum(float(o[0]) for o in outs)),
+            *(np.concatenate([p[i] for p in parts]) for i in range(4)),
+        ]
+
+    def fun(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """Negative mean log-likelihood and its gradient, as scipy minimises."""
+        ll, grad = self.value_and_grad(theta)
+        if not np.isfinite(ll):
+            return np.inf, np.zeros_like(theta)
+        return -ll / self.n, -grad / self.n
+
+    def _step(self, theta: np.ndarray, floor: float) -> bool:
+        outs = self._calls(self.post, theta)
+        if not all(np.isfinite(o[0]) for o in outs):
+            return False
+        centres, scales = [], []
+        for k, (o, c) in enumerate(zip(outs, self.chunks, strict=True)):
+            m = c.clusters.stop - c.clusters.start
+            mean, cov = o[1][:m], o[2][:m]
+            if not np.all(np.isfinite(cov)):
+                return False
+            prev_sd = np.sqrt(np.einsum("jab,jab->ja", self.scale[k][:m], self.scale[k][:m]))
+            # from a coarse grid the weights may sit on one node and understate the
+            # posterior spread; a floor of `floor` x the previous SD lets the grid zoom
+            # in geometrically instead of collapsing
+            bump = (floor * prev_sd) ** 2 + 1e-9
+            cov = cov + np.einsum("ja,ab->jab", bump, np.eye(self.d))
+            try:
+                chol = np.linalg.cholesky(cov)
+            except np.linalg.LinAlgError:
+                return False
+            centre = np.zeros((self.j_pad, self.d))
+            scale = np.repeat(np.eye(self.d)[None], self.j_pad, axis=0)
+            centre[:m], scale[:m] = mean, chol
+            centres.append(centre)
+            scales.append(scale)
+        self.centre, self.scale = centres, scales
+        return True
+
+    def adapt(self, theta: np.ndarray, iterations: int = 2) -> float:
+        """Move the nodes to the posterior at theta; return the log-likelihood there.
+
+        From the prior (after :meth:`reset`) the first steps zoom in with a
+        floor on the spread; the last ``iterations`` steps are plain moment
+        updates, so the final nodes sit at the quadrature posterior.
+        """
+        if self.fresh:
+            for _ in range(8):
+                if not self._step(theta, 0.5):
+                    self.reset()
+                    break
+            self.fresh = False
+        for _ in range(iterations):
+            if not self._step(theta, 0.0):
+                self.reset()
+                break
+        return self.value_and_grad(theta)[0]
+
+
+def adapted_quadrature(
+    design: Design,
+    theta: np.ndarray,
+    points: int | None = None,
+    iterations: int = 4,
+    backend: str = "jax",
+) -> AdaptiveQuadrature:
+    """A quadrature whose nodes sit at each school's posterior at ``theta``.
+
+    ``points`` defaults to :data:`DEFAULT_POINTS` for the model's dimension.
+    """
+    if points is None:
+        points = DEFAULT_POINTS.get(design.layout.n_random, 3)
+    quad = AdaptiveQuadrature(design, points, backend)
+    quad.adapt(np.asarray(theta, dtype=float), iterations=iterations)
+    return quad
