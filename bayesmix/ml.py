@@ -67,15 +67,21 @@ def _optimise_adaptive(
     maxiter: int,
     rounds: int = 8,
 ) -> _Run:
-    """Alternate L-BFGS-B with fixed nodes and re-adaptation until the log-likelihood settles.
+    """L-BFGS-B on adaptive quadrature, in two phases.
 
-    ``maxiter`` is the iteration budget of the whole alternation.
+    First the nodes follow theta (moved to the posterior at every
+    evaluation), which takes the optimisation most of the way at once;
+    then L-BFGS-B with the nodes fixed alternates with re-adaptation until
+    the log-likelihood settles, so that the optimum is that of a fixed,
+    converged rule. ``maxiter`` is the iteration budget of both phases.
     """
     quad.reset()
     theta = np.asarray(theta0, dtype=float)
-    last = quad.adapt(theta, iterations=3)
-    run = _Run(theta, last, False, 0, "not started")
-    iterations = 0
+    quad.adapt(theta, iterations=3)
+    run = _optimise(quad.fun_following, theta, bounds, quad.n, maxiter, ftol=1e-10)
+    iterations = run.iterations
+    theta = run.theta
+    last = quad.adapt(theta)
     for _ in range(rounds):
         if iterations >= maxiter:
             break
@@ -218,6 +224,7 @@ def _optimise(
     bounds: list[tuple[float | None, float | None]],
     n: int,
     maxiter: int,
+    ftol: float = 1e-12,
 ) -> _Run:
     res = optimize.minimize(
         fun,
@@ -225,7 +232,7 @@ def _optimise(
         jac=True,
         method="L-BFGS-B",
         bounds=bounds,
-        options={"maxiter": maxiter, "ftol": 1e-12, "gtol": 1e-7, "maxcor": 20},
+        options={"maxiter": maxiter, "ftol": ftol, "gtol": 1e-7, "maxcor": 20},
     )
     return _Run(
         theta=np.asarray(res.x),
@@ -368,7 +375,7 @@ def fit_ml(
     missing : {"error", "listwise"}
         Handling of rows with missing values.
     maxiter : int, optional
-        Iteration limit of each start's optimisation: 2000 by default, 500
+        Iteration limit of each start's optimisation: 2000 by default, 300
         for a final-stage start of a two-level mixture, whose evaluations
         cost far more; a start that reaches it is counted as not converged.
     points : int, optional
@@ -402,7 +409,7 @@ def fit_ml(
     if backend is None:
         backend = "jax" if needs_quadrature(lay) else "numba"
     if maxiter is None:
-        maxiter = 500 if needs_quadrature(lay) else 2000
+        maxiter = 300 if needs_quadrature(lay) else 2000
     if not isinstance(maxiter, int) or isinstance(maxiter, bool) or maxiter < 1:
         raise EstimationError(f"maxiter must be a positive integer, got {maxiter!r}.")
     rng = np.random.default_rng(random_seed)

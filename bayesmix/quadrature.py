@@ -173,6 +173,16 @@ class AdaptiveQuadrature:
             return np.inf, np.zeros_like(theta)
         return -ll / self.n, -grad / self.n
 
+    def fun_following(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """:meth:`fun` after one adaptation step at ``theta`` (nodes follow the parameters).
+
+        Far from convergence this objective is far closer to the adaptive
+        quadrature at ``theta`` than one with the nodes held where an
+        earlier theta put them; its gradient treats the nodes as fixed.
+        """
+        self._step(theta, 0.0)
+        return self.fun(theta)
+
     def _step(self, theta: np.ndarray, floor: float) -> bool:
         outs = self._calls(self.post, theta)
         if not all(np.isfinite(o[0]) for o in outs):
