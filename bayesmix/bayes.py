@@ -513,6 +513,12 @@ def fit_bayes(
         raise EstimationError(f"init must be 'ml' or 'prior', got {init!r}.")
     if sampler not in ("nutpie", "pymc"):
         raise EstimationError(f"sampler must be 'nutpie' or 'pymc', got {sampler!r}.")
+    if spec.between_classes > 1:
+        raise EstimationError(
+            f"model {spec.name!r} has {spec.between_classes} level-2 latent classes (model C), "
+            "which this version fits by ML only: use fit_ml (CLI: --estimator ml), or "
+            "--between-classes 1."
+        )
     design = build_design(spec, data, missing=missing)
     full_priors = resolve_priors(design, priors)
     seed = int(np.random.default_rng(random_seed).integers(2**31 - 1))

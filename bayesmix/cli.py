@@ -46,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
         "the comparison table (the paper's Table 2)",
     )
     fit.add_argument(
-        "--between-classes", type=_positive, default=1, help="number of level-2 latent classes L"
+        "--between-classes",
+        type=_positive,
+        help="number of level-2 latent classes L (model C; default: the model file's)",
     )
     fit.add_argument("--starts", type=_positive, default=20, help="ML random starts")
     fit.add_argument("--seed", type=int, help="random seed")
@@ -104,11 +106,6 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from bayesmix.ml import fit_ml
     from bayesmix.spec import load_spec
 
-    if args.between_classes != 1:
-        raise BayesmixError(
-            "--between-classes > 1 (level-2 latent classes, the paper's model C) is not "
-            "available in this version; fit with --between-classes 1."
-        )
     ks = args.classes or [None]
     if len(ks) > 1 and args.estimator != "ml":
         raise BayesmixError(
@@ -119,7 +116,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     stream = sys.stderr if args.json == "-" else sys.stdout
     results: list[Any] = []
     for k in ks:
-        spec = load_spec(args.spec, classes=k)
+        spec = load_spec(args.spec, classes=k, between_classes=args.between_classes)
         if args.estimator == "ml":
             result: Any = fit_ml(
                 spec,

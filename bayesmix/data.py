@@ -47,6 +47,10 @@ class Design:
         Membership design, columns in ``spec.membership`` order.
     V : ndarray, shape (n, v)
         Residual-variance design (ones; covariates for 1b; group indicators for 1c).
+    W : ndarray, shape (J, m2)
+        School-level design of the level-2 class logits (eq 32), columns in
+        ``spec.between_membership`` order; a column of ones without level-2
+        classes.
     cluster : ndarray of int, shape (n,)
         Cluster index 0..J-1 of each row (non-decreasing); zeros without clusters.
     cluster_ids : ndarray, shape (J,)
@@ -68,6 +72,7 @@ class Design:
     R: np.ndarray
     Z: np.ndarray
     V: np.ndarray
+    W: np.ndarray
     cluster: np.ndarray
     cluster_ids: np.ndarray
     frame: pd.DataFrame = field(repr=False)
@@ -299,6 +304,10 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
         school_cols = list(spec.level2_covariates)
         if spec.residual_groups:
             school_cols.append(spec.residual_groups)
+        for term in spec.between_membership:
+            for name in term.split(":"):
+                if name != INTERCEPT and name not in school_cols:
+                    school_cols.append(name)
         _check_school_level(
             numeric.assign(**{spec.cluster: frame[spec.cluster]}), codes, school_cols, spec.cluster
         )
@@ -348,8 +357,10 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
     if spec.cluster is not None:
         first = np.concatenate([[0], np.flatnonzero(np.diff(codes)) + 1])
         schools = numeric[list(spec.level2_covariates)].iloc[first].set_axis(cluster_ids)
+        W = _matrix(numeric.iloc[first], spec.between_membership, "[between] formula")
     else:
         schools = pd.DataFrame()
+        W = np.ones((1, 1))
     return Design(
         spec=spec,
         layout=lay,
@@ -359,6 +370,7 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
         R=R,
         Z=Z,
         V=V,
+        W=np.ascontiguousarray(W, dtype=float),
         cluster=np.asarray(codes, dtype=np.int64),
         cluster_ids=cluster_ids,
         frame=frame,

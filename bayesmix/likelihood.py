@@ -199,6 +199,8 @@ def quadrature_loglik(
     logw: np.ndarray,
     centre: pt.TensorLike,
     scale: pt.TensorLike,
+    W: pt.TensorLike | None = None,
+    between: int = 1,
 ) -> tuple[pt.TensorVariable, ...]:
     """Marginal log-likelihood of each cluster by adaptive Gauss-Hermite quadrature.
 
@@ -210,6 +212,12 @@ def quadrature_loglik(
     ``cluster`` (n,) holds each observation's cluster index in 0..J-1, J
     being the number of rows of ``centre``.
 
+    With ``between = L > 1`` level-2 latent classes (model C, eqs 26-32)
+    ``params.beta`` has L K rows (row ``d K + c``), the students' class
+    mixtures are summed within each school for each d, and the school's
+    density mixes over d with the weights ``softmax(W_j delta)`` (``W``
+    (J, m2)), inside the integral over the random effects.
+
     Returns
     -------
     loglik : (J,) tensor
@@ -219,10 +227,17 @@ def quadrature_loglik(
         next adaptation step.
     post_class : (n, K) tensor
         P(C_ij = c | y_j), the random effects integrated out.
+    post_between : (J, L) tensor
+        P(D_j = d | y_j) (ones when L = 1).
     """
     # Arrays are laid out (class, node, observation): observations innermost
     # give long vectorisable loops, several times faster than classes
     # innermost (K is 2-4).
+    if between > 1:
+        return _between_quadrature(
+            y, F, R, Z, V, cluster, params, n_outcome_random, nodes, logw, centre, scale, W,
+            between,
+        )  # fmt: skip
     y = pt.as_tensor_variable(y)
     r = n_outcome_random
     z = pt.as_tensor_variable(nodes)
@@ -240,26 +255,89 @@ def quadrature_loglik(
     eta = pt.dot(params.gamma, pt.transpose(Z))[:, None, :]
     if params.load is not None and nodes.shape[1] > r:
         eta = eta + pt.tensordot(params.load, bq[r:], axes=[[1], [0]])
-    eta = eta + pt.zeros_like(bq[:1, :, :])
+    eta = eta + pt.zeros_like(pt.sum(logn[:1], axis=0, keepdims=True))
     # zeros shaped from eta (not from symbolic shapes) keep shapes static for JAX
     full = pt.concatenate([eta, pt.zeros_like(pt.sum(eta, axis=0, keepdims=True))], axis=0)
-    joint = full + logn
     log_norm = pt.logsumexp(full, axis=0)
+    joint = full + logn
     per_obs = pt.logsumexp(joint, axis=0) - log_norm
-    # a scatter-add, not differences of a cumulative sum: XLA lowers cumsum to
-    # a windowed reduction that is slow on CPU
-    school = pt.inc_subtensor(pt.zeros_like(b[:, :, 0])[cluster], pt.transpose(per_obs))
     log_phi = -0.5 * pt.sum(v**2, axis=-1) - 0.5 * nodes.shape[1] * _LOG_2PI
     log_det = pt.sum(pt.log(pt.diagonal(scale, axis1=1, axis2=2)), axis=1)
-    a = pt.as_tensor_variable(logw)[None, :] + school + log_phi
+    # a scatter-add, not differences of a cumulative sum: XLA lowers cumsum to
+    # a windowed reduction that is slow on CPU
+    school = pt.inc_subtensor(pt.zeros_like(log_phi)[cluster], pt.transpose(per_obs))
+    a = pt.as_tensor_variable(logw)[None, :] + log_phi + school
     total = pt.logsumexp(a, axis=1)
     weight = pt.exp(a - total[:, None])
+    cls = pt.exp(joint - (log_norm + per_obs)[None, :, :])
+    post_class = pt.transpose(pt.sum(pt.transpose(weight)[:, cluster][None, :, :] * cls, axis=1))
     mean = pt.sum(weight[:, :, None] * v, axis=1)
     dev = v - mean[:, None, :]
     cov = pt.sum(weight[:, :, None, None] * dev[:, :, :, None] * dev[:, :, None, :], axis=1)
-    cls = pt.exp(joint - (log_norm + per_obs)[None, :, :])
-    post_class = pt.transpose(pt.sum(pt.transpose(weight)[:, cluster][None, :, :] * cls, axis=1))
-    return total + log_det, mean, cov, post_class
+    return total + log_det, mean, cov, post_class, pt.ones_like(total)[:, None]
+
+
+def _between_quadrature(
+    y, F, R, Z, V, cluster, params: Params, r: int, nodes, logw, centre, scale, W, L: int
+) -> tuple[pt.TensorVariable, ...]:
+    """:func:`quadrature_loglik` with L level-2 classes, one adapted rule per class.
+
+    Given D_j = d the school residuals have a unimodal posterior, but mixed
+    over d it can be multimodal, which one moment-matched rule integrates
+    poorly; so ``p(y_j) = sum_d pi_jd int p(y_j | u, d) phi(u) du`` with
+    nodes ``centre[j, d] + scale[j, d] z`` for each d (``centre`` (J, L,
+    dim), ``scale`` (J, L, dim, dim)). Arrays are laid out (level-2 class,
+    class, node, observation).
+    """
+    y = pt.as_tensor_variable(y)
+    z = pt.as_tensor_variable(nodes)
+    Q, dim = nodes.shape
+    v = centre[:, :, None, :] + pt.sum(scale[:, :, None, :, :] * z[None, None, :, None, :], axis=-1)
+    b = pt.dot(v.reshape((v.shape[0], L * Q, dim)), pt.transpose(params.chol))
+    bq = b[cluster].dimshuffle(2, 1, 0)
+    n = y.shape[0]
+    K = params.lsig.shape[0]
+    e0 = (y[None, :] - pt.dot(params.beta, pt.transpose(F))).reshape((L, K, 1, n))
+    if r:
+        off = pt.sum(bq[:r] * pt.transpose(R)[:, None, :], axis=0).reshape((L, 1, Q, n))
+        resid = e0 - off
+    else:
+        resid = e0
+    logs2 = pt.dot(params.lsig, pt.transpose(V))[None, :, None, :]
+    logn = -0.5 * (_LOG_2PI + logs2) - 0.5 * pt.exp(-logs2) * resid**2
+    eta = pt.dot(params.gamma, pt.transpose(Z))[None, :, None, :]
+    if params.load is not None and dim > r:
+        member = pt.tensordot(params.load, bq[r:], axes=[[1], [0]])
+        eta = eta + member.reshape((member.shape[0], L, Q, n)).dimshuffle(1, 0, 2, 3)
+    eta = eta + pt.zeros_like(pt.sum(logn, axis=1, keepdims=True))
+    full = pt.concatenate([eta, pt.zeros_like(pt.sum(eta, axis=1, keepdims=True))], axis=1)
+    log_norm = pt.logsumexp(full, axis=1)
+    joint = full + logn
+    per_obs = pt.logsumexp(joint, axis=1) - log_norm
+    log_phi = (-0.5 * pt.sum(v**2, axis=-1) - 0.5 * dim * _LOG_2PI).dimshuffle(0, 2, 1)
+    log_det = pt.sum(pt.log(pt.diagonal(scale, axis1=2, axis2=3)), axis=2)
+    school = pt.inc_subtensor(pt.zeros_like(log_phi)[cluster], per_obs.dimshuffle(2, 1, 0))
+    eta_d = pt.dot(pt.as_tensor_variable(W), pt.transpose(params.delta))
+    full_d = pt.concatenate([eta_d, pt.zeros_like(pt.sum(eta_d, axis=1, keepdims=True))], 1)
+    log_pi_d = full_d - pt.logsumexp(full_d, axis=1, keepdims=True)
+    a3 = (
+        pt.as_tensor_variable(logw)[None, :, None]
+        + log_phi
+        + school
+        + (log_det + log_pi_d)[:, None, :]
+    )
+    total = pt.logsumexp(a3.reshape((a3.shape[0], Q * L)), axis=1)
+    weight3 = pt.exp(a3 - total[:, None, None])
+    post_between = pt.sum(weight3, axis=1)
+    # each level-2 class's rule adapts to the posterior given that class
+    within = pt.exp(a3 - pt.logsumexp(a3, axis=1, keepdims=True)).dimshuffle(0, 2, 1)
+    mean = pt.sum(within[..., None] * v, axis=2)
+    dev = v - mean[:, :, None, :]
+    cov = pt.sum(within[..., None, None] * dev[..., :, None] * dev[..., None, :], axis=2)
+    cls = pt.exp(joint - (log_norm + per_obs)[:, None, :, :])
+    w_obs = weight3[cluster].dimshuffle(2, 1, 0)
+    post_class = pt.transpose(pt.sum(w_obs[:, None, :, :] * cls, axis=(0, 2)))
+    return total, mean, cov, post_class, post_between
 
 
 def _structure(lay: Layout) -> Layout:
@@ -268,8 +346,13 @@ def _structure(lay: Layout) -> Layout:
 
 
 def needs_quadrature(lay: Layout) -> bool:
-    """Whether the model's random effects must be integrated numerically (mixtures)."""
-    return lay.n_random > 0 and lay.spec.classes > 1
+    """Whether the model needs the quadrature objective.
+
+    Two-level mixtures with random effects integrate them numerically;
+    level-2 classes mix whole schools, which that objective handles (with a
+    single node when there are no random effects).
+    """
+    return (lay.n_random > 0 and lay.spec.classes > 1) or lay.spec.between_classes > 1
 
 
 def _total_loglik(lay: Layout, params: Params, y, F, R, Z, V, bounds) -> pt.TensorVariable:
@@ -321,6 +404,7 @@ _QUAD_NAMES = (
     ("V", "float64", 2),
     ("cluster", "int64", 1),
     ("weight", "float64", 1),
+    ("W", "float64", 2),
     ("centre", "float64", 2),
     ("scale", "float64", 3),
 )
@@ -335,10 +419,15 @@ def _quadrature_functions(
     lay: Layout, points: int, shapes: tuple[tuple[int, ...], ...] | None, backend: str
 ) -> tuple[Callable[..., list[np.ndarray]], ...]:
     theta = pt.tensor("theta", dtype="float64", shape=(lay.n_params,))
-    inputs = _typed_inputs(shapes, tuple(d for _, d, _ in _QUAD_NAMES), _QUAD_NAMES)
-    y, F, R, Z, V, cluster, weight, centre, scale = inputs
+    extra = int(lay.spec.between_classes > 1)
+    names = tuple(
+        (name, dt, nd + extra if name in ("centre", "scale") else nd)
+        for name, dt, nd in _QUAD_NAMES
+    )
+    inputs = _typed_inputs(shapes, tuple(d for _, d, _ in names), names)
+    y, F, R, Z, V, cluster, weight, W, centre, scale = inputs
     nodes, logw = gauss_hermite(points, lay.n_random)
-    per_cluster, mean, cov, post_class = quadrature_loglik(
+    per_cluster, mean, cov, post_class, post_between = quadrature_loglik(
         y,
         F,
         R,
@@ -351,6 +440,8 @@ def _quadrature_functions(
         logw,
         centre,
         scale,
+        W=W,
+        between=lay.spec.between_classes,
     )
     # weights 0 mark the padding clusters of equal-shaped chunks
     loglik = pt.sum(weight * per_cluster)
@@ -366,7 +457,7 @@ def _quadrature_functions(
     )
     posterior = pytensor.function(
         [theta, *inputs],
-        [loglik, mean, cov, post_class, per_cluster],
+        [loglik, mean, cov, post_class, per_cluster, post_between],
         trust_input=True,
         on_unused_input="ignore",
         mode=mode,
@@ -379,10 +470,11 @@ def quadrature_functions(
 ) -> tuple[Callable[..., list[np.ndarray]], Callable[..., list[np.ndarray]]]:
     """Compiled quadrature objective and posterior for data shaped like ``args``.
 
-    ``args`` are ``(y, F, R, Z, V, cluster, weight, centre, scale)``, with
+    ``args`` are ``(y, F, R, Z, V, cluster, weight, W, centre, scale)``, with
     ``weight`` (J,) the clusters' weights in the log-likelihood (0 for
-    padding); the JAX backend compiles for their shapes (one compilation per
-    data size), the numba backend for any shape.
+    padding) and ``W`` (J, m2) the school design of the level-2 classes.
+    The JAX backend compiles for their shapes (one compilation per data
+    size), the numba backend for any shape.
 
     Returns
     -------
@@ -392,10 +484,11 @@ def quadrature_functions(
         ``centre + scale z``; the gradient holds them fixed (as in adaptive
         quadrature, where they are updated between optimisation rounds).
     posterior : callable
-        ``f(theta, *args) -> [loglik, means, covariances, class probs, per-cluster]``:
-        posterior means (J, d) and covariances (J, d, d) of the standardised
-        school residuals under the quadrature (for adaptation),
-        P(C_ij = c | y_j) (n, K) and each cluster's log-likelihood (J,).
+        ``f(theta, *args) -> [loglik, means, covariances, class probs, per-cluster,
+        level-2 class probs]``: posterior means (J, d) and covariances (J, d, d)
+        of the standardised school residuals under the quadrature (for
+        adaptation), P(C_ij = c | y_j) (n, K), each cluster's log-likelihood
+        (J,) and P(D_j = d | y_j) (J, L).
     """
     _check_backend(backend)
     shapes = _shapes(args) if backend == "jax" else None

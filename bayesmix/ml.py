@@ -38,7 +38,14 @@ from bayesmix.likelihood import (
     needs_quadrature,
     pointwise,
 )
-from bayesmix.params import Layout, Params, order_permutation, relabel
+from bayesmix.params import (
+    Layout,
+    Params,
+    between_order_permutation,
+    order_permutation,
+    relabel,
+    relabel_between,
+)
 from bayesmix.progress import Progress
 from bayesmix.quadrature import DEFAULT_POINTS, AdaptiveQuadrature
 from bayesmix.results import MLResult, StartsReport
@@ -215,7 +222,33 @@ def random_start(design: Design, rng: np.random.Generator) -> np.ndarray:
         gamma[:, 0] = np.log(shares[:-1] / shares[-1])
         z_sd = design.Z[:, 1:].std(axis=0)
         gamma[:, 1:] = rng.normal(0.0, 0.25, size=(K - 1, m - 1)) / z_sd
-    return lay.pack(Params(beta=beta, lsig=lsig, gamma=gamma, chol=chol, load=load), natural=False)
+    beta, delta = _between_start(design, beta, scale, rng)
+    return lay.pack(
+        Params(beta=beta, lsig=lsig, gamma=gamma, chol=chol, load=load, delta=delta),
+        natural=False,
+    )
+
+
+def _between_start(
+    design: Design, beta: np.ndarray, scale: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Level-2 classes start as random shifts of the effects that vary across them."""
+    spec = design.spec
+    L, m2 = spec.between_classes, design.W.shape[1]
+    if L == 1:
+        return beta, np.zeros((0, m2))
+    out = np.tile(beta, (L, 1))
+    K = beta.shape[0]
+    for j, name in enumerate(spec.fixed_names):
+        if name in spec.between_varying:
+            sd = max(float(design.F[:, j].std()), 1e-3) if name != "1" else 1.0
+            shifts = rng.normal(0.0, 0.5 * scale / sd, size=L)
+            out[:, j] += np.repeat(shifts, K)
+    delta = np.zeros((L - 1, m2))
+    if m2 > 1:
+        w_sd = np.maximum(design.W[:, 1:].std(axis=0), 1e-3)
+        delta[:, 1:] = rng.normal(0.0, 0.25, size=(L - 1, m2 - 1)) / w_sd
+    return out, delta
 
 
 def _optimise(
@@ -279,14 +312,19 @@ def _polish(
     run: _Run,
     n: int,
     bounds: list[tuple[float | None, float | None]],
+    final_info: bool = True,
 ) -> tuple[_Run, np.ndarray]:
     """Newton steps on the observed information until the gradient vanishes.
 
+    The information is computed once and reused for every step (close to
+    the optimum it changes little, and each costs 2p gradient evaluations);
+    with ``final_info`` it is recomputed at the end for the standard errors.
     Parameters held at a bound (variances at 0) are left there.
     """
     theta, ll = run.theta, run.loglik
     info = observed_information(fun, theta, n)
-    for _ in range(5):
+    moved = False
+    for _ in range(8):
         free = ~_at_bound(theta, bounds)
         grad = -fun(theta)[1] * n
         if np.max(np.abs(grad[free]), initial=0.0) < 1e-6:
@@ -302,7 +340,8 @@ def _polish(
         val = fun(candidate)[0]
         if not np.isfinite(val) or -val * n < ll - 1e-9:
             break
-        theta, ll = candidate, -val * n
+        theta, ll, moved = candidate, -val * n, True
+    if moved and final_info:
         info = observed_information(fun, theta, n)
     return _Run(theta, ll, run.converged, run.iterations, run.message), info
 
@@ -448,6 +487,8 @@ def fit_ml(
     # Relabel before the information matrix, so SEs belong to the reported labels.
     structured = lay.unpack(best.theta)
     ordered = relabel(structured, order_permutation(structured, spec))
+    if spec.between_classes > 1:
+        ordered = relabel_between(ordered, between_order_permutation(ordered, spec))
     best = _Run(
         lay.pack(ordered, natural=False), best.loglik, best.converged, best.iterations, best.message
     )
@@ -458,7 +499,7 @@ def fit_ml(
         quad.adapt(best.theta, iterations=6)
         for _ in range(5):
             # polish with the nodes fixed, re-adapt, until re-adapting moves nothing
-            best, info = _polish(fun, best, n, bounds)
+            best, _ = _polish(fun, best, n, bounds, final_info=False)
             final = quad.adapt(best.theta)
             best = _Run(best.theta, final, best.converged, best.iterations, best.message)
             held_now = _at_bound(best.theta, bounds)
@@ -491,8 +532,10 @@ def fit_ml(
         ]
     se = np.where([nm in boundary for nm in names], np.nan, se)
     params = lay.unpack(best.theta)
+    post_between = None
     if quad is not None:
-        post = quad.evaluate(best.theta)[3]
+        evaluated = quad.evaluate(best.theta)
+        post, post_between = evaluated[3], evaluated[5]
     else:
         _, post = pointwise(lay)(
             np.asarray(params.beta, dtype=float),
@@ -537,6 +580,7 @@ def fit_ml(
         elapsed_s=time.perf_counter() - t0,
         timings={"compile_s": compile_s, "optimise_s": optimise_s, "se_s": se_s},
         quadrature_points=points if quad is not None else None,
+        between_probabilities=(np.asarray(post_between) if spec.between_classes > 1 else None),
     )
 
 

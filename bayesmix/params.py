@@ -2,9 +2,10 @@
 
 Structured parameters (:class:`Params`) of a model:
 
-* ``beta``, shape (K, P): fixed effects per class (outcome terms and their
-  level-2 regressions, :attr:`Spec.fixed_names`); columns of class-invariant
-  effects are equal across rows.
+* ``beta``, shape (L K, P): fixed effects per class (outcome terms and their
+  level-2 regressions, :attr:`Spec.fixed_names`); row ``d K + c`` belongs to
+  level-1 class c in level-2 class d (L = 1 without level-2 classes);
+  columns of invariant effects are equal across rows.
 * ``lsig``, shape (K, v): coefficients of the log residual variance on the
   residual design V (a column of ones; plus level-1 covariates for model 1b;
   or one indicator per group for model 1c), so that
@@ -18,6 +19,8 @@ Structured parameters (:class:`Params`) of a model:
   membership random effects: the identity for independent random
   intercepts, ``(1, lambda_2, ..., lambda_{K-1})'`` for the factor model
   (eqs 24-25), empty without membership random effects.
+* ``delta``, shape (L-1, m2): logit coefficients of the level-2 classes on
+  school covariates (eq 32); the last level-2 class is the reference.
 
 The free parameters have natural-scale names and values
 (:meth:`Layout.names`); the optimiser works on an unconstrained-ish vector
@@ -36,6 +39,11 @@ import numpy as np
 from bayesmix.spec import Spec
 
 
+def between_label(d: int) -> str:
+    """Label of level-2 class index ``d`` (0-based) as used in parameter names."""
+    return f"d{d + 1}"
+
+
 def class_label(c: int) -> str:
     """Label of class index ``c`` (0-based) as used in parameter names."""
     return f"c{c + 1}"
@@ -50,6 +58,7 @@ class Params:
     gamma: Any
     chol: Any
     load: Any = None
+    delta: Any = None
 
     @property
     def sigma2(self) -> np.ndarray:
@@ -73,12 +82,21 @@ class Layout:
 
     @cached_property
     def _blocks(self) -> list[tuple[str, list[str]]]:
-        spec, K = self.spec, self.spec.classes
+        spec, K, L = self.spec, self.spec.classes, self.spec.between_classes
         blocks: list[tuple[str, list[str]]] = []
         fixed: list[str] = []
         for name in spec.fixed_names:
-            if name in spec.class_varying:
+            cv, bv = self._varies(name)
+            if cv and bv:
+                fixed.extend(
+                    f"{name}[{class_label(c)},{between_label(d)}]"
+                    for d in range(L)
+                    for c in range(K)
+                )
+            elif cv:
                 fixed.extend(f"{name}[{class_label(c)}]" for c in range(K))
+            elif bv:
+                fixed.extend(f"{name}[{between_label(d)}]" for d in range(L))
             else:
                 fixed.append(name)
         blocks.append(("fixed", fixed))
@@ -102,7 +120,17 @@ class Layout:
         blocks.append(("resid", resid))
         member = [f"C#{c + 1} ~ {t}" for c in range(K - 1) for t in spec.membership]
         blocks.append(("member", member))
+        between = [f"D#{d + 1} ~ {t}" for d in range(L - 1) for t in spec.between_membership]
+        blocks.append(("between", between))
         return blocks
+
+    def _varies(self, name: str) -> tuple[bool, bool]:
+        """Whether fixed effect ``name`` varies over level-1 and over level-2 classes."""
+        spec = self.spec
+        return (
+            name in spec.class_varying,
+            spec.between_classes > 1 and name in spec.between_varying,
+        )
 
     @cached_property
     def names(self) -> list[str]:
@@ -165,17 +193,22 @@ class Layout:
             Whether ``vec`` holds natural values (variances, covariances)
             rather than theta (log variances, Cholesky entries).
         """
-        spec, K = self.spec, self.spec.classes
+        spec, K, L = self.spec, self.spec.classes, self.spec.between_classes
         sl = self._slices()
         pos = sl["fixed"].start
         columns = []
         for name in spec.fixed_names:
-            if name in spec.class_varying:
-                columns.append(xp.stack([vec[pos + c] for c in range(K)]))
-                pos += K
+            cv, bv = self._varies(name)
+            if cv and bv:
+                index = [pos + d * K + c for d in range(L) for c in range(K)]
+            elif cv:
+                index = [pos + c for _ in range(L) for c in range(K)]
+            elif bv:
+                index = [pos + d for d in range(L) for _ in range(K)]
             else:
-                columns.append(xp.stack([vec[pos]] * K))
-                pos += 1
+                index = [pos] * (L * K)
+            columns.append(xp.stack([vec[i] for i in index]))
+            pos = max(index) + 1
         beta = xp.stack(columns, axis=1)
         chol = self._chol(vec, sl["cov"].start, xp, natural)
         resid = [vec[i] for i in range(sl["resid"].start, sl["resid"].stop)]
@@ -195,12 +228,20 @@ class Layout:
             )
         else:
             gamma = xp.zeros((0, m))
+        m2, start = len(spec.between_membership), sl["between"].start
+        if L > 1:
+            delta = xp.stack(
+                [xp.stack([vec[start + d * m2 + j] for j in range(m2)]) for d in range(L - 1)]
+            )
+        else:
+            delta = xp.zeros((0, m2))
         return Params(
             beta=beta,
             lsig=lsig,
             gamma=gamma,
             chol=chol,
             load=self._loadings(vec, sl["load"].start, xp),
+            delta=delta,
         )
 
     def _loadings(self, vec: Any, start: int, xp: Any) -> Any:
@@ -257,12 +298,17 @@ class Layout:
 
         Class-invariant effects take the value of class 1.
         """
-        spec, K = self.spec, self.spec.classes
+        spec, K, L = self.spec, self.spec.classes, self.spec.between_classes
         beta = np.asarray(params.beta, dtype=float)
         out: list[float] = []
         for j, name in enumerate(spec.fixed_names):
-            if name in spec.class_varying:
+            cv, bv = self._varies(name)
+            if cv and bv:
+                out.extend(float(beta[d * K + c, j]) for d in range(L) for c in range(K))
+            elif cv:
                 out.extend(float(beta[c, j]) for c in range(K))
+            elif bv:
+                out.extend(float(beta[d * K, j]) for d in range(L))
             else:
                 out.append(float(beta[0, j]))
         chol = np.asarray(params.chol, dtype=float)
@@ -294,6 +340,8 @@ class Layout:
             resid = np.exp(resid)
         out.extend(float(v) for v in resid)
         out.extend(float(g) for g in np.asarray(params.gamma, dtype=float).ravel())
+        if L > 1:
+            out.extend(float(g) for g in np.asarray(params.delta, dtype=float).ravel())
         return np.asarray(out, dtype=float)
 
     def to_natural(self, theta: np.ndarray) -> np.ndarray:
@@ -394,7 +442,34 @@ def order_permutation(params: Params, spec: Spec) -> np.ndarray:
     if spec.classes == 1 or spec.order_classes_by is None:
         return np.arange(spec.classes)
     j = spec.fixed_names.index(spec.order_classes_by)
-    return np.argsort(-np.asarray(params.beta)[:, j], kind="stable")
+    return np.argsort(-np.asarray(params.beta)[: spec.classes, j], kind="stable")
+
+
+def between_order_permutation(params: Params, spec: Spec) -> np.ndarray:
+    """Level-2 class order: decreasing ``spec.between_order_by`` in level-1 class 1."""
+    L, K = spec.between_classes, spec.classes
+    if L == 1:
+        return np.arange(1)
+    j = spec.fixed_names.index(spec.between_order_by)
+    return np.argsort(-np.asarray(params.beta)[::K, j], kind="stable")
+
+
+def relabel_between(params: Params, perm: np.ndarray) -> Params:
+    """Reorder level-2 classes so that new class ``d`` is old class ``perm[d]``."""
+    perm = np.asarray(perm)
+    beta = np.asarray(params.beta)
+    L = len(perm)
+    K = beta.shape[0] // L
+    delta = np.asarray(params.delta)
+    full = np.vstack([delta, np.zeros((1, delta.shape[1]))])[perm]
+    return Params(
+        beta=beta.reshape(L, K, -1)[perm].reshape(L * K, -1),
+        lsig=params.lsig,
+        gamma=params.gamma,
+        chol=params.chol,
+        load=params.load,
+        delta=full[:-1] - full[-1],
+    )
 
 
 def relabel(params: Params, perm: np.ndarray) -> Params:
@@ -410,12 +485,15 @@ def relabel(params: Params, perm: np.ndarray) -> Params:
     chol, load = params.chol, params.load
     if load is not None and np.asarray(load).size:
         chol, load = _relabel_membership_random(np.asarray(chol), np.asarray(load), perm)
+    beta = np.asarray(params.beta)
+    K = len(perm)
     return Params(
-        beta=np.asarray(params.beta)[perm],
+        beta=beta.reshape(-1, K, beta.shape[1])[:, perm].reshape(beta.shape),
         lsig=np.asarray(params.lsig)[perm],
         gamma=reordered[:-1] - reordered[-1],
         chol=chol,
         load=load,
+        delta=params.delta,
     )
 
 

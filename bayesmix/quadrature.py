@@ -36,9 +36,9 @@ class Chunk:
     rows : slice
         Their observations (rows of the design).
     args : tuple of ndarray
-        ``(y, F, R, Z, V, cluster, weight)`` padded to the chunk shape;
+        ``(y, F, R, Z, V, cluster, weight, W)`` padded to the chunk shape;
         ``cluster`` is local (0..J_chunk-1) and padding rows sit in the last,
-        weight-0 school.
+        weight-0 school; ``W`` holds the schools' level-2 class design.
     """
 
     clusters: slice
@@ -88,7 +88,8 @@ def make_chunks(design: Design, cells_per_row: int, target: int = CHUNK_CELLS) -
         weight = np.zeros(j_pad)
         weight[: r.stop - r.start] = 1.0
         args = tuple(np.ascontiguousarray(_pad(a[rows], n_pad)) for a in (y, F, R, Z, V))
-        chunks.append(Chunk(r, rows, (*args, local, weight)))
+        W = np.ascontiguousarray(_pad(design.W[r], j_pad))
+        chunks.append(Chunk(r, rows, (*args, local, weight, W)))
     return chunks
 
 
@@ -119,8 +120,12 @@ class AdaptiveQuadrature:
         self.J = len(design.cluster_ids)
         self.d = design.layout.n_random
         self.K = design.spec.classes
-        self.chunks = make_chunks(design, points**self.d * self.K, chunk_cells)
-        self.j_pad = len(self.chunks[0].args[-1])
+        self.L = design.spec.between_classes
+        # with level-2 classes every school has one rule per class (see likelihood)
+        self.rules = (self.L,) if self.L > 1 else ()
+        cells = points**self.d * self.K * self.L
+        self.chunks = make_chunks(design, cells, chunk_cells)
+        self.j_pad = len(self.chunks[0].args[6])
         self.reset()
         self.f, self.post = quadrature_functions(
             design.layout,
@@ -131,9 +136,15 @@ class AdaptiveQuadrature:
 
     def reset(self) -> None:
         """Non-adaptive nodes: prior mean 0 and covariance I."""
-        self.centre = [np.zeros((self.j_pad, self.d)) for _ in self.chunks]
-        self.scale = [np.repeat(np.eye(self.d)[None], self.j_pad, axis=0) for _ in self.chunks]
+        self.centre = [self._prior_centre() for _ in self.chunks]
+        self.scale = [self._prior_scale() for _ in self.chunks]
         self.fresh = True
+
+    def _prior_centre(self) -> np.ndarray:
+        return np.zeros((self.j_pad, *self.rules, self.d))
+
+    def _prior_scale(self) -> np.ndarray:
+        return np.broadcast_to(np.eye(self.d), (self.j_pad, *self.rules, self.d, self.d)).copy()
 
     def _calls(self, f, theta: np.ndarray) -> list[list[np.ndarray]]:
         theta = np.ascontiguousarray(theta, dtype=float)
@@ -150,20 +161,21 @@ class AdaptiveQuadrature:
         return float(sum(o[0] for o in outs)), np.sum([o[1] for o in outs], axis=0)
 
     def evaluate(self, theta: np.ndarray) -> list[np.ndarray]:
-        """``[loglik, means (J, d), covariances (J, d, d), class probs (n, K), per-cluster (J,)]``.
+        """Log-likelihood and posterior quantities at ``theta`` under the current nodes.
 
-        Means and covariances are those of the standardised school residuals
-        under the current nodes; class probabilities are P(C_ij = c | y_j).
+        Returns ``[loglik, means (J, d), covariances (J, d, d), class probs
+        (n, K), per-cluster log-likelihoods (J,), level-2 class probs (J, L)]``:
+        moments of the standardised school residuals, P(C_ij = c | y_j) and
+        P(D_j = d | y_j).
         """
         outs = self._calls(self.post, theta)
-        parts = [
-            (o[1][: c.clusters.stop - c.clusters.start], o[2][: c.clusters.stop - c.clusters.start],
-             o[3][: c.rows.stop - c.rows.start], o[4][: c.clusters.stop - c.clusters.start])
-            for o, c in zip(outs, self.chunks, strict=True)
-        ]  # fmt: skip
+        parts = []
+        for o, c in zip(outs, self.chunks, strict=True):
+            m, rows = c.clusters.stop - c.clusters.start, c.rows.stop - c.rows.start
+            parts.append((o[1][:m], o[2][:m], o[3][:rows], o[4][:m], o[5][:m]))
         return [
             np.asarray(sum(float(o[0]) for o in outs)),
-            *(np.concatenate([p[i] for p in parts]) for i in range(4)),
+            *(np.concatenate([p[i] for p in parts]) for i in range(5)),
         ]
 
     def fun(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
@@ -184,6 +196,8 @@ class AdaptiveQuadrature:
         return self.fun(theta)
 
     def _step(self, theta: np.ndarray, floor: float) -> bool:
+        if self.d == 0:
+            return True
         outs = self._calls(self.post, theta)
         if not all(np.isfinite(o[0]) for o in outs):
             return False
@@ -193,18 +207,17 @@ class AdaptiveQuadrature:
             mean, cov = o[1][:m], o[2][:m]
             if not np.all(np.isfinite(cov)):
                 return False
-            prev_sd = np.sqrt(np.einsum("jab,jab->ja", self.scale[k][:m], self.scale[k][:m]))
+            prev_sd = np.sqrt(np.einsum("...ab,...ab->...a", self.scale[k][:m], self.scale[k][:m]))
             # from a coarse grid the weights may sit on one node and understate the
             # posterior spread; a floor of `floor` x the previous SD lets the grid zoom
             # in geometrically instead of collapsing
             bump = (floor * prev_sd) ** 2 + 1e-9
-            cov = cov + np.einsum("ja,ab->jab", bump, np.eye(self.d))
+            cov = cov + np.einsum("...a,ab->...ab", bump, np.eye(self.d))
             try:
                 chol = np.linalg.cholesky(cov)
             except np.linalg.LinAlgError:
                 return False
-            centre = np.zeros((self.j_pad, self.d))
-            scale = np.repeat(np.eye(self.d)[None], self.j_pad, axis=0)
+            centre, scale = self._prior_centre(), self._prior_scale()
             centre[:m], scale[:m] = mean, chol
             centres.append(centre)
             scales.append(scale)

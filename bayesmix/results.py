@@ -121,6 +121,8 @@ class MLResult:
         (``se_s``).
     quadrature_points : int or None
         Gauss-Hermite points per dimension (two-level mixtures only).
+    between_probabilities : ndarray, shape (J, L), or None
+        Posterior level-2 class probabilities of each school (model C).
     """
 
     spec: Spec
@@ -142,6 +144,7 @@ class MLResult:
     elapsed_s: float
     timings: dict[str, float] = field(default_factory=dict)
     quadrature_points: int | None = None
+    between_probabilities: np.ndarray | None = field(default=None, repr=False)
     estimator: str = "ml"
 
     @property

@@ -72,7 +72,8 @@ def simulate(
     -------
     pandas.DataFrame
         The covariates, the cluster column, the outcome and ``C``, the true
-        latent class (1..K).
+        latent class (1..K), and ``D``, the true level-2 class (1..L), with
+        level-2 classes.
     """
     from bayesmix.params import layout
 
@@ -80,6 +81,12 @@ def simulate(
     school_cols = list(spec.level2_covariates)
     if spec.residual_groups:
         school_cols.append(spec.residual_groups)
+    school_cols += [
+        name
+        for term in spec.between_membership
+        for name in term.split(":")
+        if name != "1" and name not in school_cols
+    ]
     names = [c for c in spec.columns if c not in (spec.outcome, spec.cluster)]
     if isinstance(covariates, pd.DataFrame):
         need = names + ([spec.cluster] if spec.cluster else [])
@@ -157,7 +164,10 @@ def simulate(
     prob /= prob.sum(axis=1, keepdims=True)
     cls = (rng.random(size)[:, None] > np.cumsum(prob, axis=1)).sum(axis=1)
     cls = np.minimum(cls, spec.classes - 1)
-    mu = np.einsum("ip,ip->i", F, beta[cls])
+    between = np.zeros(size, dtype=int)
+    if spec.between_classes > 1:
+        between = _draw_between(spec, frame, structured, rng)
+    mu = np.einsum("ip,ip->i", F, beta[between * spec.classes + cls])
     if r:
         R = np.column_stack([term_column(frame, t) for t in spec.random])
         mu = mu + np.einsum("ir,ir->i", R, b[:, :r])
@@ -165,4 +175,21 @@ def simulate(
     out = frame.copy()
     out[spec.outcome] = mu + sigma * rng.standard_normal(size)
     out["C"] = cls + 1
+    if spec.between_classes > 1:
+        out["D"] = between + 1
     return out
+
+
+def _draw_between(
+    spec: Spec, frame: pd.DataFrame, params: Params, rng: np.random.Generator
+) -> np.ndarray:
+    """Level-2 class of each row's school, drawn from the logit of eq 32."""
+    codes, _ = pd.factorize(frame[spec.cluster], sort=True)
+    first = np.unique(codes, return_index=True)[1]
+    W = np.column_stack([term_column(frame.iloc[first], t) for t in spec.between_membership])
+    eta = W @ np.asarray(params.delta, dtype=float).T
+    logits = np.column_stack([eta, np.zeros(len(W))])
+    prob = np.exp(logits - logits.max(axis=1, keepdims=True))
+    prob /= prob.sum(axis=1, keepdims=True)
+    d = (rng.random(len(W))[:, None] > np.cumsum(prob, axis=1)).sum(axis=1)
+    return np.minimum(d, spec.between_classes - 1)[codes]

@@ -17,6 +17,11 @@ A :class:`Spec` is a frozen dataclass. It is built in Python with
     [membership]
     formula = "x"                     # multinomial logit of class membership (eq 2)
     # random = "factor"               # school random intercepts: "independent" or "factor"
+
+    [between]                         # level-2 latent classes D (model C, eqs 26-32)
+    classes = 2                       # L
+    formula = "w"                     # multinomial logit of D on school covariates (eq 32)
+    varying = ["1"]                   # fixed effects that vary across D (and C if class-varying)
 """
 
 from __future__ import annotations
@@ -118,6 +123,9 @@ class Spec:
     residual_covariates: tuple[str, ...] = ()
     residual_groups: str | None = None
     centre: tuple[str, ...] = ()
+    between_classes: int = 1
+    between_membership: tuple[str, ...] = (INTERCEPT,)
+    between_varying: tuple[str, ...] = ()
     name: str = "model"
     description: str = ""
 
@@ -182,6 +190,7 @@ class Spec:
             )
         if self.membership and self.membership[0] != INTERCEPT:
             raise SpecError("the membership regression must include an intercept.")
+        self._check_between()
         if self.classes > 1:
             if not self.class_varying:
                 raise SpecError(
@@ -194,6 +203,43 @@ class Spec:
                     f"order_classes_by={self.order_classes_by!r} must be one of the "
                     f"class-varying effects {list(self.class_varying)}."
                 )
+
+    def _check_between(self) -> None:
+        L = self.between_classes
+        if not isinstance(L, int) or isinstance(L, bool) or L < 1:
+            raise SpecError(f"between classes must be an integer >= 1, got {L!r}.")
+        if L == 1:
+            return
+        if self.cluster is None:
+            raise SpecError('level-2 latent classes need a cluster column: set cluster = "school".')
+        if not self.between_varying:
+            raise SpecError(
+                f"{L} level-2 classes need at least one outcome coefficient that varies "
+                f"across them; set [between] varying to some of {list(self.fixed_names)}."
+            )
+        unknown = [t for t in self.between_varying if t not in self.fixed_names]
+        if unknown:
+            raise SpecError(
+                f"[between] varying names {unknown}, which are not fixed effects of the "
+                f"model; they are {list(self.fixed_names)}."
+            )
+        order = self.between_order_by
+        if order not in self.between_varying:
+            raise SpecError(
+                f"level-2 classes are labelled by decreasing {order!r}, which must vary "
+                f"across them; add it to [between] varying {list(self.between_varying)}."
+            )
+        if self.between_membership[:1] != (INTERCEPT,):
+            raise SpecError("the level-2 class regression must include an intercept.")
+
+    @property
+    def between_order_by(self) -> str | None:
+        """Effect labelling the level-2 classes (decreasing, in level-1 class 1)."""
+        if self.between_classes == 1:
+            return None
+        if self.order_classes_by in self.between_varying:
+            return self.order_classes_by
+        return _default_order(self.between_varying)
 
     @property
     def n_classes(self) -> int:
@@ -251,7 +297,13 @@ class Spec:
     def columns(self) -> tuple[str, ...]:
         """Every data column the model uses, outcome first."""
         cols = [self.outcome]
-        terms = (*self.terms, *self.membership, *self.residual_covariates, *self.level2_covariates)
+        terms = (
+            *self.terms,
+            *self.membership,
+            *self.residual_covariates,
+            *self.level2_covariates,
+            *self.between_membership,
+        )
         for term in terms:
             if term == INTERCEPT:
                 continue
@@ -262,6 +314,17 @@ class Spec:
             if extra is not None and extra not in cols:
                 cols.append(extra)
         return tuple(cols)
+
+    def with_between_classes(self, between: int) -> Spec:
+        """Return a copy with ``between`` level-2 latent classes (1 removes them)."""
+        if between == self.between_classes:
+            return self
+        if between == 1:
+            return dataclasses.replace(
+                self, between_classes=1, between_membership=(INTERCEPT,), between_varying=()
+            )
+        varying = self.between_varying or self.class_varying or tuple(self.fixed_names)
+        return dataclasses.replace(self, between_classes=between, between_varying=varying)
 
     def with_classes(self, classes: int) -> Spec:
         """Return a copy with ``classes`` latent classes.
@@ -324,6 +387,9 @@ def make_spec(
     residual_covariates: str | Iterable[str] | None = None,
     residual_groups: str | None = None,
     centre: Iterable[str] = (),
+    between_classes: int = 1,
+    between_membership: str | None = None,
+    between_varying: str | Iterable[str] = "class_varying",
     name: str = "model",
     description: str = "",
 ) -> Spec:
@@ -362,6 +428,15 @@ def make_spec(
         Separate residual variance per level of this school column (model 1c).
     centre : iterable of str
         Columns to grand-mean centre.
+    between_classes : int
+        Number of level-2 latent classes L (model C); 1 for none.
+    between_membership : str, optional
+        School covariates of the multinomial logit of the level-2 classes
+        (eq 32), e.g. ``"pracad + catholic"``; intercept only when omitted.
+    between_varying : "class_varying", "all" or iterable of str
+        Fixed effects whose values vary across the level-2 classes (those
+        that are also class-varying vary over both); by default the
+        class-varying ones.
     name, description : str
         Labels for tables.
 
@@ -406,6 +481,16 @@ def make_spec(
         if residual_variance == "class":
             residual_variance = "common"
     order = order_classes_by if order_classes_by is not None else _default_order(varying)
+    between_terms: tuple[str, ...] = (INTERCEPT,)
+    bvarying: tuple[str, ...] = ()
+    if between_classes != 1:
+        if between_membership is not None:
+            between_terms = (INTERCEPT, *_rhs_terms(between_membership, "[between] formula"))
+        if isinstance(between_varying, str):
+            named = {"class_varying": tuple(varying) or fixed, "all": fixed}
+            bvarying = named.get(between_varying, (between_varying,))
+        else:
+            bvarying = tuple(between_varying)
     return Spec(
         outcome=formula.lhs,
         terms=formula.terms,
@@ -422,6 +507,9 @@ def make_spec(
         residual_covariates=_rhs_terms(residual_covariates, "residual_covariates"),
         residual_groups=residual_groups,
         centre=tuple(centre),
+        between_classes=between_classes,
+        between_membership=between_terms,
+        between_varying=bvarying,
         name=name,
         description=description,
     )
@@ -437,6 +525,7 @@ _TOP_KEYS = {
     "membership",
     "level2",
     "random",
+    "between",
 }
 _OUTCOME_KEYS = {
     "formula",
@@ -448,6 +537,7 @@ _OUTCOME_KEYS = {
 }
 _MEMBERSHIP_KEYS = {"formula", "random"}
 _RANDOM_KEYS = {"terms", "covariance"}
+_BETWEEN_KEYS = {"classes", "formula", "varying"}
 
 
 def _check_keys(table: Mapping[str, Any], valid: set[str], where: str) -> None:
@@ -464,7 +554,11 @@ def _table(doc: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
 
 
 def spec_from_dict(
-    doc: Mapping[str, Any], *, source: str = "spec", classes: int | None = None
+    doc: Mapping[str, Any],
+    *,
+    source: str = "spec",
+    classes: int | None = None,
+    between_classes: int | None = None,
 ) -> Spec:
     """Build a :class:`Spec` from the parsed contents of a TOML model file.
 
@@ -477,6 +571,8 @@ def spec_from_dict(
     classes : int, optional
         Number of classes overriding the document's ``classes``; the file's
         mixture settings (class-varying terms, membership...) apply to it.
+    between_classes : int, optional
+        Number of level-2 classes overriding ``[between] classes``.
 
     Returns
     -------
@@ -493,6 +589,8 @@ def spec_from_dict(
     _check_keys(membership, _MEMBERSHIP_KEYS, f"{source} [membership]")
     random = _table(doc, "random", source)
     _check_keys(random, _RANDOM_KEYS, f"{source} [random]")
+    between = _table(doc, "between", source)
+    _check_keys(between, _BETWEEN_KEYS, f"{source} [between]")
     try:
         return make_spec(
             outcome["formula"],
@@ -509,6 +607,11 @@ def spec_from_dict(
             residual_covariates=outcome.get("residual_covariates"),
             residual_groups=outcome.get("residual_groups"),
             centre=doc.get("centre", ()),
+            between_classes=(
+                between.get("classes", 1) if between_classes is None else between_classes
+            ),
+            between_membership=between.get("formula"),
+            between_varying=between.get("varying", "class_varying"),
             name=str(doc.get("name", Path(source).stem)),
             description=str(doc.get("description", "")),
         )
@@ -516,7 +619,9 @@ def spec_from_dict(
         raise SpecError(f"{source}: {err}") from None
 
 
-def load_spec(path: str | Path, *, classes: int | None = None) -> Spec:
+def load_spec(
+    path: str | Path, *, classes: int | None = None, between_classes: int | None = None
+) -> Spec:
     """Read a model specification from a TOML file.
 
     Parameters
@@ -525,6 +630,8 @@ def load_spec(path: str | Path, *, classes: int | None = None) -> Spec:
         The ``.toml`` file, e.g. ``models/fig1.toml``.
     classes : int, optional
         Override the number of latent classes in the file.
+    between_classes : int, optional
+        Override the number of level-2 latent classes (model C).
 
     Returns
     -------
@@ -546,4 +653,10 @@ def load_spec(path: str | Path, *, classes: int | None = None) -> Spec:
         isinstance(classes, bool) or not isinstance(classes, int) or classes < 1
     ):
         raise SpecError(f"classes must be an integer >= 1, got {classes!r}.")
-    return spec_from_dict(doc, source=str(path), classes=classes)
+    if between_classes is not None and (
+        isinstance(between_classes, bool)
+        or not isinstance(between_classes, int)
+        or between_classes < 1
+    ):
+        raise SpecError(f"between classes must be an integer >= 1, got {between_classes!r}.")
+    return spec_from_dict(doc, source=str(path), classes=classes, between_classes=between_classes)

@@ -77,11 +77,11 @@ def test_missing_column_in_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "['y', 'z']" in err
 
 
-def test_between_classes_not_available(capsys: pytest.CaptureFixture[str]) -> None:
+def test_between_classes_need_clusters(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["fit", FIG1, "--data", "hsb", "--between-classes", "2", "--quiet"])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith("bayesmix: error: --between-classes > 1")
+    assert "level-2 latent classes need a cluster column" in err
 
 
 def test_argparse_rejects_non_positive_starts(capsys: pytest.CaptureFixture[str]) -> None:

@@ -213,8 +213,8 @@ def test_load_spec_class_varying_string(tmp_path: Path) -> None:
             'name = "m"\nclass = 2\n[outcome]\nformula = "y ~ x"\n',
             "",
             "['class']",
-            "['centre', 'classes', 'cluster', 'description', 'level2', 'membership', 'name', "
-            "'outcome', 'random']",
+            "['between', 'centre', 'classes', 'cluster', 'description', 'level2', 'membership', "
+            "'name', 'outcome', 'random']",
         ),
         (
             '[outcome]\nformula = "y ~ x"\nvarying = ["x"]\nresidual = "class"\n',

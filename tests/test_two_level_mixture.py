@@ -222,12 +222,12 @@ def test_chunks_pad_to_one_shape_with_a_zero_weight_school():
     chunks = make_chunks(design, cells_per_row=98, target=100_000)
     shapes = {tuple(a.shape for a in c.args) for c in chunks}
     assert len(shapes) == 1
-    n_pad, j_pad = chunks[0].args[0].shape[0], chunks[0].args[-1].shape[0]
+    n_pad, j_pad = chunks[0].args[0].shape[0], chunks[0].args[6].shape[0]
     assert sum(c.rows.stop - c.rows.start for c in chunks) == design.n_obs
     for c in chunks:
         m, rows = c.clusters.stop - c.clusters.start, c.rows.stop - c.rows.start
-        np.testing.assert_array_equal(c.args[-1], np.r_[np.ones(m), np.zeros(j_pad - m)])
-        assert np.all(c.args[-2][rows:] == j_pad - 1)
+        np.testing.assert_array_equal(c.args[6], np.r_[np.ones(m), np.zeros(j_pad - m)])
+        assert np.all(c.args[5][rows:] == j_pad - 1)
         np.testing.assert_array_equal(c.args[0][:rows], design.y[c.rows])
         assert n_pad >= rows
 

@@ -1,0 +1,123 @@
+"""Level-2 latent classes (the paper's model C, eqs 26-32): spec, likelihood and ML."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bayesmix as bm
+from bayesmix.data import build_design
+from bayesmix.params import relabel, relabel_between
+from bayesmix.quadrature import AdaptiveQuadrature, adapted_quadrature
+
+# K = 2 student classes in L = 2 school classes, 300 schools x 20 students.
+C22_PARAMS = {
+    "1[c1,d1]": 4.0, "1[c2,d1]": 1.0, "1[c1,d2]": 1.5, "1[c2,d2]": -1.5, "w": 0.5,
+    "x[c1]": -1.0, "x[c2]": 0.5, "var(u_1)": 0.3, "sigma2": 1.0,
+    "C#1 ~ 1": 0.0, "C#1 ~ x": 1.0, "D#1 ~ 1": 0.3, "D#1 ~ w": 1.0,
+}  # fmt: skip
+
+
+def c22_spec(between: int = 2) -> bm.Spec:
+    return bm.make_spec(
+        "y ~ x",
+        classes=2,
+        class_varying=["1", "x"],
+        membership="x",
+        cluster="cluster",
+        level2={"1": "w"},
+        random="1",
+        between_classes=between,
+        between_membership="w",
+        between_varying=["1"],
+        name="c22",
+    )
+
+
+@pytest.fixture(scope="module")
+def c22_data():
+    return bm.simulate(c22_spec(), C22_PARAMS, clusters=300, cluster_size=20, random_seed=1)
+
+
+def test_model_c_names_and_count():
+    assert bm.params.param_names(c22_spec()) == list(C22_PARAMS)
+    spec = bm.load_spec("models/hsb_C.toml")
+    assert (spec.classes, spec.between_classes) == (3, 2)
+    assert bm.params.count_params(spec) == 51
+    # L = 1 is model B exactly
+    one = bm.load_spec("models/hsb_C.toml", between_classes=1)
+    assert bm.params.param_names(one) == bm.params.param_names(bm.load_spec("models/hsb_B.toml"))
+
+
+def test_spec_errors_name_the_fix():
+    with pytest.raises(bm.SpecError, match="need a cluster column"):
+        bm.make_spec("y ~ x", between_classes=2)
+    with pytest.raises(bm.SpecError, match="not fixed effects"):
+        bm.make_spec("y ~ x", cluster="g", between_classes=2, between_varying=["z"])
+
+
+def test_simulated_level2_classes_follow_the_school_logit(c22_data):
+    per_school = c22_data.groupby("cluster")["D"].nunique()
+    assert (per_school == 1).all()
+    # P(D = 1 | w) = logistic(0.3 + w): more class-1 schools where w is high
+    schools = c22_data.groupby("cluster")[["w", "D"]].first()
+    assert schools.loc[schools["w"] > 0, "D"].eq(1).mean() > 0.65
+    assert schools.loc[schools["w"] < 0, "D"].eq(1).mean() < 0.55
+
+
+def test_identical_level2_classes_give_the_one_class_likelihood(c22_data):
+    """Two level-2 classes with equal coefficients mix two copies of one density: the
+    log-likelihood is that of L = 1 for any class shares."""
+    one = build_design(c22_spec(1), c22_data)
+    two = build_design(c22_spec(2), c22_data)
+    values = {**C22_PARAMS, "1[c1,d2]": 4.0, "1[c2,d2]": 1.0, "D#1 ~ w": -0.7}
+    reduced = {
+        k.replace(",d1", ""): v for k, v in values.items() if ",d2" not in k and "D#" not in k
+    }
+    th1 = one.layout.pack(one.layout.from_named(reduced), natural=False)
+    th2 = two.layout.pack(two.layout.from_named(values), natural=False)
+    ll1 = adapted_quadrature(one, th1, points=15).adapt(th1, 3)
+    ll2 = adapted_quadrature(two, th2, points=15).adapt(th2, 3)
+    assert ll2 == pytest.approx(ll1, abs=1e-6)
+
+
+def test_per_class_rules_are_exact_to_the_dense_rule(c22_data):
+    design = build_design(c22_spec(), c22_data)
+    lay = design.layout
+    theta = lay.pack(lay.from_named(C22_PARAMS), natural=False)
+    dense = AdaptiveQuadrature(design, 61).value_and_grad(theta)[0]
+    for points in (10, 15):
+        quad = adapted_quadrature(design, theta, points=points)
+        # repeated adaptation is stable and matches a dense non-adaptive rule
+        assert quad.adapt(theta, 1) == pytest.approx(quad.adapt(theta, 1), abs=1e-8)
+        assert quad.adapt(theta, 1) == pytest.approx(dense, abs=1e-4)
+
+
+def test_relabelling_keeps_the_likelihood(c22_data):
+    design = build_design(c22_spec(), c22_data)
+    lay = design.layout
+    params = lay.from_named(C22_PARAMS)
+    values = []
+    for p in (params, relabel_between(params, np.array([1, 0])), relabel(params, np.array([1, 0]))):
+        th = lay.pack(p, natural=False)
+        values.append(adapted_quadrature(design, th, points=15).adapt(th, 3))
+    np.testing.assert_allclose(values, values[0], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_model_c_ml_recovers_all_parameters(c22_data):
+    fit = bm.fit_ml(c22_spec(), c22_data, starts=20, random_seed=1)
+    for name, truth in C22_PARAMS.items():
+        est, se = fit.params.loc[name, ["estimate", "se"]]
+        assert abs(est - truth) < 3 * se, f"{name}: {est:.3f} vs {truth} (SE {se:.3f})"
+    assert fit.converged and fit.starts.replicated >= 2
+    post = fit.between_probabilities
+    assert post.shape == (300, 2)
+    np.testing.assert_allclose(post.sum(axis=1), 1.0, atol=1e-9)
+    truth = c22_data.groupby("cluster")["D"].first().to_numpy()
+    assert np.mean(post.argmax(axis=1) + 1 == truth) > 0.9
+
+
+def test_bayes_refuses_level2_classes(c22_data):
+    with pytest.raises(bm.EstimationError, match="ML only"):
+        bm.fit_bayes(c22_spec(), c22_data)
