@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pytensor
@@ -376,7 +378,30 @@ def _mode(backend: str) -> str | None:
     # XLA fuses the (observations x nodes x classes) elementwise chain into
     # vectorised loops; with static shapes it runs the quadrature objective
     # 1.5-2x faster than pytensor's numba loops.
-    return "JAX" if backend == "jax" else None
+    if backend != "jax":
+        return None
+    _persistent_jax_cache()
+    return "JAX"
+
+
+@lru_cache(maxsize=1)
+def _persistent_jax_cache() -> None:
+    """Keep XLA compilations on disk, so a new process fitting the same shapes skips them.
+
+    The folder is ``$BAYESMIX_CACHE/jax`` (default ``~/.cache/bayesmix/jax``); a
+    cache the user configured for JAX is left alone.
+    """
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:
+        return
+    root = Path(os.environ.get("BAYESMIX_CACHE", Path.home() / ".cache" / "bayesmix"))
+    try:
+        (root / "jax").mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    jax.config.update("jax_compilation_cache_dir", str(root / "jax"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
 def _typed_inputs(shapes: tuple[tuple[int, ...], ...] | None, dtypes: tuple[str, ...], names):
