@@ -316,15 +316,15 @@ def _polish(
 ) -> tuple[_Run, np.ndarray]:
     """Newton steps on the observed information until the gradient vanishes.
 
-    The information is computed once and reused for every step (close to
-    the optimum it changes little, and each costs 2p gradient evaluations);
-    with ``final_info`` it is recomputed at the end for the standard errors.
+    The information (2p gradient evaluations) is reused across steps and
+    recomputed only when a step fails to improve the log-likelihood; with
+    ``final_info`` it is recomputed at the end for the standard errors.
     Parameters held at a bound (variances at 0) are left there.
     """
     theta, ll = run.theta, run.loglik
     info = observed_information(fun, theta, n)
-    moved = False
-    for _ in range(8):
+    fresh, moved = True, False
+    for _ in range(12):
         free = ~_at_bound(theta, bounds)
         grad = -fun(theta)[1] * n
         if np.max(np.abs(grad[free]), initial=0.0) < 1e-6:
@@ -335,13 +335,15 @@ def _polish(
         except np.linalg.LinAlgError:
             break
         candidate = theta + step
-        if any(lo is not None and c < lo for c, (lo, _) in zip(candidate, bounds, strict=True)):
-            break
-        val = fun(candidate)[0]
-        if not np.isfinite(val) or -val * n < ll - 1e-9:
-            break
-        theta, ll, moved = candidate, -val * n, True
-    if moved and final_info:
+        inside = all(lo is None or c >= lo for c, (lo, _) in zip(candidate, bounds, strict=True))
+        val = fun(candidate)[0] if inside else np.inf
+        if not inside or not np.isfinite(val) or -val * n < ll - 1e-9:
+            if fresh:
+                break
+            info, fresh = observed_information(fun, theta, n), True
+            continue
+        theta, ll, moved, fresh = candidate, -val * n, True, False
+    if moved and final_info and not fresh:
         info = observed_information(fun, theta, n)
     return _Run(theta, ll, run.converged, run.iterations, run.message), info
 
