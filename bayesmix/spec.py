@@ -102,6 +102,13 @@ class Spec:
         variances (model 1c).
     centre : tuple of str
         Columns grand-mean centred (over all observations used) before fitting.
+    between_classes : int
+        Number of level-2 latent classes L (model C; 1 for none).
+    between_membership : tuple of str
+        Terms of the multinomial logit of the level-2 classes on school
+        covariates (eq 32), intercept first.
+    between_varying : tuple of str
+        Fixed effects that vary across the level-2 classes.
     name : str
         Short model name used in tables.
     description : str
