@@ -7,7 +7,7 @@ models in PyMC and by maximum likelihood.
 
 from bayesmix import datasets
 from bayesmix.bayes import fit_bayes
-from bayesmix.compare import LRTResult, compare, format_table, lrt
+from bayesmix.compare import LRTResult, WaldResult, compare, format_table, lrt, wald
 from bayesmix.errors import (
     BayesmixError,
     BayesmixWarning,
@@ -37,6 +37,7 @@ __all__ = [
     "Prior",
     "Spec",
     "SpecError",
+    "WaldResult",
     "__version__",
     "compare",
     "datasets",
@@ -49,4 +50,5 @@ __all__ = [
     "school_effects",
     "share_positive",
     "simulate",
+    "wald",
 ]

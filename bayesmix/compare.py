@@ -90,6 +90,84 @@ def lrt(restricted: MLResult, full: MLResult) -> LRTResult:
     )
 
 
+@dataclass(frozen=True)
+class WaldResult:
+    """A Wald test that a set of parameters equals given values.
+
+    Attributes
+    ----------
+    names : tuple of str
+        The parameters tested.
+    statistic : float
+        ``(b - b0)' V^-1 (b - b0)`` with V their covariance from the observed
+        information.
+    df : int
+        Number of parameters tested.
+    p_value : float
+        Chi-square tail probability.
+    """
+
+    names: tuple[str, ...]
+    statistic: float
+    df: int
+    p_value: float
+
+    def __str__(self) -> str:
+        return (
+            f"Wald test of {', '.join(self.names)}: chi2 = {self.statistic:.3f}, "
+            f"df = {self.df}, p = {self.p_value:.4g}"
+        )
+
+
+def wald(result: MLResult, names: list[str], values: list[float] | None = None) -> WaldResult:
+    """Wald test that the parameters ``names`` of an ML fit jointly equal ``values``.
+
+    Parameters
+    ----------
+    result : MLResult
+    names : list of str
+        Parameter names as in ``result.params`` (e.g. the cross-level
+        effects model B adds to model A).
+    values : list of float, optional
+        Hypothesised values, zeros by default.
+
+    Returns
+    -------
+    WaldResult
+
+    Raises
+    ------
+    EstimationError
+        For unknown names, or when a tested parameter has no standard error
+        (boundary estimate or singular information), where the test is not
+        valid.
+    """
+    unknown = [n for n in names if n not in result.names]
+    if unknown:
+        raise EstimationError(f"unknown parameter(s) {unknown}; the fit has {list(result.names)}.")
+    if not names:
+        raise EstimationError("wald() needs at least one parameter name.")
+    idx = [result.names.index(n) for n in names]
+    target = np.zeros(len(idx)) if values is None else np.asarray(values, dtype=float)
+    if target.shape != (len(idx),):
+        raise EstimationError(f"values has {target.size} entries for {len(idx)} names.")
+    cov = np.asarray(result.cov)[np.ix_(idx, idx)]
+    missing = [n for n, se in zip(names, result.se[idx], strict=True) if not np.isfinite(se)]
+    if missing or not np.all(np.isfinite(cov)):
+        raise EstimationError(
+            f"{missing or names} have no standard error (boundary or not identified); "
+            "the Wald test does not apply: compare the models by likelihood ratio or BIC."
+        )
+    diff = np.asarray(result.estimates)[idx] - target
+    statistic = float(diff @ np.linalg.solve(cov, diff))
+    return WaldResult(
+        names=tuple(names),
+        statistic=statistic,
+        df=len(idx),
+        p_value=float(stats.chi2.sf(statistic, len(idx))),
+    )
+
+
 def compare(results: list[MLResult]) -> pd.DataFrame:
     """The paper's Table 2 for ML fits to the same data.
 

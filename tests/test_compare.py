@@ -79,3 +79,30 @@ def test_cli_with_several_classes_prints_and_writes_the_table(tmp_path, fig1_dat
 def test_cli_refuses_several_classes_for_bayes(capsys):
     assert main(["fit", FIG1, "--data", "hsb", "--estimator", "bayes", "--classes", "2", "3"]) == 2
     assert "with --estimator bayes give one K" in capsys.readouterr().err
+
+
+def test_wald_of_one_parameter_is_the_squared_z(fits):
+    fit = fits[1]
+    test = bm.wald(fit, ["x[c1]"])
+    assert test.df == 1
+    assert test.statistic == pytest.approx(fit.params.loc["x[c1]", "z"] ** 2, rel=1e-9)
+    shifted = bm.wald(fit, ["x[c1]"], [-1.1])
+    z = (fit.params.loc["x[c1]", "estimate"] + 1.1) / fit.params.loc["x[c1]", "se"]
+    assert shifted.statistic == pytest.approx(z**2, rel=1e-9)
+
+
+def test_wald_of_two_parameters_uses_their_covariance(fits):
+    fit = fits[1]
+    names = ["x[c1]", "x[c2]"]
+    idx = [fit.names.index(n) for n in names]
+    cov = fit.cov[np.ix_(idx, idx)]
+    b = fit.estimates[idx]
+    test = bm.wald(fit, names)
+    assert test.statistic == pytest.approx(float(b @ np.linalg.inv(cov) @ b), rel=1e-9)
+    assert test.df == 2 and 0 <= test.p_value <= 1
+    assert "chi2" in str(test)
+
+
+def test_wald_refuses_unknown_names(fits):
+    with pytest.raises(bm.EstimationError, match="unknown parameter"):
+        bm.wald(fits[1], ["x[c9]"])
