@@ -129,9 +129,14 @@ def _staged_starts(
         bar.update(f"initial stage, best logL {max(r.loglik for r in initial):.3f}")
     n_final = min(n_starts, max(2, n_starts // 5))
     ranked = sorted((r for r in initial if np.isfinite(r.loglik)), key=lambda r: -r.loglik)
-    return [_optimise_adaptive(quad, r.theta, bounds, maxiter) for r in ranked[:n_final]] or [
-        initial[0]
-    ]
+    bar.close()
+    final_bar = Progress(min(n_final, len(ranked)), "ML final stage", enabled=bar.enabled)
+    final = []
+    for r in ranked[:n_final]:
+        final.append(_optimise_adaptive(quad, r.theta, bounds, maxiter))
+        final_bar.update(f"best logL {max(f.loglik for f in final):.3f}")
+    final_bar.close()
+    return final or [initial[0]]
 
 
 def _objective(design: Design, backend: str) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:

@@ -24,6 +24,7 @@ class Progress:
         self.label = label
         self.enabled = enabled
         self.done = 0
+        self.closed = False
         self.start = time.perf_counter()
 
     def update(self, extra: str = "") -> None:
@@ -35,7 +36,8 @@ class Progress:
             sys.stderr.flush()
 
     def close(self) -> None:
-        """End the line."""
-        if self.enabled:
+        """End the line (once)."""
+        if self.enabled and not self.closed:
             sys.stderr.write("\n")
             sys.stderr.flush()
+        self.closed = True

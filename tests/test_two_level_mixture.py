@@ -248,3 +248,12 @@ def test_hsb_model_a_two_classes_beats_one_class():
     assert list(table["best_bic"]) == ["", "*"]
     assert fits[1].converged
     assert fits[1].starts.replicated >= 2
+
+
+def test_progress_reports_both_stages(fig3_spec, capsys):
+    data = bm.simulate(fig3_spec, FIG3_PARAMS, clusters=60, cluster_size=10, random_seed=5)
+    bm.fit_ml(fig3_spec, data, starts=5, random_seed=1, progress=True)
+    err = capsys.readouterr().err
+    assert "ML starts: 5/5" in err
+    assert "ML final stage: 2/2" in err
+    assert err.count("\n") == 2
