@@ -404,7 +404,10 @@ def _persistent_jax_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
-def _typed_inputs(shapes: tuple[tuple[int, ...], ...] | None, dtypes: tuple[str, ...], names):
+def _typed_inputs(
+    shapes: tuple[tuple[int, ...], ...] | None, names: tuple[tuple[str, str, int], ...]
+) -> list[pt.TensorVariable]:
+    """Input tensors ``(name, dtype, ndim)``: of the given static shapes, or of any shape."""
     if shapes is None:
         return [pt.tensor(name, dtype=dt, shape=(None,) * nd) for name, dt, nd in names]
     return [
@@ -421,12 +424,9 @@ _DATA_NAMES = (
     ("V", "float64", 2),
     ("bounds", "int64", 1),
 )
+# the quadrature takes the observation-level data without bounds, then per-cluster inputs
 _QUAD_NAMES = (
-    ("y", "float64", 1),
-    ("F", "float64", 2),
-    ("R", "float64", 2),
-    ("Z", "float64", 2),
-    ("V", "float64", 2),
+    *_DATA_NAMES[:5],
     ("cluster", "int64", 1),
     ("weight", "float64", 1),
     ("W", "float64", 2),
@@ -449,7 +449,7 @@ def _quadrature_functions(
         (name, dt, nd + extra if name in ("centre", "scale") else nd)
         for name, dt, nd in _QUAD_NAMES
     )
-    inputs = _typed_inputs(shapes, tuple(d for _, d, _ in names), names)
+    inputs = _typed_inputs(shapes, names)
     y, F, R, Z, V, cluster, weight, W, centre, scale = inputs
     nodes, logw = gauss_hermite(points, lay.n_random)
     per_cluster, mean, cov, post_class, post_between = quadrature_loglik(
@@ -521,14 +521,7 @@ def quadrature_functions(
 
 
 def _inputs() -> tuple[pt.TensorVariable, ...]:
-    return (
-        pt.dvector("y"),
-        pt.dmatrix("F"),
-        pt.dmatrix("R"),
-        pt.dmatrix("Z"),
-        pt.dmatrix("V"),
-        pt.lvector("bounds"),
-    )
+    return tuple(_typed_inputs(None, _DATA_NAMES))
 
 
 @lru_cache(maxsize=64)
@@ -536,7 +529,7 @@ def _objective(
     lay: Layout, shapes: tuple[tuple[int, ...], ...] | None, backend: str
 ) -> Callable[..., list[np.ndarray]]:
     theta = pt.tensor("theta", dtype="float64", shape=(lay.n_params,))
-    data = _typed_inputs(shapes, tuple(d for _, d, _ in _DATA_NAMES), _DATA_NAMES)
+    data = _typed_inputs(shapes, _DATA_NAMES)
     loglik = _total_loglik(lay, lay.unpack(theta, pt), *data)
     grad = pytensor.grad(loglik, theta)
     return pytensor.function(
