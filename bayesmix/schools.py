@@ -74,6 +74,12 @@ def school_effects(result: MLResult | BayesResult) -> pd.DataFrame:
     spec = design.spec
     if spec.cluster is None:
         raise DataError(f"model {spec.name!r} has no cluster column: no school effects.")
+    if spec.between_classes > 1:
+        raise DataError(
+            f"model {spec.name!r} has level-2 latent classes: school effects for model C are "
+            "not available in this version; use result.between_probabilities for the "
+            "schools' classes."
+        )
     if spec.classes > 1:
         return _mixture_school_effects(result)
     out = pd.DataFrame(

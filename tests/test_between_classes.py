@@ -118,6 +118,14 @@ def test_model_c_ml_recovers_all_parameters(c22_data):
     assert np.mean(post.argmax(axis=1) + 1 == truth) > 0.9
 
 
+def test_school_effects_refuse_level2_classes_with_a_message(c22_data):
+    small = c22_data[c22_data["cluster"] <= 60]
+    fit = bm.fit_ml(c22_spec(), small, starts=2, random_seed=1)
+    with pytest.raises(bm.DataError, match="between_probabilities"):
+        bm.school_effects(fit)
+    assert "c22" in fit.summary()
+
+
 def test_bayes_refuses_level2_classes(c22_data):
     with pytest.raises(bm.EstimationError, match="ML only"):
         bm.fit_bayes(c22_spec(), c22_data)
