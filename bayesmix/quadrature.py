@@ -45,6 +45,16 @@ class Chunk:
     rows: slice
     args: tuple[np.ndarray, ...]
 
+    @property
+    def n_clusters(self) -> int:
+        """Real (unpadded) schools in the chunk."""
+        return self.clusters.stop - self.clusters.start
+
+    @property
+    def n_rows(self) -> int:
+        """Real (unpadded) observations in the chunk."""
+        return self.rows.stop - self.rows.start
+
 
 def plan_chunks(bounds: np.ndarray, cells_per_row: int, target: int = CHUNK_CELLS) -> list[slice]:
     """Split the schools (rows ``bounds[j]:bounds[j+1]``) into contiguous runs.
@@ -171,7 +181,7 @@ class AdaptiveQuadrature:
         outs = self._calls(self.post, theta)
         parts = []
         for o, c in zip(outs, self.chunks, strict=True):
-            m, rows = c.clusters.stop - c.clusters.start, c.rows.stop - c.rows.start
+            m, rows = c.n_clusters, c.n_rows
             parts.append((o[1][:m], o[2][:m], o[3][:rows], o[4][:m], o[5][:m]))
         return [
             np.asarray(sum(float(o[0]) for o in outs)),
@@ -203,7 +213,7 @@ class AdaptiveQuadrature:
             return False
         centres, scales = [], []
         for k, (o, c) in enumerate(zip(outs, self.chunks, strict=True)):
-            m = c.clusters.stop - c.clusters.start
+            m = c.n_clusters
             mean, cov = o[1][:m], o[2][:m]
             if not np.all(np.isfinite(cov)):
                 return False

@@ -223,9 +223,9 @@ def test_chunks_pad_to_one_shape_with_a_zero_weight_school():
     shapes = {tuple(a.shape for a in c.args) for c in chunks}
     assert len(shapes) == 1
     n_pad, j_pad = chunks[0].args[0].shape[0], chunks[0].args[6].shape[0]
-    assert sum(c.rows.stop - c.rows.start for c in chunks) == design.n_obs
+    assert sum(c.n_rows for c in chunks) == design.n_obs
     for c in chunks:
-        m, rows = c.clusters.stop - c.clusters.start, c.rows.stop - c.rows.start
+        m, rows = c.n_clusters, c.n_rows
         np.testing.assert_array_equal(c.args[6], np.r_[np.ones(m), np.zeros(j_pad - m)])
         assert np.all(c.args[5][rows:] == j_pad - 1)
         np.testing.assert_array_equal(c.args[0][:rows], design.y[c.rows])
