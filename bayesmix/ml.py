@@ -114,11 +114,11 @@ def _staged_starts(
 ) -> list[_Run]:
     """Mplus-style two-stage starts for quadrature models.
 
-    Every start gets a short initial-stage optimisation (one adaptation
-    round, at most 10 iterations, as Mplus's ``STITERATIONS``) on a coarse
-    3-point-per-dimension rule, which is enough to rank the starts; the
-    best fifth (at least two; Mplus's default ``STARTS = 20 4``) are then
-    optimised to convergence with the full rule. The returned runs are
+    Every start gets a short initial-stage optimisation (at most 10
+    iterations with the nodes following the parameters, as Mplus's
+    ``STITERATIONS``) on a coarse 3-point-per-dimension rule, which is
+    enough to rank the starts; the best fifth (at least two; Mplus's default
+    ``STARTS = 20 4``) are then optimised to convergence with the full rule. The returned runs are
     the final-stage ones, over which the replication of the best
     log-likelihood is counted.
     """
