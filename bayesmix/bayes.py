@@ -10,6 +10,7 @@ computed, and chains are checked for disagreeing class labels.
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 from pymc.distributions.transforms import Ordered
+from pymc.logprob.transforms import Transform
 from scipy.optimize import linear_sum_assignment
 
 from bayesmix.data import DataLike, Design, MissingPolicy, build_design
@@ -31,11 +33,14 @@ from bayesmix.likelihood import (
     mixture_logp,
     pointwise,
     residual_variance,
+    segment_sum,
 )
-from bayesmix.params import Params, class_label
+from bayesmix.params import Params, between_label, class_label
 from bayesmix.priors import Prior, resolve_priors
 from bayesmix.results import BayesResult, LabelCheck
 from bayesmix.spec import Spec
+
+_LOG_2PI = math.log(2.0 * math.pi)
 
 Init = Literal["ml", "prior"]
 Sampler = Literal["nutpie", "pymc"]
@@ -78,7 +83,10 @@ def _fixed_rv_name(name: str) -> str:
 
 
 def build_model(
-    design: Design, priors: Mapping[str, Prior], init: Params | None = None
+    design: Design,
+    priors: Mapping[str, Prior],
+    init: Params | None = None,
+    init_z: np.ndarray | None = None,
 ) -> pm.Model:
     """The PyMC model of a spec on a design.
 
@@ -89,6 +97,8 @@ def build_model(
         Complete priors, see :func:`bayesmix.priors.resolve_priors`.
     init : Params, optional
         Initial values (e.g. the ML estimates).
+    init_z : ndarray, optional
+        Initial standardised school residuals ``z_u``.
 
     Returns
     -------
@@ -100,7 +110,11 @@ def build_model(
         with ``chol_u`` (LKJ Cholesky covariance) or ``sd_u`` (diagonal),
         and ``u`` = z_u L'; membership logits ``gamma`` (dims ``logit`` x
         ``mterm``); observed ``y`` with the class-marginal density of
-        :func:`bayesmix.likelihood.mixture_logp`.
+        :func:`bayesmix.likelihood.mixture_logp`. With level-2 classes
+        (model C) the effects varying over them have dims ``between`` (x
+        ``class``), their regression is ``delta`` (dims ``school_logit`` x
+        ``bterm``), and the likelihood is the potential ``y_school`` (one
+        term per school, D_j marginalised).
     """
     spec, lay = design.spec, design.layout
     K = spec.classes
@@ -124,29 +138,21 @@ def build_model(
         and len(spec.fixed_names) > 1
         and all(priors[name].family == "normal" for name in spec.fixed_names)
     )
+    L = spec.between_classes
+    if L > 1:
+        coords["between"] = [between_label(d) for d in range(L)]
+        coords["bterm"] = list(spec.between_membership)
+        coords["school_logit"] = [f"D#{d + 1}" for d in range(L - 1)]
+        if "cluster" not in coords:
+            coords["cluster"] = [str(c) for c in design.cluster_ids]
     with pm.Model(coords=coords) as model:
-        columns = []
         if whiten:
             columns = _whitened_fixed_effects(design, priors, init_beta)
-        for j, name in enumerate(spec.fixed_names):
-            if whiten:
-                break
-            kwargs: dict[str, Any] = {}
-            if name in spec.class_varying:
-                plist = [priors[f"{name}[{c}]"] for c in classes]
-                if name == spec.order_classes_by:
-                    kwargs["transform"] = Ordered(ascending=False)
-                    if init_beta is None:
-                        spread = np.linspace(1.0, -1.0, K) * 0.5 * plist[0].sigma
-                        kwargs["initval"] = np.array([p.mu for p in plist]) + spread
-                if init_beta is not None:
-                    kwargs["initval"] = init_beta[:, j]
-                columns.append(_coef_rv(_fixed_rv_name(name), plist, dims="class", **kwargs))
-            else:
-                if init_beta is not None:
-                    kwargs["initval"] = float(init_beta[0, j])
-                rv = _coef_rv(_fixed_rv_name(name), [priors[name]], **kwargs)
-                columns.append(pt.stack([rv] * K))
+        else:
+            columns = [
+                _fixed_effect_rows(design, priors, name, j, init_beta)
+                for j, name in enumerate(spec.fixed_names)
+            ]
         beta = pt.stack(columns, axis=1)
         lsig = _residual_rvs(design, priors, init)
         if K > 1:
@@ -160,11 +166,14 @@ def build_model(
         F = pm.Data("F", design.F)
         Z = pm.Data("Z", design.Z)
         V = pm.Data("V", design.V)
+        if L > 1:
+            _between_likelihood(design, priors, init, init_z, F, Z, V, beta, lsig, gamma)
+            return model
         mu = linear_predictor(F, beta)
         member_offset = None
         if spec.random_effects:
             r = len(spec.random)
-            u = _random_effects(design, priors, init)
+            u = _random_effects(design, priors, init, init_z)
             cluster = pm.Data("cluster_index", design.cluster)
             ui = u[cluster]
             if r:
@@ -184,6 +193,166 @@ def build_model(
             dims="obs",
         )
     return model
+
+
+class _CornerOrdered(Transform):
+    """Descending order along row 0 and/or column 0 of a (L, K) coefficient array.
+
+    Row 0 ordered labels the level-1 classes within level-2 class 1, column 0
+    ordered labels the level-2 classes by level-1 class 1: the labelling of
+    the ML estimates. The other entries are unconstrained.
+    """
+
+    name = "corner_ordered"
+    ndim_supp = 2
+
+    def __init__(self, row: bool, col: bool) -> None:
+        self.row = row
+        self.col = col
+
+    def backward(self, value: Any, *inputs: Any) -> Any:
+        x = value
+        if self.row:
+            steps = pt.concatenate([pt.zeros(1), pt.cumsum(pt.exp(value[0, 1:]))])
+            x = pt.set_subtensor(x[0, :], value[0, 0] - steps)
+        if self.col:
+            steps = pt.concatenate([pt.zeros(1), pt.cumsum(pt.exp(value[1:, 0]))])
+            x = pt.set_subtensor(x[:, 0], value[0, 0] - steps)
+        return x
+
+    def forward(self, value: Any, *inputs: Any) -> Any:
+        x = value
+        if self.row:
+            x = pt.set_subtensor(x[0, 1:], pt.log(value[0, :-1] - value[0, 1:]))
+        if self.col:
+            x = pt.set_subtensor(x[1:, 0], pt.log(value[:-1, 0] - value[1:, 0]))
+        return x
+
+    def log_jac_det(self, value: Any, *inputs: Any) -> Any:
+        out = pt.zeros(())
+        if self.row:
+            out = out + pt.sum(value[0, 1:])
+        if self.col:
+            out = out + pt.sum(value[1:, 0])
+        return out
+
+
+def _fixed_effect_rows(
+    design: Design,
+    priors: Mapping[str, Prior],
+    name: str,
+    j: int,
+    init_beta: np.ndarray | None,
+) -> Any:
+    """Fixed effect ``name`` as its L K rows of beta (row ``d K + c``).
+
+    The effect that labels the level-1 classes is ordered (descending)
+    across them, within level-2 class 1; the one that labels the level-2
+    classes across them, in level-1 class 1.
+    """
+    spec, lay = design.spec, design.layout
+    K, L = spec.classes, spec.between_classes
+    cv, bv = lay._varies(name)
+    entries = lay.fixed_entries(name)
+    plist = [priors[e] for e in entries]
+    rv_name = _fixed_rv_name(name)
+    order_c = cv and name == spec.order_classes_by
+    order_d = bv and name == spec.between_order_by
+    kwargs: dict[str, Any] = {}
+    if cv and bv:
+        if order_c or order_d:
+            kwargs["transform"] = _CornerOrdered(order_c, order_d)
+        if init_beta is not None:
+            kwargs["initval"] = init_beta[:, j].reshape(L, K)
+        else:
+            kwargs["initval"] = _spread_start(plist, (L, K), order_c, order_d)
+        rv = _coef_rv(rv_name, plist, dims=("between", "class"), shape=(L, K), **kwargs)
+        return pt.flatten(rv)
+    if cv or bv:
+        n, dim = (K, "class") if cv else (L, "between")
+        if order_c or order_d:
+            kwargs["transform"] = Ordered(ascending=False)
+            kwargs["initval"] = _spread_start(plist, (n,), True, False)
+        if init_beta is not None:
+            kwargs["initval"] = init_beta[:K, j] if cv else init_beta[::K, j]
+        rv = _coef_rv(rv_name, plist, dims=dim, **kwargs)
+        return pt.tile(rv, L) if cv else pt.repeat(rv, K)
+    if init_beta is not None:
+        kwargs["initval"] = float(init_beta[0, j])
+    rv = _coef_rv(rv_name, plist, **kwargs)
+    return pt.stack([rv] * (K * L))
+
+
+def _spread_start(plist: list[Prior], shape: tuple[int, ...], rows: bool, cols: bool) -> np.ndarray:
+    """Prior means spread in descending order along the ordered axes."""
+    start = np.array([p.mu for p in plist], dtype=float).reshape(shape)
+    half = 0.5 * plist[0].sigma
+    if len(shape) == 1:
+        return start + np.linspace(1.0, -1.0, shape[0]) * half if rows else start
+    if rows:
+        start = start + np.linspace(1.0, -1.0, shape[1])[None, :] * half
+    if cols:
+        start = start + np.linspace(1.0, -1.0, shape[0])[:, None] * half
+    return start
+
+
+def _between_likelihood(
+    design: Design,
+    priors: Mapping[str, Prior],
+    init: Params | None,
+    init_z: np.ndarray | None,
+    F: Any,
+    Z: Any,
+    V: Any,
+    beta: Any,
+    lsig: Any,
+    gamma: Any,
+) -> None:
+    """School log-likelihoods of model C with the level-2 class D_j marginalised.
+
+    Each school carries one residual vector ``u[d, j]`` per level-2 class,
+    all a priori N(0, Sigma), and its density is
+
+        p(y_j | u[:, j]) = sum_d pi_jd p(y_j | u[d, j], D_j = d)
+
+    (students' class mixtures summed within the school, pi from the level-2
+    class regression, eq 32). Integrating all ``u[:, j]`` out gives
+    ``sum_d pi_jd int p(y_j | u, d) phi(u) du``, the model's likelihood,
+    because each ``u[d', j]`` unused by class d' integrates to 1 under its
+    prior. With one shared vector instead, a school whose class is in doubt
+    has a multimodal posterior for u_j (one mode per class), between which
+    NUTS chains do not move; per-class vectors are each unimodal. Added to
+    the model as the potential ``y_school``.
+    """
+    spec = design.spec
+    K, L = spec.classes, spec.between_classes
+    n = design.n_obs
+    m2 = len(spec.between_membership)
+    plist = [priors[f"D#{d + 1} ~ {t}"] for d in range(L - 1) for t in spec.between_membership]
+    kw = {} if init is None else {"initval": np.asarray(init.delta)}
+    delta = _coef_rv("delta", plist, dims=("school_logit", "bterm"), shape=(L - 1, m2), **kw)
+    W = pm.Data("W", design.W)
+    y = pm.Data("y_obs", design.y)
+    mu = linear_predictor(F, beta).reshape((n, L, K))
+    eta = pt.dot(Z, pt.transpose(gamma))[:, None, :]
+    if spec.random_effects:
+        r = len(spec.random)
+        u = _random_effects(design, priors, init, init_z)
+        ui = u[:, pm.Data("cluster_index", design.cluster)]
+        if r:
+            R = pm.Data("R", design.R)
+            mu = mu + pt.transpose(pt.sum(R[None] * ui[:, :, :r], axis=2))[:, :, None]
+        if spec.membership_random != "none":
+            load = _loadings(spec, priors, init)
+            eta = eta + pt.transpose(pt.matmul(ui[:, :, r:], pt.transpose(load)), (1, 0, 2))
+    full = pt.concatenate([eta, pt.zeros_like(eta[..., :1])], axis=-1)
+    logw = full - pt.logsumexp(full, axis=-1, keepdims=True)
+    logs2 = pt.dot(V, pt.transpose(lsig))[:, None, :]
+    joint = logw - 0.5 * (_LOG_2PI + logs2 + (y[:, None, None] - mu) ** 2 / pt.exp(logs2))
+    per_obs = pt.logsumexp(joint, axis=2)
+    school = segment_sum(per_obs, design.bounds)
+    log_pi = membership_logprob(W, delta)
+    pm.Potential("y_school", pt.sum(pt.logsumexp(school + log_pi, axis=1)))
 
 
 def _whitened_fixed_effects(
@@ -215,20 +384,35 @@ def _whitened_fixed_effects(
 
 
 def _residual_rvs(design: Design, priors: Mapping[str, Prior], init: Params | None) -> Any:
-    """Residual variance parameters as ``lsig`` (K, v) log-variance coefficients."""
+    """Residual variance parameters as ``lsig`` (K, v) log-variance coefficients.
+
+    Model 1b's coefficients are the free variable ``lsig`` (dims ``lterm``,
+    or ``class`` x ``lterm`` when class-specific), otherwise residual SDs
+    ``sigma`` (dims ``group`` and/or ``class``, or a scalar).
+    """
     spec, lay = design.spec, design.layout
     K = spec.classes
+    by_class = lay.residual_by_class
     init_lsig = None if init is None else np.asarray(init.lsig)
     if spec.residual_covariates:
-        names = lay.names[lay._slices()["resid"]]
+        names = ["log(sigma2) ~ 1"] + [f"log(sigma2) ~ {t}" for t in spec.residual_covariates]
+        v = len(names)
+        if by_class:
+            kw = {} if init_lsig is None else {"initval": init_lsig}
+            plist = [priors[n] for _ in range(K) for n in names]
+            return _coef_rv("lsig", plist, dims=("class", "lterm"), shape=(K, v), **kw)
         kw = {} if init_lsig is None else {"initval": init_lsig[0]}
         coef = _coef_rv("lsig", [priors[n] for n in names], dims="lterm", **kw)
         return pt.stack([coef] * K)
     if spec.residual_groups:
+        if by_class:
+            kw = {} if init_lsig is None else {"initval": np.exp(0.5 * init_lsig)}
+            sigma = _scale_rv("sigma", priors["sigma"], dims=("class", "group"), **kw)
+            return 2.0 * pt.log(sigma)
         kw = {} if init_lsig is None else {"initval": np.exp(0.5 * init_lsig[0])}
         sigma = _scale_rv("sigma", priors["sigma"], dims="group", **kw)
         return pt.stack([2.0 * pt.log(sigma)] * K)
-    if spec.residual_variance == "class":
+    if by_class:
         kw = {} if init_lsig is None else {"initval": np.exp(0.5 * init_lsig[:, 0])}
         sigma = _scale_rv("sigma", priors["sigma"], dims="class", **kw)
         return (2.0 * pt.log(sigma))[:, None]
@@ -252,8 +436,17 @@ def _loadings(spec: Spec, priors: Mapping[str, Prior], init: Params | None) -> A
     return pt.concatenate([pt.ones(1), lam])[:, None]
 
 
-def _random_effects(design: Design, priors: Mapping[str, Prior], init: Params | None) -> Any:
-    """Non-centred school residuals u = z L' (cluster x rterm)."""
+def _random_effects(
+    design: Design,
+    priors: Mapping[str, Prior],
+    init: Params | None,
+    init_z: np.ndarray | None = None,
+) -> Any:
+    """Non-centred school residuals u = z L' (cluster x rterm).
+
+    With level-2 classes each school has one residual vector per level-2
+    class (between x cluster x rterm), see :func:`_between_likelihood`.
+    """
     spec = design.spec
     r = len(spec.random_effects)
     sd_priors = [priors[f"sd(u_{t})"] for t in spec.random_effects]
@@ -287,27 +480,63 @@ def _random_effects(design: Design, priors: Mapping[str, Prior], init: Params | 
         else:
             sd_u = pm.HalfStudentT("sd_u", nu=nu, sigma=scales, dims="rterm", **kw)
         L = pt.diag(sd_u)
-    z = pm.Normal("z_u", 0.0, 1.0, dims=("cluster", "rterm"))
-    return pm.Deterministic("u", pt.dot(z, L.T), dims=("cluster", "rterm"))
+    dims = ("cluster", "rterm") if spec.between_classes == 1 else ("between", "cluster", "rterm")
+    kw = {} if init_z is None else {"initval": init_z}
+    z = pm.Normal("z_u", 0.0, 1.0, dims=dims, **kw)
+    return pm.Deterministic("u", pt.matmul(z, L.T), dims=dims)
+
+
+def _between_residual_start(design: Design, ml: Any) -> np.ndarray:
+    """Posterior means of each school's standardised residuals given each level-2 class.
+
+    A school's residual vector for a class it almost surely does not belong
+    to has a likelihood gradient of exactly 0 at z = 0, which nutpie rejects
+    as an initial point; these means (from the adaptive quadrature at the
+    ML estimates) are where each vector's posterior is, shape (L, J, r).
+    """
+    from bayesmix.quadrature import adapted_quadrature
+
+    quad = adapted_quadrature(design, design.layout.to_theta(ml.estimates), iterations=2)
+    centre = np.concatenate(
+        [c[: chunk.n_clusters] for c, chunk in zip(quad.centre, quad.chunks, strict=True)]
+    )
+    # a vector of a class the school is unlikely to be in starts near the prior
+    # mean: at its conditional posterior mean it would make that class explain
+    # the school's data as well as it can, and warm-up would start from schools
+    # that look ambiguous
+    share = np.clip(ml.between_probabilities, 0.05, 1.0)[:, :, None]
+    return np.ascontiguousarray(np.transpose(share * centre, (1, 0, 2)))
 
 
 def structured_draws(posterior: xr.Dataset, design: Design) -> Params:
     """Stack posterior draws into :class:`Params` arrays with leading (chain, draw) dims."""
-    spec = design.spec
-    K = spec.classes
+    spec, lay = design.spec, design.layout
+    K, L = spec.classes, spec.between_classes
     columns = []
     for name in spec.fixed_names:
         values = posterior[_fixed_rv_name(name)].values
-        if name not in spec.class_varying:
-            values = np.repeat(values[..., None], K, axis=-1)
+        cv, bv = lay._varies(name)
+        if cv and bv:
+            values = values.reshape(*values.shape[:2], L * K)
+        elif cv:
+            values = np.tile(values, (1, 1, L))
+        elif bv:
+            values = np.repeat(values, K, axis=-1)
+        else:
+            values = np.repeat(values[..., None], K * L, axis=-1)
         columns.append(values)
     beta = np.stack(columns, axis=-1)
     lead = beta.shape[:2]
+    by_class = lay.residual_by_class
     if spec.residual_covariates:
-        lsig = np.repeat(posterior["lsig"].values[:, :, None, :], K, axis=2)
+        lsig = posterior["lsig"].values
+        if not by_class:
+            lsig = np.repeat(lsig[:, :, None, :], K, axis=2)
     elif spec.residual_groups:
-        lsig = np.repeat(2 * np.log(posterior["sigma"].values)[:, :, None, :], K, axis=2)
-    elif spec.residual_variance == "class":
+        lsig = 2 * np.log(posterior["sigma"].values)
+        if not by_class:
+            lsig = np.repeat(lsig[:, :, None, :], K, axis=2)
+    elif by_class:
         lsig = 2 * np.log(posterior["sigma"].values)[..., None]
     else:
         lsig = np.repeat(2 * np.log(posterior["sigma"].values)[..., None, None], K, axis=2)
@@ -332,7 +561,11 @@ def structured_draws(posterior: xr.Dataset, design: Design) -> Params:
         load = np.concatenate([np.ones((*lead, 1)), lam], axis=-1)[..., None]
     else:
         load = np.zeros((*lead, max(K - 1, 0), 0))
-    return Params(beta=beta, lsig=lsig, gamma=gamma, chol=chol, load=load)
+    if L > 1:
+        delta = posterior["delta"].values
+    else:
+        delta = np.zeros((*lead, 0, len(spec.between_membership)))
+    return Params(beta=beta, lsig=lsig, gamma=gamma, chol=chol, load=load, delta=delta)
 
 
 def named_draws(draws: Params, design: Design) -> dict[str, np.ndarray]:
@@ -349,6 +582,7 @@ def named_draws(draws: Params, design: Design) -> dict[str, np.ndarray]:
                     gamma=draws.gamma[ch, d],
                     chol=draws.chol[ch, d],
                     load=draws.load[ch, d],
+                    delta=draws.delta[ch, d],
                 ),
                 natural=True,
             )
@@ -389,6 +623,67 @@ def _pointwise_draws(
             post[ch] += pp
     post /= n_draw
     return loglik, post
+
+
+def _log_softmax_ref(eta: np.ndarray) -> np.ndarray:
+    """Log probabilities of logits ``eta`` (..., C-1) against a reference class with logit 0."""
+    full = np.concatenate([eta, np.zeros((*eta.shape[:-1], 1))], axis=-1)
+    top = full.max(axis=-1, keepdims=True)
+    return full - top - np.log(np.exp(full - top).sum(axis=-1, keepdims=True))
+
+
+def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
+    top = a.max(axis=axis, keepdims=True)
+    return np.squeeze(top, axis=axis) + np.log(np.exp(a - top).sum(axis=axis))
+
+
+def _between_pointwise_draws(
+    draws: Params, design: Design, u: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Model C, per draw and conditional on the school residuals.
+
+    ``u`` (chain, draw, L, J, r) holds each school's residuals per level-2
+    class (see :func:`_between_likelihood`). Returns the school
+    log-likelihoods (chain, draw, J) with D_j marginalised, and per chain
+    the mean P(C_ij = c | y_j) (chain, n, K) and P(D_j = d | y_j) (chain,
+    J, L).
+    """
+    spec = design.spec
+    K, L, r = spec.classes, spec.between_classes, len(spec.random)
+    n_chain, n_draw = draws.beta.shape[:2]
+    J, n = len(design.cluster_ids), design.n_obs
+    loglik = np.empty((n_chain, n_draw, J))
+    post = np.zeros((n_chain, n, K))
+    post_d = np.zeros((n_chain, J, L))
+    starts = design.bounds[:-1]
+    offset = np.zeros((n, L))
+    member = np.zeros((n, L, K - 1))
+    for ch in range(n_chain):
+        for d in range(n_draw):
+            if u is not None:
+                # one residual vector per level-2 class: (L, n, r)
+                ui = u[ch, d][:, design.cluster]
+                offset = np.einsum("ir,lir->il", design.R, ui[:, :, :r])
+                if spec.membership_random != "none":
+                    member = np.einsum("lim,km->ilk", ui[:, :, r:], np.asarray(draws.load[ch, d]))
+            logs2 = design.V @ draws.lsig[ch, d].T
+            logw = _log_softmax_ref((design.Z @ draws.gamma[ch, d].T)[:, None, :] + member)
+            fitted = (design.F @ draws.beta[ch, d].T).reshape(n, L, K) + offset[:, :, None]
+            resid = design.y[:, None, None] - fitted
+            joint = logw - 0.5 * (
+                _LOG_2PI + logs2[:, None, :] + resid**2 / np.exp(logs2)[:, None, :]
+            )
+            per_obs = _logsumexp(joint, axis=2)
+            a = np.add.reduceat(per_obs, starts, axis=0) + _log_softmax_ref(
+                design.W @ draws.delta[ch, d].T
+            )
+            total = _logsumexp(a, axis=1)
+            weight = np.exp(a - total[:, None])
+            loglik[ch, d] = total
+            post_d[ch] += weight
+            within = np.exp(joint - per_obs[:, :, None])
+            post[ch] += np.einsum("id,idk->ik", weight[design.cluster], within)
+    return loglik, post / n_draw, post_d / n_draw
 
 
 def check_labels(chain_post: np.ndarray) -> LabelCheck:
@@ -513,22 +808,19 @@ def fit_bayes(
         raise EstimationError(f"init must be 'ml' or 'prior', got {init!r}.")
     if sampler not in ("nutpie", "pymc"):
         raise EstimationError(f"sampler must be 'nutpie' or 'pymc', got {sampler!r}.")
-    if spec.between_classes > 1:
-        raise EstimationError(
-            f"model {spec.name!r} has {spec.between_classes} level-2 latent classes (model C), "
-            "which this version fits by ML only: use fit_ml (CLI: --estimator ml), or "
-            "--between-classes 1."
-        )
     design = build_design(spec, data, missing=missing)
     full_priors = resolve_priors(design, priors)
     seed = int(np.random.default_rng(random_seed).integers(2**31 - 1))
     init_params = None
+    init_z = None
     if init == "ml":
         from bayesmix.ml import fit_ml
 
         ml = fit_ml(spec, design.frame, starts=ml_starts, random_seed=seed)
         init_params = ml.structured
-    model = build_model(design, full_priors, init_params)
+        if spec.between_classes > 1 and spec.random_effects:
+            init_z = _between_residual_start(design, ml)
+    model = build_model(design, full_priors, init_params, init_z)
     idata, compile_s, sampling_s = _sample(
         model, sampler, draws, tune, chains, seed, init == "ml", progress, adaptation
     )
@@ -536,12 +828,18 @@ def fit_bayes(
     draws_struct = structured_draws(posterior, design)
     named = named_draws(draws_struct, design)
     u = posterior["u"].values if spec.random_effects else None
-    loglik, chain_post = _pointwise_draws(draws_struct, design, u)
-    pointwise_vars = {"y": (("chain", "draw", "obs"), loglik)}
-    if spec.cluster is not None:
-        # school level, conditional on the school residuals: the sum over its students
-        by_school = np.add.reduceat(loglik, design.bounds[:-1], axis=2)
-        pointwise_vars["y_school"] = (("chain", "draw", "school"), by_school)
+    chain_between = None
+    if spec.between_classes > 1:
+        # with level-2 classes the schools are the independent units
+        by_school, chain_post, chain_between = _between_pointwise_draws(draws_struct, design, u)
+        pointwise_vars = {"y_school": (("chain", "draw", "school"), by_school)}
+    else:
+        loglik, chain_post = _pointwise_draws(draws_struct, design, u)
+        pointwise_vars = {"y": (("chain", "draw", "obs"), loglik)}
+        if spec.cluster is not None:
+            # school level, conditional on the school residuals: the sum over its students
+            by_school = np.add.reduceat(loglik, design.bounds[:-1], axis=2)
+            pointwise_vars["y_school"] = (("chain", "draw", "school"), by_school)
     idata["log_likelihood"] = xr.DataTree(
         xr.Dataset(
             pointwise_vars,
@@ -551,16 +849,19 @@ def fit_bayes(
     if "observed_data" not in idata.children:
         idata["observed_data"] = xr.DataTree(xr.Dataset({"y": (("obs",), design.y)}))
     labels = check_labels(chain_post) if spec.classes > 1 else LabelCheck(False, (), ())
+    between_labels = None if chain_between is None else check_labels(chain_between)
     divergences = int(np.asarray(idata["sample_stats"]["diverging"]).sum())
-    loo = azs.loo(idata, var_name="y")
+    loo = azs.loo(idata, var_name="y_school" if chain_between is not None else "y")
     result = BayesResult.from_draws(
         spec=spec,
         design=design,
         idata=idata,
         named=named,
         chain_post=chain_post,
+        chain_between=chain_between,
         divergences=divergences,
         labels=labels,
+        between_labels=between_labels,
         loo=loo,
         priors=full_priors,
         settings={

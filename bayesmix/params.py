@@ -84,21 +84,7 @@ class Layout:
     def _blocks(self) -> list[tuple[str, list[str]]]:
         spec, K, L = self.spec, self.spec.classes, self.spec.between_classes
         blocks: list[tuple[str, list[str]]] = []
-        fixed: list[str] = []
-        for name in spec.fixed_names:
-            cv, bv = self._varies(name)
-            if cv and bv:
-                fixed.extend(
-                    f"{name}[{class_label(c)},{between_label(d)}]"
-                    for d in range(L)
-                    for c in range(K)
-                )
-            elif cv:
-                fixed.extend(f"{name}[{class_label(c)}]" for c in range(K))
-            elif bv:
-                fixed.extend(f"{name}[{between_label(d)}]" for d in range(L))
-            else:
-                fixed.append(name)
+        fixed = [entry for name in spec.fixed_names for entry in self.fixed_entries(name)]
         blocks.append(("fixed", fixed))
         r = spec.random_effects
         cov = [f"var(u_{t})" for t in r]
@@ -109,20 +95,57 @@ class Layout:
         if spec.membership_random == "factor":
             load = [f"lambda(C#{c + 1})" for c in range(1, K - 1)]
         blocks.append(("load", load))
-        if spec.residual_covariates:
-            resid = [f"log(sigma2) ~ {t}" for t in ("1", *spec.residual_covariates)]
-        elif spec.residual_groups:
-            resid = [f"sigma2[{spec.residual_groups}={g}]" for g in self.group_levels]
-        elif spec.residual_variance == "class":
-            resid = [f"sigma2[{class_label(c)}]" for c in range(K)]
-        else:
-            resid = ["sigma2"]
-        blocks.append(("resid", resid))
+        blocks.append(("resid", self._residual_names()))
         member = [f"C#{c + 1} ~ {t}" for c in range(K - 1) for t in spec.membership]
         blocks.append(("member", member))
         between = [f"D#{d + 1} ~ {t}" for d in range(L - 1) for t in spec.between_membership]
         blocks.append(("between", between))
         return blocks
+
+    def fixed_entries(self, name: str) -> list[str]:
+        """Parameter names of fixed effect ``name``: one per class it varies over.
+
+        ``x[c1,d2]`` varies over level-1 and level-2 classes (level-2 class
+        major), ``x[c1]`` over level-1 classes, ``x[d2]`` over level-2
+        classes, plain ``x`` over neither.
+        """
+        K, L = self.spec.classes, self.spec.between_classes
+        cv, bv = self._varies(name)
+        if cv and bv:
+            return [
+                f"{name}[{class_label(c)},{between_label(d)}]" for d in range(L) for c in range(K)
+            ]
+        if cv:
+            return [f"{name}[{class_label(c)}]" for c in range(K)]
+        if bv:
+            return [f"{name}[{between_label(d)}]" for d in range(L)]
+        return [name]
+
+    @property
+    def residual_by_class(self) -> bool:
+        """Whether each level-1 class has its own residual variance parameters."""
+        return self.spec.residual_variance == "class" and self.spec.classes > 1
+
+    def _residual_names(self) -> list[str]:
+        """Residual variance parameters, class major when they are class-specific.
+
+        Model 1b's log-linear coefficients are ``log(sigma2) ~ t`` (``... ~
+        t[c1]`` per class), model 1c's group variances ``sigma2[g=level]``
+        (``sigma2[g=level,c1]``), otherwise ``sigma2`` (``sigma2[c1]``).
+        """
+        spec, K = self.spec, self.spec.classes
+        classes = [class_label(c) for c in range(K)] if self.residual_by_class else [None]
+        out: list[str] = []
+        for c in classes:
+            if spec.residual_covariates:
+                suffix = "" if c is None else f"[{c}]"
+                out.extend(f"log(sigma2) ~ {t}{suffix}" for t in ("1", *spec.residual_covariates))
+            elif spec.residual_groups:
+                suffix = "" if c is None else f",{c}"
+                out.extend(f"sigma2[{spec.residual_groups}={g}{suffix}]" for g in self.group_levels)
+            else:
+                out.append("sigma2" if c is None else f"sigma2[{c}]")
+        return out
 
     def _varies(self, name: str) -> tuple[bool, bool]:
         """Whether fixed effect ``name`` varies over level-1 and over level-2 classes."""
@@ -214,10 +237,9 @@ class Layout:
         resid = [vec[i] for i in range(sl["resid"].start, sl["resid"].stop)]
         if natural and not self.log_residual:
             resid = [xp.log(v) for v in resid]
-        if spec.residual_variance == "class" and not (
-            spec.residual_covariates or spec.residual_groups
-        ):
-            lsig = xp.stack([xp.stack([resid[c]]) for c in range(K)])
+        if self.residual_by_class:
+            v = self.residual_width
+            lsig = xp.stack([xp.stack(resid[c * v : (c + 1) * v]) for c in range(K)])
         else:
             lsig = xp.stack([xp.stack(resid)] * K)
         m = len(spec.membership)
@@ -328,14 +350,7 @@ class Layout:
         if spec.membership_random == "factor":
             out.extend(float(v) for v in np.asarray(params.load, dtype=float)[1:, 0])
         lsig = np.asarray(params.lsig, dtype=float)
-        if (
-            spec.residual_variance == "class"
-            and lsig.shape[1] == 1
-            and not (spec.residual_covariates or spec.residual_groups)
-        ):
-            resid = lsig[:, 0]
-        else:
-            resid = lsig[0]
+        resid = lsig.ravel() if self.residual_by_class else lsig[0]
         if natural and not self.log_residual:
             resid = np.exp(resid)
         out.extend(float(v) for v in resid)

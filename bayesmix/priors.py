@@ -9,6 +9,8 @@ rstanarm/brms), so that results do not depend on the units of y or x:
 * residual standard deviation ``sigma`` (every class): HalfStudentT(3, sd(y));
 * membership intercepts ``C#c ~ 1``: Normal(0, 2.5 (1 + sum_t |mean(z_t)| / sd(z_t)));
 * membership slopes ``C#c ~ z``: Normal(0, 2.5 / sd(z));
+* level-2 class regression ``D#d ~ w`` (model C): as the membership
+  logits, on the school covariates;
 * random-effect SDs ``sd(u_x)``: HalfStudentT(3, sd(y) / sd(x)) (sd(y) for
   the intercept), with an LKJ(2) prior on their correlations; the SDs of
   the membership random intercepts ``sd(u_C#1)`` or ``sd(u_f)``:
@@ -18,8 +20,9 @@ rstanarm/brms), so that results do not depend on the units of y or x:
   intercept, Normal(0, 1 / sd(v)) for the slopes.
 
 Override any of them with ``priors={name: Prior(...)}``, where ``name`` is a
-parameter name (``"x[c1]"``, ``"C#1 ~ x"``), a class-varying term name
-(``"x"``: every class), or ``"sigma"`` for the residual standard deviation.
+parameter name (``"x[c1]"``, ``"x[c1,d2]"``, ``"C#1 ~ x"``), a class-varying
+term name (``"x"``: every class, level-1 and level-2), or ``"sigma"`` for the
+residual standard deviation.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ import numpy as np
 from bayesmix.data import Design
 from bayesmix.errors import SpecError
 from bayesmix.formula import INTERCEPT
-from bayesmix.params import class_label
 
 Family = Literal["normal", "student_t", "half_normal", "half_student_t"]
 _LOCATION = ("normal", "student_t")
@@ -88,11 +90,8 @@ def default_priors(design: Design) -> dict[str, Prior]:
             prior = Prior("normal", y_mean, 2.5 * y_sd * _offset_factor(design.F, spec.fixed_names))
         else:
             prior = Prior("normal", 0.0, 2.5 * y_sd / float(design.F[:, j].std()))
-        if name in spec.class_varying:
-            for c in range(spec.classes):
-                out[f"{name}[{class_label(c)}]"] = prior
-        else:
-            out[name] = prior
+        for entry in design.layout.fixed_entries(name):
+            out[entry] = prior
     if spec.residual_covariates:
         out["log(sigma2) ~ 1"] = Prior("normal", float(np.log(design.y.var())), 2.0)
         for k, term in enumerate(spec.residual_covariates, start=1):
@@ -116,6 +115,14 @@ def default_priors(design: Design) -> dict[str, Prior]:
             else:
                 prior = Prior("normal", 0.0, 2.5 / float(design.Z[:, j].std()))
             out[f"C#{c + 1} ~ {term}"] = prior
+    for d in range(spec.between_classes - 1):
+        for j, term in enumerate(spec.between_membership):
+            if term == INTERCEPT:
+                scale = 2.5 * _offset_factor(design.W, spec.between_membership)
+                prior = Prior("normal", 0.0, scale)
+            else:
+                prior = Prior("normal", 0.0, 2.5 / float(design.W[:, j].std()))
+            out[f"D#{d + 1} ~ {term}"] = prior
     return out
 
 
@@ -136,14 +143,15 @@ def resolve_priors(design: Design, overrides: Mapping[str, Prior] | None) -> dic
     for key, prior in overrides.items():
         if not isinstance(prior, Prior):
             raise SpecError(f"prior for {key!r} must be a bayesmix.Prior, got {prior!r}.")
-        if key in spec.class_varying:
-            targets = [f"{key}[{class_label(c)}]" for c in range(spec.classes)]
+        if key in spec.class_varying or (spec.between_classes > 1 and key in spec.between_varying):
+            targets = design.layout.fixed_entries(key)
         elif key in priors:
             targets = [key]
         else:
             raise SpecError(
                 f"prior key {key!r} names no parameter; valid keys are {sorted(priors)} "
-                f"and the class-varying terms {list(spec.class_varying)}."
+                f"and the class-varying terms "
+                f"{sorted({*spec.class_varying, *spec.between_varying})}."
             )
         wanted = _SCALE if key == "sigma" or key.startswith("sd(") else _LOCATION
         if prior.family not in wanted:

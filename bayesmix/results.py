@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.data import Design
-from bayesmix.params import Params, class_label
+from bayesmix.params import Params, between_label, class_label
 from bayesmix.spec import Spec
 
 
@@ -54,6 +54,15 @@ def _class_table(post: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(
         {"proportion": post.mean(axis=0), "modal_count": modal},
         index=[class_label(c) for c in range(K)],
+    )
+
+
+def _between_table(post: np.ndarray) -> pd.DataFrame:
+    L = post.shape[1]
+    modal = np.bincount(post.argmax(axis=1), minlength=L)
+    return pd.DataFrame(
+        {"proportion": post.mean(axis=0), "modal_count": modal},
+        index=[between_label(d) for d in range(L)],
     )
 
 
@@ -226,6 +235,14 @@ class MLResult:
             lines.append("")
             lines.append("Classes (posterior proportions, modal assignment):")
             lines.append(self.classes.to_string(float_format=lambda v: f"{v:.4f}"))
+        if self.between_probabilities is not None:
+            lines.append("")
+            lines.append("Level-2 classes (posterior proportions of schools, modal assignment):")
+            lines.append(
+                _between_table(self.between_probabilities).to_string(
+                    float_format=lambda v: f"{v:.4f}"
+                )
+            )
         lines.append("")
         if self.diagnostics:
             lines.append("Diagnostics:")
@@ -255,6 +272,9 @@ class MLResult:
             "best_loglik_replicated": self.starts.replicated,
             "final_stage_starts": self.starts.n_final,
             "class_proportions": [float(v) for v in self.class_probabilities.mean(axis=0)],
+            "between_proportions": None
+            if self.between_probabilities is None
+            else [float(v) for v in self.between_probabilities.mean(axis=0)],
             "params": [
                 {"name": nm, "estimate": float(e), "se": _json_float(se)}
                 for nm, e, se in zip(self.names, self.estimates, self.se, strict=True)
@@ -294,7 +314,9 @@ class BayesResult:
     idata : xarray.DataTree
         ArviZ DataTree with ``posterior``, ``sample_stats``,
         ``log_likelihood`` (``y`` per observation; for two-level models also
-        ``y_school``, per school, both conditional on the school residuals)
+        ``y_school``, per school, both conditional on the school residuals;
+        ``y_school`` only for model C, whose schools are the independent
+        units)
         and ``observed_data``.
     names : tuple of str
         Parameter names, as in :class:`MLResult`.
@@ -315,6 +337,10 @@ class BayesResult:
     settings, timings : dict
         Sampler settings (draws, tune, chains, seed, init, sampler) and
         seconds spent (compile_s, sampling_s, elapsed_s).
+    between_probabilities : ndarray, shape (J, L), or None
+        Posterior mean of P(D_j = d | y_j) over all draws (model C).
+    between_labels : LabelCheck or None
+        Agreement of chains on the level-2 class labels (model C).
     """
 
     spec: Spec
@@ -331,6 +357,8 @@ class BayesResult:
     priors: dict[str, Any] = field(repr=False)
     settings: dict[str, Any]
     timings: dict[str, float]
+    between_probabilities: np.ndarray | None = field(default=None, repr=False)
+    between_labels: LabelCheck | None = None
     estimator: str = "bayes"
 
     @classmethod
@@ -344,6 +372,8 @@ class BayesResult:
         chain_post: np.ndarray,
         divergences: int,
         labels: LabelCheck,
+        chain_between: np.ndarray | None = None,
+        between_labels: LabelCheck | None = None,
         loo: Any,
         priors: dict[str, Any],
         settings: dict[str, Any],
@@ -392,6 +422,8 @@ class BayesResult:
             priors=priors,
             settings=settings,
             timings=timings,
+            between_probabilities=None if chain_between is None else chain_between.mean(axis=0),
+            between_labels=between_labels,
         )
 
     @property
@@ -475,9 +507,15 @@ class BayesResult:
                 f"chains disagree on class labels (matching permutations "
                 f"{list(self.labels.permutations)}): label switching between chains."
             )
-        if self.pareto_k_bad:
+        if self.between_labels is not None and self.between_labels.switched:
             notes.append(
-                f"{self.pareto_k_bad} observations have Pareto k > {self.loo.good_k:.2f}: "
+                f"chains disagree on level-2 class labels (matching permutations "
+                f"{list(self.between_labels.permutations)}): label switching between chains."
+            )
+        if self.pareto_k_bad:
+            unit = "schools" if self.between_probabilities is not None else "observations"
+            notes.append(
+                f"{self.pareto_k_bad} {unit} have Pareto k > {self.loo.good_k:.2f}: "
                 "PSIS-LOO is unreliable for them."
             )
         return tuple(notes)
@@ -504,6 +542,14 @@ class BayesResult:
                 "",
                 "Classes (posterior proportions, modal assignment):",
                 self.classes.to_string(float_format=lambda v: f"{v:.4f}"),
+            ]
+        if self.between_probabilities is not None:
+            lines += [
+                "",
+                "Level-2 classes (posterior proportions of schools, modal assignment):",
+                _between_table(self.between_probabilities).to_string(
+                    float_format=lambda v: f"{v:.4f}"
+                ),
             ]
         lines.append("")
         diag = self.diagnostics
@@ -541,6 +587,9 @@ class BayesResult:
                 "pareto_k_bad": self.pareto_k_bad,
             },
             "class_proportions": [float(v) for v in self.class_probabilities.mean(axis=0)],
+            "between_proportions": None
+            if self.between_probabilities is None
+            else [float(v) for v in self.between_probabilities.mean(axis=0)],
             "params": [
                 {
                     "name": nm,

@@ -71,7 +71,9 @@ class Spec:
         classes; the others are shared by all classes.
     residual_variance : {"common", "class"}
         Whether the residual variance theta is the same in every class or
-        class-specific (theta_c).
+        class-specific (theta_c). With ``residual_covariates`` (model 1b) or
+        ``residual_groups`` (model 1c), "class" gives each class its own
+        log-linear coefficients or group variances.
     membership : tuple of str
         Terms of the multinomial logistic regression of class membership
         (eq 2), intercept ``"1"`` first. The last class is the reference.
@@ -182,12 +184,6 @@ class Spec:
         if self.residual_covariates and self.residual_groups:
             raise SpecError(
                 "use either residual_covariates (model 1b) or residual_groups (model 1c), not both."
-            )
-        if self.residual_variance == "class" and (self.residual_covariates or self.residual_groups):
-            raise SpecError(
-                "class-specific residual variances combined with residual_covariates or "
-                "residual_groups are not available in this version; use "
-                'residual_variance = "common".'
             )
         unknown = [t for t in self.class_varying if t not in self.fixed_names]
         if unknown:

@@ -1,4 +1,4 @@
-"""Level-2 latent classes (the paper's model C, eqs 26-32): spec, likelihood and ML."""
+"""Level-2 latent classes (the paper's model C, eqs 26-32): spec, likelihood, ML and NUTS."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 import bayesmix as bm
+from bayesmix.bayes import _between_pointwise_draws, build_model
 from bayesmix.data import build_design
-from bayesmix.params import relabel, relabel_between
+from bayesmix.params import Params, relabel, relabel_between
+from bayesmix.priors import resolve_priors
 from bayesmix.quadrature import AdaptiveQuadrature, adapted_quadrature
 
 # K = 2 student classes in L = 2 school classes, 300 schools x 20 students.
@@ -126,6 +128,48 @@ def test_school_effects_refuse_level2_classes_with_a_message(c22_data):
     assert "c22" in fit.summary()
 
 
-def test_bayes_refuses_level2_classes(c22_data):
-    with pytest.raises(bm.EstimationError, match="ML only"):
-        bm.fit_bayes(c22_spec(), c22_data)
+def test_bayes_density_marginalises_level2_classes_per_school(c22_data):
+    """The model's potential is sum_j log sum_d pi_jd p(y_j | u[d, j], d): with the school
+    residuals at 0 it is the ML log-likelihood at var(u) = 0, and the pointwise school
+    log-likelihoods stored for LOO add up to it."""
+    design = build_design(c22_spec(), c22_data)
+    lay = design.layout
+    values = {**C22_PARAMS, "var(u_1)": 1e-14}
+    params = lay.from_named(values)
+    model = build_model(design, resolve_priors(design, None), params)
+    point = model.initial_point()
+    assert point["z_u"].shape == (2, 300, 1)
+    (out,) = model.replace_rvs_by_values([model["y_school"]])
+    potential = float(
+        model.compile_fn(out, inputs=model.value_vars, on_unused_input="ignore")(point)
+    )
+    theta = lay.pack(lay.from_named({**C22_PARAMS, "var(u_1)": 0.0}), natural=False)
+    ml = float(AdaptiveQuadrature(design, 3).value_and_grad(theta)[0])
+    assert potential == pytest.approx(ml, abs=1e-6)
+    fields = ("beta", "lsig", "gamma", "chol")
+    draws = Params(
+        **{k: np.asarray(getattr(params, k))[None, None] for k in fields},
+        load=np.zeros((1, 1, 1, 0)),
+        delta=np.asarray(params.delta)[None, None],
+    )
+    u = np.zeros((1, 1, 2, 300, 1))
+    by_school, post, post_d = _between_pointwise_draws(draws, design, u)
+    assert by_school.sum() == pytest.approx(potential, rel=1e-12)
+    np.testing.assert_allclose(post.sum(axis=2), 1.0, atol=1e-12)
+    np.testing.assert_allclose(post_d.sum(axis=2), 1.0, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_model_c_bayes_agrees_with_ml(c22_data):
+    ml = bm.fit_ml(c22_spec(), c22_data, starts=20, random_seed=1)
+    fit = bm.fit_bayes(c22_spec(), c22_data, draws=1000, tune=1000, random_seed=2)
+    assert fit.rhat_max <= 1.01
+    assert fit.divergences == 0
+    assert not fit.labels.switched and not fit.between_labels.switched
+    table = fit.params.join(ml.params[["estimate"]])
+    z = (table["mean"] - table["estimate"]) / table["sd"]
+    assert (z.abs() < 0.5).all(), z.to_dict()
+    # schools' level-2 classes: the posterior mean probabilities follow the ML ones
+    assert np.mean(np.abs(fit.between_probabilities - ml.between_probabilities)) < 0.02
+    assert fit.idata["log_likelihood"]["y_school"].shape == (4, 1000, 300)
+    assert "Level-2 classes" in fit.summary()
