@@ -31,7 +31,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 demo: $(STAMP)
-	$(VENV)/bin/bayesmix demo --out bayesmix-output
+	$(VENV)/bin/bayesmix paper --out bayesmix-output
 
 bench: $(STAMP)
 	@for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done

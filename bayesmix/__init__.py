@@ -16,19 +16,23 @@ from bayesmix.errors import (
     FormulaError,
     SpecError,
 )
+from bayesmix.loo import ELPD, elpd
 from bayesmix.ml import fit_ml
 from bayesmix.priors import Prior
 from bayesmix.results import BayesResult, MLResult
 from bayesmix.schools import school_effects, share_positive
+from bayesmix.selection import ClassSelection, between_start, select_classes
 from bayesmix.simulate import simulate
 from bayesmix.spec import Spec, load_spec, make_spec
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ELPD",
     "BayesResult",
     "BayesmixError",
     "BayesmixWarning",
+    "ClassSelection",
     "DataError",
     "EstimationError",
     "FormulaError",
@@ -39,8 +43,10 @@ __all__ = [
     "SpecError",
     "WaldResult",
     "__version__",
+    "between_start",
     "compare",
     "datasets",
+    "elpd",
     "fit_bayes",
     "fit_ml",
     "format_table",
@@ -48,6 +54,7 @@ __all__ = [
     "lrt",
     "make_spec",
     "school_effects",
+    "select_classes",
     "share_positive",
     "simulate",
     "wald",

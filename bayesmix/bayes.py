@@ -37,7 +37,7 @@ from bayesmix.likelihood import (
 )
 from bayesmix.params import Params, between_label, class_label
 from bayesmix.priors import Prior, resolve_priors
-from bayesmix.results import BayesResult, LabelCheck
+from bayesmix.results import BayesResult, LabelCheck, MLResult
 from bayesmix.spec import Spec
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -505,7 +505,10 @@ def _between_residual_start(design: Design, ml: Any) -> np.ndarray:
     # the school's data as well as it can, and warm-up would start from schools
     # that look ambiguous
     share = np.clip(ml.between_probabilities, 0.05, 1.0)[:, :, None]
-    return np.ascontiguousarray(np.transpose(share * centre, (1, 0, 2)))
+    z = np.transpose(share * centre, (1, 0, 2))
+    # nutpie refuses a start where any gradient component is exactly 0, as it is
+    # for a residual the likelihood ignores (an empty class) at its prior mean 0
+    return np.ascontiguousarray(np.where(z == 0.0, 1e-3, z))
 
 
 def structured_draws(posterior: xr.Dataset, design: Design) -> Params:
@@ -756,7 +759,7 @@ def fit_bayes(
     tune: int = 1000,
     chains: int = 4,
     random_seed: int | None = None,
-    init: Init = "ml",
+    init: Init | MLResult = "ml",
     priors: Mapping[str, Prior] | None = None,
     sampler: Sampler = "nutpie",
     missing: MissingPolicy = "error",
@@ -777,9 +780,10 @@ def fit_bayes(
     random_seed : int, optional
         Seed of the ML starts and of the sampler; the same seed reproduces
         the run on the same machine.
-    init : {"ml", "prior"}
+    init : {"ml", "prior"} or MLResult
         Start every chain at the ML estimates (default: avoids chains
-        settling in different modes) or at the prior-based default.
+        settling in different modes), at those of a given ML fit of the same
+        spec and data (no refit), or at the prior-based default.
     priors : mapping of str to Prior, optional
         Overrides of the data-scaled default priors
         (see :mod:`bayesmix.priors`).
@@ -804,8 +808,9 @@ def fit_bayes(
     for label, value in (("draws", draws), ("tune", tune), ("chains", chains)):
         if not isinstance(value, int) or value < 1:
             raise EstimationError(f"{label} must be a positive integer, got {value!r}.")
-    if init not in ("ml", "prior"):
-        raise EstimationError(f"init must be 'ml' or 'prior', got {init!r}.")
+    given_ml = init if isinstance(init, MLResult) else None
+    if given_ml is None and init not in ("ml", "prior"):
+        raise EstimationError(f"init must be 'ml', 'prior' or an MLResult, got {init!r}.")
     if sampler not in ("nutpie", "pymc"):
         raise EstimationError(f"sampler must be 'nutpie' or 'pymc', got {sampler!r}.")
     design = build_design(spec, data, missing=missing)
@@ -813,16 +818,23 @@ def fit_bayes(
     seed = int(np.random.default_rng(random_seed).integers(2**31 - 1))
     init_params = None
     init_z = None
-    if init == "ml":
+    if given_ml is not None:
+        if given_ml.spec != spec or given_ml.n_obs != design.n_obs:
+            raise EstimationError(
+                f"init: the ML fit is of model {given_ml.spec.name!r} on {given_ml.n_obs} "
+                f"observations, not of {spec.name!r} on {design.n_obs}; pass the fit of "
+                "this spec to these data, or init='ml'."
+            )
+    if init == "ml" or given_ml is not None:
         from bayesmix.ml import fit_ml
 
-        ml = fit_ml(spec, design.frame, starts=ml_starts, random_seed=seed)
+        ml = given_ml or fit_ml(spec, design.frame, starts=ml_starts, random_seed=seed)
         init_params = ml.structured
         if spec.between_classes > 1 and spec.random_effects:
             init_z = _between_residual_start(design, ml)
     model = build_model(design, full_priors, init_params, init_z)
     idata, compile_s, sampling_s = _sample(
-        model, sampler, draws, tune, chains, seed, init == "ml", progress, adaptation
+        model, sampler, draws, tune, chains, seed, init_params is not None, progress, adaptation
     )
     posterior = idata["posterior"].to_dataset()
     draws_struct = structured_draws(posterior, design)
@@ -869,7 +881,7 @@ def fit_bayes(
             "tune": tune,
             "chains": chains,
             "seed": seed,
-            "init": init,
+            "init": "ml" if given_ml is not None else init,
             "sampler": sampler,
             "adaptation": adaptation,
         },

@@ -1,4 +1,4 @@
-"""Command-line interface: ``bayesmix fit``, ``bayesmix simulate`` and ``bayesmix demo``."""
+"""Command-line interface: ``bayesmix fit``, ``simulate``, ``demo`` and ``paper``."""
 
 from __future__ import annotations
 
@@ -89,6 +89,19 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="bayesmix-output", help="folder for figures and JSON")
     demo.add_argument("--quick", action="store_true", help="fewer draws")
     demo.add_argument("--seed", type=int, default=20090301, help="random seed")
+
+    paper = sub.add_parser(
+        "paper",
+        help="the paper's Section 3 analysis on HSB: models 1, 1b, 1c, A2-A4, B2-B4, C23 by "
+        "ML, models 1 and B3 by NUTS, Tables 1 and 2, Figs 5, 6, 8 and a Markdown report",
+    )
+    paper.add_argument("--out", default="bayesmix-output", help="folder for tables, figures")
+    paper.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller run: models 1, 1b, 1c, A2, B2 by ML (4 starts), model 1 by NUTS",
+    )
+    paper.add_argument("--seed", type=int, default=20090301, help="random seed")
     return parser
 
 
@@ -188,10 +201,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_paper(args: argparse.Namespace) -> int:
+    from bayesmix.paper import run_paper
+
+    run_paper(Path(args.out), quick=args.quick, seed=args.seed)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bayesmix`` command."""
     args = _parser().parse_args(argv)
-    commands = {"fit": _cmd_fit, "simulate": _cmd_simulate, "demo": _cmd_demo}
+    commands = {
+        "fit": _cmd_fit,
+        "simulate": _cmd_simulate,
+        "demo": _cmd_demo,
+        "paper": _cmd_paper,
+    }
     previous = warnings.formatwarning
     warnings.formatwarning = _format_warning  # type: ignore[assignment]
     try:

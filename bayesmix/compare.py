@@ -1,16 +1,19 @@
-"""Comparing fits: the paper's Table 2 and likelihood-ratio tests of nested models."""
+"""Comparing fits: the paper's Table 2 (with LOO and WAIC for Bayes fits), likelihood-ratio
+and Wald tests."""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from bayesmix.errors import BayesmixWarning, EstimationError
-from bayesmix.results import MLResult
+from bayesmix.results import BayesResult, MLResult, information_criteria
 
 
 @dataclass(frozen=True)
@@ -168,23 +171,45 @@ def wald(result: MLResult, names: list[str], values: list[float] | None = None) 
     )
 
 
-def compare(results: list[MLResult]) -> pd.DataFrame:
-    """The paper's Table 2 for ML fits to the same data.
+def compare(
+    results: Sequence[MLResult | BayesResult],
+    *,
+    level: str | None = None,
+    max_draws: int = 1000,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """The paper's Table 2 for fits to the same data, with LOO and WAIC for Bayes fits.
 
     Parameters
     ----------
-    results : list of MLResult
+    results : list of MLResult or BayesResult
         Fits of any models (e.g. one spec at K = 1..4, or models A, B, C)
-        to the same observations.
+        to the same observations, by either estimator.
+    level : {"student", "school", "school_marginal"}, optional
+        Level of the Bayes fits' LOO and WAIC (see :mod:`bayesmix.loo`);
+        default ``"school_marginal"`` for two-level data, the only level at
+        which models with level-2 classes compare with the others.
+    max_draws : int
+        Posterior draws for the school-level integration.
+    progress : bool
+        Show progress of the integration.
 
     Returns
     -------
     DataFrame
-        One row per fit, in the given order: ``model``, ``classes``,
-        ``loglik``, ``n_params``, ``bic`` (eq 33), ``aic``, ``sabic``
-        (sample-size adjusted BIC), ``entropy``, ``replicated`` (how many
-        final-stage starts reached the best log-likelihood, "r/n") and
-        ``best_bic`` (``*`` at the BIC minimum).
+        One row per fit, in the given order: ``model``, ``estimator``,
+        ``classes`` (and ``between_classes`` when a fit has level-2
+        classes), ``loglik`` (for Bayes fits at the posterior mean),
+        ``n_params``, ``bic`` (eq 33), ``aic``, ``sabic`` (sample-size
+        adjusted BIC), ``entropy``, ``replicated`` (ML: how many final-stage
+        starts reached the best log-likelihood, "r/n") and ``best_bic``
+        (``*`` at the BIC minimum). With Bayes fits also ``elpd_loo``,
+        ``se_loo``, ``p_loo``, ``pareto_k_bad`` (units with unreliable
+        PSIS), ``elpd_waic``, ``se_waic``, ``elpd_diff`` and ``se_diff``
+        (against the best LOO, the SE from the paired pointwise
+        differences), ``rank_bic`` and ``rank_loo`` among the Bayes fits,
+        and ``best_loo``. ``table.attrs["rank_disagreement"]`` says whether
+        BIC and LOO order the Bayes fits differently.
 
     Raises
     ------
@@ -200,25 +225,65 @@ def compare(results: list[MLResult]) -> pd.DataFrame:
             f"the fits use different numbers of observations {sorted(sizes)}; "
             "information criteria compare fits to the same data only."
         )
+    bayes = [r for r in results if isinstance(r, BayesResult)]
+    if level is None:
+        level = "school_marginal" if any(r.spec.cluster for r in results) else "student"
     rows = []
-    for r in results:
-        st = r.starts
-        n_runs = st.n_final if st.n_final is not None else st.n_starts
-        rows.append(
-            {
-                "model": r.spec.name,
-                "classes": r.spec.classes,
-                "loglik": r.loglik,
-                "n_params": r.n_params,
-                "bic": r.bic,
-                "aic": r.aic,
-                "sabic": r.sabic,
-                "entropy": r.entropy,
-                "replicated": f"{st.replicated}/{n_runs}" if r.spec.classes > 1 else "",
-            }
-        )
+    elpds = {}
+    for k, r in enumerate(results):
+        row: dict[str, Any] = {
+            "model": r.spec.name,
+            "estimator": r.estimator,
+            "classes": r.spec.classes,
+            "between_classes": r.spec.between_classes,
+            "loglik": r.loglik,
+            "n_params": r.n_params,
+            "bic": r.bic,
+            "aic": r.aic,
+            "sabic": information_criteria(r.loglik, r.n_params, r.n_obs)["sabic"],
+            "entropy": r.entropy,
+            "replicated": "",
+        }
+        if isinstance(r, MLResult) and r.spec.classes > 1:
+            st = r.starts
+            n_runs = st.n_final if st.n_final is not None else st.n_starts
+            row["replicated"] = f"{st.replicated}/{n_runs}"
+        if isinstance(r, BayesResult):
+            e = r.elpd(level, max_draws=max_draws, progress=progress)
+            elpds[k] = e
+            row.update(
+                elpd_loo=e.elpd_loo,
+                se_loo=e.se_loo,
+                p_loo=e.p_loo,
+                pareto_k_bad=e.n_bad_k,
+                elpd_waic=e.elpd_waic,
+                se_waic=e.se_waic,
+            )
+        rows.append(row)
     table = pd.DataFrame(rows)
+    if (table["between_classes"] == 1).all():
+        table = table.drop(columns="between_classes")
     table["best_bic"] = np.where(table["bic"] == table["bic"].min(), "*", "")
+    table.attrs["rank_disagreement"] = False
+    if bayes:
+        best = max(elpds, key=lambda k: elpds[k].elpd_loo)
+        ref = elpds[best].pointwise
+        diff = np.full(len(results), np.nan)
+        se = np.full(len(results), np.nan)
+        for k, e in elpds.items():
+            d = e.pointwise - ref
+            diff[k] = d.sum()
+            se[k] = float(np.sqrt(d.size * d.var())) if k != best else 0.0
+        table["elpd_diff"] = diff
+        table["se_diff"] = se
+        is_bayes = table["estimator"] == "bayes"
+        table["rank_bic"] = table["bic"].where(is_bayes).rank(method="min")
+        table["rank_loo"] = (-table["elpd_loo"]).rank(method="min")
+        table["best_loo"] = np.where(table.index == best, "*", "")
+        table.attrs["rank_disagreement"] = bool(
+            (table.loc[is_bayes, "rank_bic"] != table.loc[is_bayes, "rank_loo"]).any()
+        )
+        table.attrs["level"] = level
     return table
 
 
@@ -232,5 +297,21 @@ def format_table(table: pd.DataFrame) -> str:
             "aic": "{:.2f}".format,
             "sabic": "{:.2f}".format,
             "entropy": lambda v: "" if np.isnan(v) else f"{v:.3f}",
+            **{
+                k: (lambda v: "" if np.isnan(v) else f"{v:.2f}")
+                for k in (
+                    "elpd_loo",
+                    "se_loo",
+                    "p_loo",
+                    "elpd_waic",
+                    "se_waic",
+                    "elpd_diff",
+                    "se_diff",
+                )
+            },
+            **{
+                k: (lambda v: "" if np.isnan(v) else f"{v:.0f}")
+                for k in ("pareto_k_bad", "rank_bic", "rank_loo")
+            },
         },
     )

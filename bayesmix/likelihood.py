@@ -559,6 +559,28 @@ def loglik_and_grad(
     return _objective(_structure(lay), shapes, backend)
 
 
+@lru_cache(maxsize=32)
+def _cluster_loglik(lay: Layout) -> Callable[..., list[np.ndarray]]:
+    theta = pt.tensor("theta", dtype="float64", shape=(lay.n_params,))
+    y, F, R, Z, V, bounds = _inputs()
+    params = lay.unpack(theta, pt)
+    if lay.spec.random:
+        out = gaussian_multilevel_loglik(y, F, R, V, bounds, params, lay.n_random)
+    else:
+        out = segment_sum(pt.logsumexp(model_log_joint(y, F, Z, V, params), axis=1), bounds)
+    return pytensor.function([theta, y, F, R, Z, V, bounds], out, on_unused_input="ignore")
+
+
+def cluster_loglik(lay: Layout) -> Callable[..., np.ndarray]:
+    """Compiled ``f(theta, y, F, R, Z, V, bounds)`` -> each cluster's log-likelihood (J,).
+
+    For the models without quadrature: the exact Gaussian marginal of the
+    conventional two-level model (school residuals integrated out), or the
+    sum of the students' class mixtures when there are no school residuals.
+    """
+    return _cluster_loglik(_structure(lay))
+
+
 @lru_cache(maxsize=64)
 def _pointwise(lay: Layout) -> Callable[..., list[np.ndarray]]:
     beta, lsig, gamma = pt.dmatrix("beta"), pt.dmatrix("lsig"), pt.dmatrix("gamma")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,6 +103,24 @@ def _optimise_adaptive(
     return _Run(theta, last, run.converged, iterations, run.message)
 
 
+def _initial_theta(lay: Layout, init: Mapping[str, float] | Params) -> np.ndarray:
+    """Optimiser vector of user starting values, checked against the model's names."""
+    if isinstance(init, Params):
+        params = init
+    else:
+        try:
+            params = lay.from_named(dict(init))
+        except KeyError as err:
+            raise EstimationError(f"init: {err.args[0]}") from None
+    theta = lay.pack(params, natural=False)
+    if not np.all(np.isfinite(theta)):
+        raise EstimationError(
+            "init has non-finite values on the optimiser's scale (a variance <= 0?); "
+            "give variances > 0."
+        )
+    return theta
+
+
 def _staged_starts(
     quad: AdaptiveQuadrature,
     design: Design,
@@ -111,6 +129,7 @@ def _staged_starts(
     bounds: list[tuple[float | None, float | None]],
     maxiter: int,
     bar: Progress,
+    given: list[np.ndarray] | None = None,
 ) -> list[_Run]:
     """Mplus-style two-stage starts for quadrature models.
 
@@ -120,7 +139,8 @@ def _staged_starts(
     enough to rank the starts; the best fifth (at least two; Mplus's default
     ``STARTS = 20 4``) are then optimised to convergence with the full rule. The returned runs are
     the final-stage ones, over which the replication of the best
-    log-likelihood is counted.
+    log-likelihood is counted. ``given`` starting values go to the final
+    stage directly, in addition to the random ones.
     """
     coarse = AdaptiveQuadrature(design, min(3, quad.points), quad.backend)
     initial = []
@@ -130,10 +150,11 @@ def _staged_starts(
     n_final = min(n_starts, max(2, n_starts // 5))
     ranked = sorted((r for r in initial if np.isfinite(r.loglik)), key=lambda r: -r.loglik)
     bar.close()
-    final_bar = Progress(min(n_final, len(ranked)), "ML final stage", enabled=bar.enabled)
+    chosen = [*(given or []), *(r.theta for r in ranked[:n_final])]
+    final_bar = Progress(len(chosen), "ML final stage", enabled=bar.enabled)
     final = []
-    for r in ranked[:n_final]:
-        final.append(_optimise_adaptive(quad, r.theta, bounds, maxiter))
+    for theta in chosen:
+        final.append(_optimise_adaptive(quad, theta, bounds, maxiter))
         final_bar.update(f"best logL {max(f.loglik for f in final):.3f}")
     final_bar.close()
     return final or [initial[0]]
@@ -404,6 +425,7 @@ def fit_ml(
     points: int | None = None,
     progress: bool = False,
     backend: str | None = None,
+    init: Mapping[str, float] | Params | None = None,
 ) -> MLResult:
     """Fit a model by maximum likelihood from random starts.
 
@@ -437,6 +459,11 @@ def fit_ml(
         shape). Default: JAX for two-level mixtures, whose quadrature it
         runs 1.5-2x faster, numba otherwise, where compiling once for all
         data sizes matters more.
+    init : mapping or Params, optional
+        Starting values (Mplus ``SVALUES``; natural parameter names as in
+        :attr:`MLResult.names`, e.g. a smaller model's estimates expanded),
+        optimised as one more start besides the random ones; for two-level
+        mixtures it goes to the final stage directly.
 
     Returns
     -------
@@ -477,9 +504,12 @@ def fit_ml(
     runs: list[_Run] = []
     bar = Progress(n_starts, "ML starts", enabled=progress)
     t_opt = time.perf_counter()
+    given = [] if init is None else [_initial_theta(lay, init)]
     if quad is not None:
-        runs = _staged_starts(quad, design, rng, n_starts, bounds, maxiter, bar)
+        runs = _staged_starts(quad, design, rng, n_starts, bounds, maxiter, bar, given)
     else:
+        for theta in given:
+            runs.append(_optimise(fun, theta, bounds, n, maxiter))
         for _ in range(n_starts):
             runs.append(_optimise(fun, random_start(design, rng), bounds, n, maxiter))
             bar.update(f"best logL {max(r.loglik for r in runs):.3f}")

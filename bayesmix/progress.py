@@ -26,12 +26,15 @@ class Progress:
         self.done = 0
         self.closed = False
         self.start = time.perf_counter()
+        self.drawn = -float("inf")
 
     def update(self, extra: str = "") -> None:
-        """Count one finished step and redraw the line."""
+        """Count one finished step and redraw the line (at most five times a second)."""
         self.done += 1
-        if self.enabled:
-            elapsed = time.perf_counter() - self.start
+        now = time.perf_counter()
+        if self.enabled and (now - self.drawn >= 0.2 or self.done == self.total):
+            self.drawn = now
+            elapsed = now - self.start
             sys.stderr.write(f"\r{self.label}: {self.done}/{self.total}  {elapsed:6.1f}s  {extra}")
             sys.stderr.flush()
 

@@ -341,6 +341,8 @@ class BayesResult:
         Posterior mean of P(D_j = d | y_j) over all draws (model C).
     between_labels : LabelCheck or None
         Agreement of chains on the level-2 class labels (model C).
+    cache : dict
+        Quantities computed on demand (the school-level LOO of :meth:`elpd`).
     """
 
     spec: Spec
@@ -359,7 +361,14 @@ class BayesResult:
     timings: dict[str, float]
     between_probabilities: np.ndarray | None = field(default=None, repr=False)
     between_labels: LabelCheck | None = None
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False)
     estimator: str = "bayes"
+
+    def elpd(self, level: str | None = None, **kwargs: Any) -> Any:
+        """PSIS-LOO and WAIC at the student or school level, see :func:`bayesmix.loo.elpd`."""
+        from bayesmix.loo import elpd
+
+        return elpd(self, level, **kwargs)  # type: ignore[arg-type]
 
     @classmethod
     def from_draws(

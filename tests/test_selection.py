@@ -1,0 +1,97 @@
+"""K selection, starting values carried between models, and `bayesmix paper`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_between_classes import C22_PARAMS, c22_spec
+
+import bayesmix as bm
+from bayesmix.demo import FIG1_PARAMS
+from bayesmix.paper import PaperPlan, run_paper
+from bayesmix.selection import _strip_between
+
+
+@pytest.fixture(scope="module")
+def fig1_data():
+    spec = bm.load_spec("models/fig1.toml")
+    return bm.simulate(spec, FIG1_PARAMS, n=3000, covariates={"x": "bernoulli"}, random_seed=2)
+
+
+def test_select_classes_stops_when_bic_gets_worse(fig1_data):
+    sel = bm.select_classes(
+        bm.load_spec("models/fig1.toml"), fig1_data, max_classes=4, starts=4, random_seed=1
+    )
+    ks = [f.spec.classes for f in sel.fits]
+    # two true classes: K = 3 is fitted, is worse by BIC, and K = 4 is not tried
+    assert ks == [1, 2, 3]
+    assert sel.stopped_early
+    assert sel.best.spec.classes == 2
+    assert list(sel.table["best_bic"]) == ["", "*", ""]
+    assert sel.table["bic"].iloc[2] > sel.table["bic"].iloc[1]
+    assert "smallest BIC: fig1 with K = 2" in str(sel)
+    with pytest.raises(bm.EstimationError, match="smaller than min_classes"):
+        bm.select_classes(bm.load_spec("models/fig1.toml"), fig1_data, max_classes=1,
+                          min_classes=2)  # fmt: skip
+
+
+def test_user_starting_values_are_one_more_start(fig1_data):
+    spec = bm.load_spec("models/fig1.toml")
+    fit = bm.fit_ml(spec, fig1_data, starts=1, random_seed=3, init=FIG1_PARAMS)
+    assert fit.starts.n_starts == 1 and len(fit.starts.logliks) == 2
+    assert fit.loglik == pytest.approx(max(fit.starts.logliks), abs=1e-6)
+    with pytest.raises(bm.EstimationError, match="missing parameter value"):
+        bm.fit_ml(spec, fig1_data, starts=1, init={"1[c1]": 3.0})
+
+
+def test_strip_between_names():
+    assert _strip_between("1[c1,d2]", 2) == ("1[c1]", 1)
+    assert _strip_between("female[d1]", 2) == ("female", 0)
+    assert _strip_between("x[c2]", 2) == ("x[c2]", 0)
+
+
+def test_between_start_carries_model_b_into_model_c():
+    data = bm.simulate(c22_spec(), C22_PARAMS, clusters=60, cluster_size=10, random_seed=2)
+    b = bm.fit_ml(c22_spec(1), data, starts=2, random_seed=1)
+    start = bm.between_start(b, c22_spec(), shift=0.5)
+    step = 0.5 * float(np.std(b.design.y))
+    est = b.params["estimate"]
+    assert start["1[c1,d1]"] == pytest.approx(est["1[c1]"])
+    assert start["1[c2,d2]"] == pytest.approx(est["1[c2]"] - step)
+    assert start["x[c2]"] == pytest.approx(est["x[c2]"])
+    assert start["D#1 ~ w"] == 0.0
+    assert list(start) == bm.params.param_names(c22_spec())
+    with pytest.raises(bm.EstimationError, match="one level-2 class"):
+        bm.between_start(b, bm.load_spec("models/hsb_C.toml"))
+
+
+@pytest.mark.slow
+def test_bayes_starts_from_a_given_ml_fit_without_refitting(fig1_data):
+    spec = bm.load_spec("models/fig1.toml")
+    ml = bm.fit_ml(spec, fig1_data, starts=4, random_seed=1)
+    fit = bm.fit_bayes(spec, fig1_data, draws=200, tune=200, chains=2, random_seed=1, init=ml)
+    assert fit.settings["init"] == "ml"
+    assert fit.timings["elapsed_s"] - fit.timings["compile_s"] - fit.timings["sampling_s"] < 10
+    z = (fit.table["mean"] - ml.params["estimate"]) / fit.table["sd"]
+    assert z.abs().max() < 0.5
+    other = bm.fit_ml(spec.with_classes(3), fig1_data, starts=2, random_seed=1)
+    with pytest.raises(bm.EstimationError, match="not of 'fig1'"):
+        bm.fit_bayes(spec, fig1_data, init=other)
+
+
+@pytest.mark.slow
+def test_paper_run_writes_tables_figures_and_report(tmp_path):
+    plan = PaperPlan(mixture_classes=(2,), between=False, starts=2, starts_large=2, bayes_models=())
+    result = run_paper(tmp_path, plan=plan, seed=1)
+    table2 = result["table2"]
+    assert list(table2["label"]) == ["1", "1b", "1c", "A2", "B2"]
+    # the paper's ordering of the one-class models and the gain from two classes
+    assert table2.set_index("label").loc["A2", "loglik"] == pytest.approx(-22917.164, abs=0.01)
+    assert table2.set_index("label").loc["1", "n_params"] == 19
+    assert table2["best_bic"].tolist().count("*") == 1
+    for name in ("fig5.png", "fig6.png", "fig8.png", "class_lines_B2.png", "table1.csv",
+                 "table2.csv", "report.md", "fit_B2.json"):  # fmt: skip
+        assert (tmp_path / name).stat().st_size > 200, name
+    report = (tmp_path / "report.md").read_text()
+    assert "## Table 2" in report and "| A2 |" in report
+    assert "Schools with a positive female coefficient" in report
