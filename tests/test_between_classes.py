@@ -173,3 +173,36 @@ def test_model_c_bayes_agrees_with_ml(c22_data):
     assert np.mean(np.abs(fit.between_probabilities - ml.between_probabilities)) < 0.02
     assert fit.idata["log_likelihood"]["y_school"].shape == (4, 1000, 300)
     assert "Level-2 classes" in fit.summary()
+
+
+def test_bayes_model_c_with_equal_school_classes_is_model_b_on_hsb():
+    """HSB C23 with both school classes equal and each school's two residual vectors
+    equal has model B3's density (factor membership effect, three random dimensions)."""
+    from bayesmix.ml import random_start
+    from bayesmix.params import order_permutation, relabel
+    from bayesmix.selection import _strip_between
+
+    spec_c = bm.load_spec("models/hsb_C.toml", classes=3, between_classes=2)
+    spec_b = bm.load_spec("models/hsb_B.toml", classes=3)
+    dc, db = build_design(spec_c, "hsb"), build_design(spec_b, "hsb")
+    rng = np.random.default_rng(0)
+    pb = db.layout.unpack(random_start(db, rng))
+    pb = relabel(pb, order_permutation(pb, spec_b))
+    nat_b = dict(zip(db.layout.names, db.layout.pack(pb), strict=True))
+    for k in nat_b:
+        if k.startswith(("var(", "cov(")):
+            nat_b[k] = 2.0 if k.startswith("var(") else 0.3
+    pb = db.layout.from_named(nat_b)
+    nat_c = {
+        n: 0.3 if n.startswith("D#") else nat_b[_strip_between(n, 2)[0]] for n in dc.layout.names
+    }
+    mb = build_model(db, resolve_priors(db, None), pb)
+    mc = build_model(dc, resolve_priors(dc, None), dc.layout.from_named(nat_c))
+    pt_b, pt_c = mb.initial_point(), mc.initial_point()
+    z = rng.normal(size=pt_b["z_u"].shape)
+    pt_b["z_u"], pt_c["z_u"] = z, np.stack([z, z])
+    ll_b = float(mb.compile_logp(vars=[mb["y"]], sum=True)(pt_b))
+    (out,) = mc.replace_rvs_by_values([mc["y_school"]])
+    ll_c = float(mc.compile_fn(out, inputs=mc.value_vars, on_unused_input="ignore")(pt_c))
+    assert np.isfinite(ll_b)
+    assert ll_c == pytest.approx(ll_b, abs=1e-6)
