@@ -580,7 +580,8 @@ def plot_diagnostics(
     var_names : sequence of str, optional
         Posterior variables to show (PyMC variable names, e.g. ``"b_1"``,
         ``"gamma"``, ``"sigma"``); default all but the school residuals
-        ``z_u`` and ``u``. Ignored for ``"energy"``.
+        ``z_u`` and ``u`` and variables with a constant entry (the unit
+        diagonal of ``chol_u_corr``). Ignored for ``"energy"``.
 
     Returns
     -------
@@ -602,7 +603,14 @@ def plot_diagnostics(
     idata = bayes.idata
     available = [str(v) for v in idata["posterior"].data_vars]
     if var_names is None:
-        var_names = [v for v in available if v not in _SCHOOL_VARIABLES]
+        posterior = idata["posterior"]
+        # constant entries (a correlation matrix's unit diagonal) have no density to draw
+        var_names = [
+            v
+            for v in available
+            if v not in _SCHOOL_VARIABLES
+            and bool(np.all(posterior[v].std(dim=("chain", "draw")).values > 0))
+        ]
     var_names = list(var_names)
     unknown = [v for v in var_names if v not in available]
     if unknown:
