@@ -115,7 +115,8 @@ def _label(fit: MLResult | BayesResult) -> str:
     if spec.classes == 1:
         return letter
     if spec.between_classes > 1:
-        return f"{letter}{spec.classes}{spec.between_classes}"
+        # the paper's C23: two level-2 classes over three level-1 classes
+        return f"{letter}{spec.between_classes}{spec.classes}"
     return f"{letter}{spec.classes}"
 
 
