@@ -102,6 +102,21 @@ def _parser() -> argparse.ArgumentParser:
         help="smaller run: models 1, 1b, 1c, A2, B2 by ML (4 starts), model 1 by NUTS",
     )
     paper.add_argument("--seed", type=int, default=20090301, help="random seed")
+
+    mc = sub.add_parser("montecarlo", help="Monte Carlo studies (the paper's Section 2.2)")
+    mc.add_argument("suite", choices=("section2",), help="set of studies")
+    mc.add_argument(
+        "--study",
+        required=True,
+        choices=("recovery", "conventional-on-mixture", "mixture-on-conventional"),
+    )
+    mc.add_argument("--replications", type=_positive, default=100)
+    mc.add_argument("--estimator", choices=("ml", "bayes"), default="ml")
+    mc.add_argument("--workers", type=_positive, help="local processes (default: all cores)")
+    mc.add_argument("--scheduler", help="Dask scheduler address, instead of local processes")
+    mc.add_argument("--out", help="JSON-lines file of replications (resumes if it exists)")
+    mc.add_argument("--seed", type=int, default=0, help="random seed of the study")
+    mc.add_argument("--starts", type=_positive, default=20, help="ML random starts")
     return parser
 
 
@@ -208,6 +223,23 @@ def _cmd_paper(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_montecarlo(args: argparse.Namespace) -> int:
+    from bayesmix.montecarlo import montecarlo, section2_study
+
+    kwargs = {"starts": args.starts} if args.estimator == "ml" else {}
+    result = montecarlo(
+        **section2_study(args.study, args.replications),
+        estimator=args.estimator,
+        random_seed=args.seed,
+        workers=args.workers,
+        client=args.scheduler,
+        out=args.out,
+        **kwargs,
+    )
+    sys.stdout.write(result.summary() + "\n")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bayesmix`` command."""
     args = _parser().parse_args(argv)
@@ -216,6 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "simulate": _cmd_simulate,
         "demo": _cmd_demo,
         "paper": _cmd_paper,
+        "montecarlo": _cmd_montecarlo,
     }
     previous = warnings.formatwarning
     warnings.formatwarning = _format_warning  # type: ignore[assignment]

@@ -1,0 +1,464 @@
+"""Monte Carlo studies, Mplus MONTECARLO style: simulate, fit, summarise, in parallel.
+
+Each replication draws one data set from a generating model and fits every
+model of a list to it. Replications run in local processes or on a Dask
+cluster, are written to a JSON-lines file as they finish (an interrupted
+study resumes from it), and are summarised per parameter (population value,
+average estimate, SD of the estimates, average SE, SE/SD, MSE, 95% coverage,
+share significant) and per model (share of replications in which it has the
+best BIC). Failed fits are counted and reported, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import traceback
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from bayesmix.errors import EstimationError
+from bayesmix.progress import Progress
+from bayesmix.spec import Spec
+
+Estimator = Literal["ml", "bayes"]
+
+FIG3_PARAMS: dict[str, float] = {
+    "1[c1]": 3.0,
+    "1[c2]": 0.0,
+    "w": 0.5,
+    "x[c1]": -1.1,
+    "x[c2]": 0.5,
+    "var(u_1)": 0.5,
+    "var(u_C#1)": 0.5,
+    "sigma2": 1.0,
+    "C#1 ~ 1": 0.0,
+    "C#1 ~ x": 1.0,
+    "C#1 ~ w": 1.0,
+}
+"""Population values of the Fig 3 model (Section 2.2; level 1 as in Section 2.1)."""
+
+CONVENTIONAL_PARAMS: dict[str, float] = {
+    "1": 0.0,
+    "w": 0.5,
+    "x": 1.0,
+    "x:w": 1.0,
+    "var(u_1)": 0.5,
+    "var(u_x)": 0.5,
+    "cov(u_1,u_x)": 0.0,
+    "sigma2": 1.0,
+}
+"""Population values of the conventional model of Section 2.2's last study."""
+
+
+@dataclass(frozen=True)
+class Design:
+    """What one replication simulates.
+
+    Attributes
+    ----------
+    spec : Spec
+        Generating model.
+    params : dict
+        Its population values by parameter name.
+    n : int or None
+        Observations (single-level models).
+    clusters, cluster_size : int or None
+        Two-level designs.
+    """
+
+    spec: Spec
+    params: dict[str, float]
+    n: int | None = None
+    clusters: int | None = None
+    cluster_size: int | None = None
+
+
+@dataclass(frozen=True)
+class _Task:
+    design: Design
+    fits: tuple[Spec, ...]
+    replication: int
+    seed: int
+    estimator: str
+    fit_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def _fit_record(task: _Task, spec: Spec, data: pd.DataFrame) -> dict[str, Any]:
+    from bayesmix.bayes import fit_bayes
+    from bayesmix.ml import fit_ml
+
+    record: dict[str, Any] = {"replication": task.replication, "model": spec.name}
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if task.estimator == "ml":
+                fit = fit_ml(spec, data, random_seed=task.seed, **task.fit_kwargs)
+                est, se = fit.estimates, fit.se
+                lower, upper = est - 1.959964 * se, est + 1.959964 * se
+                record.update(converged=bool(fit.converged))
+            else:
+                fit = fit_bayes(spec, data, random_seed=task.seed, **task.fit_kwargs)
+                est, se = fit.table["mean"].to_numpy(), fit.table["sd"].to_numpy()
+                lower, upper = fit.table["q2.5"].to_numpy(), fit.table["q97.5"].to_numpy()
+                record.update(
+                    converged=bool(fit.rhat_max <= 1.01 and fit.divergences == 0),
+                    rhat_max=fit.rhat_max,
+                    elpd=fit.elpd().elpd_loo,
+                )
+        record.update(
+            ok=True,
+            loglik=float(fit.loglik),
+            bic=float(fit.bic),
+            n_params=int(fit.n_params),
+            names=list(fit.names),
+            estimate=[float(v) for v in est],
+            se=[float(v) for v in se],
+            lower=[float(v) for v in lower],
+            upper=[float(v) for v in upper],
+            warnings=sorted({type(w.message).__name__ for w in caught}),
+        )
+    except Exception as err:
+        # a failed replication is data, not a crash: it is counted and reported
+        record.update(ok=False, error=f"{type(err).__name__}: {err}")
+        record["traceback"] = traceback.format_exc(limit=3)
+    return record
+
+
+def _replicate(task: _Task) -> list[dict[str, Any]]:
+    """Simulate one data set and fit every model to it."""
+    from bayesmix.simulate import simulate
+
+    d = task.design
+    data = simulate(
+        d.spec,
+        d.params,
+        n=d.n,
+        clusters=d.clusters,
+        cluster_size=d.cluster_size,
+        random_seed=task.seed,
+    )
+    return [_fit_record(task, spec, data) for spec in task.fits]
+
+
+@dataclass(frozen=True, eq=False)
+class MonteCarloResult:
+    """Replications of a Monte Carlo study and their summaries.
+
+    Attributes
+    ----------
+    records : list of dict
+        One per replication and fitted model (``ok`` False for failures,
+        with the error).
+    design : Design
+    models : tuple of str
+        Names of the fitted models.
+    estimator : str
+    replications : int
+        Replications asked for.
+    """
+
+    records: list[dict[str, Any]]
+    design: Design
+    models: tuple[str, ...]
+    estimator: str
+    replications: int
+
+    def _fitted(self, model: str) -> int:
+        return sum(1 for r in self.records if r["model"] == model and r["ok"])
+
+    @property
+    def failures(self) -> dict[str, int]:
+        """Failed fits per model."""
+        return {
+            m: sum(1 for r in self.records if r["model"] == m and not r["ok"]) for m in self.models
+        }
+
+    def parameters(self, model: str | None = None) -> pd.DataFrame:
+        """Per-parameter summary of one fitted model (default: the first).
+
+        Columns: ``population`` (NaN for a model other than the generating
+        one), ``average``, ``sd`` (of the estimates), ``average_se``,
+        ``se_sd`` (ratio), ``mse``, ``coverage`` (95% interval contains the
+        population value), ``significant`` (share with the interval excluding
+        0), ``significant_negative`` and ``significant_positive``, and
+        ``replications`` (successful fits).
+        """
+        model = model or self.models[0]
+        rows = [r for r in self.records if r["model"] == model and r["ok"]]
+        if not rows:
+            raise EstimationError(f"no successful replication of model {model!r}.")
+        names = rows[0]["names"]
+        est = np.array([r["estimate"] for r in rows])
+        se = np.array([r["se"] for r in rows])
+        lower = np.array([r["lower"] for r in rows])
+        upper = np.array([r["upper"] for r in rows])
+        same = model == self.design.spec.name
+        truth = np.array([self.design.params.get(n, np.nan) if same else np.nan for n in names])
+        with np.errstate(invalid="ignore"):
+            sd = est.std(axis=0, ddof=1) if len(rows) > 1 else np.full(len(names), np.nan)
+            avg_se = np.nanmean(se, axis=0)
+            table = pd.DataFrame(
+                {
+                    "population": truth,
+                    "average": est.mean(axis=0),
+                    "sd": sd,
+                    "average_se": avg_se,
+                    "se_sd": avg_se / sd,
+                    "mse": np.mean((est - truth) ** 2, axis=0),
+                    "coverage": np.mean((lower <= truth) & (truth <= upper), axis=0),
+                    "significant": np.mean((lower > 0) | (upper < 0), axis=0),
+                    "significant_negative": np.mean(upper < 0, axis=0),
+                    "significant_positive": np.mean(lower > 0, axis=0),
+                    "replications": len(rows),
+                },
+                index=pd.Index(names, name="parameter"),
+            )
+        if not same:
+            table[["mse", "coverage"]] = np.nan
+        return table
+
+    def selection(self) -> pd.DataFrame:
+        """Per model: successful fits, failures, share with the best BIC (and LOO for Bayes).
+
+        Shares are over the replications in which every model fitted.
+        """
+        by_rep: dict[int, dict[str, dict[str, Any]]] = {}
+        for r in self.records:
+            by_rep.setdefault(r["replication"], {})[r["model"]] = r
+        complete = [
+            reps
+            for reps in by_rep.values()
+            if all(m in reps and reps[m]["ok"] for m in self.models)
+        ]
+        best_bic = [min(reps, key=lambda m: reps[m]["bic"]) for reps in complete]
+        out = pd.DataFrame(
+            {
+                "fitted": [
+                    sum(1 for r in self.records if r["model"] == m and r["ok"]) for m in self.models
+                ],
+                "failed": [self.failures[m] for m in self.models],
+                "best_bic": [
+                    best_bic.count(m) / len(complete) if complete else np.nan for m in self.models
+                ],
+            },
+            index=pd.Index(self.models, name="model"),
+        )
+        if self.estimator == "bayes":
+            best_loo = [max(reps, key=lambda m: reps[m]["elpd"]) for reps in complete]
+            out["best_loo"] = [
+                best_loo.count(m) / len(complete) if complete else np.nan for m in self.models
+            ]
+        out.attrs["complete_replications"] = len(complete)
+        return out
+
+    def summary(self) -> str:
+        """Printable report: design, failures, selection and each model's parameters."""
+        d = self.design
+        size = f"n = {d.n}" if d.n else f"{d.clusters} clusters x {d.cluster_size}"
+        lines = [
+            f"Monte Carlo: data from {d.spec.name} ({size}), {self.replications} replications, "
+            f"estimator {self.estimator}",
+            "",
+            self.selection().to_string(float_format=lambda v: f"{v:.3f}"),
+        ]
+        for m in self.models:
+            try:
+                table = self.parameters(m)
+            except EstimationError as err:
+                lines += ["", f"{m}: {err}"]
+                continue
+            lines += ["", f"model {m}:", table.to_string(float_format=lambda v: f"{v:8.4f}")]
+        return "\n".join(lines)
+
+
+def _read_records(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            out.append(json.loads(line))
+    return out
+
+
+def _executor(
+    workers: int, client: Any
+) -> tuple[Callable[[_Task], Any], Callable[[list[Any]], Any], Any]:
+    """``submit``, ``as_completed`` and a closer for the chosen backend."""
+    if client is not None:
+        from distributed import Client
+        from distributed import as_completed as dask_completed
+
+        owned = None
+        if isinstance(client, str):
+            client = owned = Client(client)
+        return (
+            lambda task: client.submit(_replicate, task, pure=False),
+            lambda futures: dask_completed(futures),
+            (lambda: owned.close()) if owned is not None else (lambda: None),
+        )
+    # spawn, not fork: forked children inherit JAX's and numba's threads
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+    return (
+        lambda task: pool.submit(_replicate, task),
+        lambda futures: as_completed(futures),
+        lambda: pool.shutdown(cancel_futures=True),
+    )
+
+
+def montecarlo(
+    generate: tuple[Spec, Mapping[str, float]] | Design,
+    fit: Spec | Sequence[Spec],
+    replications: int,
+    *,
+    n: int | None = None,
+    clusters: int | None = None,
+    cluster_size: int | None = None,
+    estimator: Estimator = "ml",
+    random_seed: int = 0,
+    workers: int | None = None,
+    client: Any = None,
+    out: str | Path | None = None,
+    progress: bool = True,
+    **fit_kwargs: Any,
+) -> MonteCarloResult:
+    """Run a Monte Carlo study.
+
+    Parameters
+    ----------
+    generate : (Spec, mapping) or Design
+        Generating model and its population values (with ``n`` or
+        ``clusters`` and ``cluster_size``), or a :class:`Design`.
+    fit : Spec or list of Spec
+        Models fitted to every data set (names must differ).
+    replications : int
+    n, clusters, cluster_size : int, optional
+        Size of each data set, when ``generate`` is not a Design.
+    estimator : {"ml", "bayes"}
+        ML (Wald intervals) or NUTS (posterior mean, SD and 95% quantile
+        interval; fit_kwargs such as ``draws`` pass through).
+    random_seed : int
+        Seed of the study: replication r uses the r-th child of
+        ``numpy.random.SeedSequence(random_seed)``, so results do not
+        depend on the number of workers or their order.
+    workers : int, optional
+        Local processes (default: the machine's cores); 1 runs in this
+        process.
+    client : dask.distributed.Client or str, optional
+        Run on a Dask cluster (a Client, or a scheduler address) instead.
+    out : path, optional
+        JSON-lines file; each replication's records are appended as it
+        finishes, and replications already in it are not run again.
+    progress : bool
+        Show progress.
+    **fit_kwargs
+        Passed to ``fit_ml`` or ``fit_bayes`` (e.g. ``starts``).
+
+    Returns
+    -------
+    MonteCarloResult
+    """
+    design = (
+        generate
+        if isinstance(generate, Design)
+        else Design(
+            generate[0], dict(generate[1]), n=n, clusters=clusters, cluster_size=cluster_size
+        )
+    )
+    fits = (fit,) if isinstance(fit, Spec) else tuple(fit)
+    names = [s.name for s in fits]
+    if len(set(names)) != len(names):
+        raise EstimationError(f"fitted models need distinct names, got {names}.")
+    if not isinstance(replications, int) or replications < 1:
+        raise EstimationError(f"replications must be a positive integer, got {replications!r}.")
+    if estimator not in ("ml", "bayes"):
+        raise EstimationError(f"estimator must be 'ml' or 'bayes', got {estimator!r}.")
+    seeds = [
+        int(s.generate_state(1)[0]) for s in np.random.SeedSequence(random_seed).spawn(replications)
+    ]
+    path = Path(out) if out is not None else None
+    records = _read_records(path) if path is not None else []
+    done = {r["replication"] for r in records}
+    todo = [
+        _Task(design, fits, r, seeds[r], estimator, dict(fit_kwargs))
+        for r in range(replications)
+        if r not in done
+    ]
+    bar = Progress(replications, "replications", enabled=progress)
+    bar.done = len(done)
+    workers = workers or os.cpu_count() or 1
+
+    def keep(new: list[dict[str, Any]]) -> None:
+        records.extend(new)
+        if path is not None:
+            with path.open("a", encoding="utf-8") as fh:
+                for rec in new:
+                    fh.write(json.dumps(rec) + "\n")
+        failed = sum(1 for r in records if not r["ok"])
+        bar.update(f"failed fits {failed}")
+
+    if todo and (workers == 1 and client is None):
+        for task in todo:
+            keep(_replicate(task))
+    elif todo:
+        submit, completed, close = _executor(workers, client)
+        try:
+            futures = [submit(task) for task in todo]
+            for fut in completed(futures):
+                keep(fut.result())
+        finally:
+            close()
+    bar.close()
+    records.sort(key=lambda r: (r["replication"], names.index(r["model"])))
+    return MonteCarloResult(
+        records=[r for r in records if r["replication"] < replications],
+        design=design,
+        models=tuple(names),
+        estimator=estimator,
+        replications=replications,
+    )
+
+
+def section2_study(study: str, replications: int = 100) -> dict[str, Any]:
+    """The paper's Section 2.2 studies as ``montecarlo`` arguments.
+
+    Parameters
+    ----------
+    study : {"recovery", "conventional-on-mixture", "mixture-on-conventional"}
+    replications : int
+
+    Returns
+    -------
+    dict
+        ``generate``, ``fit``, ``replications``, ``clusters`` (200) and
+        ``cluster_size`` (15).
+    """
+    from bayesmix.spec import load_spec
+
+    models = Path(__file__).resolve().parents[1] / "models"
+    fig3 = load_spec(models / "fig3.toml")
+    conventional = load_spec(models / "conventional.toml")
+    studies = {
+        "recovery": ((fig3, FIG3_PARAMS), [fig3]),
+        "conventional-on-mixture": ((fig3, FIG3_PARAMS), [conventional, fig3]),
+        "mixture-on-conventional": ((conventional, CONVENTIONAL_PARAMS), [conventional, fig3]),
+    }
+    if study not in studies:
+        raise EstimationError(f"study must be one of {list(studies)}, got {study!r}.")
+    generate, fit = studies[study]
+    return {
+        "generate": generate,
+        "fit": fit,
+        "replications": replications,
+        "clusters": 200,
+        "cluster_size": 15,
+    }
