@@ -10,7 +10,6 @@ computed, and chains are checked for disagreeing class labels.
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from collections.abc import Mapping
@@ -24,14 +23,17 @@ import xarray as xr
 from pymc.distributions.transforms import Ordered
 from pymc.logprob.transforms import Transform
 from scipy.optimize import linear_sum_assignment
+from scipy.special import logsumexp
 
 from bayesmix.data import DataLike, Design, MissingPolicy, build_design
 from bayesmix.errors import EstimationError, LabelSwitchingWarning, SamplingWarning, SpecError
 from bayesmix.likelihood import (
+    _LOG_2PI,
     linear_predictor,
     membership_logprob,
     mixture_logp,
     pointwise,
+    reference_log_probs,
     residual_variance,
     segment_sum,
 )
@@ -39,8 +41,6 @@ from bayesmix.params import Params, between_label, class_label
 from bayesmix.priors import Prior, resolve_priors
 from bayesmix.results import BayesResult, LabelCheck, MLResult
 from bayesmix.spec import Spec
-
-_LOG_2PI = math.log(2.0 * math.pi)
 
 Init = Literal["ml", "prior"]
 Sampler = Literal["nutpie", "pymc"]
@@ -628,18 +628,6 @@ def _pointwise_draws(
     return loglik, post
 
 
-def _log_softmax_ref(eta: np.ndarray) -> np.ndarray:
-    """Log probabilities of logits ``eta`` (..., C-1) against a reference class with logit 0."""
-    full = np.concatenate([eta, np.zeros((*eta.shape[:-1], 1))], axis=-1)
-    top = full.max(axis=-1, keepdims=True)
-    return full - top - np.log(np.exp(full - top).sum(axis=-1, keepdims=True))
-
-
-def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
-    top = a.max(axis=axis, keepdims=True)
-    return np.squeeze(top, axis=axis) + np.log(np.exp(a - top).sum(axis=axis))
-
-
 def _between_pointwise_draws(
     draws: Params, design: Design, u: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -670,17 +658,17 @@ def _between_pointwise_draws(
                 if spec.membership_random != "none":
                     member = np.einsum("lim,km->ilk", ui[:, :, r:], np.asarray(draws.load[ch, d]))
             logs2 = design.V @ draws.lsig[ch, d].T
-            logw = _log_softmax_ref((design.Z @ draws.gamma[ch, d].T)[:, None, :] + member)
+            logw = reference_log_probs((design.Z @ draws.gamma[ch, d].T)[:, None, :] + member)
             fitted = (design.F @ draws.beta[ch, d].T).reshape(n, L, K) + offset[:, :, None]
             resid = design.y[:, None, None] - fitted
             joint = logw - 0.5 * (
                 _LOG_2PI + logs2[:, None, :] + resid**2 / np.exp(logs2)[:, None, :]
             )
-            per_obs = _logsumexp(joint, axis=2)
-            a = np.add.reduceat(per_obs, starts, axis=0) + _log_softmax_ref(
+            per_obs = logsumexp(joint, axis=2)
+            a = np.add.reduceat(per_obs, starts, axis=0) + reference_log_probs(
                 design.W @ draws.delta[ch, d].T
             )
-            total = _logsumexp(a, axis=1)
+            total = logsumexp(a, axis=1)
             weight = np.exp(a - total[:, None])
             loglik[ch, d] = total
             post_d[ch] += weight

@@ -63,6 +63,14 @@ def membership_logprob(
     return full - pt.logsumexp(full, axis=1, keepdims=True)
 
 
+def reference_log_probs(eta: np.ndarray) -> np.ndarray:
+    """numpy :func:`membership_logprob`: log probabilities of logits ``eta`` (..., C-1)
+    against a last, reference class with logit 0, shape (..., C)."""
+    from scipy.special import log_softmax
+
+    return log_softmax(np.concatenate([eta, np.zeros((*eta.shape[:-1], 1))], axis=-1), axis=-1)
+
+
 def class_log_joint(
     y: pt.TensorLike, mu: pt.TensorLike, sigma2: pt.TensorLike, logw: pt.TensorLike
 ) -> pt.TensorVariable:

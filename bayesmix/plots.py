@@ -10,6 +10,7 @@ import pandas as pd
 from bayesmix.data import Design
 from bayesmix.errors import DataError, EstimationError
 from bayesmix.formula import INTERCEPT
+from bayesmix.likelihood import reference_log_probs
 from bayesmix.params import Params
 from bayesmix.results import BayesResult, MLResult
 
@@ -54,11 +55,7 @@ def plot_fig1(
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     y = frame[outcome].to_numpy(dtype=float)
     g = frame[group].to_numpy()
     cls = frame[classes].to_numpy() if isinstance(classes, str) else np.asarray(classes)
@@ -119,13 +116,9 @@ def plot_school_effects(
         coefficient (for ``y="female"``: schools where females have an
         advantage).
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     from bayesmix.schools import share_positive
 
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 5), layout="constrained")
     xs, ys = effects[f"coef_{x}"], effects[f"coef_{y}"]
     if errorbars:
@@ -433,11 +426,7 @@ def plot_membership(result: MLResult | BayesResult, covariate: str) -> Figure:
         gamma = np.asarray(result.structured.gamma, dtype=float)[None]
     else:
         gamma = _flat_draws(result)[:, np.asarray(_indices(result).gamma).astype(int)]
-    logits = np.einsum("scm,gm->sgc", gamma, profile)
-    logits = np.concatenate([logits, np.zeros((*logits.shape[:2], 1))], axis=-1)
-    logits -= logits.max(axis=-1, keepdims=True)
-    probs = np.exp(logits)
-    probs /= probs.sum(axis=-1, keepdims=True)
+    probs = np.exp(reference_log_probs(np.einsum("scm,gm->sgc", gamma, profile)))
     post = np.asarray(result.class_probabilities, dtype=float)
     shares = _class_shares(result)
     fig, ax = plt.subplots(figsize=(7, 5), layout="constrained")

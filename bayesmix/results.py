@@ -8,6 +8,7 @@ a ``to_dict()`` for the JSON contract of the CLI.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,21 +49,13 @@ def _clusters_text(design: Design) -> str:
     return "" if design.n_clusters is None else f"   clusters {design.n_clusters}"
 
 
-def _class_table(post: np.ndarray) -> pd.DataFrame:
+def _class_table(post: np.ndarray, label: Callable[[int], str] = class_label) -> pd.DataFrame:
+    """Proportions and modal counts of posterior class probabilities (level 1 or 2)."""
     K = post.shape[1]
     modal = np.bincount(post.argmax(axis=1), minlength=K)
     return pd.DataFrame(
         {"proportion": post.mean(axis=0), "modal_count": modal},
-        index=[class_label(c) for c in range(K)],
-    )
-
-
-def _between_table(post: np.ndarray) -> pd.DataFrame:
-    L = post.shape[1]
-    modal = np.bincount(post.argmax(axis=1), minlength=L)
-    return pd.DataFrame(
-        {"proportion": post.mean(axis=0), "modal_count": modal},
-        index=[between_label(d) for d in range(L)],
+        index=[label(c) for c in range(K)],
     )
 
 
@@ -239,7 +232,7 @@ class MLResult:
             lines.append("")
             lines.append("Level-2 classes (posterior proportions of schools, modal assignment):")
             lines.append(
-                _between_table(self.between_probabilities).to_string(
+                _class_table(self.between_probabilities, between_label).to_string(
                     float_format=lambda v: f"{v:.4f}"
                 )
             )
@@ -556,7 +549,7 @@ class BayesResult:
             lines += [
                 "",
                 "Level-2 classes (posterior proportions of schools, modal assignment):",
-                _between_table(self.between_probabilities).to_string(
+                _class_table(self.between_probabilities, between_label).to_string(
                     float_format=lambda v: f"{v:.4f}"
                 ),
             ]
