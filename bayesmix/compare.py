@@ -225,7 +225,6 @@ def compare(
             f"the fits use different numbers of observations {sorted(sizes)}; "
             "information criteria compare fits to the same data only."
         )
-    bayes = [r for r in results if isinstance(r, BayesResult)]
     if level is None:
         level = "school_marginal" if any(r.spec.cluster for r in results) else "student"
     rows = []
@@ -265,7 +264,7 @@ def compare(
         table = table.drop(columns="between_classes")
     table["best_bic"] = np.where(table["bic"] == table["bic"].min(), "*", "")
     table.attrs["rank_disagreement"] = False
-    if bayes:
+    if elpds:
         best = max(elpds, key=lambda k: elpds[k].elpd_loo)
         ref = elpds[best].pointwise
         diff = np.full(len(results), np.nan)

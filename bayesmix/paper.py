@@ -371,12 +371,3 @@ def run_paper(
         "fits": {**fits, **{f"{k}_nuts": v for k, v in bayes.items()}},
         "elapsed_s": elapsed,
     }
-
-
-def summary_numbers(result: dict[str, Any]) -> dict[str, float]:
-    """Headline figures of a run (for tests and benchmarks)."""
-    table2 = result["table2"]
-    return {
-        "elapsed_s": float(result["elapsed_s"]),
-        "best_bic": float(np.min(table2["bic"])),
-    }
