@@ -24,10 +24,10 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 from _common import emit, emit_bayes
-from bench_fig3_ml import FIG3_PARAMS
 from pymc.distributions.transforms import Ordered
 
 import bayesmix as bm
+from bayesmix.montecarlo import FIG3_PARAMS
 
 DRAWS = TUNE = 1000
 CHAINS = 4

@@ -16,12 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import emit
 
 import bayesmix as bm
-
-FIG3_PARAMS = {
-    "1[c1]": 3.0, "1[c2]": 0.0, "w": 0.5, "x[c1]": -1.1, "x[c2]": 0.5,
-    "var(u_1)": 0.5, "var(u_C#1)": 0.5, "sigma2": 1.0,
-    "C#1 ~ 1": 0.0, "C#1 ~ x": 1.0, "C#1 ~ w": 1.0,
-}  # fmt: skip
+from bayesmix.montecarlo import FIG3_PARAMS
 
 
 def main() -> None:

@@ -11,12 +11,10 @@ from arviz_stats import ess
 import bayesmix as bm
 from bayesmix.likelihood import cluster_loglik
 from bayesmix.loo import _thin, waic
+from bayesmix.montecarlo import CONVENTIONAL_PARAMS
 
 # Section 2.2's conventional model, 30 schools x 10 students
-CONV = {
-    "1": 0.0, "w": 0.5, "x": 1.0, "x:w": 1.0,
-    "var(u_1)": 0.5, "var(u_x)": 0.5, "cov(u_1,u_x)": 0.0, "sigma2": 1.0,
-}  # fmt: skip
+CONV = CONVENTIONAL_PARAMS
 SETTINGS = {"draws": 500, "tune": 500, "chains": 4, "random_seed": 7}
 
 

@@ -9,15 +9,8 @@ import pytest
 import bayesmix as bm
 from bayesmix.data import build_design
 from bayesmix.likelihood import loglik_and_grad
+from bayesmix.montecarlo import FIG3_PARAMS
 from bayesmix.quadrature import AdaptiveQuadrature, make_chunks, plan_chunks
-
-# Section 2.2: level-1 parameters as in Section 2.1, gamma_01 = 0.5, gamma_21 = 1,
-# var(u_0) = var(u_2) = 0.5, w with mean 0 and variance 1.
-FIG3_PARAMS = {
-    "1[c1]": 3.0, "1[c2]": 0.0, "w": 0.5, "x[c1]": -1.1, "x[c2]": 0.5,
-    "var(u_1)": 0.5, "var(u_C#1)": 0.5, "sigma2": 1.0,
-    "C#1 ~ 1": 0.0, "C#1 ~ x": 1.0, "C#1 ~ w": 1.0,
-}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
