@@ -60,7 +60,7 @@ CONVENTIONAL_PARAMS: dict[str, float] = {
 
 
 @dataclass(frozen=True)
-class Design:
+class SimulationDesign:
     """What one replication simulates.
 
     Attributes
@@ -84,7 +84,7 @@ class Design:
 
 @dataclass(frozen=True)
 class _Task:
-    design: Design
+    design: SimulationDesign
     fits: tuple[Spec, ...]
     replication: int
     seed: int
@@ -158,7 +158,7 @@ class MonteCarloResult:
     records : list of dict
         One per replication and fitted model (``ok`` False for failures,
         with the error).
-    design : Design
+    design : SimulationDesign
     models : tuple of str
         Names of the fitted models.
     estimator : str
@@ -167,7 +167,7 @@ class MonteCarloResult:
     """
 
     records: list[dict[str, Any]]
-    design: Design
+    design: SimulationDesign
     models: tuple[str, ...]
     estimator: str
     replications: int
@@ -295,12 +295,23 @@ def _executor(
 ) -> tuple[Callable[[_Task], Any], Callable[[list[Any]], Any], Any]:
     """``submit``, ``as_completed`` and a closer for the chosen backend."""
     if client is not None:
-        from distributed import Client
-        from distributed import as_completed as dask_completed
-
+        try:
+            from distributed import Client
+            from distributed import as_completed as dask_completed
+        except ImportError:
+            raise EstimationError(
+                "running on a Dask cluster needs the distributed package: "
+                'pip install -e ".[dask]" (or pip install distributed).'
+            ) from None
         owned = None
         if isinstance(client, str):
-            client = owned = Client(client)
+            try:
+                client = owned = Client(client, timeout="20s")
+            except (OSError, TimeoutError) as err:
+                raise EstimationError(
+                    f"cannot reach the Dask scheduler at {client!r} ({err}); check the "
+                    "address (e.g. tcp://host:8786) and that the scheduler is running."
+                ) from None
         return (
             lambda task: client.submit(_replicate, task, pure=False),
             lambda futures: dask_completed(futures),
@@ -316,7 +327,7 @@ def _executor(
 
 
 def montecarlo(
-    generate: tuple[Spec, Mapping[str, float]] | Design,
+    generate: tuple[Spec, Mapping[str, float]] | SimulationDesign,
     fit: Spec | Sequence[Spec],
     replications: int,
     *,
@@ -335,14 +346,14 @@ def montecarlo(
 
     Parameters
     ----------
-    generate : (Spec, mapping) or Design
+    generate : (Spec, mapping) or SimulationDesign
         Generating model and its population values (with ``n`` or
-        ``clusters`` and ``cluster_size``), or a :class:`Design`.
+        ``clusters`` and ``cluster_size``), or a :class:`SimulationDesign`.
     fit : Spec or list of Spec
         Models fitted to every data set (names must differ).
     replications : int
     n, clusters, cluster_size : int, optional
-        Size of each data set, when ``generate`` is not a Design.
+        Size of each data set, when ``generate`` is not a SimulationDesign.
     estimator : {"ml", "bayes"}
         ML (Wald intervals) or NUTS (posterior mean, SD and 95% quantile
         interval; fit_kwargs such as ``draws`` pass through).
@@ -369,8 +380,8 @@ def montecarlo(
     """
     design = (
         generate
-        if isinstance(generate, Design)
-        else Design(
+        if isinstance(generate, SimulationDesign)
+        else SimulationDesign(
             generate[0], dict(generate[1]), n=n, clusters=clusters, cluster_size=cluster_size
         )
     )

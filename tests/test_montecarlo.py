@@ -9,7 +9,7 @@ import pytest
 
 import bayesmix as bm
 from bayesmix.demo import FIG1_PARAMS
-from bayesmix.montecarlo import Design, montecarlo, section2_study
+from bayesmix.montecarlo import SimulationDesign, montecarlo, section2_study
 
 
 def fig1() -> bm.Spec:
@@ -59,7 +59,7 @@ def test_failures_are_counted_not_dropped():
 
 def test_resume_runs_only_missing_replications_and_seeds_do_not_depend_on_workers(tmp_path):
     out = tmp_path / "mc.jsonl"
-    design = Design(fig1(), FIG1_PARAMS, n=1000)
+    design = SimulationDesign(fig1(), FIG1_PARAMS, n=1000)
     first = montecarlo(design, fig1(), 2, workers=1, out=out, progress=False, starts=2)
     more = montecarlo(design, fig1(), 3, workers=2, out=out, progress=False, starts=2)
     assert len(out.read_text().splitlines()) == 3
@@ -84,7 +84,7 @@ def test_section2_studies_and_errors():
 def test_dask_local_cluster_gives_the_same_replications():
     from distributed import Client, LocalCluster
 
-    design = Design(fig1(), FIG1_PARAMS, n=1000)
+    design = SimulationDesign(fig1(), FIG1_PARAMS, n=1000)
     local = montecarlo(design, fig1(), 2, workers=1, progress=False, starts=2)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster:
         with Client(cluster) as client:
