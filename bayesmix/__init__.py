@@ -18,6 +18,12 @@ from bayesmix.errors import (
 )
 from bayesmix.loo import ELPD, elpd
 from bayesmix.ml import fit_ml
+from bayesmix.montecarlo import (
+    MonteCarloResult,
+    SimulationDesign,
+    compare_estimators,
+    montecarlo,
+)
 from bayesmix.priors import Prior
 from bayesmix.results import BayesResult, MLResult
 from bayesmix.schools import school_effects, share_positive
@@ -38,13 +44,16 @@ __all__ = [
     "FormulaError",
     "LRTResult",
     "MLResult",
+    "MonteCarloResult",
     "Prior",
+    "SimulationDesign",
     "Spec",
     "SpecError",
     "WaldResult",
     "__version__",
     "between_start",
     "compare",
+    "compare_estimators",
     "datasets",
     "elpd",
     "fit_bayes",
@@ -53,6 +62,7 @@ __all__ = [
     "load_spec",
     "lrt",
     "make_spec",
+    "montecarlo",
     "school_effects",
     "select_classes",
     "share_positive",

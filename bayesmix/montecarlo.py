@@ -17,7 +17,8 @@ import traceback
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Literal
@@ -90,6 +91,7 @@ class _Task:
     seed: int
     estimator: str
     fit_kwargs: dict[str, Any] = field(default_factory=dict)
+    loo: bool = False
 
 
 def _fit_record(task: _Task, spec: Spec, data: pd.DataFrame) -> dict[str, Any]:
@@ -112,8 +114,11 @@ def _fit_record(task: _Task, spec: Spec, data: pd.DataFrame) -> dict[str, Any]:
                 record.update(
                     converged=bool(fit.rhat_max <= 1.01 and fit.divergences == 0),
                     rhat_max=fit.rhat_max,
-                    elpd=fit.elpd().elpd_loo,
+                    divergences=int(fit.divergences),
                 )
+                if task.loo:
+                    # only needed to rank several models; the costliest step of a record
+                    record["elpd"] = fit.elpd().elpd_loo
         record.update(
             ok=True,
             loglik=float(fit.loglik),
@@ -164,6 +169,8 @@ class MonteCarloResult:
     estimator : str
     replications : int
         Replications asked for.
+    random_seed : int
+        Seed of the study.
     """
 
     records: list[dict[str, Any]]
@@ -171,9 +178,7 @@ class MonteCarloResult:
     models: tuple[str, ...]
     estimator: str
     replications: int
-
-    def _fitted(self, model: str) -> int:
-        return sum(1 for r in self.records if r["model"] == model and r["ok"])
+    random_seed: int = 0
 
     @property
     def failures(self) -> dict[str, int]:
@@ -205,7 +210,11 @@ class MonteCarloResult:
         truth = np.array([self.design.params.get(n, np.nan) if same else np.nan for n in names])
         with np.errstate(invalid="ignore"):
             sd = est.std(axis=0, ddof=1) if len(rows) > 1 else np.full(len(names), np.nan)
-            avg_se = np.nanmean(se, axis=0)
+            # a parameter without any finite SE (unidentified in every fit) averages to NaN
+            finite = np.isfinite(se)
+            avg_se = np.where(finite, se, 0.0).sum(axis=0) / np.where(
+                finite.any(axis=0), finite.sum(axis=0), np.nan
+            )
             table = pd.DataFrame(
                 {
                     "population": truth,
@@ -246,13 +255,21 @@ class MonteCarloResult:
                     sum(1 for r in self.records if r["model"] == m and r["ok"]) for m in self.models
                 ],
                 "failed": [self.failures[m] for m in self.models],
+                "not_converged": [
+                    sum(
+                        1
+                        for r in self.records
+                        if r["model"] == m and r["ok"] and not r.get("converged", True)
+                    )
+                    for m in self.models
+                ],
                 "best_bic": [
                     best_bic.count(m) / len(complete) if complete else np.nan for m in self.models
                 ],
             },
             index=pd.Index(self.models, name="model"),
         )
-        if self.estimator == "bayes":
+        if self.estimator == "bayes" and len(self.models) > 1:
             best_loo = [max(reps, key=lambda m: reps[m]["elpd"]) for reps in complete]
             out["best_loo"] = [
                 best_loo.count(m) / len(complete) if complete else np.nan for m in self.models
@@ -280,14 +297,133 @@ class MonteCarloResult:
         return "\n".join(lines)
 
 
-def _read_records(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            out.append(json.loads(line))
+def compare_estimators(
+    ml: MonteCarloResult, bayes: MonteCarloResult, model: str | None = None
+) -> pd.DataFrame:
+    """ML Wald intervals and Bayes posterior intervals over the same data sets.
+
+    Both studies must share the generating design and seed, so replication
+    r is the same data set in both; only replications that both estimators
+    fitted are compared.
+
+    Parameters
+    ----------
+    ml, bayes : MonteCarloResult
+        The same study run with ``estimator="ml"`` and ``estimator="bayes"``.
+    model : str, optional
+        Fitted model (default: the first).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per parameter: ``population``, then ``average``, ``sd`` (of the
+        estimates), ``average_se`` (ML SE, posterior SD), ``se_sd``,
+        ``mse`` and ``coverage`` (95%), each with the suffix ``_ml`` or
+        ``_bayes``. ``attrs`` holds the paired replications and the Bayes
+        fits not converged (R-hat above 1.01 or divergences).
+    """
+    if (ml.estimator, bayes.estimator) != ("ml", "bayes"):
+        raise EstimationError(
+            f"compare_estimators(ml, bayes) takes an ML and a Bayes study, got "
+            f"{ml.estimator!r} and {bayes.estimator!r}."
+        )
+    if repr(ml.design) != repr(bayes.design) or ml.random_seed != bayes.random_seed:
+        raise EstimationError(
+            "the two studies simulate different data (design or random_seed differ); run "
+            "both with the same generate, size and random_seed."
+        )
+    model = model or ml.models[0]
+
+    def ok(res: MonteCarloResult) -> set[int]:
+        return {r["replication"] for r in res.records if r["model"] == model and r["ok"]}
+
+    paired = ok(ml) & ok(bayes)
+    if not paired:
+        raise EstimationError(f"no replication of model {model!r} fitted by both estimators.")
+
+    def table(res: MonteCarloResult) -> pd.DataFrame:
+        kept = [r for r in res.records if r["replication"] in paired]
+        return replace(res, records=kept).parameters(model)
+
+    t_ml, t_bayes = table(ml), table(bayes)
+    stats = ["average", "sd", "average_se", "se_sd", "mse", "coverage"]
+    out = pd.DataFrame({"population": t_ml["population"]})
+    for stat in stats:
+        out[f"{stat}_ml"] = t_ml[stat]
+        out[f"{stat}_bayes"] = t_bayes[stat]
+    out.attrs["paired_replications"] = len(paired)
+    out.attrs["bayes_not_converged"] = sum(
+        1
+        for r in bayes.records
+        if r["model"] == model and r["replication"] in paired and not r.get("converged", True)
+    )
     return out
+
+
+def _study_header(
+    design: SimulationDesign,
+    fits: Sequence[Spec],
+    estimator: str,
+    random_seed: int,
+    fit_kwargs: Mapping[str, Any],
+) -> dict[str, Any]:
+    """What must not change between a study and its resumption."""
+    return {
+        "generate": repr(design.spec),
+        "generate_params": {k: float(v) for k, v in sorted(design.params.items())},
+        "size": [design.n, design.clusters, design.cluster_size],
+        "fit": [repr(s) for s in fits],
+        "estimator": estimator,
+        "random_seed": random_seed,
+        "fit_kwargs": json.loads(json.dumps(dict(fit_kwargs), default=repr, sort_keys=True)),
+    }
+
+
+def _read_records(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
+    """Records already in ``path``, after checking it holds the same study."""
+    if not path.exists() or not path.read_text(encoding="utf-8").strip():
+        path.write_text(json.dumps({"study": header}) + "\n", encoding="utf-8")
+        return []
+    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if i < len(lines) - 1:
+                raise EstimationError(
+                    f"{path} is not a bayesmix Monte Carlo file (line {i + 1}: {err.msg}); "
+                    "give another out= file."
+                ) from None
+            # the last line was cut short by an interruption: drop it, so appends start clean
+            path.write_text("".join(ln + "\n" for ln in lines[:-1]), encoding="utf-8")
+    saved = rows[0].get("study") if rows and isinstance(rows[0], dict) else None
+    if saved is None:
+        raise EstimationError(
+            f"{path} does not start with a study header, so it cannot be resumed safely; "
+            "give another out= file."
+        )
+    changed = [k for k in header if saved.get(k) != header[k]]
+    if changed:
+        diffs = "; ".join(
+            f"{k} differs"
+            if k in ("generate", "fit")
+            else f"{k}: file {saved.get(k)!r}, now {header[k]!r}"
+            for k in changed
+        )
+        raise EstimationError(
+            f"{path} holds a different study ({diffs}). Resuming would mix two studies: "
+            "give another out= file, or the same settings to resume."
+        )
+    records = [r for r in rows[1:] if "replication" in r]
+    # a replication cut short between its models' records runs again, from a clean file
+    models = {}
+    for r in records:
+        models.setdefault(r["replication"], set()).add(r["model"])
+    whole = [r for r in records if len(models[r["replication"]]) == len(header["fit"])]
+    if len(whole) < len(records):
+        path.write_text("".join(json.dumps(r) + "\n" for r in [rows[0], *whole]), encoding="utf-8")
+    return whole
 
 
 def _executor(
@@ -397,10 +533,12 @@ def montecarlo(
         int(s.generate_state(1)[0]) for s in np.random.SeedSequence(random_seed).spawn(replications)
     ]
     path = Path(out) if out is not None else None
-    records = _read_records(path) if path is not None else []
+    header = _study_header(design, fits, estimator, random_seed, fit_kwargs)
+    records = _read_records(path, header) if path is not None else []
     done = {r["replication"] for r in records}
+    loo = estimator == "bayes" and len(fits) > 1
     todo = [
-        _Task(design, fits, r, seeds[r], estimator, dict(fit_kwargs))
+        _Task(design, fits, r, seeds[r], estimator, dict(fit_kwargs), loo)
         for r in range(replications)
         if r not in done
     ]
@@ -412,8 +550,7 @@ def montecarlo(
         records.extend(new)
         if path is not None:
             with path.open("a", encoding="utf-8") as fh:
-                for rec in new:
-                    fh.write(json.dumps(rec) + "\n")
+                fh.write("".join(json.dumps(rec) + "\n" for rec in new))
         failed = sum(1 for r in records if not r["ok"])
         bar.update(f"failed fits {failed}")
 
@@ -426,6 +563,13 @@ def montecarlo(
             futures = [submit(task) for task in todo]
             for fut in completed(futures):
                 keep(fut.result())
+        except BrokenProcessPool:
+            raise EstimationError(
+                "a worker process stopped abruptly. Worker processes re-import the calling "
+                "script, so a script must call montecarlo() under `if __name__ == "
+                '"__main__":`; otherwise the machine may have run out of memory (try fewer '
+                f"workers). Finished replications are kept{' in ' + str(path) if path else ''}."
+            ) from None
         finally:
             close()
     bar.close()
@@ -436,6 +580,7 @@ def montecarlo(
         models=tuple(names),
         estimator=estimator,
         replications=replications,
+        random_seed=random_seed,
     )
 
 
