@@ -24,6 +24,7 @@ from bayesmix.montecarlo import (
     compare_estimators,
     montecarlo,
 )
+from bayesmix.predictive import PredictiveDraws, posterior_predictive
 from bayesmix.priors import Prior
 from bayesmix.results import BayesResult, MLResult
 from bayesmix.schools import school_effects, share_positive
@@ -45,6 +46,7 @@ __all__ = [
     "LRTResult",
     "MLResult",
     "MonteCarloResult",
+    "PredictiveDraws",
     "Prior",
     "SimulationDesign",
     "Spec",
@@ -63,6 +65,7 @@ __all__ = [
     "lrt",
     "make_spec",
     "montecarlo",
+    "posterior_predictive",
     "school_effects",
     "select_classes",
     "share_positive",

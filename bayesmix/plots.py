@@ -17,6 +17,8 @@ from bayesmix.results import BayesResult, MLResult
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from bayesmix.predictive import PredictiveDraws
+
 
 def plot_fig1(
     frame: pd.DataFrame,
@@ -149,9 +151,8 @@ _MAX_PAIR = 12
 
 
 def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    # No backend is forced: notebooks keep their inline backend, and matplotlib picks
+    # Agg by itself on a machine without a display.
     import matplotlib.pyplot as plt
 
     return plt
@@ -381,6 +382,52 @@ def plot_class_lines(
         ax.set_title(title)
         ax.legend(title="ML estimate" if band is None else "posterior mean, 95% band")
     fig.suptitle("other covariates at their means, school residuals at 0", fontsize="medium")
+    return fig
+
+
+def plot_ppc(
+    pred: PredictiveDraws, *, by: str | None = None, replicates: int = 50, bins: int = 40
+) -> Figure:
+    """Observed outcome distribution against replicated ones, per group.
+
+    Parameters
+    ----------
+    pred : PredictiveDraws
+        Output of :func:`bayesmix.posterior_predictive`.
+    by : str, optional
+        Column whose levels get one panel each (e.g. ``"female"``).
+    replicates : int
+        Replicated data sets drawn as thin lines.
+    bins : int
+        Histogram bins (shared by observed and replicated data).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per group: the observed histogram (density), the
+        replicates' histograms and their pointwise 95% band.
+    """
+    plt = _pyplot()
+    groups = pred.groups(by)
+    fig, axes = plt.subplots(
+        1, len(groups), figsize=(4.5 * len(groups), 3.8), layout="constrained", squeeze=False
+    )
+    edges = np.histogram_bin_edges(np.concatenate([pred.y, pred.y_rep.ravel()]), bins=bins)
+    mids = 0.5 * (edges[:-1] + edges[1:])
+    what = "posterior predictive" if pred.source == "posterior" else "ML plug-in"
+    for ax, (name, mask) in zip(axes[0], groups.items(), strict=True):
+        dens = np.array([np.histogram(r[mask], bins=edges, density=True)[0] for r in pred.y_rep])
+        for row in dens[:replicates]:
+            ax.plot(mids, row, color="tab:blue", alpha=0.12, linewidth=0.7)
+        lo, hi = np.quantile(dens, [0.025, 0.975], axis=0)
+        ax.fill_between(mids, lo, hi, color="tab:blue", alpha=0.2, label=f"{what} 95% band")
+        obs = np.histogram(pred.y[mask], bins=edges, density=True)[0]
+        ax.step(mids, obs, where="mid", color="black", linewidth=1.4, label="observed")
+        ax.set_xlabel(pred.outcome)
+        ax.set_ylabel("density")
+        ax.set_title(f"{name} (n = {int(mask.sum())})")
+    axes[0][0].legend(loc="upper left", fontsize="small")
+    fig.suptitle(f"{pred.outcome}: observed vs {len(pred.y_rep)} replicated data sets")
     return fig
 
 
