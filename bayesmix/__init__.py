@@ -24,6 +24,7 @@ from bayesmix.montecarlo import (
     compare_estimators,
     montecarlo,
 )
+from bayesmix.persist import ResultFileError, load_result, save_result
 from bayesmix.predictive import PredictiveDraws, posterior_predictive
 from bayesmix.priors import Prior
 from bayesmix.results import BayesResult, MLResult
@@ -48,6 +49,7 @@ __all__ = [
     "MonteCarloResult",
     "PredictiveDraws",
     "Prior",
+    "ResultFileError",
     "SimulationDesign",
     "Spec",
     "SpecError",
@@ -61,11 +63,13 @@ __all__ = [
     "fit_bayes",
     "fit_ml",
     "format_table",
+    "load_result",
     "load_spec",
     "lrt",
     "make_spec",
     "montecarlo",
     "posterior_predictive",
+    "save_result",
     "school_effects",
     "select_classes",
     "share_positive",

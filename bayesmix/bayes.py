@@ -708,14 +708,15 @@ def _sample(
     ml_init: bool,
     progress: bool,
     adaptation: str = "diag",
-) -> tuple[xr.DataTree, float, float]:
+) -> tuple[xr.DataTree, float, float, int | None]:
+    """Draws, compile and sampling seconds, and the draws kept per chain if interrupted."""
     if sampler == "nutpie":
         import nutpie
 
         t0 = time.perf_counter()
         compiled = nutpie.compile_pymc_model(model, jitter_rvs=set() if ml_init else None)
         t1 = time.perf_counter()
-        idata = nutpie.sample(
+        running = nutpie.sample(
             compiled,
             draws=draws,
             tune=tune,
@@ -724,8 +725,20 @@ def _sample(
             progress_bar=progress,
             save_warmup=False,
             adaptation=adaptation,
+            blocking=False,
         )
-        return idata, t1 - t0, time.perf_counter() - t1
+        try:
+            idata = running.wait()
+        except KeyboardInterrupt:
+            idata = running.abort()
+            kept = _complete_draws(idata)
+            if kept == 0:
+                raise EstimationError(
+                    f"sampling was interrupted during tuning (after {time.perf_counter() - t1:.0f}"
+                    " s), before any draw was kept; nothing to return."
+                ) from None
+            return _first_draws(idata, kept), t1 - t0, time.perf_counter() - t1, kept
+        return idata, t1 - t0, time.perf_counter() - t1, None
     t0 = time.perf_counter()
     with model:
         idata = pm.sample(
@@ -736,7 +749,34 @@ def _sample(
             progressbar=progress,
             compute_convergence_checks=False,
         )
-    return idata, 0.0, time.perf_counter() - t0
+    return idata, 0.0, time.perf_counter() - t0, None
+
+
+def _complete_draws(idata: xr.DataTree) -> int:
+    """Post-tuning draws that every chain has finished (unfinished ones are NaN)."""
+    if "posterior" not in idata.children:
+        return 0
+    post = idata["posterior"].to_dataset()
+    if not post.data_vars or post.sizes.get("draw", 0) == 0:
+        return 0
+    done = None
+    for var in post.data_vars.values():
+        finite = np.isfinite(var.values).reshape(var.shape[0], var.shape[1], -1).all(axis=-1)
+        done = finite if done is None else done & finite
+    assert done is not None
+    # the leading draws that every chain completed
+    return int(np.cumprod(done.all(axis=0)).sum())
+
+
+def _first_draws(idata: xr.DataTree, kept: int) -> xr.DataTree:
+    return xr.DataTree.from_dict(
+        {
+            f"/{name}": idata[name].to_dataset().isel(draw=slice(0, kept))
+            if "draw" in idata[name].to_dataset().dims
+            else idata[name].to_dataset()
+            for name in idata.children
+        }
+    )
 
 
 def fit_bayes(
@@ -821,7 +861,7 @@ def fit_bayes(
         if spec.between_classes > 1 and spec.random_effects:
             init_z = _between_residual_start(design, ml)
     model = build_model(design, full_priors, init_params, init_z)
-    idata, compile_s, sampling_s = _sample(
+    idata, compile_s, sampling_s, interrupted_at = _sample(
         model, sampler, draws, tune, chains, seed, init_params is not None, progress, adaptation
     )
     posterior = idata["posterior"].to_dataset()
@@ -872,6 +912,7 @@ def fit_bayes(
             "init": "ml" if given_ml is not None else init,
             "sampler": sampler,
             "adaptation": adaptation,
+            "interrupted_at": interrupted_at,
         },
         timings={
             "compile_s": compile_s,

@@ -244,6 +244,12 @@ class MLResult:
             lines.append("Diagnostics: none")
         return "\n".join(lines)
 
+    def save(self, path: Any) -> Any:
+        """Write the fit to a JSON file; read it back with :func:`bayesmix.load_result`."""
+        from bayesmix.persist import save_result
+
+        return save_result(self, path)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (the CLI's ``--json`` contract)."""
         return {
@@ -487,6 +493,12 @@ class BayesResult:
     def diagnostics(self) -> tuple[str, ...]:
         """Problems with the posterior sample, also issued as warnings."""
         notes = []
+        kept = self.settings.get("interrupted_at")
+        if kept is not None:
+            notes.append(
+                f"sampling was interrupted: the result holds the first {kept} of "
+                f"{self.settings['draws']} draws per chain."
+            )
         bad_rhat = self.table.index[self.table["r_hat"] > 1.01].tolist()
         if bad_rhat:
             notes.append(
@@ -525,10 +537,12 @@ class BayesResult:
     def summary(self) -> str:
         """A printable report: settings, diagnostics, posterior table, classes."""
         s, st = self.spec, self.settings
+        kept = st.get("interrupted_at")
+        n_draws = st["draws"] if kept is None else f"{kept} of {st['draws']} (interrupted)"
         lines = [
             f"bayesmix Bayes fit: {s.name}  ({s.classes} class{'es' if s.classes > 1 else ''})",
             f"  observations {self.n_obs}   parameters {self.n_params}   "
-            f"{st['chains']} chains x {st['draws']} draws ({st['tune']} tune), "
+            f"{st['chains']} chains x {n_draws} draws ({st['tune']} tune), "
             f"{st['sampler']}, init {st['init']}, seed {st['seed']}",
             f"  time {self.timings['elapsed_s']:.1f}s (compile {self.timings['compile_s']:.1f}s, "
             f"sampling {self.timings['sampling_s']:.1f}s)",
@@ -557,6 +571,12 @@ class BayesResult:
         diag = self.diagnostics
         lines += ["Diagnostics:", *(f"  ! {d}" for d in diag)] if diag else ["Diagnostics: none"]
         return "\n".join(lines)
+
+    def save(self, path: Any) -> Any:
+        """Write the fit to a folder (JSON and a zarr DataTree); read it with ``load_result``."""
+        from bayesmix.persist import save_result
+
+        return save_result(self, path)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (the CLI's ``--json`` contract)."""
