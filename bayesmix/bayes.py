@@ -26,7 +26,13 @@ from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
 
 from bayesmix.data import DataLike, Design, MissingPolicy, build_design
-from bayesmix.errors import EstimationError, LabelSwitchingWarning, SamplingWarning, SpecError
+from bayesmix.errors import (
+    EmptyClassWarning,
+    EstimationError,
+    LabelSwitchingWarning,
+    SamplingWarning,
+    SpecError,
+)
 from bayesmix.likelihood import (
     _LOG_2PI,
     linear_predictor,
@@ -928,6 +934,11 @@ def fit_bayes(
 def _diagnose(result: BayesResult) -> list[tuple[str, type[Warning]]]:
     notes = []
     for text in result.diagnostics:
-        category = LabelSwitchingWarning if "label" in text else SamplingWarning
+        if "label" in text:
+            category: type[Warning] = LabelSwitchingWarning
+        elif " holds " in text:
+            category = EmptyClassWarning
+        else:
+            category = SamplingWarning
         notes.append((text, category))
     return notes

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.datasets import BUNDLED
-from bayesmix.errors import DataError, MissingDataWarning
+from bayesmix.errors import DataError, DesignWarning, MissingDataWarning
 from bayesmix.formula import INTERCEPT
 from bayesmix.params import Layout
 from bayesmix.spec import Spec
@@ -225,6 +225,59 @@ def _matrix(frame: pd.DataFrame, terms: tuple[str, ...], where: str) -> np.ndarr
     return mat
 
 
+def _check_rank(mat: np.ndarray, names: tuple[str, ...] | list[str], where: str) -> None:
+    """Name the first column that is a linear combination of the ones before it."""
+    if mat.shape[1] < 2:
+        return
+    scaled = mat / np.maximum(np.abs(mat).max(axis=0), 1e-300)
+    for j in range(1, scaled.shape[1]):
+        before = scaled[:, :j]
+        coef, *_ = np.linalg.lstsq(before, scaled[:, j], rcond=None)
+        resid = scaled[:, j] - before @ coef
+        if np.linalg.norm(resid) <= 1e-8 * max(np.linalg.norm(scaled[:, j]), 1e-300):
+            used = [f"{c:+.3g} {n}" for c, n in zip(coef, names[:j], strict=True) if abs(c) > 1e-9]
+            raise DataError(
+                f"{where}: {names[j]!r} is collinear with {list(names[:j])} "
+                f"({names[j]} = {' '.join(used) or '0'}), so their effects are not identified; "
+                f"drop {names[j]!r} or one of the others."
+            )
+
+
+def _check_clusters(spec: Spec, codes: np.ndarray, n_clusters: int) -> None:
+    """Enough clusters, and clusters large enough, for the random effects asked."""
+    r = len(spec.random_effects)
+    if r == 0:
+        return
+    if n_clusters <= r:
+        raise DataError(
+            f"the random part has {r} dimensions but the data have only {n_clusters} "
+            f"cluster(s) of {spec.cluster!r}, too few to estimate their covariance; use fewer "
+            "random terms ([random] terms) or more clusters."
+        )
+    sizes = np.bincount(codes, minlength=n_clusters)
+    if (sizes == 1).all():
+        raise DataError(
+            f"every cluster of {spec.cluster!r} has a single row, so school residuals cannot "
+            "be told from student residuals; check the cluster column, or fit a single-level "
+            "model (no cluster)."
+        )
+    if n_clusters < 10:
+        warnings.warn(
+            f"only {n_clusters} clusters of {spec.cluster!r}: random-effect variances from "
+            "fewer than 10 clusters are poorly determined; consider fewer random terms.",
+            DesignWarning,
+            stacklevel=4,
+        )
+    singles = int((sizes == 1).sum())
+    if singles and len(spec.random) > 1:
+        warnings.warn(
+            f"{singles} of {n_clusters} clusters of {spec.cluster!r} have a single row; they "
+            "inform the random intercept but cannot separate random slopes from residual noise.",
+            DesignWarning,
+            stacklevel=4,
+        )
+
+
 def _plain(value: object) -> str:
     """A cluster label as users wrote it: 3 rather than np.int64(3), quotes for strings."""
     if isinstance(value, np.generic):
@@ -347,6 +400,8 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
         else np.empty((len(y), 0))
     )
     Z = _matrix(numeric, spec.membership, "membership formula")
+    _check_rank(F, list(spec.fixed_names), "fixed effects")
+    _check_rank(Z, list(spec.membership), "membership formula")
     if len(y) <= lay.n_params:
         raise DataError(
             f"model {spec.name!r} has {lay.n_params} parameters but the data have only "
@@ -354,10 +409,18 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
         )
     if np.ptp(y) == 0:
         raise DataError(f"outcome {spec.outcome!r} is constant ({y[0]:g}); nothing to model.")
+    distinct = len(np.unique(y))
+    if spec.classes > 1 and distinct <= spec.classes:
+        raise DataError(
+            f"outcome {spec.outcome!r} takes only {distinct} distinct values, too few to "
+            f"identify {spec.classes} regression classes; use fewer classes."
+        )
     if spec.cluster is not None:
+        _check_clusters(spec, np.asarray(codes), len(cluster_ids))
         first = np.concatenate([[0], np.flatnonzero(np.diff(codes)) + 1])
         schools = numeric[list(spec.level2_covariates)].iloc[first].set_axis(cluster_ids)
         W = _matrix(numeric.iloc[first], spec.between_membership, "[between] formula")
+        _check_rank(W, list(spec.between_membership), "[between] formula")
     else:
         schools = pd.DataFrame()
         W = np.ones((1, 1))

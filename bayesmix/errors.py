@@ -53,6 +53,14 @@ class IdentificationWarning(BayesmixWarning):
     """The information matrix is singular: some parameters are not identified."""
 
 
+class EmptyClassWarning(IdentificationWarning):
+    """A latent class holds (almost) no observations: fewer classes fit the data."""
+
+
+class DesignWarning(BayesmixWarning):
+    """The data can support the model only weakly (few clusters, single-student clusters)."""
+
+
 class SamplingWarning(BayesmixWarning):
     """MCMC diagnostics (R-hat, ESS, divergences) indicate an unreliable posterior."""
 

@@ -83,11 +83,16 @@ def parse_formula(text: str, *, where: str = "formula") -> Formula:
             raise FormulaError(f"{where}: left-hand side {lhs!r} of {text!r} is not a column name.")
     intercept = True
     terms: list[str] = []
-    # Turn "a - 1" into "a + -1" so that a single split on '+' suffices.
-    for raw in rhs.replace("-", "+-").split("+"):
+    # "x + -1" is "x - 1"; then one split on '+' suffices
+    for i, raw in enumerate(re.sub(r"\+\s*-", "-", rhs).replace("-", "+-").split("+")):
         token = raw.strip().replace(" ", "")
         if token == "":
-            continue
+            if (i == 0 and rhs.strip().startswith("-")) or not rhs.strip():
+                continue  # the split's empty head of "-1 + x", or an empty right side
+            raise FormulaError(
+                f"{where}: {text!r} has a '+' with no term on one side; remove it or add "
+                "the missing term."
+            )
         if token in ("0", "-1"):
             intercept = False
             continue

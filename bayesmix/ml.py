@@ -587,6 +587,12 @@ def fit_ml(
         )
     se_s = time.perf_counter() - t_se
     notes = _diagnose(spec, converged, max_grad, replicated, len(runs), singular, boundary)
+    if spec.classes > 1:
+        notes += empty_class_notes(np.asarray(post).sum(axis=0), len(design.y))
+    if spec.between_classes > 1:
+        notes += empty_class_notes(
+            np.asarray(post_between).sum(axis=0), design.n_clusters, "school class"
+        )
     with np.errstate(divide="ignore", invalid="ignore"):
         z = natural / se
     pvals = 2 * stats.norm.sf(np.abs(z))
@@ -619,6 +625,33 @@ def fit_ml(
         quadrature_points=points if quad is not None else None,
         between_probabilities=(np.asarray(post_between) if spec.between_classes > 1 else None),
     )
+
+
+def empty_class_notes(counts: np.ndarray, n: int, level: str = "class") -> list[str]:
+    """Warn about classes holding fewer than 0.5% of the units (or under one unit).
+
+    Parameters
+    ----------
+    counts : ndarray
+        Estimated units per class (sums of posterior class probabilities).
+    n : int
+        Units in all.
+    level : str
+        ``"class"`` or ``"school class"``, for the message.
+    """
+    from bayesmix.errors import EmptyClassWarning
+
+    notes = []
+    for c, count in enumerate(counts):
+        if count < max(1.0, 0.005 * n):
+            text = (
+                f"{level} {c + 1} holds {count:.2f} of {n} units ({100 * count / n:.2f}%): an "
+                f"(almost) empty class, or one holding outliers: fit fewer {level}es or check "
+                "those units."
+            )
+            warnings.warn(text, EmptyClassWarning, stacklevel=3)
+            notes.append(text)
+    return notes
 
 
 def _diagnose(

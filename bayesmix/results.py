@@ -526,6 +526,20 @@ class BayesResult:
                 f"chains disagree on level-2 class labels (matching permutations "
                 f"{list(self.between_labels.permutations)}): label switching between chains."
             )
+        for probs, level in (
+            (self.class_probabilities, "class"),
+            (self.between_probabilities, "school class"),
+        ):
+            if probs is None or probs.shape[1] < 2:
+                continue
+            n = probs.shape[0]
+            for c, count in enumerate(probs.sum(axis=0)):
+                if count < max(1.0, 0.005 * n):
+                    notes.append(
+                        f"{level} {c + 1} holds {count:.2f} of {n} units "
+                        f"({100 * count / n:.2f}%) in the posterior: an (almost) empty class, "
+                        f"or one holding outliers: fit fewer {level}es or check those units."
+                    )
         if self.pareto_k_bad:
             unit = "schools" if self.between_probabilities is not None else "observations"
             notes.append(

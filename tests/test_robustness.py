@@ -1,0 +1,161 @@
+"""Bad input gives bayesmix's own errors naming the problem; random input never crashes."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import bayesmix as bm
+from bayesmix.data import build_design
+from bayesmix.ml import empty_class_notes
+
+
+def frame(n: int = 60, clusters: int = 6, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(clusters), n // clusters)
+    w = rng.normal(size=clusters)[g]
+    x = rng.normal(size=n)
+    return pd.DataFrame({"y": x + w + rng.normal(size=n), "x": x, "w": w, "g": g})
+
+
+TWO_LEVEL = {"cluster": "g", "random": "1"}
+
+# what is wrong: (formula, make_spec keywords, data change, error, words the message has)
+CASES = {
+    "unknown column": ("y ~ z", {}, None, bm.DataError, ["'z'"]),
+    "dangling plus": ("y ~ x +", {}, None, bm.FormulaError, ["'+'"]),
+    "text column": ("y ~ x", {}, {"x": ["a"] * 60}, bm.DataError, ["'x'"]),
+    "infinite value": ("y ~ x", {}, {"x": [np.inf] + [0.5] * 59}, bm.DataError, ["infinite"]),
+    "missing value": ("y ~ x", {}, {"y": [np.nan] * 2 + [0.5] * 58}, bm.DataError, ["listwise"]),
+    "constant covariate": ("y ~ x", {}, {"x": [2.0] * 60}, bm.DataError, ["'x'", "constant"]),
+    "collinear covariates": ("y ~ x + x2", {}, "collinear", bm.DataError, ["'x2'", "collinear"]),
+    "school covariate varies": (
+        "y ~ x", {**TWO_LEVEL, "level2": {"1": "x"}}, None, bm.DataError, ["varies within"]
+    ),
+    "one row per cluster": ("y ~ x", TWO_LEVEL, "singletons", bm.DataError, ["single row"]),
+    "too few clusters": (
+        "y ~ x", {"cluster": "g", "random": ["1", "x"]}, "two clusters", bm.DataError,
+        ["2 cluster", "random"],
+    ),
+    "K above what y can separate": (
+        "y ~ x", {"classes": 3}, "binary y", bm.DataError, ["distinct values", "fewer classes"]
+    ),
+    "more parameters than rows": (
+        "y ~ x", {"classes": 4}, "five rows", bm.DataError, ["parameters", "rows"]
+    ),
+}  # fmt: skip
+
+
+def _data(change) -> pd.DataFrame:
+    data = frame()
+    if isinstance(change, dict):
+        for col, values in change.items():
+            data[col] = values
+    elif change == "collinear":
+        data["x2"] = 2.0 * data["x"] - 1.0
+    elif change == "singletons":
+        data["g"] = np.arange(len(data))
+    elif change == "two clusters":
+        data["g"] = np.arange(len(data)) % 2
+    elif change == "binary y":
+        data["y"] = (data["y"] > 0).astype(float)
+    elif change == "five rows":
+        data = data.iloc[:5]
+    return data
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_names_the_problem_and_the_fix(case):
+    formula, kwargs, change, error, words = CASES[case]
+    with pytest.raises(error) as info:
+        bm.fit_ml(bm.make_spec(formula, **kwargs), _data(change))
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_weak_designs_warn():
+    data = frame(n=40, clusters=4)
+    with pytest.warns(bm.errors.DesignWarning, match="only 4 clusters"):
+        build_design(bm.make_spec("y ~ x", cluster="g", random="1"), data)
+    data = frame(n=200, clusters=20)
+    data.loc[0, "g"] = 99  # one school with one student
+    with pytest.warns(bm.errors.DesignWarning, match="1 of 21 clusters .* single row"):
+        build_design(bm.make_spec("y ~ x", cluster="g", random=["1", "x"]), data)
+
+
+def test_empty_classes_are_flagged():
+    with pytest.warns(bm.errors.EmptyClassWarning, match="class 3 holds 0.40 of 1000"):
+        notes = empty_class_notes(np.array([600.0, 399.6, 0.4]), 1000)
+    assert len(notes) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert empty_class_notes(np.array([500.0, 500.0]), 1000) == []
+
+
+def test_a_class_of_one_outlier_is_reported_by_the_fit():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=400)
+    y = 1.0 + 0.5 * x + np.random.default_rng(3).normal(size=400)
+    y[0] = 40.0
+    spec = bm.make_spec("y ~ x", classes=2, class_varying="1")
+    with pytest.warns(bm.errors.EmptyClassWarning, match=r"class 1 holds 1.00 of 400 units"):
+        fit = bm.fit_ml(spec, pd.DataFrame({"x": x, "y": y}), starts=4, random_seed=1)
+    assert "! class 1 holds" in fit.summary()
+
+
+COLUMN_VALUES = st.one_of(
+    st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=12),
+    st.lists(st.integers(-3, 3), min_size=1, max_size=12),
+    st.lists(st.text(max_size=3), min_size=1, max_size=12),
+    st.lists(st.booleans(), min_size=1, max_size=12),
+    st.lists(st.none(), min_size=1, max_size=3),
+)
+NAMES = st.sampled_from(["y", "x", "w", "g", "z", "1", "x:w", "0", "-1", "", "y y", "x+"])
+
+
+@st.composite
+def bad_frames(draw):
+    cols = draw(st.lists(st.sampled_from(["y", "x", "w", "g", "q"]), max_size=5, unique=True))
+    n = draw(st.integers(0, 12))
+    data = {}
+    for col in cols:
+        values = draw(COLUMN_VALUES)
+        data[col] = (values * (n // len(values) + 1))[:n]
+    return pd.DataFrame(data)
+
+
+@st.composite
+def bad_specs(draw):
+    terms = draw(st.lists(NAMES, max_size=3))
+    outcome = draw(NAMES)
+    formula = f"{outcome} ~ {' + '.join(terms)}" if draw(st.booleans()) else " ".join(terms)
+    kwargs = {
+        "classes": draw(st.integers(-1, 4)),
+        "cluster": draw(st.sampled_from([None, "g", "q", "nope"])),
+    }
+    if kwargs["cluster"] and draw(st.booleans()):
+        kwargs["random"] = draw(st.lists(NAMES, max_size=2))
+    if draw(st.booleans()):
+        kwargs["membership"] = draw(NAMES)
+    return formula, kwargs
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
+@given(spec=bad_specs(), data=bad_frames())
+def test_random_bad_input_raises_only_bayesmix_errors(spec, data):
+    formula, kwargs = spec
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bm.BayesmixWarning)
+        try:
+            fit = bm.fit_ml(bm.make_spec(formula, **kwargs), data, starts=1)
+        except bm.BayesmixError as err:
+            assert str(err)  # every error says something
+            return
+    assert np.isfinite(fit.loglik)
