@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import optimize, stats
@@ -414,6 +414,58 @@ def _standard_errors(
     return cov, se, singular
 
 
+_SCALE_RANGE = (1e-2, 1e2)
+
+
+def outcome_scale_map(lay: Layout, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Natural parameters of y * scale from those of y: ``a * value + b``.
+
+    Outcome coefficients scale with ``scale``, outcome variances and
+    covariances with its square (a covariance with a membership random
+    effect with ``scale`` once), log residual variances shift by
+    ``2 log scale``; membership and school-class logits do not change.
+    """
+    sl = lay._slices()
+    outcome_terms = set(lay.spec.random)
+    a = np.ones(lay.n_params)
+    b = np.zeros(lay.n_params)
+    for k, name in enumerate(lay.names):
+        if sl["fixed"].start <= k < sl["fixed"].stop:
+            a[k] = scale
+        elif sl["cov"].start <= k < sl["cov"].stop:
+            inner = name[name.index("(") + 1 : name.rindex(")")]
+            terms = [t.removeprefix("u_") for t in inner.split(",")]
+            power = sum(t in outcome_terms for t in terms) * (2 if len(terms) == 1 else 1)
+            a[k] = scale**power
+        elif sl["resid"].start <= k < sl["resid"].stop:
+            if not lay.log_residual:
+                a[k] = scale**2
+            elif name == "log(sigma2) ~ 1" or name.startswith("log(sigma2) ~ 1["):
+                b[k] = 2.0 * np.log(scale)
+    return a, b
+
+
+def _rescaled(result: MLResult, design: Design, scale: float) -> MLResult:
+    """A fit of y / scale expressed for y itself."""
+    a, b = outcome_scale_map(design.layout, scale)
+    shift = design.n_obs * np.log(scale)
+    estimates = a * result.estimates + b
+    se = a * result.se
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = estimates / se
+    return replace(
+        result,
+        design=design,
+        estimates=estimates,
+        se=se,
+        z=z,
+        p=2 * stats.norm.sf(np.abs(z)),
+        cov=result.cov * np.outer(a, a),
+        loglik=result.loglik - shift,
+        starts=replace(result.starts, logliks=result.starts.logliks - shift),
+    )
+
+
 def fit_ml(
     spec: Spec,
     data: DataLike,
@@ -478,6 +530,21 @@ def fit_ml(
         )
     design = build_design(spec, data, missing=missing)
     lay = design.layout
+    sd = float(design.y.std())
+    if not _SCALE_RANGE[0] <= sd <= _SCALE_RANGE[1]:
+        # an outcome in millions or millionths: fit y / sd(y), whose parameters are of
+        # order 1 for the optimiser and the finite-difference information matrix, and map
+        # the estimates back (the likelihood is equivariant under rescaling y)
+        if init is not None:
+            a, b = outcome_scale_map(lay, 1.0 / sd)
+            natural = init if isinstance(init, Params) else lay.from_named(dict(init))
+            init = lay.unpack(a * lay.pack(natural, natural=True) + b, natural=True)
+        frame = design.frame.assign(**{spec.outcome: design.frame[spec.outcome] / sd})
+        scaled = fit_ml(
+            spec, frame, starts=starts, random_seed=random_seed, maxiter=maxiter,
+            points=points, progress=progress, backend=backend, init=init,
+        )  # fmt: skip
+        return replace(_rescaled(scaled, design, sd), elapsed_s=time.perf_counter() - t0)
     n = design.n_obs
     if backend is None:
         backend = "jax" if needs_quadrature(lay) else "numba"

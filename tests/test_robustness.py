@@ -159,3 +159,64 @@ def test_random_bad_input_raises_only_bayesmix_errors(spec, data):
             assert str(err)  # every error says something
             return
     assert np.isfinite(fit.loglik)
+
+
+@pytest.mark.parametrize("model", ["conventional", "fig3"])
+def test_estimates_follow_the_outcome_scale_from_1e_minus_6_to_1e6(model):
+    from bayesmix.ml import outcome_scale_map
+    from bayesmix.montecarlo import CONVENTIONAL_PARAMS, FIG3_PARAMS
+
+    spec = bm.load_spec(f"models/{model}.toml")
+    values = FIG3_PARAMS if model == "fig3" else CONVENTIONAL_PARAMS
+    data = bm.simulate(spec, values, clusters=60, cluster_size=10, random_seed=1)
+    base = bm.fit_ml(spec, data, starts=4, random_seed=1)
+    for scale in (1e-6, 1e6):
+        fit = bm.fit_ml(spec, data.assign(y=data["y"] * scale), starts=4, random_seed=1)
+        a, b = outcome_scale_map(fit.design.layout, scale)
+        assert fit.converged and np.isfinite(fit.se).all()
+        np.testing.assert_allclose((fit.estimates - b) / a, base.estimates, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(fit.se / a, base.se, rtol=1e-3)
+        assert fit.loglik + len(data) * np.log(scale) == pytest.approx(base.loglik, abs=1e-6)
+
+
+def test_scale_map_of_every_parameter_kind():
+    from bayesmix.ml import outcome_scale_map
+
+    spec = bm.load_spec("models/fig3.toml")
+    lay = build_design(spec, frame_fig3()).layout
+    a, b = outcome_scale_map(lay, 10.0)
+    by_name = dict(zip(lay.names, a, strict=True))
+    assert by_name["x[c1]"] == 10.0 and by_name["w"] == 10.0
+    assert by_name["var(u_1)"] == 100.0 and by_name["sigma2"] == 100.0
+    assert by_name["var(u_C#1)"] == 1.0 and by_name["C#1 ~ x"] == 1.0
+    assert not b.any()
+    spec_1b = bm.make_spec("y ~ x", residual_covariates="x")
+    lay_1b = build_design(spec_1b, frame()).layout
+    a, b = outcome_scale_map(lay_1b, 10.0)
+    shift = dict(zip(lay_1b.names, b, strict=True))
+    assert shift["log(sigma2) ~ 1"] == pytest.approx(2 * np.log(10.0))
+    assert shift["log(sigma2) ~ x"] == 0.0
+
+
+def frame_fig3() -> pd.DataFrame:
+    from bayesmix.montecarlo import FIG3_PARAMS
+
+    return bm.simulate(bm.load_spec("models/fig3.toml"), FIG3_PARAMS, clusters=20,
+                       cluster_size=5, random_seed=2)  # fmt: skip
+
+
+def test_clusters_of_1_to_500_students_give_finite_fits():
+    from bayesmix.montecarlo import CONVENTIONAL_PARAMS, FIG3_PARAMS
+
+    rng = np.random.default_rng(4)
+    sizes = np.concatenate([[1, 1, 2, 500, 350], rng.integers(1, 60, size=40)])
+    for name, values in (("conventional", CONVENTIONAL_PARAMS), ("fig3", FIG3_PARAMS)):
+        spec = bm.load_spec(f"models/{name}.toml")
+        base = bm.simulate(spec, values, clusters=len(sizes), cluster_size=500, random_seed=4)
+        keep = base.groupby("cluster").cumcount() < np.repeat(sizes, 500)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", bm.errors.DesignWarning)
+            fit = bm.fit_ml(spec, base[keep], starts=4, random_seed=1)
+        assert fit.design.n_obs == sizes.sum()
+        assert np.isfinite(fit.loglik) and np.isfinite(fit.estimates).all()
+        assert np.isfinite(fit.se).all() and fit.max_abs_gradient < 1e-2
