@@ -11,7 +11,7 @@ PYTHON_BOOT ?= $(shell v=$$(cat .python-version 2>/dev/null); \
 	  if [ -x "$$c" ] && "$$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then \
 	    echo "$$c"; break; fi; done)
 
-.PHONY: venv test test-fast demo bench lint clean
+.PHONY: venv test test-fast notebooks demo bench lint clean
 
 venv: $(STAMP)
 
@@ -29,6 +29,11 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# Executes every notebook with small draws (BAYESMIX_NOTEBOOK_DRAWS=150); the committed
+# outputs come from full runs.
+notebooks: $(STAMP)
+	$(PY) -m pytest -q -m notebook tests/test_notebooks.py
 
 demo: $(STAMP)
 	$(VENV)/bin/bayesmix paper --out bayesmix-output
