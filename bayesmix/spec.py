@@ -374,6 +374,50 @@ def _rhs_terms(value: str | Iterable[str] | None, where: str) -> tuple[str, ...]
     return tuple(value)
 
 
+_INTEGERS = ("classes", "between_classes")
+_OPTIONAL_TEXT = (
+    "membership", "order_classes_by", "cluster", "residual_groups", "between_membership"
+)  # fmt: skip
+_TEXT_OR_NAMES = (
+    "class_varying", "random", "residual_covariates", "centre", "between_varying"
+)  # fmt: skip
+
+
+def _is_names(value: Any) -> bool:
+    return (
+        isinstance(value, Iterable)
+        and not isinstance(value, Mapping | bytes)
+        and all(isinstance(v, str) for v in value)
+    )
+
+
+def _check_argument_types(**values: Any) -> None:
+    """Refuse values of the wrong type (as a model file can hold) with the setting's name."""
+    for key in _INTEGERS:
+        v = values[key]
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise SpecError(f"{key} must be an integer >= 1, got {v!r}.")
+    for key in _OPTIONAL_TEXT:
+        v = values[key]
+        if v is not None and not isinstance(v, str):
+            raise SpecError(f'{key} must be text such as "x + w" or a column name, got {v!r}.')
+    for key in _TEXT_OR_NAMES:
+        v = values[key]
+        if v is not None and not isinstance(v, str) and not _is_names(v):
+            raise SpecError(f'{key} must be a list of names such as ["1", "x"] or text, got {v!r}.')
+    level2 = values["level2"]
+    if level2 is None:
+        return
+    if not isinstance(level2, Mapping):
+        raise SpecError(f'level2 must map terms to covariates, e.g. {{x = "w"}}, got {level2!r}.')
+    for term, covs in level2.items():
+        if not isinstance(covs, str) and not _is_names(covs):
+            raise SpecError(
+                f'[level2] {term}: expected covariates such as "w1 + w2" or a list of '
+                f"names, got {covs!r}."
+            )
+
+
 def make_spec(
     outcome: str,
     *,
@@ -447,6 +491,21 @@ def make_spec(
     -------
     Spec
     """
+    _check_argument_types(
+        classes=classes,
+        between_classes=between_classes,
+        class_varying=class_varying,
+        membership=membership,
+        order_classes_by=order_classes_by,
+        cluster=cluster,
+        level2=level2,
+        random=random,
+        residual_covariates=residual_covariates,
+        residual_groups=residual_groups,
+        centre=centre,
+        between_membership=between_membership,
+        between_varying=between_varying,
+    )
     formula = parse_formula(outcome, where="outcome formula")
     if formula.lhs is None:
         raise SpecError(f"the outcome formula {outcome!r} needs an outcome: write 'y ~ ...'.")

@@ -220,3 +220,88 @@ def test_clusters_of_1_to_500_students_give_finite_fits():
         assert fit.design.n_obs == sizes.sum()
         assert np.isfinite(fit.loglik) and np.isfinite(fit.estimates).all()
         assert np.isfinite(fit.se).all() and fit.max_abs_gradient < 1e-2
+
+
+# --- model files: random TOML through the command line ---------------------------------------
+
+VALUES = st.one_of(
+    NAMES,
+    st.integers(-2, 4),
+    st.booleans(),
+    st.floats(allow_nan=False, allow_infinity=False, width=16),
+    st.lists(NAMES, max_size=3),
+    st.sampled_from(["all", "class", "common", "factor", "independent", "diagonal", "none"]),
+    st.dictionaries(NAMES, NAMES, max_size=2),
+)
+TABLES = {
+    "outcome": ["formula", "class_varying", "residual_variance", "order_classes_by",
+                "residual_covariates", "residual_groups", "typo"],
+    "membership": ["formula", "random", "typo"],
+    "random": ["terms", "covariance", "typo"],
+    "level2": ["1", "x", "typo"],
+    "between": ["classes", "formula", "varying", "typo"],
+}  # fmt: skip
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return (
+            "{" + ", ".join(f"{_toml_value(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+        )
+    return repr(value)
+
+
+# values that often make a valid model, so that the files reach the data checks and the fit
+LIKELY = {
+    "formula": st.sampled_from(["y ~ x", "y ~ x + w", "y ~ 1", "y ~ z", "y ~", "x ~ y + x"]),
+    "classes": st.integers(0, 3),
+    "cluster": st.sampled_from(["g", "w", "nope"]),
+    "terms": st.lists(st.sampled_from(["1", "x", "w"]), max_size=2),
+    "1": st.sampled_from(["w", "x", "w + x"]),
+    "x": st.sampled_from(["w", "q"]),
+    "class_varying": st.sampled_from(["all", "1", ["1", "x"], ["w"]]),
+}
+
+
+@st.composite
+def model_files(draw) -> str:
+    def value(key: str):
+        if key in LIKELY and draw(st.booleans()):
+            return draw(LIKELY[key])
+        return draw(VALUES)
+
+    lines = []
+    for key in draw(st.lists(st.sampled_from(["classes", "cluster", "centre", "name", "typo"]),
+                             max_size=3, unique=True)):  # fmt: skip
+        lines.append(f"{key} = {_toml_value(value(key))}")
+    for table in draw(st.lists(st.sampled_from(list(TABLES)), max_size=4, unique=True)):
+        lines.append(f"[{table}]")
+        keys = draw(st.lists(st.sampled_from(TABLES[table]), max_size=3, unique=True))
+        if table == "outcome" and draw(st.booleans()):
+            keys = ["formula", *[k for k in keys if k != "formula"]]
+        for key in keys:
+            lines.append(f"{_toml_value(key)} = {_toml_value(value(key))}")
+    return "\n".join(lines) + "\n"
+
+
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
+@given(text=model_files())
+def test_random_model_files_give_a_bayesmix_error_or_a_fit(text, tmp_path_factory):
+    from bayesmix.cli import main
+
+    folder = tmp_path_factory.mktemp("model")
+    (folder / "m.toml").write_text(text)
+    frame().to_csv(folder / "d.csv", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bm.BayesmixWarning)
+        code = main(["fit", str(folder / "m.toml"), "--data", str(folder / "d.csv"),
+                     "--starts", "1", "--quiet"])  # fmt: skip
+    assert code in (0, 2)  # a fit, or "bayesmix: error: ..." (an exception would propagate)
