@@ -487,7 +487,17 @@ def _random_effects(
             sd_u = pm.HalfStudentT("sd_u", nu=nu, sigma=scales, dims="rterm", **kw)
         L = pt.diag(sd_u)
     dims = ("cluster", "rterm") if spec.between_classes == 1 else ("between", "cluster", "rterm")
-    kw = {} if init_z is None else {"initval": init_z}
+    kw = {}
+    if init_z is not None:
+        kw["initval"] = init_z
+    elif init is not None:
+        # not exactly 0: a residual the likelihood ignores (the female slope of an
+        # all-male school) would have a gradient of exactly 0 there, which nutpie
+        # rejects as a starting point
+        shape = (len(design.cluster_ids), r)
+        if spec.between_classes > 1:
+            shape = (spec.between_classes, *shape)
+        kw["initval"] = 0.01 * np.random.default_rng(0).standard_normal(shape)
     z = pm.Normal("z_u", 0.0, 1.0, dims=dims, **kw)
     return pm.Deterministic("u", pt.matmul(z, L.T), dims=dims)
 

@@ -50,7 +50,12 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive,
         help="number of level-2 latent classes L (model C; default: the model file's)",
     )
-    fit.add_argument("--starts", type=_positive, default=20, help="ML random starts")
+    fit.add_argument(
+        "--starts",
+        type=_positive,
+        default=20,
+        help="ML random starts (with bayes: of the ML fit that starts the chains)",
+    )
     fit.add_argument("--seed", type=int, help="random seed")
     fit.add_argument("--draws", type=_positive, default=1000, help="posterior draws per chain")
     fit.add_argument("--tune", type=_positive, default=1000, help="warm-up draws per chain")
@@ -172,6 +177,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
                 random_seed=args.seed,
                 init=args.init,
                 missing=args.missing,
+                ml_starts=args.starts,
                 progress=show,
             )
         if show:

@@ -156,3 +156,20 @@ def test_same_seed_reproduces_draws(fig1_spec, fig1_data):
     np.testing.assert_array_equal(a.draws["x[c1]"], b.draws["x[c1]"])
     assert a.settings["seed"] == b.settings["seed"]
     assert any("bulk ESS below 200" in d for d in a.diagnostics)
+
+
+def test_ml_start_has_no_exactly_flat_residual():
+    # a random slope of x in schools where x never varies: the likelihood ignores
+    # those residuals, and nutpie refuses a start whose gradient has an exact 0
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(30), 10)
+    x = rng.integers(0, 2, size=300).astype(float)
+    x[g < 5] = 0.0
+    data = pd.DataFrame({"g": g, "x": x, "y": x + rng.normal(size=30)[g] + rng.normal(size=300)})
+    spec = bm.make_spec("y ~ x", cluster="g", random=["1", "x"])
+    ml = bm.fit_ml(spec, data)
+    design = build_design(spec, data)
+    model = build_model(design, resolve_priors(design, None), ml.structured)
+    grad = model.compile_dlogp(mode="FAST_COMPILE")(model.initial_point())
+    assert np.all(grad != 0.0)
+    assert np.abs(model.initial_point()["z_u"]).max() < 0.05
