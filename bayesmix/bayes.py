@@ -491,15 +491,27 @@ def _random_effects(
     if init_z is not None:
         kw["initval"] = init_z
     elif init is not None:
-        # not exactly 0: a residual the likelihood ignores (the female slope of an
-        # all-male school) would have a gradient of exactly 0 there, which nutpie
-        # rejects as a starting point
-        shape = (len(design.cluster_ids), r)
-        if spec.between_classes > 1:
-            shape = (spec.between_classes, *shape)
-        kw["initval"] = 0.01 * np.random.default_rng(0).standard_normal(shape)
+        kw["initval"] = _unidentified_residual_start(design, spec.between_classes)
     z = pm.Normal("z_u", 0.0, 1.0, dims=dims, **kw)
     return pm.Deterministic("u", pt.matmul(z, L.T), dims=dims)
+
+
+def _unidentified_residual_start(design: Design, between: int) -> np.ndarray:
+    """Start of z_u at an ML start: 0, except 0.01 N(0, 1) where no row informs it.
+
+    A residual the likelihood ignores (the female slope of an all-male school)
+    would have a gradient of exactly 0 at 0, which nutpie rejects as a starting
+    point; every other residual starts at its prior mean, as the ML start does.
+    """
+    n_clusters, r = len(design.cluster_ids), len(design.spec.random_effects)
+    # residuals beyond R's columns enter the class membership of every student
+    informed = np.ones((n_clusters, r))
+    outcome = design.R.shape[1]
+    informed[:, :outcome] = 0.0
+    np.add.at(informed[:, :outcome], design.cluster, design.R != 0)
+    shape = (n_clusters, r) if between == 1 else (between, n_clusters, r)
+    jitter = 0.01 * np.random.default_rng(0).standard_normal(shape)
+    return np.where(informed == 0, jitter, 0.0)
 
 
 def _between_residual_start(design: Design, ml: Any) -> np.ndarray:
