@@ -10,13 +10,17 @@ computed, and chains are checked for disagreeing class labels.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Literal
 
 import arviz_stats as azs
 import numpy as np
+import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
@@ -726,6 +730,44 @@ def check_labels(chain_post: np.ndarray) -> LabelCheck:
     return LabelCheck(switched=switched, permutations=tuple(perms), agreement=tuple(agreement))
 
 
+# nutpie models compiled in this process, by :func:`_compile_key`; a refit of the same
+# spec, data, priors and start (more draws, another seed) skips compilation
+_COMPILED: OrderedDict[str, Any] = OrderedDict()
+_COMPILED_MAX = 4
+
+
+def _compile_key(
+    design: Design,
+    priors: Mapping[str, Prior],
+    init: Params | None,
+    init_z: np.ndarray | None,
+) -> str:
+    """Digest of everything the compiled log-density and its starting point depend on."""
+    h = hashlib.sha256()
+    h.update(repr(design.spec).encode())
+    h.update(repr(sorted(priors.items())).encode())
+    h.update(pd.util.hash_pandas_object(design.frame, index=False).to_numpy().tobytes())
+    h.update(repr(tuple(design.frame.columns)).encode())
+    arrays = [] if init is None else [getattr(init, f.name) for f in dataclasses.fields(init)]
+    for value in [*arrays, init_z]:
+        h.update(b"none" if value is None else np.ascontiguousarray(value, float).tobytes())
+    return h.hexdigest()
+
+
+def _compiled_nutpie(model: pm.Model, ml_init: bool, key: str | None) -> Any:
+    import nutpie
+
+    if key is not None and key in _COMPILED:
+        _COMPILED.move_to_end(key)
+        return _COMPILED[key]
+    compiled = nutpie.compile_pymc_model(model, jitter_rvs=set() if ml_init else None)
+    if key is not None:
+        _COMPILED[key] = compiled
+        while len(_COMPILED) > _COMPILED_MAX:
+            _COMPILED.popitem(last=False)
+    return compiled
+
+
 def _sample(
     model: pm.Model,
     sampler: Sampler,
@@ -736,13 +778,14 @@ def _sample(
     ml_init: bool,
     progress: bool,
     adaptation: str = "diag",
+    key: str | None = None,
 ) -> tuple[xr.DataTree, float, float, int | None]:
     """Draws, compile and sampling seconds, and the draws kept per chain if interrupted."""
     if sampler == "nutpie":
         import nutpie
 
         t0 = time.perf_counter()
-        compiled = nutpie.compile_pymc_model(model, jitter_rvs=set() if ml_init else None)
+        compiled = _compiled_nutpie(model, ml_init, key)
         t1 = time.perf_counter()
         running = nutpie.sample(
             compiled,
@@ -859,6 +902,12 @@ def fit_bayes(
     Returns
     -------
     BayesResult
+
+    Notes
+    -----
+    The nutpie model compiled for a spec, data, priors and ML start is kept
+    (the last four in the process), so a refit of the same model with more
+    draws, another seed or another adaptation does not compile again.
     """
     t_start = time.perf_counter()
     for label, value in (("draws", draws), ("tune", tune), ("chains", chains)):
@@ -889,8 +938,18 @@ def fit_bayes(
         if spec.between_classes > 1 and spec.random_effects:
             init_z = _between_residual_start(design, ml)
     model = build_model(design, full_priors, init_params, init_z)
+    key = _compile_key(design, full_priors, init_params, init_z)
     idata, compile_s, sampling_s, interrupted_at = _sample(
-        model, sampler, draws, tune, chains, seed, init_params is not None, progress, adaptation
+        model,
+        sampler,
+        draws,
+        tune,
+        chains,
+        seed,
+        init_params is not None,
+        progress,
+        adaptation,
+        key,
     )
     posterior = idata["posterior"].to_dataset()
     draws_struct = structured_draws(posterior, design)

@@ -11,6 +11,7 @@ import pytensor.tensor as pt
 import pytest
 
 import bayesmix as bm
+from bayesmix import bayes
 from bayesmix.bayes import build_model, check_labels
 from bayesmix.data import build_design
 from bayesmix.demo import FIG1_PARAMS
@@ -173,3 +174,22 @@ def test_ml_start_has_no_exactly_flat_residual():
     grad = model.compile_dlogp(mode="FAST_COMPILE")(model.initial_point())
     assert np.all(grad != 0.0)
     assert np.abs(model.initial_point()["z_u"]).max() < 0.05
+
+
+@pytest.mark.slow
+def test_refit_of_same_model_and_data_skips_compilation(fig1_spec, fig1_data):
+    data = fig1_data.iloc[:900]
+    kw = dict(draws=40, tune=40, chains=2, progress=False)
+    ml = bm.fit_ml(fig1_spec, data, random_seed=1)
+    with pytest.warns(SamplingWarning):
+        first = bm.fit_bayes(fig1_spec, data, random_seed=11, init=ml, **kw)
+    with pytest.warns(SamplingWarning):
+        again = bm.fit_bayes(fig1_spec, data, random_seed=12, init=ml, **kw)
+    with pytest.warns(SamplingWarning):
+        other = bm.fit_bayes(fig1_spec, fig1_data.iloc[:901], random_seed=11, **kw)
+    # the same spec, data, priors and ML start: the compiled model is reused
+    assert first.timings["compile_s"] > 0.5
+    assert again.timings["compile_s"] < 0.01
+    # one more student: a new log-density, compiled anew
+    assert other.timings["compile_s"] > 0.5
+    assert len(bayes._COMPILED) <= bayes._COMPILED_MAX
