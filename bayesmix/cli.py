@@ -64,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
         "--init", choices=("ml", "prior"), default="ml", help="where chains start (Bayes)"
     )
     fit.add_argument(
+        "--backend",
+        choices=("numba", "jax"),
+        default="numba",
+        help="compiler of the NUTS log-density (Bayes); jax uses a GPU when JAX has one",
+    )
+    fit.add_argument(
         "--missing",
         choices=("error", "listwise"),
         default="error",
@@ -178,6 +184,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
                 init=args.init,
                 missing=args.missing,
                 ml_starts=args.starts,
+                backend=args.backend,
                 progress=show,
             )
         if show:

@@ -193,3 +193,21 @@ def test_refit_of_same_model_and_data_skips_compilation(fig1_spec, fig1_data):
     # one more student: a new log-density, compiled anew
     assert other.timings["compile_s"] > 0.5
     assert len(bayes._COMPILED) <= bayes._COMPILED_MAX
+
+
+@pytest.mark.slow
+def test_jax_backend_samples_the_same_posterior(fig1_spec, fig1_data):
+    data = fig1_data.iloc[:1200]
+    ml = bm.fit_ml(fig1_spec, data, random_seed=1)
+    kw = dict(draws=300, tune=300, chains=2, init=ml, random_seed=5, progress=False)
+    numba_fit = bm.fit_bayes(fig1_spec, data, **kw)
+    jax_fit = bm.fit_bayes(fig1_spec, data, backend="jax", **kw)
+    assert jax_fit.settings["backend"] == "jax"
+    assert jax_fit.divergences == 0
+    gap = (jax_fit.table["mean"] - numba_fit.table["mean"]).abs() / numba_fit.table["sd"]
+    assert (gap < 0.35).all(), gap.to_dict()
+
+
+def test_unknown_backend_is_refused(fig1_spec, fig1_data):
+    with pytest.raises(bm.EstimationError, match="backend must be 'numba' or 'jax'"):
+        bm.fit_bayes(fig1_spec, fig1_data.iloc[:100], backend="cuda", init="prior")
