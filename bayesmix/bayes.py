@@ -741,9 +741,10 @@ def _compile_key(
     priors: Mapping[str, Prior],
     init: Params | None,
     init_z: np.ndarray | None,
+    backend: str,
 ) -> str:
     """Digest of everything the compiled log-density and its starting point depend on."""
-    h = hashlib.sha256()
+    h = hashlib.sha256(backend.encode())
     h.update(repr(design.spec).encode())
     h.update(repr(sorted(priors.items())).encode())
     h.update(pd.util.hash_pandas_object(design.frame, index=False).to_numpy().tobytes())
@@ -757,8 +758,6 @@ def _compile_key(
 def _compiled_nutpie(model: pm.Model, ml_init: bool, key: str | None, backend: str) -> Any:
     import nutpie
 
-    if key is not None:
-        key = f"{key}-{backend}"
     if key is not None and key in _COMPILED:
         _COMPILED.move_to_end(key)
         return _COMPILED[key]
@@ -953,7 +952,7 @@ def fit_bayes(
         if spec.between_classes > 1 and spec.random_effects:
             init_z = _between_residual_start(design, ml)
     model = build_model(design, full_priors, init_params, init_z)
-    key = _compile_key(design, full_priors, init_params, init_z)
+    key = _compile_key(design, full_priors, init_params, init_z, backend)
     idata, compile_s, sampling_s, interrupted_at = _sample(
         model,
         sampler,
