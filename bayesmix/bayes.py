@@ -29,6 +29,14 @@ from pymc.logprob.transforms import Transform
 from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
 
+from bayesmix.centring import (
+    SchoolMeans,
+    centred_school_effects,
+    prior_logp,
+    reference_offset_effect,
+    school_means_plan,
+    school_start,
+)
 from bayesmix.data import DataLike, Design, MissingPolicy, build_design
 from bayesmix.errors import (
     EmptyClassWarning,
@@ -143,6 +151,10 @@ def build_model(
     if spec.membership_random == "factor" and K > 2:
         coords["lambda_class"] = [f"C#{c + 1}" for c in range(1, K - 1)]
     init_beta = None if init is None else np.asarray(init.beta)
+    plan = school_means_plan(design, init)
+    if plan is not None:
+        coords["oterm"] = list(spec.random[: len(plan.terms)])
+        coords["mrterm"] = list(spec.random_effects[len(plan.terms) :])
     whiten = (
         K == 1
         and len(spec.fixed_names) > 1
@@ -158,6 +170,8 @@ def build_model(
     with pm.Model(coords=coords) as model:
         if whiten:
             columns = _whitened_fixed_effects(design, priors, init_beta)
+        elif K > 1 and L == 1:
+            columns = _mixture_fixed_effects(design, priors, init_beta, plan)
         else:
             columns = [
                 _fixed_effect_rows(design, priors, name, j, init_beta)
@@ -166,11 +180,7 @@ def build_model(
         beta = pt.stack(columns, axis=1)
         lsig = _residual_rvs(design, priors, init)
         if K > 1:
-            plist = [priors[f"C#{c + 1} ~ {t}"] for c in range(K - 1) for t in spec.membership]
-            kw = {} if init is None else {"initval": np.asarray(init.gamma)}
-            gamma = _coef_rv(
-                "gamma", plist, dims=("logit", "mterm"), shape=(K - 1, len(spec.membership)), **kw
-            )
+            gamma = _membership_coefficients(design, priors, init)
         else:
             gamma = pt.zeros((0, len(spec.membership)))
         F = pm.Data("F", design.F)
@@ -179,23 +189,41 @@ def build_model(
         if L > 1:
             _between_likelihood(design, priors, init, init_z, F, Z, V, beta, lsig, gamma)
             return model
-        mu = linear_predictor(F, beta)
+        # The mixture graph is written for speed (measured on the Fig 3 model); the
+        # one-class graph keeps its plain form, whose draws the tests pin down.
+        mixture = K > 1
+        mu = _columnwise_product(design.F, beta, "F") if mixture else linear_predictor(F, beta)
         member_offset = None
         if spec.random_effects:
             r = len(spec.random)
-            u = _random_effects(design, priors, init, init_z)
+            if plan is None:
+                u = _random_effects(design, priors, init, init_z)
+            else:
+                u = _centred_random_effects(design, priors, init, plan, beta)
             cluster = pm.Data("cluster_index", design.cluster)
-            ui = u[cluster]
-            if r:
-                R = pm.Data("R", design.R)
-                mu = mu + pt.sum(R * ui[:, :r], axis=1)[:, None]
-            if spec.membership_random != "none":
-                member_offset = pt.dot(ui[:, r:], pt.transpose(_loadings(spec, priors, init)))
+            if mixture:
+                # one gather per column: a row gather's gradient is a slow 2-D scatter-add
+                ui = [u[:, k][cluster] for k in range(len(spec.random_effects))]
+                if r:
+                    mu = mu + _random_part(design, ui[:r])[:, None]
+                if spec.membership_random == "independent":
+                    member_offset = pt.stack(ui[r:], axis=1)
+                elif spec.membership_random != "none":
+                    member_offset = pt.dot(
+                        pt.stack(ui[r:], axis=1), pt.transpose(_loadings(spec, priors, init))
+                    )
+            elif r:
+                mu = mu + pt.sum(pm.Data("R", design.R) * u[cluster][:, :r], axis=1)[:, None]
         logw = membership_logprob(Z, gamma, member_offset)
+        if mixture and design.V.shape[1] == 1 and np.all(design.V == 1.0):
+            # one variance per class: K exponentials, not n K
+            sigma2 = pt.exp(lsig[:, 0])[None, :]
+        else:
+            sigma2 = residual_variance(V, lsig)
         pm.CustomDist(
             "y",
             mu,
-            residual_variance(V, lsig),
+            sigma2,
             logw,
             logp=mixture_logp,
             signature="(k),(k),(k)->()",
@@ -203,6 +231,35 @@ def build_model(
             dims="obs",
         )
     return model
+
+
+def _columnwise_product(X: np.ndarray, coef: Any, name: str) -> Any:
+    """``X @ coef.T`` (n, K) as a sum of column products, with columns of ones skipped.
+
+    Elementwise, the product fuses with the log-density into one loop over
+    observations; a matrix product is a separate pass and, in the gradient,
+    two more.
+    """
+    terms = []
+    for j in range(X.shape[1]):
+        column = X[:, j]
+        if np.all(column == 1.0):
+            terms.append(coef[:, j][None, :])
+        else:
+            terms.append(pm.Data(f"{name}_{j}", column)[:, None] * coef[:, j][None, :])
+    return sum(terms[1:], terms[0])
+
+
+def _random_part(design: Design, ui: list[Any]) -> Any:
+    """``sum_k R[:, k] u[cluster, k]``, skipping the product for columns of ones."""
+    parts = []
+    for k in range(design.R.shape[1]):
+        column = design.R[:, k]
+        if np.all(column == 1.0):
+            parts.append(ui[k])
+        else:
+            parts.append(pm.Data(f"R_{k}", column) * ui[k])
+    return sum(parts[1:], parts[0])
 
 
 class _CornerOrdered(Transform):
@@ -393,6 +450,102 @@ def _whitened_fixed_effects(
     ]
 
 
+def _shear(basis: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Least-squares coefficients of ``columns`` on ``basis`` (shape basis-cols x columns)."""
+    return np.linalg.lstsq(basis, columns, rcond=None)[0]
+
+
+def _class_start(
+    plist: list[Prior], init_beta: np.ndarray | None, j: int, ordered: bool
+) -> np.ndarray:
+    """Start of a class-varying effect: its ML estimates, else the spread prior means."""
+    if init_beta is not None:
+        return np.asarray(init_beta[: len(plist), j], dtype=float)
+    return _spread_start(plist, (len(plist),), ordered, False)
+
+
+def _mixture_fixed_effects(
+    design: Design,
+    priors: Mapping[str, Prior],
+    init_beta: np.ndarray | None,
+    plan: SchoolMeans | None,
+) -> list[Any]:
+    """Fixed effects of a one-level-class mixture, in coordinates NUTS crosses easily.
+
+    Effects the school means carry (``plan``, see :mod:`bayesmix.centring`)
+    are sampled as the last class's value plus offsets. Among the others,
+    shared columns such as a level-1 by school covariate interaction are
+    strongly correlated with the class-varying ones. Writing
+    ``F_s = F_v A + E`` (``F_v`` the class-varying columns, ``A`` least
+    squares, ``E`` orthogonal to ``F_v``), the predictor
+    ``F_v beta_v[c] + F_s beta_s`` equals ``F_v (beta_v[c] + A beta_s) + E beta_s``,
+    so NUTS samples ``alpha[c] = beta_v[c] + A beta_s`` and ``beta_s``. The map
+    is a shear (unit Jacobian) and the shift ``A beta_s`` is the same in every
+    class, so ordering ``alpha`` by the labelling effect orders ``beta_v``.
+    The priors on ``beta`` are kept exactly, as potentials on the implied
+    coefficients; each fixed effect is the deterministic ``b_<name>``.
+    """
+    spec = design.spec
+    names = spec.fixed_names
+    absorbed = frozenset() if plan is None else plan.absorbed
+    columns: dict[int, Any] = {}
+    for j in sorted(absorbed):
+        name = names[j]
+        if name in spec.class_varying:
+            plist = [priors[e] for e in design.layout.fixed_entries(name)]
+            ordered = name == spec.order_classes_by
+            start = _class_start(plist, init_beta, j, ordered)
+            base = _coef_rv(f"{_fixed_rv_name(name)}_last", plist[-1:], initval=start[-1])
+            columns[j] = reference_offset_effect(name, plist, ordered, start, base)
+        else:
+            columns[j] = _fixed_effect_rows(design, priors, name, j, init_beta)
+    rest = [j for j in range(len(names)) if j not in absorbed]
+    varying = [j for j in rest if names[j] in spec.class_varying]
+    shared = [j for j in rest if names[j] not in spec.class_varying]
+    for j in shared:
+        columns[j] = _fixed_effect_rows(design, priors, names[j], j, init_beta)
+    if not shared:
+        for j in varying:
+            columns[j] = _fixed_effect_rows(design, priors, names[j], j, init_beta)
+        return [columns[j] for j in range(len(names))]
+    shear = _shear(design.F[:, varying], design.F[:, shared])
+    shift = pt.dot(shear, pt.stack([columns[j][0] for j in shared]))
+    if init_beta is not None:
+        start_s = init_beta[0, shared]
+    else:
+        start_s = np.array([priors[names[j]].mu for j in shared])
+    for i, j in enumerate(varying):
+        name = names[j]
+        plist = [priors[e] for e in design.layout.fixed_entries(name)]
+        ordered = name == spec.order_classes_by
+        kwargs: dict[str, Any] = {
+            "initval": _class_start(plist, init_beta, j, ordered) + shear[i] @ start_s
+        }
+        if ordered:
+            kwargs["transform"] = Ordered(ascending=False)
+        alpha = pm.Flat(f"{_fixed_rv_name(name)}_centred", dims="class", **kwargs)
+        value = pm.Deterministic(_fixed_rv_name(name), alpha - shift[i], dims="class")
+        pm.Potential(f"prior_{_fixed_rv_name(name)}", prior_logp(plist, value))
+        columns[j] = value
+    return [columns[j] for j in range(len(names))]
+
+
+def _membership_coefficients(
+    design: Design, priors: Mapping[str, Prior], init: Params | None
+) -> Any:
+    """Membership logit coefficients ``gamma`` (K-1, m).
+
+    Sampled directly: centring their covariates (the intercepts at the
+    covariate means) halved the bulk ESS of the Fig 1 model, whose
+    membership covariate is a 0/1 student variable.
+    """
+    spec = design.spec
+    K, m = spec.classes, len(spec.membership)
+    plist = [priors[f"C#{c + 1} ~ {t}"] for c in range(K - 1) for t in spec.membership]
+    kw = {} if init is None else {"initval": np.asarray(init.gamma, dtype=float)}
+    return _coef_rv("gamma", plist, dims=("logit", "mterm"), shape=(K - 1, m), **kw)
+
+
 def _residual_rvs(design: Design, priors: Mapping[str, Prior], init: Params | None) -> Any:
     """Residual variance parameters as ``lsig`` (K, v) log-variance coefficients.
 
@@ -458,6 +611,39 @@ def _random_effects(
     class (between x cluster x rterm), see :func:`_between_likelihood`.
     """
     spec = design.spec
+    L = _residual_cholesky(design, priors, init)
+    dims = ("cluster", "rterm") if spec.between_classes == 1 else ("between", "cluster", "rterm")
+    kw = {}
+    if init_z is not None:
+        kw["initval"] = init_z
+    elif init is not None:
+        kw["initval"] = _unidentified_residual_start(design, spec.between_classes)
+    z = pm.Normal("z_u", 0.0, 1.0, dims=dims, **kw)
+    return pm.Deterministic("u", pt.matmul(z, L.T), dims=dims)
+
+
+def _centred_random_effects(
+    design: Design,
+    priors: Mapping[str, Prior],
+    init: Params | None,
+    plan: SchoolMeans,
+    beta: Any,
+) -> Any:
+    """School residuals with the outcome coefficients sampled centred (see
+    :mod:`bayesmix.centring`); at an ML start they start at their means."""
+    L = _residual_cholesky(design, priors, init)
+    init_a = init_z = None
+    if init is not None:
+        r = len(plan.terms)
+        jitter = _unidentified_residual_start(design, 1)
+        init_a = school_start(design, plan, np.asarray(init.beta, dtype=float), jitter[:, :r])
+        init_z = jitter[:, r:]
+    return centred_school_effects(design, plan, beta, L, init_a, init_z)
+
+
+def _residual_cholesky(design: Design, priors: Mapping[str, Prior], init: Params | None) -> Any:
+    """Lower Cholesky factor of the school residual covariance: LKJ or diagonal SDs."""
+    spec = design.spec
     r = len(spec.random_effects)
     sd_priors = [priors[f"sd(u_{t})"] for t in spec.random_effects]
     scales = np.array([p.sigma for p in sd_priors])
@@ -490,14 +676,7 @@ def _random_effects(
         else:
             sd_u = pm.HalfStudentT("sd_u", nu=nu, sigma=scales, dims="rterm", **kw)
         L = pt.diag(sd_u)
-    dims = ("cluster", "rterm") if spec.between_classes == 1 else ("between", "cluster", "rterm")
-    kw = {}
-    if init_z is not None:
-        kw["initval"] = init_z
-    elif init is not None:
-        kw["initval"] = _unidentified_residual_start(design, spec.between_classes)
-    z = pm.Normal("z_u", 0.0, 1.0, dims=dims, **kw)
-    return pm.Deterministic("u", pt.matmul(z, L.T), dims=dims)
+    return L
 
 
 def _unidentified_residual_start(design: Design, between: int) -> np.ndarray:

@@ -6,7 +6,7 @@ Given the school residuals u_j, observation i of school j in class c has
 
 with pi from the membership logit (eq 2) and log sigma2_ijc = V_ij' lsig_c
 (eqs 1-3, 10-18). :func:`class_log_joint` is this conditional density; the
-PyMC model uses it as its observed density (u non-centred), and:
+PyMC model uses it as its observed density (u sampled), and:
 
 * single-level mixtures (no u) sum it over classes exactly
   (:func:`mixture_loglik`);
@@ -58,6 +58,17 @@ def membership_logprob(
     eta = pt.dot(Z, pt.transpose(gamma))
     if offset is not None:
         eta = eta + offset
+    return logits_logprob(eta, pt.as_tensor_variable(gamma).type.shape[0])
+
+
+def logits_logprob(eta: pt.TensorLike, n_logits: int | None) -> pt.TensorVariable:
+    """Log class probabilities from logits ``eta`` (n, K-1) against a reference class."""
+    eta = pt.as_tensor_variable(eta)
+    if n_logits == 1:
+        # two classes: log sigmoid(eta) = eta - softplus(eta), log sigmoid(-eta) =
+        # -softplus(eta), one exponential and one logarithm per row
+        spread = pt.softplus(eta)
+        return pt.concatenate([eta - spread, -spread], axis=1)
     # zeros shaped from eta (not from Z.shape) keep shapes static for JAX
     full = pt.concatenate([eta, pt.zeros_like(pt.sum(eta, axis=1, keepdims=True))], axis=1)
     return full - pt.logsumexp(full, axis=1, keepdims=True)

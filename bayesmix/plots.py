@@ -146,7 +146,9 @@ def plot_school_effects(
 DiagnosticKind = Literal["trace", "rank", "energy", "pair"]
 _DIAGNOSTIC_KINDS: tuple[str, ...] = get_args(DiagnosticKind)
 _WALD_Z = 1.959963984540054
-_SCHOOL_VARIABLES = ("z_u", "u")
+_SCHOOL_VARIABLES = ("z_u", "u", "b_school", "z_member")
+# coordinates NUTS samples in place of the model's parameters (see bayesmix.centring)
+_SAMPLER_SUFFIXES = ("_last", "_log_gap", "_offset", "_centred", "_slopes")
 _MAX_PAIR = 12
 
 
@@ -616,7 +618,9 @@ def plot_diagnostics(
     var_names : sequence of str, optional
         Posterior variables to show (PyMC variable names, e.g. ``"b_1"``,
         ``"gamma"``, ``"sigma"``); default all but the school residuals
-        ``z_u`` and ``u`` and variables with a constant entry (the unit
+        and coefficients (``z_u``, ``u``, ``b_school``, ``z_member``), the
+        coordinates NUTS samples in place of the parameters (``b_1_last``,
+        ``gamma_centred``...) and variables with a constant entry (the unit
         diagonal of ``chol_u_corr``). Ignored for ``"energy"``.
 
     Returns
@@ -645,6 +649,7 @@ def plot_diagnostics(
             v
             for v in available
             if v not in _SCHOOL_VARIABLES
+            and not v.endswith(_SAMPLER_SUFFIXES)
             and bool(np.all(posterior[v].std(dim=("chain", "draw")).values > 0))
         ]
     var_names = list(var_names)

@@ -200,8 +200,17 @@ def test_bayes_model_c_with_equal_school_classes_is_model_b_on_hsb():
     mb = build_model(db, resolve_priors(db, None), pb)
     mc = build_model(dc, resolve_priors(dc, None), dc.layout.from_named(nat_c))
     pt_b, pt_c = mb.initial_point(), mc.initial_point()
-    z = rng.normal(size=pt_b["z_u"].shape)
-    pt_b["z_u"], pt_c["z_u"] = z, np.stack([z, z])
+    z = rng.normal(size=pt_c["z_u"].shape[1:])
+    pt_c["z_u"] = np.stack([z, z])
+    # model B samples its outcome coefficients centred on their means (b_school) and
+    # the membership residual given them (z_member); u = z L' in both
+    (u_out,) = mb.replace_rvs_by_values([mb["u"]])
+    u_of = mb.compile_fn(u_out, inputs=mb.value_vars, on_unused_input="ignore")
+    r = len(spec_b.random)
+    means = pt_b["b_school"] - u_of(pt_b)[:, :r]
+    u = z @ np.asarray(pb.chol).T
+    pt_b["b_school"], pt_b["z_member"] = means + u[:, :r], z[:, r:]
+    np.testing.assert_allclose(u_of(pt_b), u, atol=1e-10)
     ll_b = float(mb.compile_logp(vars=[mb["y"]], sum=True)(pt_b))
     (out,) = mc.replace_rvs_by_values([mc["y_school"]])
     ll_c = float(mc.compile_fn(out, inputs=mc.value_vars, on_unused_input="ignore")(pt_c))
