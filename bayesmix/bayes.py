@@ -56,7 +56,7 @@ from bayesmix.likelihood import (
     segment_sum,
 )
 from bayesmix.params import Params, between_label, class_label
-from bayesmix.priors import Prior, resolve_priors
+from bayesmix.priors import Prior, prior_arrays, resolve_priors
 from bayesmix.results import BayesResult, LabelCheck, MLResult
 from bayesmix.spec import Spec
 
@@ -75,17 +75,12 @@ def _coef_rv(
     **kwargs: Any,
 ) -> pt.TensorVariable:
     """A Normal or Student-t coefficient vector with one prior per element."""
-    families = {p.family for p in priors}
-    if len(families) != 1:
-        raise SpecError(f"priors of {name!r} mix families {sorted(families)}; use one family.")
-    mu = np.array([p.mu for p in priors])
-    sigma = np.array([p.sigma for p in priors])
-    nu = np.array([p.nu for p in priors])
+    family, mu, sigma, nu = prior_arrays(name, priors)
     if dims is None:
         mu, sigma, nu = mu[0], sigma[0], nu[0]
     elif shape is not None:
         mu, sigma, nu = mu.reshape(shape), sigma.reshape(shape), nu.reshape(shape)
-    if priors[0].family == "normal":
+    if family == "normal":
         return pm.Normal(name, mu=mu, sigma=sigma, dims=dims, **kwargs)
     return pm.StudentT(name, nu=nu, mu=mu, sigma=sigma, dims=dims, **kwargs)
 
@@ -183,16 +178,19 @@ def build_model(
             gamma = _membership_coefficients(design, priors, init)
         else:
             gamma = pt.zeros((0, len(spec.membership)))
-        F = pm.Data("F", design.F)
         Z = pm.Data("Z", design.Z)
         V = pm.Data("V", design.V)
         if L > 1:
+            F = pm.Data("F", design.F)
             _between_likelihood(design, priors, init, init_z, F, Z, V, beta, lsig, gamma)
             return model
         # The mixture graph is written for speed (measured on the Fig 3 model); the
         # one-class graph keeps its plain form, whose draws the tests pin down.
         mixture = K > 1
-        mu = _columnwise_product(design.F, beta, "F") if mixture else linear_predictor(F, beta)
+        if mixture:
+            mu = _columnwise_product(design.F, beta, "F")
+        else:
+            mu = linear_predictor(pm.Data("F", design.F), beta)
         member_offset = None
         if spec.random_effects:
             r = len(spec.random)
@@ -233,6 +231,17 @@ def build_model(
     return model
 
 
+def _column_times(column: np.ndarray, value: Any, name: str, *, as_column: bool = False) -> Any:
+    """``column * value`` with the column as shared data, or ``value`` for a column of ones.
+
+    ``as_column`` multiplies along the rows of an (n, K) ``value``.
+    """
+    if np.all(column == 1.0):
+        return value
+    data = pm.Data(name, column)
+    return (data[:, None] if as_column else data) * value
+
+
 def _columnwise_product(X: np.ndarray, coef: Any, name: str) -> Any:
     """``X @ coef.T`` (n, K) as a sum of column products, with columns of ones skipped.
 
@@ -240,25 +249,16 @@ def _columnwise_product(X: np.ndarray, coef: Any, name: str) -> Any:
     observations; a matrix product is a separate pass and, in the gradient,
     two more.
     """
-    terms = []
-    for j in range(X.shape[1]):
-        column = X[:, j]
-        if np.all(column == 1.0):
-            terms.append(coef[:, j][None, :])
-        else:
-            terms.append(pm.Data(f"{name}_{j}", column)[:, None] * coef[:, j][None, :])
+    terms = [
+        _column_times(X[:, j], coef[:, j][None, :], f"{name}_{j}", as_column=True)
+        for j in range(X.shape[1])
+    ]
     return sum(terms[1:], terms[0])
 
 
 def _random_part(design: Design, ui: list[Any]) -> Any:
     """``sum_k R[:, k] u[cluster, k]``, skipping the product for columns of ones."""
-    parts = []
-    for k in range(design.R.shape[1]):
-        column = design.R[:, k]
-        if np.all(column == 1.0):
-            parts.append(ui[k])
-        else:
-            parts.append(pm.Data(f"R_{k}", column) * ui[k])
+    parts = [_column_times(design.R[:, k], ui[k], f"R_{k}") for k in range(design.R.shape[1])]
     return sum(parts[1:], parts[0])
 
 
@@ -525,7 +525,7 @@ def _mixture_fixed_effects(
             kwargs["transform"] = Ordered(ascending=False)
         alpha = pm.Flat(f"{_fixed_rv_name(name)}_centred", dims="class", **kwargs)
         value = pm.Deterministic(_fixed_rv_name(name), alpha - shift[i], dims="class")
-        pm.Potential(f"prior_{_fixed_rv_name(name)}", prior_logp(plist, value))
+        pm.Potential(f"prior_{_fixed_rv_name(name)}", prior_logp(name, plist, value))
         columns[j] = value
     return [columns[j] for j in range(len(names))]
 
@@ -625,20 +625,18 @@ def _random_effects(
 def _centred_random_effects(
     design: Design,
     priors: Mapping[str, Prior],
-    init: Params | None,
+    init: Params,
     plan: SchoolMeans,
     beta: Any,
 ) -> Any:
     """School residuals with the outcome coefficients sampled centred (see
-    :mod:`bayesmix.centring`); at an ML start they start at their means."""
+    :mod:`bayesmix.centring`), starting at their means at the ML start ``init``
+    (a plan exists only with one)."""
     L = _residual_cholesky(design, priors, init)
-    init_a = init_z = None
-    if init is not None:
-        r = len(plan.terms)
-        jitter = _unidentified_residual_start(design, 1)
-        init_a = school_start(design, plan, np.asarray(init.beta, dtype=float), jitter[:, :r])
-        init_z = jitter[:, r:]
-    return centred_school_effects(design, plan, beta, L, init_a, init_z)
+    r = len(plan.terms)
+    jitter = _unidentified_residual_start(design, 1)
+    init_a = school_start(design, plan, np.asarray(init.beta, dtype=float), jitter[:, :r])
+    return centred_school_effects(design, plan, beta, L, init_a, jitter[:, r:])
 
 
 def _residual_cholesky(design: Design, priors: Mapping[str, Prior], init: Params | None) -> Any:

@@ -27,9 +27,8 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from bayesmix.data import Design
-from bayesmix.errors import SpecError
 from bayesmix.params import Params
-from bayesmix.priors import Prior
+from bayesmix.priors import Prior, prior_arrays
 from bayesmix.spec import fixed_effect_name
 
 
@@ -119,17 +118,13 @@ def posterior_variance_ratio(design: Design, init: Params) -> np.ndarray:
     return np.median(posterior, axis=0) / prior
 
 
-def prior_logp(priors: list[Prior], value: Any) -> Any:
+def prior_logp(label: str, priors: list[Prior], value: Any) -> Any:
     """Summed log density of ``value`` under one Normal or Student-t prior per element."""
-    families = {p.family for p in priors}
-    if len(families) != 1:
-        raise SpecError(f"priors {priors} mix families {sorted(families)}; use one family.")
-    mu = np.array([p.mu for p in priors])
-    sigma = np.array([p.sigma for p in priors])
-    if priors[0].family == "normal":
+    family, mu, sigma, nu = prior_arrays(label, priors)
+    if family == "normal":
         dist = pm.Normal.dist(mu=mu, sigma=sigma)
     else:
-        dist = pm.StudentT.dist(nu=np.array([p.nu for p in priors]), mu=mu, sigma=sigma)
+        dist = pm.StudentT.dist(nu=nu, mu=mu, sigma=sigma)
     return pt.sum(pm.logp(dist, value))
 
 
@@ -161,7 +156,7 @@ def reference_offset_effect(
     value = pm.Deterministic(
         f"b_{name}", pt.concatenate([base_rv + offsets, pt.stack([base_rv])]), dims="class"
     )
-    pm.Potential(f"prior_b_{name}", prior_logp(plist[:-1], value[:-1]))
+    pm.Potential(f"prior_b_{name}", prior_logp(name, plist[:-1], value[:-1]))
     return value
 
 
@@ -170,8 +165,8 @@ def centred_school_effects(
     plan: SchoolMeans,
     beta: Any,
     L: Any,
-    init_a: np.ndarray | None,
-    init_z: np.ndarray | None,
+    init_a: np.ndarray,
+    init_z: np.ndarray,
 ) -> Any:
     """School residuals ``u`` (cluster x rterm) with the leading outcome terms centred.
 
@@ -184,9 +179,9 @@ def centred_school_effects(
     L : tensor, shape (r_all, r_all)
         Lower Cholesky factor of the residual covariance (``spec.random_effects``
         order, the centred terms first).
-    init_a : ndarray, optional
+    init_a : ndarray
         Start of the school coefficients ``b_school`` (cluster x centred term).
-    init_z : ndarray, optional
+    init_z : ndarray
         Start of the other residuals, standardised, ``z_member``.
 
     Returns
@@ -207,8 +202,7 @@ def centred_school_effects(
                 mean = mean + ref[j2] * values
         columns.append(mean)
     m = pt.stack(columns, axis=1)
-    start = np.zeros((J, r)) if init_a is None else init_a
-    a = pm.Flat("b_school", dims=("cluster", "oterm"), initval=start)
+    a = pm.Flat("b_school", dims=("cluster", "oterm"), initval=init_a)
     resid = a - m
     z_o = _forward_substitution(L, resid, r)
     # a_j ~ N(m_j, L_oo L_oo'): the density of z_o and the Jacobian of a_j -> z_oj
@@ -218,8 +212,7 @@ def centred_school_effects(
     )
     if r_all == r:
         return pm.Deterministic("u", resid, dims=("cluster", "rterm"))
-    kw = {} if init_z is None else {"initval": init_z}
-    z_m = pm.Normal("z_member", 0.0, 1.0, dims=("cluster", "mrterm"), **kw)
+    z_m = pm.Normal("z_member", 0.0, 1.0, dims=("cluster", "mrterm"), initval=init_z)
     member = pt.dot(z_o, pt.transpose(L[r:, :r])) + pt.dot(z_m, pt.transpose(L[r:, r:]))
     return pm.Deterministic("u", pt.concatenate([resid, member], axis=1), dims=("cluster", "rterm"))
 

@@ -58,13 +58,7 @@ def membership_logprob(
     eta = pt.dot(Z, pt.transpose(gamma))
     if offset is not None:
         eta = eta + offset
-    return logits_logprob(eta, pt.as_tensor_variable(gamma).type.shape[0])
-
-
-def logits_logprob(eta: pt.TensorLike, n_logits: int | None) -> pt.TensorVariable:
-    """Log class probabilities from logits ``eta`` (n, K-1) against a reference class."""
-    eta = pt.as_tensor_variable(eta)
-    if n_logits == 1:
+    if pt.as_tensor_variable(gamma).type.shape[0] == 1:
         # two classes: log sigmoid(eta) = eta - softplus(eta), log sigmoid(-eta) =
         # -softplus(eta), one exponential and one logarithm per row
         spread = pt.softplus(eta)

@@ -148,7 +148,7 @@ _DIAGNOSTIC_KINDS: tuple[str, ...] = get_args(DiagnosticKind)
 _WALD_Z = 1.959963984540054
 _SCHOOL_VARIABLES = ("z_u", "u", "b_school", "z_member")
 # coordinates NUTS samples in place of the model's parameters (see bayesmix.centring)
-_SAMPLER_SUFFIXES = ("_last", "_log_gap", "_offset", "_centred", "_slopes")
+_SAMPLER_SUFFIXES = ("_last", "_log_gap", "_offset", "_centred")
 _MAX_PAIR = 12
 
 
@@ -620,7 +620,7 @@ def plot_diagnostics(
         ``"gamma"``, ``"sigma"``); default all but the school residuals
         and coefficients (``z_u``, ``u``, ``b_school``, ``z_member``), the
         coordinates NUTS samples in place of the parameters (``b_1_last``,
-        ``gamma_centred``...) and variables with a constant entry (the unit
+        ``b_1_log_gap``...) and variables with a constant entry (the unit
         diagonal of ``chol_u_corr``). Ignored for ``"energy"``.
 
     Returns

@@ -80,6 +80,25 @@ def _offset_factor(M: np.ndarray, terms: tuple[str, ...]) -> float:
     return factor
 
 
+def prior_arrays(label: str, priors: list[Prior]) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+    """Family and per-element ``mu``, ``sigma``, ``nu`` of the priors of coefficient ``label``.
+
+    Raises
+    ------
+    SpecError
+        When the priors mix families (one distribution must cover them all).
+    """
+    families = {p.family for p in priors}
+    if len(families) != 1:
+        raise SpecError(f"priors of {label!r} mix families {sorted(families)}; use one family.")
+    return (
+        priors[0].family,
+        np.array([p.mu for p in priors]),
+        np.array([p.sigma for p in priors]),
+        np.array([p.nu for p in priors]),
+    )
+
+
 def default_priors(design: Design) -> dict[str, Prior]:
     """Data-scaled default priors, keyed by parameter name (and ``"sigma"``, ``"sd(u_x)"``)."""
     spec = design.spec
