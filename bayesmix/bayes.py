@@ -53,11 +53,10 @@ from bayesmix.likelihood import (
     pointwise,
     reference_log_probs,
     residual_variance,
-    runtime_constant,
     segment_sum,
 )
 from bayesmix.params import Params, between_label, class_label
-from bayesmix.priors import Prior, prior_tensors, resolve_priors
+from bayesmix.priors import Prior, prior_arrays, resolve_priors
 from bayesmix.results import BayesResult, LabelCheck, MLResult
 from bayesmix.spec import Spec
 
@@ -76,18 +75,20 @@ def _coef_rv(
     **kwargs: Any,
 ) -> pt.TensorVariable:
     """A Normal or Student-t coefficient vector with one prior per element."""
-    family, mu, sigma, nu = prior_tensors(name, priors, () if dims is None else shape)
+    family, mu, sigma, nu = prior_arrays(name, priors)
+    if dims is None:
+        mu, sigma, nu = mu[0], sigma[0], nu[0]
+    elif shape is not None:
+        mu, sigma, nu = mu.reshape(shape), sigma.reshape(shape), nu.reshape(shape)
     if family == "normal":
         return pm.Normal(name, mu=mu, sigma=sigma, dims=dims, **kwargs)
     return pm.StudentT(name, nu=nu, mu=mu, sigma=sigma, dims=dims, **kwargs)
 
 
 def _scale_rv(name: str, prior: Prior, dims: Any = None, **kwargs: Any) -> pt.TensorVariable:
-    sigma = runtime_constant(prior.sigma, f"{name}_sigma")
     if prior.family == "half_normal":
-        return pm.HalfNormal(name, sigma=sigma, dims=dims, **kwargs)
-    nu = runtime_constant(prior.nu, f"{name}_nu")
-    return pm.HalfStudentT(name, nu=nu, sigma=sigma, dims=dims, **kwargs)
+        return pm.HalfNormal(name, sigma=prior.sigma, dims=dims, **kwargs)
+    return pm.HalfStudentT(name, nu=prior.nu, sigma=prior.sigma, dims=dims, **kwargs)
 
 
 def _fixed_rv_name(name: str) -> str:
@@ -224,7 +225,7 @@ def build_model(
             logw,
             logp=mixture_logp,
             signature="(k),(k),(k)->()",
-            observed=pm.Data("y_obs", design.y),
+            observed=design.y,
             dims="obs",
         )
     return model
@@ -416,7 +417,7 @@ def _between_likelihood(
     logs2 = pt.dot(V, pt.transpose(lsig))[:, None, :]
     joint = logw - 0.5 * (_LOG_2PI + logs2 + (y[:, None, None] - mu) ** 2 / pt.exp(logs2))
     per_obs = pt.logsumexp(joint, axis=2)
-    school = segment_sum(per_obs, pm.Data("bounds", design.bounds))
+    school = segment_sum(per_obs, design.bounds)
     log_pi = membership_logprob(W, delta)
     pm.Potential("y_school", pt.sum(pt.logsumexp(school + log_pi, axis=1)))
 
@@ -441,10 +442,8 @@ def _whitened_fixed_effects(
     kwargs: dict[str, Any] = {}
     if init_beta is not None:
         kwargs["initval"] = upper @ init_beta[0]
-    prior_mean = runtime_constant(upper @ mu, "b_whitened_mu")
-    prior_cov = runtime_constant(upper @ np.diag(sd**2) @ upper.T, "b_whitened_cov")
-    eta = pm.MvNormal("b_whitened", mu=prior_mean, cov=prior_cov, **kwargs)
-    beta = pt.dot(runtime_constant(np.linalg.inv(upper), "b_whitened_inverse"), eta)
+    eta = pm.MvNormal("b_whitened", mu=upper @ mu, cov=upper @ np.diag(sd**2) @ upper.T, **kwargs)
+    beta = pt.dot(np.linalg.inv(upper), eta)
     return [
         pt.stack([pm.Deterministic(_fixed_rv_name(name), beta[j])])
         for j, name in enumerate(spec.fixed_names)
@@ -510,7 +509,7 @@ def _mixture_fixed_effects(
             columns[j] = _fixed_effect_rows(design, priors, names[j], j, init_beta)
         return [columns[j] for j in range(len(names))]
     shear = _shear(design.F[:, varying], design.F[:, shared])
-    shift = pt.dot(runtime_constant(shear, "shear"), pt.stack([columns[j][0] for j in shared]))
+    shift = pt.dot(shear, pt.stack([columns[j][0] for j in shared]))
     if init_beta is not None:
         start_s = init_beta[0, shared]
     else:
@@ -649,18 +648,13 @@ def _residual_cholesky(design: Design, priors: Mapping[str, Prior], init: Params
     families = {p.family for p in sd_priors}
     if len(families) != 1:
         raise SpecError("priors of the random-effect SDs mix families; use one family.")
-    scale_t = runtime_constant(scales, "sd_u_sigma")
-    nu = (
-        None
-        if sd_priors[0].family == "half_normal"
-        else runtime_constant([p.nu for p in sd_priors], "sd_u_nu")
-    )
+    nu = np.array([p.nu for p in sd_priors])
     init_chol = None if init is None else np.asarray(init.chol)
     if spec.covariance == "unstructured" and r > 1:
         if sd_priors[0].family == "half_normal":
-            sd_dist = pm.HalfNormal.dist(sigma=scale_t, shape=r)
+            sd_dist = pm.HalfNormal.dist(sigma=scales, shape=r)
         else:
-            sd_dist = pm.HalfStudentT.dist(nu=nu, sigma=scale_t, shape=r)
+            sd_dist = pm.HalfStudentT.dist(nu=nu, sigma=scales, shape=r)
         kw: dict[str, Any] = {}
         if init_chol is not None:
             chol = init_chol.copy()
@@ -676,9 +670,9 @@ def _residual_cholesky(design: Design, priors: Mapping[str, Prior], init: Params
         if init_chol is not None:
             kw["initval"] = np.maximum(np.sqrt(np.sum(init_chol**2, axis=1)), 0.05 * scales)
         if sd_priors[0].family == "half_normal":
-            sd_u = pm.HalfNormal("sd_u", sigma=scale_t, dims="rterm", **kw)
+            sd_u = pm.HalfNormal("sd_u", sigma=scales, dims="rterm", **kw)
         else:
-            sd_u = pm.HalfStudentT("sd_u", nu=nu, sigma=scale_t, dims="rterm", **kw)
+            sd_u = pm.HalfStudentT("sd_u", nu=nu, sigma=scales, dims="rterm", **kw)
         L = pt.diag(sd_u)
     return L
 

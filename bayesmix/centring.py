@@ -27,9 +27,8 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from bayesmix.data import Design
-from bayesmix.likelihood import runtime_constant
 from bayesmix.params import Params
-from bayesmix.priors import Prior, prior_tensors
+from bayesmix.priors import Prior, prior_arrays
 from bayesmix.spec import fixed_effect_name
 
 
@@ -121,7 +120,7 @@ def posterior_variance_ratio(design: Design, init: Params) -> np.ndarray:
 
 def prior_logp(label: str, priors: list[Prior], value: Any) -> Any:
     """Summed log density of ``value`` under one Normal or Student-t prior per element."""
-    family, mu, sigma, nu = prior_tensors(label, priors)
+    family, mu, sigma, nu = prior_arrays(label, priors)
     if family == "normal":
         dist = pm.Normal.dist(mu=mu, sigma=sigma)
     else:
@@ -200,7 +199,7 @@ def centred_school_effects(
         mean = pt.zeros(J) + ref[j]
         for k2, j2, values in plan.level2:
             if k2 == k:
-                mean = mean + ref[j2] * runtime_constant(values, f"level2_{j2}")
+                mean = mean + ref[j2] * values
         columns.append(mean)
     m = pt.stack(columns, axis=1)
     a = pm.Flat("b_school", dims=("cluster", "oterm"), initval=init_a)

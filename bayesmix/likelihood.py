@@ -30,23 +30,10 @@ from pathlib import Path
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
-from numpy.typing import ArrayLike
 
 from bayesmix.params import Layout, Params
 
 _LOG_2PI = math.log(2.0 * math.pi)
-
-
-def runtime_constant(value: ArrayLike, name: str) -> pt.TensorVariable:
-    """``value`` as a float shared variable: an input of the compiled function, not part of it.
-
-    Compiled log-densities are cached by their graph, constants included, so
-    a value derived from the data (a data-scaled prior, a least-squares
-    shear, school covariates) written into the graph as a constant makes a
-    fit of the same model on other data compile again; as a shared variable
-    it lets that fit reuse the cached code.
-    """
-    return pytensor.shared(np.asarray(value, dtype=float), name=name)
 
 
 def linear_predictor(F: pt.TensorLike, beta: pt.TensorLike) -> pt.TensorVariable:

@@ -29,14 +29,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
 from bayesmix.data import Design
 from bayesmix.errors import SpecError
 from bayesmix.formula import INTERCEPT
-from bayesmix.likelihood import runtime_constant
 
 Family = Literal["normal", "student_t", "half_normal", "half_student_t"]
 _LOCATION = ("normal", "student_t")
@@ -98,23 +97,6 @@ def prior_arrays(label: str, priors: list[Prior]) -> tuple[str, np.ndarray, np.n
         np.array([p.sigma for p in priors]),
         np.array([p.nu for p in priors]),
     )
-
-
-def prior_tensors(
-    label: str, priors: list[Prior], shape: tuple[int, ...] | None = None
-) -> tuple[str, Any, Any, Any]:
-    """:func:`prior_arrays` as run-time inputs of a compiled model, reshaped to ``shape``.
-
-    The default priors are scaled to the data; as inputs rather than graph
-    constants they let a fit on new data reuse the compiled code. ``nu`` is
-    None for Normal priors.
-    """
-    family, mu, sigma, nu = prior_arrays(label, priors)
-    if shape is not None:
-        mu, sigma, nu = mu.reshape(shape), sigma.reshape(shape), nu.reshape(shape)
-    nu_t = runtime_constant(nu, f"{label}_nu") if family == "student_t" else None
-    mu_t = runtime_constant(mu, f"{label}_mu")
-    return family, mu_t, runtime_constant(sigma, f"{label}_sigma"), nu_t
 
 
 def default_priors(design: Design) -> dict[str, Prior]:
