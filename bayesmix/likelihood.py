@@ -500,7 +500,19 @@ def _quadrature_functions(
         on_unused_input="ignore",
         mode=mode,
     )
-    return value_and_grad, posterior
+    return _reentrant(value_and_grad), _reentrant(posterior)
+
+
+def _reentrant(fn: Callable[..., list[np.ndarray]]) -> Callable[..., list[np.ndarray]]:
+    """The compiled XLA function inside a JAX-mode pytensor function.
+
+    A pytensor function passes its inputs and outputs through storage cells
+    that concurrent calls would overwrite; the jitted function it wraps
+    takes arguments and returns (asynchronous) arrays, and can run in
+    several threads at once. Other modes are returned as they are.
+    """
+    jitted = getattr(getattr(fn, "vm", None), "jit_fn", None)
+    return jitted if jitted is not None else fn
 
 
 def quadrature_functions(

@@ -11,9 +11,13 @@ function serves every chunk.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
+from pytensor.compile import Function
 
 from bayesmix.data import Design
 from bayesmix.likelihood import quadrature_functions
@@ -23,6 +27,18 @@ DEFAULT_POINTS = {1: 15, 2: 7, 3: 5}
 
 CHUNK_CELLS = 120_000
 """Target observations x nodes x classes per chunk."""
+
+THREADS = min(2, os.cpu_count() or 1)
+"""Chunks evaluated at once with the JAX backend.
+
+XLA runs one chunk on about 1.6 cores; two chunks at once keep both cores of
+a 2-core machine busy, 1.2-1.5x the throughput of one at a time.
+"""
+
+
+@cache
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads, thread_name_prefix="bayesmix-quadrature")
 
 
 @dataclass(frozen=True)
@@ -119,12 +135,20 @@ class AdaptiveQuadrature:
     backend : {"jax", "numba"}
     chunk_cells : int
         Target observations x nodes x classes per chunk.
+    threads : int
+        Chunks evaluated at once (JAX backend only); results do not depend on it.
     """
 
     def __init__(
-        self, design: Design, points: int, backend: str = "jax", chunk_cells: int = CHUNK_CELLS
+        self,
+        design: Design,
+        points: int,
+        backend: str = "jax",
+        chunk_cells: int = CHUNK_CELLS,
+        threads: int = THREADS,
     ) -> None:
         self.points = points
+        self.threads = threads
         self.backend = backend
         self.n = design.n_obs
         self.J = len(design.cluster_ids)
@@ -158,12 +182,24 @@ class AdaptiveQuadrature:
 
     def _calls(self, f, theta: np.ndarray) -> list[list[np.ndarray]]:
         theta = np.ascontiguousarray(theta, dtype=float)
-        # dispatch every chunk before reading any result, so that asynchronous
-        # backends (JAX) overlap the chunks' work
-        pending = [
-            f(theta, *c.args, self.centre[k], self.scale[k]) for k, c in enumerate(self.chunks)
-        ]
-        return [[np.asarray(o) for o in out] for out in pending]
+
+        def run(ks: range) -> list[list[np.ndarray]]:
+            # dispatch every chunk before reading any result, so that asynchronous
+            # backends (JAX) overlap the chunks' work
+            pending = [f(theta, *self.chunks[k].args, self.centre[k], self.scale[k]) for k in ks]
+            return [[np.asarray(o) for o in out] for out in pending]
+
+        # a pytensor Function keeps its inputs in shared storage cells: one call at a time
+        threads = 1 if isinstance(f, Function) else self.threads
+        if threads < 2 or len(self.chunks) < 2:
+            return run(range(len(self.chunks)))
+        # JAX releases the interpreter lock while XLA runs, so worker threads evaluate
+        # interleaved chunks at once; results come back in chunk order, and the sums
+        # over chunks are the same as from one thread
+        n = len(self.chunks)
+        parts = [_pool(threads).submit(run, range(i, n, threads)) for i in range(threads)]
+        done = [p.result() for p in parts]
+        return [done[k % threads][k // threads] for k in range(n)]
 
     def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Log-likelihood and its gradient with the nodes held fixed."""

@@ -63,6 +63,23 @@ def test_quadrature_with_one_class_equals_exact_gaussian(points):
     np.testing.assert_allclose(grad, exact_grad, rtol=1e-5, atol=1e-5)
 
 
+def test_chunks_evaluated_in_threads_sum_exactly_as_one_at_a_time(fig3_spec, fig3_data):
+    design = build_design(fig3_spec, fig3_data)
+    theta = design.layout.to_theta(np.array(list(FIG3_PARAMS.values())))
+    results = []
+    for threads in (1, 2, 3):
+        quad = AdaptiveQuadrature(design, 5, chunk_cells=5_000, threads=threads)
+        assert len(quad.chunks) > 6
+        quad.adapt(theta, iterations=2)
+        ll, grad = quad.value_and_grad(theta)
+        results.append((ll, grad, quad.evaluate(theta)[3]))
+    for ll, grad, post in results[1:]:
+        assert ll == results[0][0]
+        np.testing.assert_array_equal(grad, results[0][1])
+        np.testing.assert_array_equal(post, results[0][2])
+    assert np.isfinite(results[0][0]) and results[0][0] < 0
+
+
 @pytest.mark.slow
 def test_fig3_ml_recovers_all_parameters(fig3_fit):
     table = fig3_fit.params
