@@ -22,6 +22,7 @@ import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import pymc as pm
+import pytensor
 import pytensor.tensor as pt
 import xarray as xr
 from pymc.distributions.transforms import Ordered
@@ -938,12 +939,18 @@ def _compiled_nutpie(model: pm.Model, ml_init: bool, key: str | None, backend: s
     if key is not None and key in _COMPILED:
         _COMPILED.move_to_end(key)
         return _COMPILED[key]
-    compiled = nutpie.compile_pymc_model(
-        model,
-        backend=backend,
-        gradient_backend="jax" if backend == "jax" else "pytensor",
-        jitter_rvs=set() if ml_init else None,
-    )
+    # nutpie compiles its outer numba function afresh in every process, inlining the
+    # log-density's inner functions when they are compiled in the same process but
+    # calling them when they come from the on-disk cache; with fast-math reassociation
+    # the two round differently, and the same seed gave different draws on a first
+    # (cold-cache) run than on later ones. IEEE arithmetic makes both the same.
+    with pytensor.config.change_flags(numba__fastmath=False):
+        compiled = nutpie.compile_pymc_model(
+            model,
+            backend=backend,
+            gradient_backend="jax" if backend == "jax" else "pytensor",
+            jitter_rvs=set() if ml_init else None,
+        )
     if key is not None:
         _COMPILED[key] = compiled
         while len(_COMPILED) > _COMPILED_MAX:

@@ -159,6 +159,29 @@ def test_same_seed_reproduces_draws(fig1_spec, fig1_data):
     assert any("bulk ESS below 200" in d for d in a.diagnostics)
 
 
+def test_nutpie_compiles_without_fast_math(fig1_spec, fig1_data, monkeypatch):
+    # nutpie's outer function inlines freshly compiled inner functions but calls cached
+    # ones; with fast-math the two round differently and a seed's draws depended on
+    # the state of the compile cache
+    import nutpie
+    import pytensor
+
+    seen = []
+
+    def record(*args, **kwargs):
+        seen.append(pytensor.config.numba__fastmath)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nutpie, "compile_pymc_model", record)
+    before = pytensor.config.numba__fastmath
+    design = build_design(fig1_spec, fig1_data.iloc[:200])
+    model = build_model(design, resolve_priors(design, None))
+    with pytest.raises(KeyboardInterrupt):
+        bayes._compiled_nutpie(model, False, None, "numba")
+    assert seen == [False]
+    assert pytensor.config.numba__fastmath == before
+
+
 def test_ml_start_has_no_exactly_flat_residual():
     # a random slope of x in schools where x never varies: the likelihood ignores
     # those residuals, and nutpie refuses a start whose gradient has an exact 0
