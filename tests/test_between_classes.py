@@ -163,7 +163,9 @@ def test_bayes_density_marginalises_level2_classes_per_school(c22_data):
 @pytest.mark.slow
 def test_model_c_bayes_agrees_with_ml(c22_data):
     ml = bm.fit_ml(c22_spec(), c22_data, starts=20, random_seed=1)
-    fit = bm.fit_bayes(c22_spec(), c22_data, draws=1000, tune=1000, random_seed=2)
+    # 2000 draws: with 1000 the largest R-hat of this model's parameters ranged over
+    # 1.0076-1.0128 with the rounding of the compiled log-density (1.0033 with 2000)
+    fit = bm.fit_bayes(c22_spec(), c22_data, draws=2000, tune=1000, random_seed=2)
     assert fit.rhat_max <= 1.01
     assert fit.divergences == 0
     assert not fit.labels.switched and not fit.between_labels.switched
@@ -172,7 +174,7 @@ def test_model_c_bayes_agrees_with_ml(c22_data):
     assert (z.abs() < 0.5).all(), z.to_dict()
     # schools' level-2 classes: the posterior mean probabilities follow the ML ones
     assert np.mean(np.abs(fit.between_probabilities - ml.between_probabilities)) < 0.02
-    assert fit.idata["log_likelihood"]["y_school"].shape == (4, 1000, 300)
+    assert fit.idata["log_likelihood"]["y_school"].shape == (4, 2000, 300)
     assert "Level-2 classes" in fit.summary()
 
 
