@@ -166,17 +166,20 @@ def test_nutpie_compiles_without_fast_math(fig1_spec, fig1_data, monkeypatch):
     import nutpie
     import pytensor
 
+    class Recorded(Exception):
+        pass
+
     seen = []
 
     def record(*args, **kwargs):
         seen.append(pytensor.config.numba__fastmath)
-        raise KeyboardInterrupt
+        raise Recorded
 
     monkeypatch.setattr(nutpie, "compile_pymc_model", record)
     before = pytensor.config.numba__fastmath
     design = build_design(fig1_spec, fig1_data.iloc[:200])
     model = build_model(design, resolve_priors(design, None))
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Recorded):
         bayes._compiled_nutpie(model, False, None, "numba")
     assert seen == [False]
     assert pytensor.config.numba__fastmath == before
