@@ -606,27 +606,44 @@ def cluster_loglik(lay: Layout) -> Callable[..., np.ndarray]:
     return _cluster_loglik(_structure(lay))
 
 
+_POINTWISE_NAMES = (
+    ("beta", "float64", 2),
+    ("lsig", "float64", 2),
+    ("gamma", "float64", 2),
+    ("offset", "float64", 1),
+    ("member_offset", "float64", 2),
+    *(_DATA_NAMES[i] for i in (0, 1, 3, 4)),
+)
+
+
 @lru_cache(maxsize=64)
-def _pointwise(lay: Layout) -> Callable[..., list[np.ndarray]]:
-    beta, lsig, gamma = pt.dmatrix("beta"), pt.dmatrix("lsig"), pt.dmatrix("gamma")
-    offset, member_offset = pt.dvector("offset"), pt.dmatrix("member_offset")
-    y, F, _, Z, V, _ = _inputs()
+def _pointwise(
+    lay: Layout, shapes: tuple[tuple[int, ...], ...] | None, backend: str
+) -> Callable[..., list[np.ndarray]]:
+    inputs = _typed_inputs(shapes, _POINTWISE_NAMES)
+    beta, lsig, gamma, offset, member_offset, y, F, Z, V = inputs
     params = Params(beta=beta, lsig=lsig, gamma=gamma, chol=pt.zeros((0, 0)))
     joint = model_log_joint(y, F, Z, V, params, offset, member_offset)
     loglik = pt.logsumexp(joint, axis=1)
     posterior = pt.exp(joint - loglik[:, None])
     return pytensor.function(
-        [beta, lsig, gamma, offset, member_offset, y, F, Z, V],
-        [loglik, posterior],
-        on_unused_input="ignore",
+        inputs, [loglik, posterior], on_unused_input="ignore", mode=_mode(backend)
     )
 
 
-def pointwise(lay: Layout) -> Callable[..., list[np.ndarray]]:
+def pointwise(
+    lay: Layout, backend: str = "numba", args: tuple[np.ndarray, ...] | None = None
+) -> Callable[..., list[np.ndarray]]:
     """Compiled ``f(beta, lsig, gamma, offset, member_offset, y, F, Z, V)``.
 
     Returns ``[loglik_i, P(C_i = c | y_i)]`` conditional on the school
     residuals through ``offset = R u`` and ``member_offset`` (n, K-1) (zeros for
-    single-level models).
+    single-level models). The JAX backend compiles for the shapes of
+    ``args`` (arguments the function will be called with), the numba
+    backend for any shape.
     """
-    return _pointwise(_structure(lay))
+    _check_backend(backend)
+    if backend == "jax" and args is None:
+        raise ValueError("the JAX backend compiles for given data: pass args")
+    shapes = _shapes(args) if backend == "jax" else None
+    return _pointwise(_structure(lay), shapes, backend)

@@ -200,3 +200,12 @@ def test_optimisation_without_progress_stops_and_counts_as_converged():
     steady = _optimise(_rosenbrock, start, bounds, 1, 500, stall=(5, -1.0))
     assert steady.iterations == full.iterations
     assert steady.theta == pytest.approx(full.theta)
+
+
+def test_single_level_fit_is_the_same_with_either_backend(fig1_spec, fig1_data, fig1_fit):
+    # the default for a model without random effects is JAX; numba must agree with it
+    numba = bm.fit_ml(fig1_spec, fig1_data, starts=20, random_seed=1, backend="numba")
+    assert numba.loglik == pytest.approx(fig1_fit.loglik, abs=1e-6)
+    assert numba.estimates == pytest.approx(fig1_fit.estimates, abs=1e-5)
+    assert numba.se == pytest.approx(fig1_fit.se, rel=1e-4)
+    assert np.abs(numba.class_probabilities - fig1_fit.class_probabilities).max() < 1e-6
