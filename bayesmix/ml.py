@@ -159,8 +159,9 @@ def _staged_starts(
     ``STARTS = 20 4``) are then optimised to convergence with the full rule,
     after a nodes-follow phase on the coarse one (see
     :func:`_optimise_adaptive`). The returned runs are the final-stage ones,
-    over which the replication of the best log-likelihood is counted. ``given`` starting values go to the final
-    stage directly, in addition to the random ones.
+    over which the replication of the best log-likelihood is counted.
+    ``given`` starting values go to the final stage directly, in addition to
+    the random ones.
     """
     coarse = AdaptiveQuadrature(design, min(3, quad.points), quad.backend)
     initial = []

@@ -179,9 +179,7 @@ def test_bad_starts_argument(fig1_spec, fig1_data):
 
 def _rosenbrock(x: np.ndarray) -> tuple[float, np.ndarray]:
     value = (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2
-    grad = np.array(
-        [-2 * (1 - x[0]) - 400 * x[0] * (x[1] - x[0] ** 2), 200 * (x[1] - x[0] ** 2)]
-    )
+    grad = np.array([-2 * (1 - x[0]) - 400 * x[0] * (x[1] - x[0] ** 2), 200 * (x[1] - x[0] ** 2)])
     return float(value), grad
 
 
