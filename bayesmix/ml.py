@@ -16,9 +16,10 @@ information is set to its expectation, zero, as lme4 and SAS PROC MIXED do.
 
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -149,6 +150,7 @@ def _staged_starts(
     maxiter: int,
     bar: Progress,
     given: list[np.ndarray] | None = None,
+    extra: list[np.ndarray] | None = None,
 ) -> list[_Run]:
     """Mplus-style two-stage starts for quadrature models.
 
@@ -161,17 +163,26 @@ def _staged_starts(
     :func:`_optimise_adaptive`). The returned runs are the final-stage ones,
     over which the replication of the best log-likelihood is counted.
     ``given`` starting values go to the final stage directly, in addition to
-    the random ones.
+    the random ones; ``extra`` ones join the initial stage after the random
+    ones (which therefore do not depend on them) and go on to the final
+    stage, besides the random starts chosen, when they rank among these.
     """
     coarse = AdaptiveQuadrature(design, min(3, quad.points), quad.backend)
     initial = []
-    for _ in range(n_starts):
-        initial.append(_optimise_adaptive(coarse, random_start(design, rng), bounds, 10, rounds=1))
+    thetas = (random_start(design, rng) for _ in range(n_starts))
+    for theta in itertools.chain(thetas, extra or []):
+        initial.append(_optimise_adaptive(coarse, theta, bounds, 10, rounds=1))
         bar.update(f"initial stage, best logL {max(r.loglik for r in initial):.3f}")
     n_final = min(n_starts, max(2, n_starts // 5))
-    ranked = sorted((r for r in initial if np.isfinite(r.loglik)), key=lambda r: -r.loglik)
+    ranked = sorted(
+        (r for r in initial[:n_starts] if np.isfinite(r.loglik)), key=lambda r: -r.loglik
+    )
     bar.close()
     chosen = [*(given or []), *(r.theta for r in ranked[:n_final])]
+    # an extra start that ranks among the chosen goes to the final stage besides them, so
+    # that the random starts' final stage, and the replication it shows, stay as they were
+    cut = ranked[min(n_final, len(ranked)) - 1].loglik if ranked else -np.inf
+    chosen += [r.theta for r in initial[n_starts:] if np.isfinite(r.loglik) and r.loglik >= cut]
     final_bar = Progress(len(chosen), "ML final stage", enabled=bar.enabled)
     final = []
     for theta in chosen:
@@ -223,27 +234,82 @@ def random_start(design: Design, rng: np.random.Generator) -> np.ndarray:
     """Draw one starting theta from a random soft partition of the observations.
 
     Observations are softly assigned to K seeds drawn among the OLS
-    residuals; weighted least squares within each class gives the fixed
-    effects and residual variances, and the class shares give the
-    membership intercepts (slopes start near 0). With one class this is the
-    OLS solution, with a fifth of the residual variance given to each random
-    effect. Every start is data-driven yet different starts explore
-    different class configurations.
+    residuals, and :func:`start_from_responsibilities` turns the assignment
+    into parameters. With one class this is the OLS solution. Every start
+    is data-driven yet different starts explore different class
+    configurations.
     """
-    spec, lay, y, F = design.spec, design.layout, design.y, design.F
-    K = spec.classes
-    ols = _weighted_lstsq(F, y, np.ones_like(y))
-    resid = y - F @ ols
-    scale = resid.std()
+    y, F, K = design.y, design.F, design.spec.classes
+    resid = y - F @ _weighted_lstsq(F, y, np.ones_like(y))
     if K == 1:
         resp = np.ones((len(y), 1))
     else:
         seeds = rng.choice(resid, size=K, replace=False)
-        width = scale * rng.uniform(0.25, 1.0)
+        width = resid.std() * rng.uniform(0.25, 1.0)
         logits = -((resid[:, None] - seeds[None, :]) ** 2) / (2 * width**2)
         logits -= logits.max(axis=1, keepdims=True)
         resp = np.exp(logits)
         resp /= resp.sum(axis=1, keepdims=True)
+    return start_from_responsibilities(design, resp, rng)
+
+
+def split_class_start(smaller: MLResult, design: Design, rng: np.random.Generator) -> Params:
+    """Starting values for K classes from a fit of the same model with K - 1.
+
+    The students keep their posterior classes of the smaller fit, except
+    those of its largest class, which are split between two classes by the
+    sign of their residual from that class's regression (softly, on the
+    scale of its residual SD); :func:`start_from_responsibilities` turns
+    these into parameters, and the outcome random effects keep the smaller
+    fit's covariance.
+
+    Raises
+    ------
+    EstimationError
+        When ``smaller`` is not a fit of K - 1 classes to the same rows.
+    """
+    K = design.spec.classes
+    post = np.asarray(smaller.class_probabilities)
+    if (
+        smaller.spec.classes != K - 1
+        or post.shape != (design.n_obs, K - 1)
+        or not np.array_equal(smaller.design.y, design.y)
+    ):
+        raise EstimationError(
+            f"a split-class start for {K} classes needs a fit of {K - 1} classes to the "
+            f"same data; got {smaller.spec.classes} classes on {post.shape[0]} rows."
+        )
+    y, F = design.y, design.F
+    s = int(np.argmax(post.sum(axis=0)))
+    w = post[:, s] + 1e-9
+    resid = y - F @ _weighted_lstsq(F, y, w)
+    sd = float(np.sqrt(np.sum(w * resid**2) / np.sum(w)))
+    upper = 0.5 * (1.0 + np.tanh(resid / max(sd, 1e-12)))
+    resp = np.column_stack([post, post[:, s] * (1.0 - upper)])
+    resp[:, s] *= upper
+    lay = design.layout
+    params = lay.unpack(start_from_responsibilities(design, resp, rng))
+    n_out, small = lay.n_outcome_random, smaller.design.layout
+    if n_out and small.n_outcome_random == n_out:
+        chol = np.array(params.chol)
+        chol[:n_out, :n_out] = small.unpack(small.to_theta(smaller.estimates)).chol[:n_out, :n_out]
+        params = replace(params, chol=chol)
+    return params
+
+
+def start_from_responsibilities(
+    design: Design, resp: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Starting theta from soft class responsibilities ``resp`` (n, K) of the students.
+
+    Weighted least squares within each class gives the fixed effects and
+    residual variances, and the class shares the membership intercepts
+    (slopes start near 0, drawn from ``rng``); each outcome random effect
+    gets a fifth of the residual variance.
+    """
+    spec, lay, y, F = design.spec, design.layout, design.y, design.F
+    K = spec.classes
+    scale = (y - F @ _weighted_lstsq(F, y, np.ones_like(y))).std()
     shares = np.clip(resp.mean(axis=0), 1e-3, None)
     beta = np.empty((K, F.shape[1]))
     sigma2 = np.empty(K)
@@ -554,6 +620,7 @@ def fit_ml(
     progress: bool = False,
     backend: str | None = None,
     init: Mapping[str, float] | Params | None = None,
+    extra_starts: Sequence[Mapping[str, float] | Params] = (),
 ) -> MLResult:
     """Fit a model by maximum likelihood from random starts.
 
@@ -594,6 +661,13 @@ def fit_ml(
         :attr:`MLResult.names`, e.g. a smaller model's estimates expanded),
         optimised as one more start besides the random ones; for two-level
         mixtures it goes to the final stage directly.
+    extra_starts : sequence of mappings or Params
+        Starting values that count as starts of their own, optimised after
+        the random ones, which do not depend on them. For two-level
+        mixtures they run in the initial stage and go on to the final stage,
+        in addition to the best fifth of the random starts, when they rank
+        among these. :func:`bayesmix.select_classes` passes the smaller
+        model's solution with a class split (:func:`split_class_start`).
 
     Returns
     -------
@@ -613,14 +687,18 @@ def fit_ml(
         # an outcome in millions or millionths: fit y / sd(y), whose parameters are of
         # order 1 for the optimiser and the finite-difference information matrix, and map
         # the estimates back (the likelihood is equivariant under rescaling y)
-        if init is not None:
-            a, b = outcome_scale_map(lay, 1.0 / sd)
-            natural = init if isinstance(init, Params) else lay.from_named(dict(init))
-            init = lay.unpack(a * lay.pack(natural, natural=True) + b, natural=True)
+        a, b = outcome_scale_map(lay, 1.0 / sd)
+
+        def scaled_start(values: Mapping[str, float] | Params) -> Params:
+            natural = values if isinstance(values, Params) else lay.from_named(dict(values))
+            return lay.unpack(a * lay.pack(natural, natural=True) + b, natural=True)
+
         frame = design.frame.assign(**{spec.outcome: design.frame[spec.outcome] / sd})
         scaled = fit_ml(
             spec, frame, starts=starts, random_seed=random_seed, maxiter=maxiter,
-            points=points, progress=progress, backend=backend, init=init,
+            points=points, progress=progress, backend=backend,
+            init=None if init is None else scaled_start(init),
+            extra_starts=[scaled_start(v) for v in extra_starts],
         )  # fmt: skip
         return replace(_rescaled(scaled, design, sd), elapsed_s=time.perf_counter() - t0)
     n = design.n_obs
@@ -632,6 +710,7 @@ def fit_ml(
         raise EstimationError(f"maxiter must be a positive integer, got {maxiter!r}.")
     rng = np.random.default_rng(random_seed)
     n_starts = 1 if spec.classes == 1 else starts
+    extra = [_initial_theta(lay, v) for v in extra_starts] if spec.classes > 1 else []
     quad: AdaptiveQuadrature | None = None
     t_compile = time.perf_counter()
     if needs_quadrature(lay):
@@ -648,16 +727,17 @@ def fit_ml(
     compile_s = time.perf_counter() - t_compile
     bounds = lay.bounds(float(np.log(_VARIANCE_FLOOR * design.y.var())))
     runs: list[_Run] = []
-    bar = Progress(n_starts, "ML starts", enabled=progress)
+    bar = Progress(n_starts + len(extra), "ML starts", enabled=progress)
     t_opt = time.perf_counter()
     given = [] if init is None else [_initial_theta(lay, init)]
     if quad is not None:
-        runs = _staged_starts(quad, design, rng, n_starts, bounds, maxiter, bar, given)
+        runs = _staged_starts(quad, design, rng, n_starts, bounds, maxiter, bar, given, extra)
     else:
         for theta in given:
             runs.append(_optimise(fun, theta, bounds, n, maxiter))
-        for _ in range(n_starts):
-            runs.append(_optimise(fun, random_start(design, rng), bounds, n, maxiter))
+        thetas = (random_start(design, rng) for _ in range(n_starts))
+        for theta in itertools.chain(thetas, extra):
+            runs.append(_optimise(fun, theta, bounds, n, maxiter))
             bar.update(f"best logL {max(r.loglik for r in runs):.3f}")
     bar.close()
     finite = [r for r in runs if np.isfinite(r.loglik)]
@@ -751,7 +831,7 @@ def fit_ml(
         loglik=float(best.loglik),
         class_probabilities=np.asarray(post),
         starts=StartsReport(
-            n_starts=n_starts,
+            n_starts=n_starts + len(extra),
             logliks=logliks,
             replicated=replicated,
             converged=int(sum(r.converged for r in runs)),

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.compare import compare
-from bayesmix.data import DataLike
+from bayesmix.data import DataLike, build_design
 from bayesmix.errors import EstimationError
-from bayesmix.ml import fit_ml
+from bayesmix.ml import fit_ml, split_class_start
 from bayesmix.params import between_label, layout
 from bayesmix.progress import Progress
 from bayesmix.results import MLResult
@@ -65,6 +65,7 @@ def select_classes(
     starts: int = 20,
     random_seed: int | None = None,
     progress: bool = False,
+    warm_starts: bool = True,
     **fit_kwargs: Any,
 ) -> ClassSelection:
     """Fit ``spec`` with K = min_classes, ..., max_classes and stop when BIC gets worse.
@@ -83,6 +84,13 @@ def select_classes(
         Seed of the starts (the same for every K).
     progress : bool
         Print which K is being fitted, and the starts' progress.
+    warm_starts : bool
+        Give each K, besides its random starts, one start from the K - 1
+        solution with its largest class split in two
+        (:func:`bayesmix.ml.split_class_start`). The random starts stay
+        those of a fit without it; with quadrature it reaches the final
+        stage, as one more start, only when its initial stage ranks it among
+        the random starts chosen.
     **fit_kwargs
         Passed to :func:`bayesmix.fit_ml`.
 
@@ -101,12 +109,20 @@ def select_classes(
     stopped = False
     bar = Progress(max_classes - min_classes + 1, "class selection", enabled=progress)
     for K in range(min_classes, max_classes + 1):
+        spec_k = spec.with_classes(K)
+        extra = []
+        if warm_starts and fits and fits[-1].spec.classes == K - 1:
+            design = build_design(spec_k, data, missing=fit_kwargs.get("missing", "error"))
+            # its own stream, so that the random starts are those of a fit without it
+            rng = np.random.default_rng([K] if random_seed is None else [random_seed, K])
+            extra = [split_class_start(fits[-1], design, rng)]
         fit = fit_ml(
-            spec.with_classes(K),
+            spec_k,
             data,
             starts=starts,
             random_seed=random_seed,
             progress=progress,
+            extra_starts=extra,
             **fit_kwargs,
         )
         fits.append(fit)

@@ -267,3 +267,19 @@ def test_progress_reports_both_stages(fig3_spec, capsys):
     assert "ML starts: 5/5" in err
     assert "ML final stage: 2/2" in err
     assert err.count("\n") == 2
+
+
+@pytest.mark.slow
+def test_extra_start_reaches_the_final_stage_besides_the_random_ones(fig3_spec, fig3_data):
+    kw = {"starts": 5, "random_seed": 3, "points": 3}
+    plain = bm.fit_ml(fig3_spec, fig3_data, **kw)
+    # the generating values rank first after the initial stage: a third final start
+    more = bm.fit_ml(fig3_spec, fig3_data, extra_starts=[FIG3_PARAMS], **kw)
+    assert plain.starts.n_final == 2 and more.starts.n_final == 3
+    assert more.starts.n_starts == 6
+    np.testing.assert_allclose(more.starts.logliks[:2], plain.starts.logliks, rtol=0, atol=1e-9)
+    # a start far from every random one ranks last and stays in the initial stage
+    far = dict(FIG3_PARAMS, **{"1[c1]": -50.0, "1[c2]": 60.0})
+    other = bm.fit_ml(fig3_spec, fig3_data, extra_starts=[far], **kw)
+    assert other.starts.n_final == 2
+    np.testing.assert_array_equal(other.starts.logliks, plain.starts.logliks)
