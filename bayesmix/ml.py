@@ -68,55 +68,36 @@ class _Run:
     message: str
 
 
-STALL_WINDOW = 10
-"""L-BFGS iterations over which a fixed-node optimisation must make progress."""
-
-STALL_GAIN = 1e-4
-"""Log-likelihood gain below which that window counts as no progress (a tenth of the
-replication tolerance): on a ridge, as where a school covariance is nearly singular, the
-optimiser otherwise crawls hundreds of iterations for gains of 1e-5 each."""
-
-
 def _optimise_adaptive(
     quad: AdaptiveQuadrature,
     theta0: np.ndarray,
     bounds: list[tuple[float | None, float | None]],
     maxiter: int,
     rounds: int = 8,
-    coarse: AdaptiveQuadrature | None = None,
 ) -> _Run:
     """L-BFGS-B on adaptive quadrature, in two phases.
 
     First the nodes follow theta (moved to the posterior at every
-    evaluation), which takes the optimisation most of the way at once; this
-    phase runs on the ``coarse`` rule when one is given, at a fraction of
-    the cost, since its optimum lies close to that of the full rule. Then
-    L-BFGS-B on the full rule with the nodes fixed alternates with
-    re-adaptation until the log-likelihood settles, so that the optimum is
-    that of a fixed, converged rule; a round stops early once
-    :data:`STALL_WINDOW` iterations gain less than :data:`STALL_GAIN`.
-    ``maxiter`` is the iteration budget of both phases.
+    evaluation), which takes the optimisation most of the way at once;
+    then L-BFGS-B with the nodes fixed alternates with re-adaptation until
+    the log-likelihood settles, so that the optimum is that of a fixed,
+    converged rule. ``maxiter`` is the iteration budget of both phases.
     """
+    quad.reset()
     theta = np.asarray(theta0, dtype=float)
-    follow = quad if coarse is None or coarse.points >= quad.points else coarse
-    follow.reset()
-    follow.adapt(theta, iterations=3)
-    run = _optimise(follow.fun_following, theta, bounds, quad.n, maxiter, ftol=1e-10)
+    quad.adapt(theta, iterations=3)
+    run = _optimise(quad.fun_following, theta, bounds, quad.n, maxiter, ftol=1e-10)
     iterations = run.iterations
     theta = run.theta
-    if follow is not quad:
-        quad.reset()
-    last = quad.adapt(theta, iterations=2 if follow is quad else 3)
+    last = quad.adapt(theta)
     for _ in range(rounds):
         if iterations >= maxiter:
             break
-        run = _optimise(
-            quad.fun, theta, bounds, quad.n, maxiter - iterations, stall=(STALL_WINDOW, STALL_GAIN)
-        )
+        run = _optimise(quad.fun, theta, bounds, quad.n, maxiter - iterations)
         iterations += run.iterations
         theta = run.theta
         ll = quad.adapt(theta)
-        if abs(ll - last) < STALL_GAIN:
+        if abs(ll - last) < 1e-6:
             last = ll
             break
         last = ll
@@ -158,10 +139,9 @@ def _staged_starts(
     iterations with the nodes following the parameters, as Mplus's
     ``STITERATIONS``) on a coarse 3-point-per-dimension rule, which is
     enough to rank the starts; the best fifth (at least two; Mplus's default
-    ``STARTS = 20 4``) are then optimised to convergence with the full rule,
-    after a nodes-follow phase on the coarse one (see
-    :func:`_optimise_adaptive`). The returned runs are the final-stage ones,
-    over which the replication of the best log-likelihood is counted.
+    ``STARTS = 20 4``) are then optimised to convergence with the full rule.
+    The returned runs are the final-stage ones, over which the replication
+    of the best log-likelihood is counted.
     ``given`` starting values go to the final stage directly, in addition to
     the random ones; ``extra`` ones join the initial stage after the random
     ones (which therefore do not depend on them) and go on to the final
@@ -186,7 +166,7 @@ def _staged_starts(
     final_bar = Progress(len(chosen), "ML final stage", enabled=bar.enabled)
     final = []
     for theta in chosen:
-        final.append(_optimise_adaptive(quad, theta, bounds, maxiter, coarse=coarse))
+        final.append(_optimise_adaptive(quad, theta, bounds, maxiter))
         final_bar.update(f"best logL {max(f.loglik for f in final):.3f}")
     final_bar.close()
     return final or [initial[0]]
@@ -387,41 +367,21 @@ def _optimise(
     n: int,
     maxiter: int,
     ftol: float = 1e-12,
-    stall: tuple[int, float] | None = None,
 ) -> _Run:
-    """L-BFGS-B on the negative mean log-likelihood ``fun``.
-
-    With ``stall = (window, gain)`` the run also stops, counted as
-    converged, once ``window`` iterations raise the log-likelihood by less
-    than ``gain``.
-    """
-    history: list[float] = []
-    stalled = [False]
-
-    def progress(intermediate_result: optimize.OptimizeResult) -> None:
-        if stall is None:
-            return
-        history.append(-float(intermediate_result.fun) * n)
-        window, gain = stall
-        if len(history) > window and history[-1] - history[-1 - window] < gain:
-            stalled[0] = True
-            raise StopIteration
-
     res = optimize.minimize(
         fun,
         theta0,
         jac=True,
         method="L-BFGS-B",
         bounds=bounds,
-        callback=progress,
         options={"maxiter": maxiter, "ftol": ftol, "gtol": 1e-7, "maxcor": 20},
     )
     return _Run(
         theta=np.asarray(res.x),
         loglik=-float(res.fun) * n,
-        converged=bool(res.success) or stalled[0],
+        converged=bool(res.success),
         iterations=int(res.nit),
-        message="no log-likelihood progress" if stalled[0] else str(res.message),
+        message=str(res.message),
     )
 
 

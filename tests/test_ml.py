@@ -177,29 +177,6 @@ def test_bad_starts_argument(fig1_spec, fig1_data):
         bm.fit_ml(fig1_spec, fig1_data, starts=0)
 
 
-def _rosenbrock(x: np.ndarray) -> tuple[float, np.ndarray]:
-    value = (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2
-    grad = np.array([-2 * (1 - x[0]) - 400 * x[0] * (x[1] - x[0] ** 2), 200 * (x[1] - x[0] ** 2)])
-    return float(value), grad
-
-
-def test_optimisation_without_progress_stops_and_counts_as_converged():
-    from bayesmix.ml import _optimise
-
-    start, bounds = np.array([-1.2, 1.0]), [(None, None), (None, None)]
-    full = _optimise(_rosenbrock, start, bounds, 1, 500)
-    assert full.converged and full.iterations > 20
-    assert full.theta == pytest.approx([1.0, 1.0], abs=1e-4)
-    # any 5 iterations gain less than 1e9: the run stops after the first full window
-    stalled = _optimise(_rosenbrock, start, bounds, 1, 500, stall=(5, 1e9))
-    assert stalled.iterations == 6
-    assert stalled.converged and stalled.message == "no log-likelihood progress"
-    # a window that always gains more than 0 never stops the run early
-    steady = _optimise(_rosenbrock, start, bounds, 1, 500, stall=(5, -1.0))
-    assert steady.iterations == full.iterations
-    assert steady.theta == pytest.approx(full.theta)
-
-
 def test_single_level_fit_is_the_same_with_either_backend(fig1_spec, fig1_data, fig1_fit):
     # the default for a model without random effects is JAX; numba must agree with it
     numba = bm.fit_ml(fig1_spec, fig1_data, starts=20, random_seed=1, backend="numba")
