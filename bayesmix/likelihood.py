@@ -452,6 +452,18 @@ def _shapes(arrays) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(int(k) for k in np.shape(a)) for a in arrays)
 
 
+def _compile_shapes(
+    backend: str, args: tuple[np.ndarray, ...] | None
+) -> tuple[tuple[int, ...], ...] | None:
+    """Static input shapes to compile for: those of ``args`` for JAX, none for numba."""
+    _check_backend(backend)
+    if backend != "jax":
+        return None
+    if args is None:
+        raise ValueError("the JAX backend compiles for given data: pass args")
+    return _shapes(args)
+
+
 @lru_cache(maxsize=32)
 def _quadrature_functions(
     lay: Layout, points: int, shapes: tuple[tuple[int, ...], ...] | None, backend: str
@@ -540,8 +552,7 @@ def quadrature_functions(
         adaptation), P(C_ij = c | y_j) (n, K), each cluster's log-likelihood
         (J,) and P(D_j = d | y_j) (J, L).
     """
-    _check_backend(backend)
-    shapes = _shapes(args) if backend == "jax" else None
+    shapes = _compile_shapes(backend, args)
     return _quadrature_functions(_structure(lay), points, shapes, backend)
 
 
@@ -577,10 +588,7 @@ def loglik_and_grad(
     of ``args`` (the data the function will be called with), the numba backend
     for any shape.
     """
-    _check_backend(backend)
-    if backend == "jax" and args is None:
-        raise ValueError("the JAX backend compiles for given data: pass args")
-    shapes = _shapes(args) if backend == "jax" else None
+    shapes = _compile_shapes(backend, args)
     return _objective(_structure(lay), shapes, backend)
 
 
@@ -642,8 +650,5 @@ def pointwise(
     ``args`` (arguments the function will be called with), the numba
     backend for any shape.
     """
-    _check_backend(backend)
-    if backend == "jax" and args is None:
-        raise ValueError("the JAX backend compiles for given data: pass args")
-    shapes = _shapes(args) if backend == "jax" else None
+    shapes = _compile_shapes(backend, args)
     return _pointwise(_structure(lay), shapes, backend)
