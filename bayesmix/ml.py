@@ -400,20 +400,46 @@ def _central_jacobian(
 
 
 def observed_information(
-    fun: Callable[[np.ndarray], tuple[float, np.ndarray]], theta: np.ndarray, n: int
+    fun: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    theta: np.ndarray,
+    n: int,
+    central: bool = True,
 ) -> np.ndarray:
     """Observed information (negative Hessian of the log-likelihood) at ``theta``.
 
-    Central differences of the analytic gradient, symmetrised.
+    Differences of the analytic gradient, symmetrised: central (2p
+    evaluations, for standard errors) or forward (p + 1, for Newton steps,
+    which need a direction rather than the last digits).
     """
-    info = _central_jacobian(lambda t: fun(t)[1] * n, theta, 1e-5)
+    grad = lambda t: fun(t)[1] * n  # noqa: E731
+    if central:
+        info = _central_jacobian(grad, theta, 1e-5)
+    else:
+        info = _forward_jacobian(grad, theta, 1e-7)
     return 0.5 * (info + info.T)
+
+
+def _forward_jacobian(
+    f: Callable[[np.ndarray], np.ndarray], theta: np.ndarray, rel_step: float
+) -> np.ndarray:
+    """Jacobian of a vector function by forward differences, one column per coordinate."""
+    base = np.asarray(f(theta))
+    columns = []
+    for i in range(theta.size):
+        h = rel_step * max(1.0, abs(theta[i]))
+        up = theta.copy()
+        up[i] += h
+        columns.append((np.asarray(f(up)) - base) / h)
+    return np.column_stack(columns)
 
 
 def _at_bound(theta: np.ndarray, bounds: list[tuple[float | None, float | None]]) -> np.ndarray:
     return np.array(
         [lo is not None and t <= lo + 1e-8 for t, (lo, _) in zip(theta, bounds, strict=True)]
     )
+
+
+_DAMPING = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 
 def _polish(
@@ -423,6 +449,7 @@ def _polish(
     bounds: list[tuple[float | None, float | None]],
     final_info: bool = True,
     info: np.ndarray | None = None,
+    central: bool = True,
 ) -> tuple[_Run, np.ndarray]:
     """Newton steps on the observed information until the gradient vanishes.
 
@@ -432,8 +459,12 @@ def _polish(
     the standard errors. A step is kept when it raises the log-likelihood,
     or leaves it unchanged to rounding (1e-8) while shrinking the gradient:
     near the optimum a step gains less than a sum over thousands of
-    observations resolves, and the gradient is the sharper test. Steps stop
-    when their predicted gain is below 1e-10. Parameters held at a bound
+    observations resolves, and the gradient is the sharper test. When a full
+    step fails on a freshly computed information, as on a ridge where the
+    quadratic model holds only nearby, damped steps (Levenberg-Marquardt:
+    ``mu`` times the information's diagonal added to it) are tried on the
+    same matrix, at one evaluation each and no new matrix. Steps stop when
+    their predicted gain is below 1e-10. Parameters held at a bound
     (variances at 0) are left there.
     """
     theta = run.theta
@@ -441,34 +472,49 @@ def _polish(
     ll, grad = -value * n, -g * n
     fresh = info is None
     if info is None:
-        info = observed_information(fun, theta, n)
+        info = observed_information(fun, theta, n, central)
     moved = False
+
+    def attempt(
+        free: np.ndarray, size: float, mu: float
+    ) -> tuple[float, np.ndarray | None, float, np.ndarray]:
+        """Predicted gain, and the candidate with its logL and gradient when it is kept."""
+        block = info[np.ix_(free, free)]
+        step = np.zeros_like(theta)
+        try:
+            step[free] = np.linalg.solve(block + mu * np.diag(np.abs(np.diag(block))), grad[free])
+            gain = 0.5 * float(grad[free] @ step[free])
+        except np.linalg.LinAlgError:
+            gain = -1.0
+        if gain < 1e-10:
+            return gain, None, ll, grad
+        candidate = theta + step
+        if not all(lo is None or c >= lo for c, (lo, _) in zip(candidate, bounds, strict=True)):
+            return gain, None, ll, grad
+        value, g = fun(candidate)
+        ll_c, grad_c = -value * n, -g * n
+        ok = bool(np.isfinite(ll_c)) and (
+            ll_c > ll or (ll_c > ll - 1e-8 and np.max(np.abs(grad_c[free]), initial=0.0) < size)
+        )
+        return gain, (candidate if ok else None), ll_c, grad_c
+
     for _ in range(12):
         free = ~_at_bound(theta, bounds)
         size = np.max(np.abs(grad[free]), initial=0.0)
         if size < 1e-6:
             break
-        step = np.zeros_like(theta)
-        try:
-            step[free] = np.linalg.solve(info[np.ix_(free, free)], grad[free])
-            gain = 0.5 * float(grad[free] @ step[free])
-        except np.linalg.LinAlgError:
-            gain = -1.0
+        gain, candidate, ll_c, grad_c = attempt(free, size, 0.0)
         if 0.0 <= gain < 1e-10:
             break
-        candidate = theta + step
-        inside = all(lo is None or c >= lo for c, (lo, _) in zip(candidate, bounds, strict=True))
-        ok = False
-        if gain > 0.0 and inside:
-            value, g = fun(candidate)
-            ll_c, grad_c = -value * n, -g * n
-            ok = bool(np.isfinite(ll_c)) and (
-                ll_c > ll or (ll_c > ll - 1e-8 and np.max(np.abs(grad_c[free]), initial=0.0) < size)
-            )
-        if not ok:
-            if fresh:
+        if candidate is None and fresh:
+            for mu in _DAMPING:
+                gain, candidate, ll_c, grad_c = attempt(free, size, mu)
+                if candidate is not None or 0.0 <= gain < 1e-10:
+                    break
+            if candidate is None:
                 break
-            info, fresh = observed_information(fun, theta, n), True
+        elif candidate is None:
+            info, fresh = observed_information(fun, theta, n, central=False), True
             continue
         theta, ll, grad, moved, fresh = candidate, ll_c, grad_c, True, False
     if final_info and (moved or not fresh):
@@ -724,7 +770,7 @@ def fit_ml(
         for _ in range(10):
             # polish with the nodes fixed and re-adapt, until re-adapting moves nothing; the
             # nodes move little between rounds, so one information matrix serves them all
-            best, info = _polish(fun, best, n, bounds, final_info=False, info=info)
+            best, info = _polish(fun, best, n, bounds, final_info=False, info=info, central=False)
             final = quad.adapt(best.theta)
             best = _Run(best.theta, final, best.converged, best.iterations, best.message)
             held_now = _at_bound(best.theta, bounds)

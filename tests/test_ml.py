@@ -184,3 +184,42 @@ def test_single_level_fit_is_the_same_with_either_backend(fig1_spec, fig1_data, 
     assert numba.estimates == pytest.approx(fig1_fit.estimates, abs=1e-5)
     assert numba.se == pytest.approx(fig1_fit.se, rel=1e-4)
     assert np.abs(numba.class_probabilities - fig1_fit.class_probabilities).max() < 1e-6
+
+
+def test_polish_damps_a_newton_step_that_fails_on_fresh_information():
+    # log cosh: the full Newton step sinh(2t)/2 overshoots for |t| > 1.09, so from t = 1.3
+    # (to -2.04, lower logL) it fails on the exact curvature; damped steps reach the optimum
+    from bayesmix.ml import _polish, _Run
+
+    n = 1000
+
+    def fun(theta):
+        value = np.sum(np.log(np.cosh(theta)))
+        return value / n, np.tanh(theta) / n
+
+    start = np.array([1.3, -1.2])
+    run, info = _polish(fun, _Run(start, -fun(start)[0] * n, True, 0, ""), n, [(None, None)] * 2)
+    assert np.max(np.abs(np.tanh(run.theta))) < 1e-5
+    assert run.loglik == pytest.approx(0.0, abs=1e-10)
+    # the information returned is that of the solution: diag(sech^2(0)) = I
+    np.testing.assert_allclose(info, np.eye(2), atol=1e-6)
+
+
+def test_forward_difference_information_is_close_to_the_exact_hessian():
+    from bayesmix.ml import observed_information
+
+    n = 500
+    A = np.array([[2.0, 0.5, 0.0], [0.5, 1.0, -0.3], [0.0, -0.3, 3.0]])
+
+    def fun(theta):
+        # negative mean log-likelihood: a quadratic plus log cosh, Hessian A + diag(sech^2)
+        value = 0.5 * theta @ A @ theta + np.sum(np.log(np.cosh(theta)))
+        return value / n, (A @ theta + np.tanh(theta)) / n
+
+    theta = np.array([0.3, -1.2, 2.0])
+    exact = A + np.diag(1.0 / np.cosh(theta) ** 2)
+    forward = observed_information(fun, theta, n, central=False)
+    central = observed_information(fun, theta, n)
+    np.testing.assert_allclose(forward, exact, atol=1e-5)
+    np.testing.assert_allclose(central, exact, atol=1e-8)
+    assert not np.allclose(forward, central, atol=1e-12, rtol=0)
