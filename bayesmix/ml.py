@@ -385,17 +385,22 @@ def _optimise(
     )
 
 
-def _central_jacobian(
-    f: Callable[[np.ndarray], np.ndarray], theta: np.ndarray, rel_step: float
+def _jacobian(
+    f: Callable[[np.ndarray], np.ndarray], theta: np.ndarray, rel_step: float, central: bool = True
 ) -> np.ndarray:
-    """Jacobian of a vector function by central differences, one column per coordinate."""
+    """Jacobian of a vector function by central or forward differences, column by column."""
+    base = None if central else np.asarray(f(theta))
     columns = []
     for i in range(theta.size):
         h = rel_step * max(1.0, abs(theta[i]))
-        up, down = theta.copy(), theta.copy()
+        up = theta.copy()
         up[i] += h
-        down[i] -= h
-        columns.append((np.asarray(f(up)) - np.asarray(f(down))) / (2 * h))
+        if base is None:
+            down = theta.copy()
+            down[i] -= h
+            columns.append((np.asarray(f(up)) - np.asarray(f(down))) / (2 * h))
+        else:
+            columns.append((np.asarray(f(up)) - base) / h)
     return np.column_stack(columns)
 
 
@@ -411,26 +416,8 @@ def observed_information(
     evaluations, for standard errors) or forward (p + 1, for Newton steps,
     which need a direction rather than the last digits).
     """
-    grad = lambda t: fun(t)[1] * n  # noqa: E731
-    if central:
-        info = _central_jacobian(grad, theta, 1e-5)
-    else:
-        info = _forward_jacobian(grad, theta, 1e-7)
+    info = _jacobian(lambda t: fun(t)[1] * n, theta, 1e-5 if central else 1e-7, central)
     return 0.5 * (info + info.T)
-
-
-def _forward_jacobian(
-    f: Callable[[np.ndarray], np.ndarray], theta: np.ndarray, rel_step: float
-) -> np.ndarray:
-    """Jacobian of a vector function by forward differences, one column per coordinate."""
-    base = np.asarray(f(theta))
-    columns = []
-    for i in range(theta.size):
-        h = rel_step * max(1.0, abs(theta[i]))
-        up = theta.copy()
-        up[i] += h
-        columns.append((np.asarray(f(up)) - base) / h)
-    return np.column_stack(columns)
 
 
 def _at_bound(theta: np.ndarray, bounds: list[tuple[float | None, float | None]]) -> np.ndarray:
@@ -465,7 +452,9 @@ def _polish(
     ``mu`` times the information's diagonal added to it) are tried on the
     same matrix, at one evaluation each and no new matrix. Steps stop when
     their predicted gain is below 1e-10. Parameters held at a bound
-    (variances at 0) are left there.
+    (variances at 0) are left there. ``central`` chooses central
+    differences for the first matrix, which may be returned for standard
+    errors; the matrices recomputed for steps use forward differences.
     """
     theta = run.theta
     value, g = fun(theta)
@@ -524,7 +513,7 @@ def _polish(
 
 def _natural_jacobian(lay: Layout, theta: np.ndarray) -> np.ndarray:
     """d natural / d theta by central differences (exact enough for the delta method)."""
-    return _central_jacobian(lay.to_natural, theta, 1e-6)
+    return _jacobian(lay.to_natural, theta, 1e-6)
 
 
 def _expected_block_diagonal(info: np.ndarray, n_fixed: int) -> np.ndarray:
