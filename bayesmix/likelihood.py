@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
+from pytensor.gradient import zero_grad
 
 from bayesmix.params import Layout, Params
 
@@ -273,9 +274,14 @@ def quadrature_loglik(
     eta = eta + pt.zeros_like(pt.sum(logn[:1], axis=0, keepdims=True))
     # zeros shaped from eta (not from symbolic shapes) keep shapes static for JAX
     full = pt.concatenate([eta, pt.zeros_like(pt.sum(eta, axis=0, keepdims=True))], axis=0)
-    log_norm = pt.logsumexp(full, axis=0)
-    joint = full + logn
-    per_obs = pt.logsumexp(joint, axis=0) - log_norm
+    # log sum_c exp(full_c + logn_c) - log sum_c exp(full_c) with one set of
+    # exponentials shared by both sums; the shifts are constants for the gradient
+    # (the result does not depend on them), which then reuses these exponentials
+    ew = pt.exp(full - zero_grad(pt.max(full, axis=0)))
+    top = zero_grad(pt.max(logn, axis=0))
+    mixed = ew * pt.exp(logn - top)
+    mixed_sum = pt.sum(mixed, axis=0)
+    per_obs = top + pt.log(mixed_sum / pt.sum(ew, axis=0))
     log_phi = -0.5 * pt.sum(v**2, axis=-1) - 0.5 * nodes.shape[1] * _LOG_2PI
     log_det = pt.sum(pt.log(pt.diagonal(scale, axis1=1, axis2=2)), axis=1)
     # a scatter-add, not differences of a cumulative sum: XLA lowers cumsum to
@@ -284,7 +290,7 @@ def quadrature_loglik(
     a = pt.as_tensor_variable(logw)[None, :] + log_phi + school
     total = pt.logsumexp(a, axis=1)
     weight = pt.exp(a - total[:, None])
-    cls = pt.exp(joint - (log_norm + per_obs)[None, :, :])
+    cls = mixed / mixed_sum[None, :, :]
     post_class = pt.transpose(pt.sum(pt.transpose(weight)[:, cluster][None, :, :] * cls, axis=1))
     mean = pt.sum(weight[:, :, None] * v, axis=1)
     dev = v - mean[:, None, :]
@@ -512,7 +518,16 @@ def _quadrature_functions(
         on_unused_input="ignore",
         mode=mode,
     )
-    return _reentrant(value_and_grad), _reentrant(posterior)
+    # the adaptation needs only the moments: without the class probabilities XLA
+    # skips a pass of exponentials over the (classes, nodes, observations) array
+    moments = pytensor.function(
+        [theta, *inputs],
+        [loglik, mean, cov],
+        trust_input=True,
+        on_unused_input="ignore",
+        mode=mode,
+    )
+    return _reentrant(value_and_grad), _reentrant(posterior), _reentrant(moments)
 
 
 def _reentrant(fn: Callable[..., list[np.ndarray]]) -> Callable[..., list[np.ndarray]]:

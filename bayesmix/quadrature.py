@@ -161,7 +161,7 @@ class AdaptiveQuadrature:
         self.chunks = make_chunks(design, cells, chunk_cells)
         self.j_pad = len(self.chunks[0].args[6])
         self.reset()
-        self.f, self.post = quadrature_functions(
+        self.f, self.post, self.moments = quadrature_functions(
             design.layout,
             points,
             (*self.chunks[0].args, self.centre[0], self.scale[0]),
@@ -244,7 +244,7 @@ class AdaptiveQuadrature:
     def _step(self, theta: np.ndarray, floor: float) -> bool:
         if self.d == 0:
             return True
-        outs = self._calls(self.post, theta)
+        outs = self._calls(self.moments, theta)
         if not all(np.isfinite(o[0]) for o in outs):
             return False
         centres, scales = [], []
