@@ -80,6 +80,29 @@ def test_chunks_evaluated_in_threads_sum_exactly_as_one_at_a_time(fig3_spec, fig
     assert np.isfinite(results[0][0]) and results[0][0] < 0
 
 
+def test_adaptation_moments_match_the_posterior_and_survive_an_outlier(fig3_spec, fig3_data):
+    """The moments-only function the adaptation calls gives the posterior function's moments,
+    and the shared-exponential class mixture stays finite for a student 150 SDs
+    from every class mean."""
+    data = fig3_data.copy()
+    data.loc[0, "y"] = 1000.0
+    design = build_design(fig3_spec, data)
+    theta = design.layout.to_theta(np.array(list(FIG3_PARAMS.values())))
+    quad = AdaptiveQuadrature(design, 5, chunk_cells=5_000)
+    ll = quad.adapt(theta, iterations=2)
+    assert np.isfinite(ll) and ll < -4e5
+    for k, chunk in enumerate(quad.chunks):
+        args = (theta, *chunk.args, quad.centre[k], quad.scale[k])
+        full, moments = quad.post(*args), quad.moments(*args)
+        # XLA fuses the two functions differently: equal up to the last bits
+        np.testing.assert_allclose(np.asarray(moments[1]), np.asarray(full[1]), rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(moments[2]), np.asarray(full[2]), rtol=1e-12)
+        assert float(moments[0]) == pytest.approx(float(full[0]), abs=1e-9)
+    post_class = quad.evaluate(theta)[3]
+    assert np.all(np.isfinite(post_class))
+    np.testing.assert_allclose(post_class.sum(axis=1), 1.0, atol=1e-12)
+
+
 @pytest.mark.slow
 def test_fig3_ml_recovers_all_parameters(fig3_fit):
     table = fig3_fit.params
