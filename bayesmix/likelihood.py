@@ -202,6 +202,26 @@ def gauss_hermite(points: int, dims: int) -> tuple[np.ndarray, np.ndarray]:
     return nodes, np.asarray(logw, dtype=float)
 
 
+def _class_mixture(
+    full: pt.TensorVariable, logn: pt.TensorVariable, axis: int
+) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+    """Class-marginal log density and class posteriors, classes along ``axis``.
+
+    ``full`` holds the membership logits (the reference class's 0 included),
+    ``logn`` the class log densities. Returns
+    ``log sum_c exp(full_c + logn_c) - log sum_c exp(full_c)`` and
+    ``P(c | y)``. Both sums share one set of exponentials; the shifts that
+    keep them finite are constants for the gradient (the result does not
+    depend on them), which then reuses the same exponentials.
+    """
+    ew = pt.exp(full - zero_grad(pt.max(full, axis=axis, keepdims=True)))
+    top = zero_grad(pt.max(logn, axis=axis, keepdims=True))
+    mixed = ew * pt.exp(logn - top)
+    mixed_sum = pt.sum(mixed, axis=axis, keepdims=True)
+    per_obs = pt.squeeze(top + pt.log(mixed_sum / pt.sum(ew, axis=axis, keepdims=True)), axis)
+    return per_obs, mixed / mixed_sum
+
+
 def quadrature_loglik(
     y: pt.TensorLike,
     F: pt.TensorLike,
@@ -274,14 +294,7 @@ def quadrature_loglik(
     eta = eta + pt.zeros_like(pt.sum(logn[:1], axis=0, keepdims=True))
     # zeros shaped from eta (not from symbolic shapes) keep shapes static for JAX
     full = pt.concatenate([eta, pt.zeros_like(pt.sum(eta, axis=0, keepdims=True))], axis=0)
-    # log sum_c exp(full_c + logn_c) - log sum_c exp(full_c) with one set of
-    # exponentials shared by both sums; the shifts are constants for the gradient
-    # (the result does not depend on them), which then reuses these exponentials
-    ew = pt.exp(full - zero_grad(pt.max(full, axis=0)))
-    top = zero_grad(pt.max(logn, axis=0))
-    mixed = ew * pt.exp(logn - top)
-    mixed_sum = pt.sum(mixed, axis=0)
-    per_obs = top + pt.log(mixed_sum / pt.sum(ew, axis=0))
+    per_obs, cls = _class_mixture(full, logn, axis=0)
     log_phi = -0.5 * pt.sum(v**2, axis=-1) - 0.5 * nodes.shape[1] * _LOG_2PI
     log_det = pt.sum(pt.log(pt.diagonal(scale, axis1=1, axis2=2)), axis=1)
     # a scatter-add, not differences of a cumulative sum: XLA lowers cumsum to
@@ -290,7 +303,6 @@ def quadrature_loglik(
     a = pt.as_tensor_variable(logw)[None, :] + log_phi + school
     total = pt.logsumexp(a, axis=1)
     weight = pt.exp(a - total[:, None])
-    cls = mixed / mixed_sum[None, :, :]
     post_class = pt.transpose(pt.sum(pt.transpose(weight)[:, cluster][None, :, :] * cls, axis=1))
     mean = pt.sum(weight[:, :, None] * v, axis=1)
     dev = v - mean[:, None, :]
@@ -332,9 +344,7 @@ def _between_quadrature(
         eta = eta + member.reshape((member.shape[0], L, Q, n)).dimshuffle(1, 0, 2, 3)
     eta = eta + pt.zeros_like(pt.sum(logn, axis=1, keepdims=True))
     full = pt.concatenate([eta, pt.zeros_like(pt.sum(eta, axis=1, keepdims=True))], axis=1)
-    log_norm = pt.logsumexp(full, axis=1)
-    joint = full + logn
-    per_obs = pt.logsumexp(joint, axis=1) - log_norm
+    per_obs, cls = _class_mixture(full, logn, axis=1)
     log_phi = (-0.5 * pt.sum(v**2, axis=-1) - 0.5 * dim * _LOG_2PI).dimshuffle(0, 2, 1)
     log_det = pt.sum(pt.log(pt.diagonal(scale, axis1=2, axis2=3)), axis=2)
     school = pt.inc_subtensor(pt.zeros_like(log_phi)[cluster], per_obs.dimshuffle(2, 1, 0))
@@ -355,7 +365,6 @@ def _between_quadrature(
     mean = pt.sum(within[..., None] * v, axis=2)
     dev = v - mean[:, :, None, :]
     cov = pt.sum(within[..., None, None] * dev[..., :, None] * dev[..., None, :], axis=2)
-    cls = pt.exp(joint - (log_norm + per_obs)[:, None, :, :])
     w_obs = weight3[cluster].dimshuffle(2, 1, 0)
     post_class = pt.transpose(pt.sum(w_obs[:, None, :, :] * cls, axis=(0, 2)))
     return total, mean, cov, post_class, post_between
@@ -502,32 +511,21 @@ def _quadrature_functions(
     # weights 0 mark the padding clusters of equal-shaped chunks
     loglik = pt.sum(weight * per_cluster)
     mode = _mode(backend)
-    # The optimiser calls only the first; the posterior quantities cost several extra
-    # passes over the (n, nodes, K) arrays and are needed only between rounds.
-    value_and_grad = pytensor.function(
-        [theta, *inputs],
-        [loglik, pytensor.grad(loglik, theta)],
-        trust_input=True,
-        on_unused_input="ignore",
-        mode=mode,
-    )
-    posterior = pytensor.function(
-        [theta, *inputs],
-        [loglik, mean, cov, post_class, per_cluster, post_between],
-        trust_input=True,
-        on_unused_input="ignore",
-        mode=mode,
-    )
-    # the adaptation needs only the moments: without the class probabilities XLA
-    # skips a pass of exponentials over the (classes, nodes, observations) array
-    moments = pytensor.function(
-        [theta, *inputs],
-        [loglik, mean, cov],
-        trust_input=True,
-        on_unused_input="ignore",
-        mode=mode,
-    )
-    return _reentrant(value_and_grad), _reentrant(posterior), _reentrant(moments)
+
+    def compiled(outputs: list[pt.TensorVariable]) -> Callable[..., list[np.ndarray]]:
+        return _reentrant(
+            pytensor.function(
+                [theta, *inputs], outputs, trust_input=True, on_unused_input="ignore", mode=mode
+            )
+        )
+
+    # The optimiser calls the first and the node adaptation the last; the class
+    # probabilities cost another pass of exponentials over the (classes, nodes,
+    # observations) array and are needed only for the results.
+    value_and_grad = compiled([loglik, pytensor.grad(loglik, theta)])
+    posterior = compiled([loglik, mean, cov, post_class, per_cluster, post_between])
+    moments = compiled([loglik, mean, cov])
+    return value_and_grad, posterior, moments
 
 
 def _reentrant(fn: Callable[..., list[np.ndarray]]) -> Callable[..., list[np.ndarray]]:
@@ -544,8 +542,8 @@ def _reentrant(fn: Callable[..., list[np.ndarray]]) -> Callable[..., list[np.nda
 
 def quadrature_functions(
     lay: Layout, points: int, args: tuple[np.ndarray, ...], backend: str = "jax"
-) -> tuple[Callable[..., list[np.ndarray]], Callable[..., list[np.ndarray]]]:
-    """Compiled quadrature objective and posterior for data shaped like ``args``.
+) -> tuple[Callable[..., list[np.ndarray]], ...]:
+    """Compiled quadrature objective, posterior and moments for data shaped like ``args``.
 
     ``args`` are ``(y, F, R, Z, V, cluster, weight, W, centre, scale)``, with
     ``weight`` (J,) the clusters' weights in the log-likelihood (0 for
@@ -563,9 +561,12 @@ def quadrature_functions(
     posterior : callable
         ``f(theta, *args) -> [loglik, means, covariances, class probs, per-cluster,
         level-2 class probs]``: posterior means (J, d) and covariances (J, d, d)
-        of the standardised school residuals under the quadrature (for
-        adaptation), P(C_ij = c | y_j) (n, K), each cluster's log-likelihood
-        (J,) and P(D_j = d | y_j) (J, L).
+        of the standardised school residuals under the quadrature,
+        P(C_ij = c | y_j) (n, K), each cluster's log-likelihood (J,) and
+        P(D_j = d | y_j) (J, L).
+    moments : callable
+        ``f(theta, *args) -> [loglik, means, covariances]``, what the node
+        adaptation needs, without the class probabilities' extra pass.
     """
     shapes = _compile_shapes(backend, args)
     return _quadrature_functions(_structure(lay), points, shapes, backend)
