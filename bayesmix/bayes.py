@@ -3,11 +3,9 @@
 Class indicators are marginalised (log-sum-exp) so that NUTS sees a smooth
 density; classes are labelled by a descending order constraint on the
 ``order_classes_by`` coefficient (class 1 highest, as in the ML labelling);
-chains start near the ML solution by default, each displaced a little so
-that the sampler's first mass matrix is not computed at a stationary point.
-After sampling, the pointwise log-likelihood is stored for LOO, posterior
-class probabilities are computed, and chains are checked for disagreeing
-class labels.
+chains start at the ML solution by default. After sampling, the pointwise
+log-likelihood is stored for LOO, posterior class probabilities are
+computed, and chains are checked for disagreeing class labels.
 """
 
 from __future__ import annotations
@@ -935,27 +933,6 @@ def _compile_key(
     return h.hexdigest()
 
 
-# Half-width of the uniform displacement of each chain's start from the ML solution, in
-# the sampler's unconstrained coordinates. nutpie's first mass matrix is 1/|gradient| at
-# the start; at the ML solution some gradients are near 0 and that first guess is off by
-# orders of magnitude, so every chain spent its first draws on trees of about 200
-# leapfrog steps (Fig 3: first 10 draws, 215 steps each on 3 sampler seeds; with this
-# displacement 22-132). Small enough to stay in the ML solution's mode; chains that do
-# not all start at one point also give R-hat a fair test of their agreement.
-START_JITTER = 0.3
-
-
-def _jittered(initial_point: Any) -> Any:
-    """The start function ``initial_point(seed)`` displaced by a seeded uniform draw."""
-
-    def start(seed: Any = None) -> np.ndarray:
-        point = np.asarray(initial_point(seed), dtype=float)
-        shift = np.random.default_rng(seed).uniform(-START_JITTER, START_JITTER, point.size)
-        return point + shift
-
-    return start
-
-
 def _compiled_nutpie(model: pm.Model, ml_init: bool, key: str | None, backend: str) -> Any:
     import nutpie
 
@@ -974,11 +951,6 @@ def _compiled_nutpie(model: pm.Model, ml_init: bool, key: str | None, backend: s
             gradient_backend="jax" if backend == "jax" else "pytensor",
             jitter_rvs=set() if ml_init else None,
         )
-    if ml_init:
-        # the start function's field: pytensor-compiled models and JAX (Python) ones
-        field = "initial_point_func" if backend == "numba" else "_make_initial_points"
-        if getattr(compiled, field, None) is not None:
-            compiled = dataclasses.replace(compiled, **{field: _jittered(getattr(compiled, field))})
     if key is not None:
         _COMPILED[key] = compiled
         while len(_COMPILED) > _COMPILED_MAX:
@@ -1100,11 +1072,9 @@ def fit_bayes(
         Seed of the ML starts and of the sampler; the same seed reproduces
         the run on the same machine.
     init : {"ml", "prior"} or MLResult
-        Start every chain near the ML estimates (default: avoids chains
-        settling in different modes; with nutpie each chain's start is
-        displaced by a seeded uniform draw of half-width ``START_JITTER`` in
-        the unconstrained coordinates), near those of a given ML fit of the
-        same spec and data (no refit), or at the prior-based default.
+        Start every chain at the ML estimates (default: avoids chains
+        settling in different modes), at those of a given ML fit of the same
+        spec and data (no refit), or at the prior-based default.
     priors : mapping of str to Prior, optional
         Overrides of the data-scaled default priors
         (see :mod:`bayesmix.priors`).

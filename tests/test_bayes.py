@@ -185,32 +185,6 @@ def test_nutpie_compiles_without_fast_math(fig1_spec, fig1_data, monkeypatch):
     assert pytensor.config.numba__fastmath == before
 
 
-def test_ml_start_is_displaced_per_chain_and_reproducibly(fig1_spec, fig1_data, monkeypatch):
-    # nutpie's first mass matrix is 1/|gradient| at the start; at the ML solution some
-    # gradients are near 0, so each chain starts a seeded step away from it
-    import dataclasses
-
-    import nutpie
-
-    @dataclasses.dataclass(frozen=True)
-    class Compiled:
-        initial_point_func: object
-
-    monkeypatch.setattr(
-        nutpie, "compile_pymc_model", lambda *a, **k: Compiled(lambda seed: np.arange(4.0))
-    )
-    design = build_design(fig1_spec, fig1_data.iloc[:200])
-    model = build_model(design, resolve_priors(design, None))
-    start = bayes._compiled_nutpie(model, True, None, "numba").initial_point_func
-    shift = start(7) - np.arange(4.0)
-    assert 0.0 < np.abs(shift).max() <= bayes.START_JITTER
-    np.testing.assert_array_equal(start(7), start(7))
-    assert np.abs(start(8) - start(7)).min() > 0.0
-    # a prior start is nutpie's own (jittered by PyMC), not displaced again
-    plain = bayes._compiled_nutpie(model, False, None, "numba").initial_point_func
-    np.testing.assert_array_equal(plain(7), np.arange(4.0))
-
-
 def test_ml_start_has_no_exactly_flat_residual():
     # a random slope of x in schools where x never varies: the likelihood ignores
     # those residuals, and nutpie refuses a start whose gradient has an exact 0
