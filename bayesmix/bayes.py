@@ -49,6 +49,7 @@ from bayesmix.errors import (
 from bayesmix.likelihood import (
     _LOG_2PI,
     linear_predictor,
+    log_class_probs,
     membership_logprob,
     mixture_logp,
     pointwise,
@@ -192,28 +193,27 @@ def build_model(
             mu = _columnwise_product(design.F, beta, "F")
         else:
             mu = linear_predictor(pm.Data("F", design.F), beta)
-        member_offset = None
+        logw = None
+        # static shape, so that two classes take the one-softplus path
+        gamma = pt.specify_shape(gamma, (K - 1, len(spec.membership)))
         if spec.random_effects:
             r = len(spec.random)
             if plan is None:
                 u = _random_effects(design, priors, init, init_z)
             else:
                 u = _centred_random_effects(design, priors, init, plan, beta)
-            cluster = pm.Data("cluster_index", design.cluster)
+            cluster = pm.Data("cluster_index", design.cluster, shape=design.cluster.shape)
             if mixture:
                 # one gather per column: a row gather's gradient is a slow 2-D scatter-add
-                ui = [u[:, k][cluster] for k in range(len(spec.random_effects))]
+                ui = [u[:, k][cluster] for k in range(r)]
                 if r:
-                    mu = mu + _random_part(design, ui[:r])[:, None]
-                if spec.membership_random == "independent":
-                    member_offset = pt.stack(ui[r:], axis=1)
-                elif spec.membership_random != "none":
-                    member_offset = pt.dot(
-                        pt.stack(ui[r:], axis=1), pt.transpose(_loadings(spec, priors, init))
-                    )
+                    mu = mu + _random_part(design, ui)[:, None]
+                if spec.membership_random != "none":
+                    logw = _school_membership(design, u[:, r:], gamma, cluster, priors, init)
             elif r:
                 mu = mu + pt.sum(pm.Data("R", design.R) * u[cluster][:, :r], axis=1)[:, None]
-        logw = membership_logprob(Z, gamma, member_offset)
+        if logw is None:
+            logw = membership_logprob(Z, gamma)
         if mixture and design.V.shape[1] == 1 and np.all(design.V == 1.0):
             # one variance per class: K exponentials, not n K
             sigma2 = pt.exp(lsig[:, 0])[None, :]
@@ -239,7 +239,7 @@ def _column_times(column: np.ndarray, value: Any, name: str, *, as_column: bool 
     """
     if np.all(column == 1.0):
         return value
-    data = pm.Data(name, column)
+    data = pm.Data(name, column, shape=column.shape)
     return (data[:, None] if as_column else data) * value
 
 
@@ -583,6 +583,50 @@ def _residual_rvs(design: Design, priors: Mapping[str, Prior], init: Params | No
     kw = {} if init_lsig is None else {"initval": float(np.exp(0.5 * init_lsig[0, 0]))}
     sigma = _scale_rv("sigma", priors["sigma"], **kw)
     return pt.stack([pt.stack([2.0 * pt.log(sigma)])] * K)
+
+
+def _within_cluster_constant(X: np.ndarray, cluster: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Which columns of ``X`` take one value within every cluster (bool, per column)."""
+    low = np.full((n_clusters, X.shape[1]), np.inf)
+    high = np.full((n_clusters, X.shape[1]), -np.inf)
+    np.minimum.at(low, cluster, X)
+    np.maximum.at(high, cluster, X)
+    return np.all(low == high, axis=0)
+
+
+def _school_membership(
+    design: Design,
+    u_member: Any,
+    gamma: Any,
+    cluster: Any,
+    priors: Mapping[str, Prior],
+    init: Params | None,
+) -> Any:
+    """Membership log probabilities (n, K) with random logit intercepts.
+
+    The logit terms that are constant within schools (the intercept, school
+    covariates) are added to the school residuals per school, and each logit
+    is gathered to the students once: the students' pass then holds only the
+    student-level columns, elementwise, and no matrix product over all rows.
+    """
+    spec = design.spec
+    K = spec.classes
+    J = len(design.cluster_ids)
+    const = _within_cluster_constant(design.Z, design.cluster, J)
+    loadings = _loadings(spec, priors, init)
+    school_eta = (
+        u_member
+        if spec.membership_random == "independent"
+        else pt.dot(u_member, pt.transpose(loadings))
+    )
+    if const.any():
+        first = np.unique(design.cluster, return_index=True)[1]
+        Zs = pm.Data("Z_school", design.Z[first][:, const])
+        school_eta = school_eta + pt.dot(Zs, pt.transpose(gamma[:, np.flatnonzero(const)]))
+    eta = pt.stack([school_eta[:, c][cluster] for c in range(K - 1)], axis=1)
+    for j in np.flatnonzero(~const):
+        eta = eta + _column_times(design.Z[:, j], gamma[:, j][None, :], f"Z_{j}", as_column=True)
+    return log_class_probs(eta)
 
 
 def _loadings(spec: Spec, priors: Mapping[str, Prior], init: Params | None) -> Any:

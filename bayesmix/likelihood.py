@@ -59,7 +59,14 @@ def membership_logprob(
     eta = pt.dot(Z, pt.transpose(gamma))
     if offset is not None:
         eta = eta + offset
-    if pt.as_tensor_variable(gamma).type.shape[0] == 1:
+    return log_class_probs(eta)
+
+
+def log_class_probs(eta: pt.TensorLike) -> pt.TensorVariable:
+    """Log class probabilities (n, K) of logits ``eta`` (n, K-1) against a last,
+    reference class with logit 0."""
+    eta = pt.as_tensor_variable(eta)
+    if eta.type.shape[-1] == 1:
         # two classes: log sigmoid(eta) = eta - softplus(eta), log sigmoid(-eta) =
         # -softplus(eta), one exponential and one logarithm per row
         spread = pt.softplus(eta)
