@@ -194,7 +194,7 @@ def build_model(
         else:
             mu = linear_predictor(pm.Data("F", design.F), beta)
         logw = None
-        # static shape, so that two classes take the one-softplus path
+        # static shape: two classes take the two-class path of _log_class_probs
         gamma = pt.specify_shape(gamma, (K - 1, len(spec.membership)))
         if spec.random_effects:
             r = len(spec.random)
@@ -213,7 +213,11 @@ def build_model(
             elif r:
                 mu = mu + pt.sum(pm.Data("R", design.R) * u[cluster][:, :r], axis=1)[:, None]
         if logw is None:
-            logw = membership_logprob(Z, gamma)
+            logw = (
+                _log_class_probs(pt.dot(Z, pt.transpose(gamma)))
+                if mixture
+                else membership_logprob(Z, gamma)
+            )
         if mixture and design.V.shape[1] == 1 and np.all(design.V == 1.0):
             # one variance per class: K exponentials, not n K
             sigma2 = pt.exp(lsig[:, 0])[None, :]
@@ -626,7 +630,22 @@ def _school_membership(
     eta = pt.stack([school_eta[:, c][cluster] for c in range(K - 1)], axis=1)
     for j in np.flatnonzero(~const):
         eta = eta + _column_times(design.Z[:, j], gamma[:, j][None, :], f"Z_{j}", as_column=True)
-    return log_class_probs(eta)
+    return _log_class_probs(eta)
+
+
+def _log_class_probs(eta: Any) -> Any:
+    """:func:`bayesmix.likelihood.log_class_probs` for the compiled NUTS graph.
+
+    With two classes as the logs of ``sigmoid(eta)`` and ``1 - sigmoid(eta)``:
+    numba calls the C library's ``log1p`` that ``softplus`` needs, which
+    took a quarter of the Fig 3 sampling time, against two ``log`` calls
+    here (sampling 13.7-14.0 -> 12.2-12.4 s). The clip keeps ``1 - sigmoid``
+    above 0 (it changes the density by less than 1e-13 beyond it).
+    """
+    if eta.type.shape[-1] != 1:
+        return log_class_probs(eta)
+    prob = pt.sigmoid(pt.clip(eta, -30.0, 30.0))
+    return pt.log(pt.concatenate([prob, 1.0 - prob], axis=1))
 
 
 def _loadings(spec: Spec, priors: Mapping[str, Prior], init: Params | None) -> Any:
