@@ -589,15 +589,6 @@ def _residual_rvs(design: Design, priors: Mapping[str, Prior], init: Params | No
     return pt.stack([pt.stack([2.0 * pt.log(sigma)])] * K)
 
 
-def _within_cluster_constant(X: np.ndarray, cluster: np.ndarray, n_clusters: int) -> np.ndarray:
-    """Which columns of ``X`` take one value within every cluster (bool, per column)."""
-    low = np.full((n_clusters, X.shape[1]), np.inf)
-    high = np.full((n_clusters, X.shape[1]), -np.inf)
-    np.minimum.at(low, cluster, X)
-    np.maximum.at(high, cluster, X)
-    return np.all(low == high, axis=0)
-
-
 def _school_membership(
     design: Design,
     u_member: Any,
@@ -615,14 +606,14 @@ def _school_membership(
     """
     spec = design.spec
     K = spec.classes
-    J = len(design.cluster_ids)
-    const = _within_cluster_constant(design.Z, design.cluster, J)
+    # rows are sorted by school: each school's first row holds its school-level values
+    school_rows = design.Z[design.bounds[:-1]]
+    const = np.all(design.Z == school_rows[design.cluster], axis=0)
     school_eta = u_member
     if spec.membership_random != "independent":
         school_eta = pt.dot(u_member, pt.transpose(_loadings(spec, priors, init)))
     if const.any():
-        first = np.unique(design.cluster, return_index=True)[1]
-        Zs = pm.Data("Z_school", design.Z[first][:, const])
+        Zs = pm.Data("Z_school", school_rows[:, const])
         school_eta = school_eta + pt.dot(Zs, pt.transpose(gamma[:, np.flatnonzero(const)]))
     eta = pt.stack([school_eta[:, c][cluster] for c in range(K - 1)], axis=1)
     for j in np.flatnonzero(~const):
