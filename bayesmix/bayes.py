@@ -629,7 +629,9 @@ def _log_class_probs(eta: Any) -> Any:
     took about a quarter of the Fig 3 sampling time, against two ``log``
     calls here (sampling 13.7-14.7 -> 12.2-12.6 s). The clip keeps
     ``1 - sigmoid`` above 0 (it changes the density by less than 1e-13
-    beyond it).
+    beyond it). The ML objective keeps the shared softplus form: XLA has its
+    own ``log1p``, and an optimiser can take a logit past the clip, where the
+    flat density would stall it.
     """
     if eta.type.shape[-1] != 1:
         return log_class_probs(eta)
