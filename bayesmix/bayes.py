@@ -46,6 +46,7 @@ from bayesmix.errors import (
     SamplingWarning,
     SpecError,
 )
+from bayesmix.fused import normal_mixture_logp
 from bayesmix.likelihood import (
     _LOG_2PI,
     linear_predictor,
@@ -125,7 +126,9 @@ def build_model(
         with ``chol_u`` (LKJ Cholesky covariance) or ``sd_u`` (diagonal),
         and ``u`` = z_u L'; membership logits ``gamma`` (dims ``logit`` x
         ``mterm``); observed ``y`` with the class-marginal density of
-        :func:`bayesmix.likelihood.mixture_logp`. With level-2 classes
+        :func:`bayesmix.likelihood.mixture_logp` (for mixtures with one
+        residual variance per class, computed with its gradient in one pass
+        by :class:`bayesmix.fused.NormalMixtureLogp`). With level-2 classes
         (model C) the effects varying over them have dims ``between`` (x
         ``class``), their regression is ``delta`` (dims ``school_logit`` x
         ``bterm``), and the likelihood is the potential ``y_school`` (one
@@ -193,7 +196,7 @@ def build_model(
             mu = _columnwise_product(design.F, beta, "F")
         else:
             mu = linear_predictor(pm.Data("F", design.F), beta)
-        logw = None
+        eta = None
         # static shape: two classes take the two-class path of _log_class_probs
         gamma = pt.specify_shape(gamma, (K - 1, len(spec.membership)))
         if spec.random_effects:
@@ -209,31 +212,34 @@ def build_model(
                 if r:
                     mu = mu + _random_part(design, ui)[:, None]
                 if spec.membership_random != "none":
-                    logw = _school_membership(design, u[:, r:], gamma, cluster, priors, init)
+                    eta = _school_logits(design, u[:, r:], gamma, cluster, priors, init)
             elif r:
                 mu = mu + pt.sum(pm.Data("R", design.R) * u[cluster][:, :r], axis=1)[:, None]
-        if logw is None:
-            logw = (
-                _log_class_probs(pt.dot(Z, pt.transpose(gamma)))
-                if mixture
-                else membership_logprob(Z, gamma)
-            )
+        if mixture and eta is None:
+            eta = pt.dot(Z, pt.transpose(gamma))
         if mixture and design.V.shape[1] == 1 and np.all(design.V == 1.0):
-            # one variance per class: K exponentials, not n K
-            sigma2 = pt.exp(lsig[:, 0])[None, :]
+            # one variance per class: the density and its gradient in one pass
+            params, density = (mu, lsig[:, 0][None, :], eta), _fused_mixture_logp
+        elif mixture:
+            params, density = (mu, residual_variance(V, lsig), _log_class_probs(eta)), mixture_logp
         else:
-            sigma2 = residual_variance(V, lsig)
+            params = (mu, residual_variance(V, lsig), membership_logprob(Z, gamma))
+            density = mixture_logp
         pm.CustomDist(
             "y",
-            mu,
-            sigma2,
-            logw,
-            logp=mixture_logp,
-            signature="(k),(k),(k)->()",
+            *params,
+            logp=density,
+            signature="(k),(k),(j)->()",
             observed=design.y,
             dims="obs",
         )
     return model
+
+
+def _fused_mixture_logp(y: Any, mu: Any, lsig: Any, eta: Any) -> Any:
+    """:func:`bayesmix.likelihood.mixture_logp` with class log variances ``lsig`` (1, K)
+    and membership logits ``eta`` (n, K-1), by :class:`bayesmix.fused.NormalMixtureLogp`."""
+    return normal_mixture_logp(y, mu, lsig[0], eta)[0]
 
 
 def _column_times(column: np.ndarray, value: Any, name: str, *, as_column: bool = False) -> Any:
@@ -589,7 +595,7 @@ def _residual_rvs(design: Design, priors: Mapping[str, Prior], init: Params | No
     return pt.stack([pt.stack([2.0 * pt.log(sigma)])] * K)
 
 
-def _school_membership(
+def _school_logits(
     design: Design,
     u_member: Any,
     gamma: Any,
@@ -597,7 +603,7 @@ def _school_membership(
     priors: Mapping[str, Prior],
     init: Params | None,
 ) -> Any:
-    """Membership log probabilities (n, K) with random logit intercepts.
+    """Membership logits (n, K-1) with random logit intercepts.
 
     The logit terms that are constant within schools (the intercept, school
     covariates) are added to the school residuals per school, and each logit
@@ -618,7 +624,7 @@ def _school_membership(
     eta = pt.stack([school_eta[:, c][cluster] for c in range(K - 1)], axis=1)
     for j in np.flatnonzero(~const):
         eta = eta + _column_times(design.Z[:, j], gamma[:, j][None, :], f"Z_{j}", as_column=True)
-    return _log_class_probs(eta)
+    return eta
 
 
 def _log_class_probs(eta: Any) -> Any:
