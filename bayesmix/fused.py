@@ -29,30 +29,28 @@ from pytensor.gradient import DisconnectedType
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
-_LOG_2PI = math.log(2.0 * math.pi)
+from bayesmix.likelihood import _LOG_2PI
 
 # numba's on-disk cache knows the op by its class name; a key from this file's text
 # keeps a kernel compiled by another version of it from being loaded
 _SOURCE_KEY = int(hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12], 16)
 
 
-def _mixture_terms(
-    y: np.ndarray, mu: np.ndarray, lsig: np.ndarray, eta: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """numpy reference: log density (n,) and the gradient factors."""
-    logits = np.concatenate([eta, np.zeros((len(eta), 1))], axis=1)
+def _mixture_terms(y: Any, mu: Any, lsig: Any, eta: Any, xp: Any = np) -> tuple[Any, Any, Any, Any]:
+    """Array reference (``xp`` numpy or jax.numpy): log density (n,) and the gradient factors."""
+    logits = xp.concatenate([eta, xp.zeros((eta.shape[0], 1), dtype=eta.dtype)], axis=1)
     top_eta = logits.max(axis=1, keepdims=True)
-    ex_eta = np.exp(logits - top_eta)
+    ex_eta = xp.exp(logits - top_eta)
     norm = ex_eta.sum(axis=1, keepdims=True)
-    prec = np.exp(-lsig)
+    prec = xp.exp(-lsig)
     resid = y[:, None] - mu
     quad = resid**2 * prec
     joint = logits - 0.5 * (_LOG_2PI + lsig + quad)
     top = joint.max(axis=1, keepdims=True)
-    ex = np.exp(joint - top)
+    ex = xp.exp(joint - top)
     total = ex.sum(axis=1, keepdims=True)
     weight = ex / total
-    logp = (top + np.log(total) - top_eta - np.log(norm))[:, 0]
+    logp = (top + xp.log(total) - top_eta - xp.log(norm))[:, 0]
     prob = ex_eta / norm
     return logp, weight * resid * prec, 0.5 * weight * (quad - 1.0), (weight - prob)[:, :-1]
 
@@ -167,6 +165,7 @@ def _register_numba() -> None:
                     q = r * r * prec[c]
                     wr[i, c] = r * prec[c]
                     wq[i, c] = q
+                    member[c] = logit
                     joint[c] = logit + const[c] - 0.5 * q
                     if joint[c] > top:
                         top = joint[c]
@@ -176,10 +175,7 @@ def _register_numba() -> None:
                 for c in range(k):
                     joint[c] = 1.0 if c == arg else math.exp(joint[c] - top)
                     total += joint[c]
-                    if c == arg_eta:
-                        member[c] = 1.0
-                    else:
-                        member[c] = math.exp((eta[i, c] if c < k - 1 else 0.0) - top_eta)
+                    member[c] = 1.0 if c == arg_eta else math.exp(member[c] - top_eta)
                     norm += member[c]
                 logp[i] = top + math.log(total) - top_eta - math.log(norm)
                 inv = 1.0 / total
@@ -218,25 +214,9 @@ def _register_jax() -> None:
     @jax_funcify.register(NormalMixtureLogp)
     def _funcify(op: NormalMixtureLogp, **kwargs: Any) -> Any:
         import jax.numpy as jnp
-        from jax.nn import softmax
-        from jax.scipy.special import logsumexp
 
         def normal_mixture(y, mu, lsig, eta):  # type: ignore[no-untyped-def]
-            logits = jnp.concatenate([eta, jnp.zeros((eta.shape[0], 1))], axis=1)
-            prec = jnp.exp(-lsig)
-            resid = y[:, None] - mu
-            quad = resid**2 * prec
-            joint = logits - 0.5 * (_LOG_2PI + lsig + quad)
-            lse = logsumexp(joint, axis=1)
-            weight = jnp.exp(joint - lse[:, None])
-            logp = lse - logsumexp(logits, axis=1)
-            prob = softmax(logits, axis=1)
-            return (
-                logp,
-                weight * resid * prec,
-                0.5 * weight * (quad - 1.0),
-                (weight - prob)[:, :-1],
-            )
+            return _mixture_terms(y, mu, lsig, eta, xp=jnp)
 
         return normal_mixture
 
