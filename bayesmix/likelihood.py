@@ -209,21 +209,52 @@ def gauss_hermite(points: int, dims: int) -> tuple[np.ndarray, np.ndarray]:
     return nodes, np.asarray(logw, dtype=float)
 
 
+def _outcome_grid(nodes: np.ndarray, r: int) -> tuple[np.ndarray, int]:
+    """The distinct first ``r`` coordinates of a tensor-product rule, and the repeat count.
+
+    :func:`gauss_hermite` varies the last coordinate fastest, so node ``k``
+    has outer node ``k // inner``; the rule (Q, d) gives (Q / inner, r) and
+    ``inner``. With ``r = d`` (or nodes that are not such a grid) every node
+    is its own outer node.
+    """
+    Q, d = nodes.shape
+    if r == 0 or r >= d:
+        return nodes[:, :r], 1
+    points = round(Q ** (1.0 / d))
+    inner = points ** (d - r)
+    outer = nodes[::inner, :r]
+    if points**d != Q or not np.array_equal(np.repeat(outer, inner, axis=0), nodes[:, :r]):
+        return nodes[:, :r], 1
+    return outer, inner
+
+
+def _shifted_exp(full: pt.TensorVariable, axis: int = 0) -> pt.TensorVariable:
+    """``exp(full - max(full))`` over ``axis``, the shift a constant for the gradient."""
+    return pt.exp(full - zero_grad(pt.max(full, axis=axis, keepdims=True)))
+
+
 def _class_mixture(
-    full: pt.TensorVariable, logn: pt.TensorVariable, axis: int
+    ew: pt.TensorVariable, logn: pt.TensorVariable, axis: int, inner: int = 1
 ) -> tuple[pt.TensorVariable, pt.TensorVariable]:
     """Class-marginal log density and class posteriors, classes along ``axis``.
 
-    ``full`` holds the membership logits (the reference class's 0 included),
-    ``logn`` the class log densities. Returns
-    ``log sum_c exp(full_c + logn_c) - log sum_c exp(full_c)`` and
-    ``P(c | y)``. Both sums share one set of exponentials; the shifts that
-    keep them finite are constants for the gradient (the result does not
-    depend on them), which then reuses the same exponentials.
+    ``ew`` holds the exponentials of the membership logits (the reference
+    class's 0 included), each shifted by a constant per student and node
+    (see :func:`_shifted_exp`), ``logn`` the class log densities. Returns
+    ``log sum_c ew_c exp(logn_c) - log sum_c ew_c`` and ``P(c | y)``. The
+    shift that keeps the densities' sum finite is a constant for the
+    gradient (the result does not depend on it).
+    With ``inner > 1`` (classes on axis 0, nodes on axis 1) ``logn`` holds
+    one node of every ``inner`` consecutive nodes of ``ew``: its
+    exponentials are taken there and repeated.
     """
-    ew = pt.exp(full - zero_grad(pt.max(full, axis=axis, keepdims=True)))
     top = zero_grad(pt.max(logn, axis=axis, keepdims=True))
-    mixed = ew * pt.exp(logn - top)
+    en = pt.exp(logn - top)
+    if inner > 1:
+        K, n = ew.shape[0], ew.shape[2]
+        en = pt.reshape(pt.repeat(en[:, :, None, :], inner, axis=2), (K, -1, n))
+        top = pt.reshape(pt.repeat(top[:, :, None, :], inner, axis=2), (1, -1, n))
+    mixed = ew * en
     mixed_sum = pt.sum(mixed, axis=axis, keepdims=True)
     per_obs = pt.squeeze(top + pt.log(mixed_sum / pt.sum(ew, axis=axis, keepdims=True)), axis)
     return per_obs, mixed / mixed_sum
@@ -285,23 +316,32 @@ def quadrature_loglik(
     r = n_outcome_random
     z = pt.as_tensor_variable(nodes)
     v = centre[:, None, :] + pt.sum(scale[:, None, :, :] * z[None, :, None, :], axis=-1)
-    b = pt.dot(v, pt.transpose(params.chol))
-    bq = b[cluster].dimshuffle(2, 1, 0)
     e0 = y[None, :] - pt.dot(params.beta, pt.transpose(F))
+    outer, inner = _outcome_grid(nodes, r)
     if r:
-        off = pt.sum(bq[:r] * pt.transpose(R)[:, None, :], axis=0)
+        # With the outcome terms first, L and scale lower triangular, the outcome residuals
+        # depend only on the first r node coordinates: the class densities are computed on
+        # that coarser grid (e.g. 25 of NELS B3's 125 nodes) and broadcast over the rest.
+        zo = pt.as_tensor_variable(outer)
+        vo = centre[:, None, :r] + pt.sum(scale[:, None, :r, :r] * zo[None, :, None, :], axis=-1)
+        bo = pt.dot(vo, pt.transpose(params.chol[:r, :r]))[cluster].dimshuffle(2, 1, 0)
+        off = pt.sum(bo * pt.transpose(R)[:, None, :], axis=0)
         resid = e0[:, None, :] - off[None, :, :]
     else:
         resid = e0[:, None, :]
     logs2 = pt.dot(params.lsig, pt.transpose(V))
     logn = (-0.5 * (_LOG_2PI + logs2))[:, None, :] - 0.5 * pt.exp(-logs2)[:, None, :] * resid**2
     eta = pt.dot(params.gamma, pt.transpose(Z))[:, None, :]
-    if params.load is not None and nodes.shape[1] > r:
-        eta = eta + pt.tensordot(params.load, bq[r:], axes=[[1], [0]])
-    eta = eta + pt.zeros_like(pt.sum(logn[:1], axis=0, keepdims=True))
-    # zeros shaped from eta (not from symbolic shapes) keep shapes static for JAX
+    if nodes.shape[1] > r:
+        # the membership residuals at every node, (d - r, Q, n)
+        bq = pt.dot(v, pt.transpose(params.chol[r:]))[cluster].dimshuffle(2, 1, 0)
+        eta = eta + pt.tensordot(params.load, bq, axes=[[1], [0]])
+    else:
+        bq = logn
+    # zeros shaped from the arrays (not from symbolic shapes) keep shapes static for JAX
+    eta = eta + pt.zeros_like(pt.sum(bq[:1], axis=0, keepdims=True))
     full = pt.concatenate([eta, pt.zeros_like(pt.sum(eta, axis=0, keepdims=True))], axis=0)
-    per_obs, cls = _class_mixture(full, logn, axis=0)
+    per_obs, cls = _class_mixture(_shifted_exp(full), logn, axis=0, inner=inner)
     log_phi = -0.5 * pt.sum(v**2, axis=-1) - 0.5 * nodes.shape[1] * _LOG_2PI
     log_det = pt.sum(pt.log(pt.diagonal(scale, axis1=1, axis2=2)), axis=1)
     # a scatter-add, not differences of a cumulative sum: XLA lowers cumsum to
@@ -351,7 +391,7 @@ def _between_quadrature(
         eta = eta + member.reshape((member.shape[0], L, Q, n)).dimshuffle(1, 0, 2, 3)
     eta = eta + pt.zeros_like(pt.sum(logn, axis=1, keepdims=True))
     full = pt.concatenate([eta, pt.zeros_like(pt.sum(eta, axis=1, keepdims=True))], axis=1)
-    per_obs, cls = _class_mixture(full, logn, axis=1)
+    per_obs, cls = _class_mixture(_shifted_exp(full, axis=1), logn, axis=1)
     log_phi = (-0.5 * pt.sum(v**2, axis=-1) - 0.5 * dim * _LOG_2PI).dimshuffle(0, 2, 1)
     log_det = pt.sum(pt.log(pt.diagonal(scale, axis1=2, axis2=3)), axis=2)
     school = pt.inc_subtensor(pt.zeros_like(log_phi)[cluster], per_obs.dimshuffle(2, 1, 0))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytensor
+import pytensor.tensor as pt
 import pytest
 
 import bayesmix as bm
 from bayesmix.data import build_design
-from bayesmix.likelihood import loglik_and_grad
+from bayesmix import likelihood
+from bayesmix.likelihood import _outcome_grid, gauss_hermite, loglik_and_grad, quadrature_loglik
 from bayesmix.montecarlo import FIG3_PARAMS
 from bayesmix.quadrature import AdaptiveQuadrature, make_chunks, plan_chunks
 
@@ -101,6 +104,60 @@ def test_adaptation_moments_match_the_posterior_and_survive_an_outlier(fig3_spec
     post_class = quad.evaluate(theta)[3]
     assert np.all(np.isfinite(post_class))
     np.testing.assert_allclose(post_class.sum(axis=1), 1.0, atol=1e-12)
+
+
+def test_outcome_grid_splits_the_tensor_rule():
+    nodes, _ = gauss_hermite(5, 3)
+    outer, inner = _outcome_grid(nodes, 2)
+    assert outer.shape == (25, 2) and inner == 5
+    np.testing.assert_array_equal(np.repeat(outer, inner, axis=0), nodes[:, :2])
+    assert _outcome_grid(nodes, 3)[1] == 1 and _outcome_grid(nodes, 0)[1] == 1
+    # not a tensor rule: every node is its own outer node
+    shuffled = nodes[np.random.default_rng(0).permutation(len(nodes))]
+    assert _outcome_grid(shuffled, 2)[1] == 1
+
+
+@pytest.mark.parametrize("model", ["fig3", "hsb_B"])
+def test_class_densities_on_the_outcome_grid_equal_the_full_grid(model, monkeypatch):
+    """The class densities, computed on the outcome terms' coarser grid and repeated, give
+    the objective, its gradient and the posteriors of the densities on every node."""
+    spec = bm.load_spec(f"models/{model}.toml", classes=3 if model == "hsb_B" else None)
+    if model == "fig3":
+        data = bm.simulate(spec, FIG3_PARAMS, clusters=20, cluster_size=8, random_seed=3)
+        theta = build_design(spec, data).layout.to_theta(np.array(list(FIG3_PARAMS.values())))
+    else:
+        data = bm.datasets.load_hsb().query("school < 1500")
+        rng = np.random.default_rng(4)
+        theta = 0.3 * rng.standard_normal(build_design(spec, data).layout.n_params)
+    design = build_design(spec, data)
+    lay = design.layout
+    assert lay.n_random > lay.n_outcome_random > 0
+    nodes, logw = gauss_hermite(4, lay.n_random)
+    chunk = make_chunks(design, len(nodes) * spec.classes, 10**9)[0]
+    y, F, R, Z, V, cluster = chunk.args[:6]
+    rng = np.random.default_rng(5)
+    J, d = len(chunk.args[6]), lay.n_random
+    centre = 0.3 * rng.standard_normal((J, d))
+    scale = np.tril(0.2 * rng.standard_normal((J, d, d))) + 0.6 * np.eye(d)
+    t = pt.dvector("theta")
+
+    def outputs() -> list[np.ndarray]:
+        out = quadrature_loglik(
+            y, F, R, Z, V, cluster, lay.unpack(t, pt), lay.n_outcome_random, nodes, logw,
+            centre, scale,
+        )  # fmt: skip
+        total = pt.sum(out[0])
+        fn = pytensor.function(
+            [t], [total, pytensor.grad(total, t), *out[:4]], mode="FAST_COMPILE"
+        )
+        return fn(theta)
+
+    coarse = outputs()
+    monkeypatch.setattr(likelihood, "_outcome_grid", lambda nodes, r: (nodes[:, :r], 1))
+    full = outputs()
+    assert np.isfinite(coarse[0])
+    for a, b in zip(coarse, full, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.slow
