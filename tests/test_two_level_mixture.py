@@ -9,8 +9,8 @@ import pytensor.tensor as pt
 import pytest
 
 import bayesmix as bm
-from bayesmix.data import build_design
 from bayesmix import likelihood
+from bayesmix.data import build_design
 from bayesmix.likelihood import _outcome_grid, gauss_hermite, loglik_and_grad, quadrature_loglik
 from bayesmix.montecarlo import FIG3_PARAMS
 from bayesmix.quadrature import AdaptiveQuadrature, make_chunks, plan_chunks
@@ -147,9 +147,7 @@ def test_class_densities_on_the_outcome_grid_equal_the_full_grid(model, monkeypa
             centre, scale,
         )  # fmt: skip
         total = pt.sum(out[0])
-        fn = pytensor.function(
-            [t], [total, pytensor.grad(total, t), *out[:4]], mode="FAST_COMPILE"
-        )
+        fn = pytensor.function([t], [total, pytensor.grad(total, t), *out[:4]], mode="FAST_COMPILE")
         return fn(theta)
 
     coarse = outputs()
