@@ -85,7 +85,7 @@ class NormalMixtureLogp(Op):
         for store, value in zip(output_storage, _mixture_terms(*inputs), strict=True):
             store[0] = value
 
-    def infer_shape(self, fgraph: Any, node: Apply, shapes: list[Any]) -> list[Any]:
+    def infer_shape(self, node: Apply, shapes: list[Any]) -> list[Any]:
         n = shapes[0][0]
         k = shapes[1][1]
         return [(n,), (n, k), (n, k), shapes[3]]

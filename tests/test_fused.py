@@ -7,7 +7,7 @@ import pytensor
 import pytensor.tensor as pt
 import pytest
 
-from bayesmix.fused import _mixture_terms, normal_mixture_logp
+from bayesmix.fused import NormalMixtureLogp, _mixture_terms, normal_mixture_logp
 from bayesmix.likelihood import log_class_probs, mixture_logp
 
 
@@ -87,3 +87,13 @@ def test_only_the_density_has_a_gradient() -> None:
     weights = normal_mixture_logp(*vs)[3]
     with pytest.raises(NotImplementedError, match="only the log density"):
         pytensor.grad(pt.sum(weights), vs[1])
+
+
+def test_output_shapes_are_inferred_without_running_the_op() -> None:
+    y, lsig = pt.dvector("y"), pt.dvector("lsig")
+    mu, eta = pt.dmatrix("mu"), pt.dmatrix("eta")
+    outputs = NormalMixtureLogp()(y, mu, lsig, eta)
+    fn = pytensor.function([y, mu, lsig, eta], [o.shape for o in outputs])
+    assert not any(isinstance(node.op, NormalMixtureLogp) for node in fn.maker.fgraph.apply_nodes)
+    shapes = fn(np.zeros(5), np.zeros((5, 3)), np.zeros(3), np.zeros((5, 2)))
+    assert [tuple(s) for s in shapes] == [(5,), (5, 3), (5, 3), (5, 2)]
