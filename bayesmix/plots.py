@@ -148,7 +148,7 @@ _DIAGNOSTIC_KINDS: tuple[str, ...] = get_args(DiagnosticKind)
 _WALD_Z = 1.959963984540054
 _SCHOOL_VARIABLES = ("z_u", "u", "b_school", "z_member")
 # coordinates NUTS samples in place of the model's parameters (see bayesmix.centring)
-_SAMPLER_SUFFIXES = ("_last", "_log_gap", "_offset", "_centred")
+_SAMPLER_SUFFIXES = ("_last", "_log_gap", "_offset", "_centred", "_ordered")
 _MAX_PAIR = 12
 
 
