@@ -123,7 +123,9 @@ def build_model(
         the residual variance as ``sigma`` (SD; dims ``class`` or ``group``)
         or ``lsig`` (log-linear coefficients, model 1b); the school
         residuals as ``z_u`` (standard normal, dims ``cluster`` x ``rterm``)
-        with ``chol_u`` (LKJ Cholesky covariance) or ``sd_u`` (diagonal),
+        with ``chol_u`` (LKJ Cholesky covariance; sampled as
+        ``chol_u_ordered`` in another order where :func:`residual_order`
+        says so, ``chol_u`` then recorded) or ``sd_u`` (diagonal),
         and ``u`` = z_u L'; membership logits ``gamma`` (dims ``logit`` x
         ``mterm``); observed ``y`` with the class-marginal density of
         :func:`bayesmix.likelihood.mixture_logp` (for mixtures with one
@@ -154,7 +156,9 @@ def build_model(
     plan = school_means_plan(design, init)
     if plan is not None:
         coords["oterm"] = list(spec.random[: len(plan.terms)])
-        coords["mrterm"] = list(spec.random_effects[len(plan.terms) :])
+        # in the order of the sampled Cholesky factor (see residual_order)
+        order = residual_order(design, init, len(plan.terms))[len(plan.terms) :]
+        coords["mrterm"] = [spec.random_effects[k] for k in order]
     whiten = (
         K == 1
         and len(spec.fixed_names) > 1
@@ -674,14 +678,19 @@ def _random_effects(
     spec = design.spec
     L = _residual_cholesky(design, priors, init)
     dims = ("cluster", "rterm") if spec.between_classes == 1 else ("between", "cluster", "rterm")
+    order = residual_order(design, init)
+    z_dims = dims
+    if not np.array_equal(order, np.arange(len(order))):
+        # z_u's columns follow the order of the sampled factor
+        pm.modelcontext(None).add_coord("zterm", [spec.random_effects[k] for k in order])
+        z_dims = (*dims[:-1], "zterm")
     kw = {}
     if init_z is not None:
         kw["initval"] = init_z
     elif init is not None:
-        # z_u's columns follow the sampled factor's order
         start = _unidentified_residual_start(design, spec.between_classes)
-        kw["initval"] = start[..., residual_order(design, init)]
-    z = pm.Normal("z_u", 0.0, 1.0, dims=dims, **kw)
+        kw["initval"] = start[..., order]
+    z = pm.Normal("z_u", 0.0, 1.0, dims=z_dims, **kw)
     return pm.Deterministic("u", pt.matmul(z, L.T), dims=dims)
 
 

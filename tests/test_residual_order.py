@@ -81,6 +81,14 @@ def test_draws_record_the_factor_in_the_spec_order(design):
     model = build_model(design, resolve_priors(design, None), start)
     free = [rv.name for rv in model.free_RVs]
     assert "chol_u_ordered" in free and "chol_u" not in free
+    # the standardised residuals are labelled in the sampled order, u in the spec's
+    effects = list(design.spec.random_effects)
+    assert model.named_vars_to_dims["u"] == ("cluster", "rterm")
+    assert list(model.coords["rterm"]) == effects
+    if "z_u" in model.named_vars:
+        assert list(model.coords["zterm"]) == [effects[k] for k in (0, 2, 1)]
+    else:
+        assert list(model.coords["mrterm"]) == [effects[2], effects[1]]
     names = ["chol_u_ordered", "chol_u", "chol_u_stds", "chol_u_corr"]
     outs = model.replace_rvs_by_values([model[n] for n in names])
     fn = model.compile_fn(
