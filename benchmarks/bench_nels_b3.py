@@ -9,8 +9,8 @@ the HSB B3 ML estimates rounded.
 nels_B3_ml target: under 2 minutes (20 starts). nels_B3_bayes: 4 chains x 2000 + 1000, ML
 initialisation; target under 10 minutes wall time with every R-hat <= 1.01; min bulk ESS
 reported. With the default 1000 draws the largest R-hat was 1.0097 and 1.0128 on sampler
-seeds 1 and 2 (min bulk ESS 224 and 332): at the threshold, so the benchmark draws twice
-as many.
+seeds 1 and 2 (min bulk ESS 224 and 332), at the threshold, so the benchmark draws twice
+as many to judge convergence on more draws.
 """
 
 from __future__ import annotations
