@@ -335,7 +335,8 @@ def quadrature_loglik(
     if nodes.shape[1] > r:
         # the membership residuals at every node, (d - r, Q, n)
         bq = pt.dot(v, pt.transpose(params.chol[r:]))[cluster].dimshuffle(2, 1, 0)
-        eta = eta + pt.tensordot(params.load, bq, axes=[[1], [0]])
+        if params.load is not None:
+            eta = eta + pt.tensordot(params.load, bq, axes=[[1], [0]])
     else:
         bq = logn
     # zeros shaped from the arrays (not from symbolic shapes) keep shapes static for JAX
