@@ -154,11 +154,12 @@ def build_model(
         coords["lambda_class"] = [f"C#{c + 1}" for c in range(1, K - 1)]
     init_beta = None if init is None else np.asarray(init.beta)
     plan = school_means_plan(design, init)
+    n_centred = 0 if plan is None else len(plan.terms)
+    order = residual_order(design, init, n_centred)
     if plan is not None:
-        coords["oterm"] = list(spec.random[: len(plan.terms)])
-        # in the order of the sampled Cholesky factor (see residual_order)
-        order = residual_order(design, init, len(plan.terms))[len(plan.terms) :]
-        coords["mrterm"] = [spec.random_effects[k] for k in order]
+        coords["oterm"] = list(spec.random[:n_centred])
+        # in the order of the sampled Cholesky factor
+        coords["mrterm"] = [spec.random_effects[k] for k in order[n_centred:]]
     whiten = (
         K == 1
         and len(spec.fixed_names) > 1
@@ -206,9 +207,9 @@ def build_model(
         if spec.random_effects:
             r = len(spec.random)
             if plan is None:
-                u = _random_effects(design, priors, init, init_z)
+                u = _random_effects(design, priors, init, order, init_z)
             else:
-                u = _centred_random_effects(design, priors, init, plan, beta)
+                u = _centred_random_effects(design, priors, init, plan, beta, order)
             cluster = pm.Data("cluster_index", design.cluster, shape=design.cluster.shape)
             if mixture:
                 # one gather per column: a row gather's gradient is a slow 2-D scatter-add
@@ -419,7 +420,7 @@ def _between_likelihood(
     eta = pt.dot(Z, pt.transpose(gamma))[:, None, :]
     if spec.random_effects:
         r = len(spec.random)
-        u = _random_effects(design, priors, init, init_z)
+        u = _random_effects(design, priors, init, residual_order(design, init), init_z)
         ui = u[:, pm.Data("cluster_index", design.cluster)]
         if r:
             R = pm.Data("R", design.R)
@@ -668,20 +669,21 @@ def _random_effects(
     design: Design,
     priors: Mapping[str, Prior],
     init: Params | None,
+    order: np.ndarray,
     init_z: np.ndarray | None = None,
 ) -> Any:
     """Non-centred school residuals u = z L' (cluster x rterm).
 
-    With level-2 classes each school has one residual vector per level-2
-    class (between x cluster x rterm), see :func:`_between_likelihood`.
+    ``order`` is that of the sampled Cholesky factor (:func:`residual_order`),
+    which ``z``'s columns follow. With level-2 classes each school has one
+    residual vector per level-2 class (between x cluster x rterm), see
+    :func:`_between_likelihood`.
     """
     spec = design.spec
-    L = _residual_cholesky(design, priors, init)
+    L = _residual_cholesky(design, priors, init, order)
     dims = ("cluster", "rterm") if spec.between_classes == 1 else ("between", "cluster", "rterm")
-    order = residual_order(design, init)
     z_dims = dims
     if not np.array_equal(order, np.arange(len(order))):
-        # z_u's columns follow the order of the sampled factor
         pm.modelcontext(None).add_coord("zterm", [spec.random_effects[k] for k in order])
         z_dims = (*dims[:-1], "zterm")
     kw = {}
@@ -700,13 +702,15 @@ def _centred_random_effects(
     init: Params,
     plan: SchoolMeans,
     beta: Any,
+    order: np.ndarray,
 ) -> Any:
     """School residuals with the outcome coefficients sampled centred (see
     :mod:`bayesmix.centring`), starting at their means at the ML start ``init``
-    (a plan exists only with one)."""
+    (a plan exists only with one); the membership residuals ``z_member`` in
+    ``order`` (:func:`residual_order`, the centred terms first)."""
     r = len(plan.terms)
-    L = _residual_cholesky(design, priors, init, lead=r)
-    jitter = _unidentified_residual_start(design, 1)[:, residual_order(design, init, r)]
+    L = _residual_cholesky(design, priors, init, order)
+    jitter = _unidentified_residual_start(design, 1)[:, order]
     init_a = school_start(design, plan, np.asarray(init.beta, dtype=float), jitter[:, :r])
     return centred_school_effects(design, plan, beta, L, init_a, jitter[:, r:])
 
@@ -763,16 +767,16 @@ def residual_order(design: Design, init: Params | None, lead: int = 0) -> np.nda
 
 
 def _residual_cholesky(
-    design: Design, priors: Mapping[str, Prior], init: Params | None, lead: int = 0
+    design: Design, priors: Mapping[str, Prior], init: Params | None, order: np.ndarray
 ) -> Any:
     """Factor of the school residual covariance: LKJ or diagonal SDs.
 
-    Lower triangular, except that with an LKJ covariance the factor is
-    sampled in :func:`residual_order` and its rows are put back in the
-    spec's order; its first ``lead`` rows stay lower triangular. Then the
-    sampled factor is ``chol_u_ordered`` and ``chol_u`` (with
-    ``chol_u_stds`` and ``chol_u_corr``) is the lower Cholesky factor in the
-    spec's order, recorded with the draws.
+    Lower triangular, except that an LKJ covariance's factor is sampled in
+    ``order`` (:func:`residual_order`, which keeps the centred terms first)
+    and its rows are put back in the spec's order. Then the sampled factor
+    is ``chol_u_ordered`` and ``chol_u`` (with ``chol_u_stds`` and
+    ``chol_u_corr``) is the lower Cholesky factor in the spec's order,
+    recorded with the draws.
     """
     spec = design.spec
     r = len(spec.random_effects)
@@ -784,7 +788,6 @@ def _residual_cholesky(
     nu = np.array([p.nu for p in sd_priors])
     init_chol = None if init is None else np.asarray(init.chol)
     if spec.covariance == "unstructured" and r > 1:
-        order = residual_order(design, init, lead)
         scales, nu = scales[order], nu[order]
         if sd_priors[0].family == "half_normal":
             sd_dist = pm.HalfNormal.dist(sigma=scales, shape=r)
@@ -793,12 +796,11 @@ def _residual_cholesky(
         kw: dict[str, Any] = {}
         same = np.array_equal(order, np.arange(r))
         if init_chol is not None:
-            sigma = init_chol @ init_chol.T
-            chol = (
-                init_chol.copy()
-                if same
-                else np.linalg.cholesky(sigma[np.ix_(order, order)] + 1e-12 * np.eye(r))
-            )
+            if same:
+                chol = init_chol.copy()
+            else:
+                sigma = (init_chol @ init_chol.T)[np.ix_(order, order)]
+                chol = np.linalg.cholesky(sigma + 1e-12 * np.eye(r))
             diag = np.diag(chol).copy()
             np.fill_diagonal(chol, np.maximum(diag, 0.05 * scales))
             kw["initval"] = chol[np.tril_indices(r)]

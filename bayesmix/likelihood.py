@@ -332,15 +332,14 @@ def quadrature_loglik(
     logs2 = pt.dot(params.lsig, pt.transpose(V))
     logn = (-0.5 * (_LOG_2PI + logs2))[:, None, :] - 0.5 * pt.exp(-logs2)[:, None, :] * resid**2
     eta = pt.dot(params.gamma, pt.transpose(Z))[:, None, :]
+    # an array of (., Q, n) whose zeros (not symbolic shapes) keep shapes static for JAX
+    every_node = logn
     if nodes.shape[1] > r:
         # the membership residuals at every node, (d - r, Q, n)
-        bq = pt.dot(v, pt.transpose(params.chol[r:]))[cluster].dimshuffle(2, 1, 0)
+        every_node = pt.dot(v, pt.transpose(params.chol[r:]))[cluster].dimshuffle(2, 1, 0)
         if params.load is not None:
-            eta = eta + pt.tensordot(params.load, bq, axes=[[1], [0]])
-    else:
-        bq = logn
-    # zeros shaped from the arrays (not from symbolic shapes) keep shapes static for JAX
-    eta = eta + pt.zeros_like(pt.sum(bq[:1], axis=0, keepdims=True))
+            eta = eta + pt.tensordot(params.load, every_node, axes=[[1], [0]])
+    eta = eta + pt.zeros_like(pt.sum(every_node[:1], axis=0, keepdims=True))
     full = pt.concatenate([eta, pt.zeros_like(pt.sum(eta, axis=0, keepdims=True))], axis=0)
     per_obs, cls = _class_mixture(_shifted_exp(full), logn, axis=0, inner=inner)
     log_phi = -0.5 * pt.sum(v**2, axis=-1) - 0.5 * nodes.shape[1] * _LOG_2PI
