@@ -197,10 +197,7 @@ def build_model(
         # The mixture graph is written for speed (measured on the Fig 3 model); the
         # one-class graph keeps its plain form, whose draws the tests pin down.
         mixture = K > 1
-        if mixture:
-            mu = _columnwise_product(design.F, beta, "F")
-        else:
-            mu = linear_predictor(pm.Data("F", design.F), beta)
+        mu = linear_predictor(pm.Data("F", design.F), beta)
         eta = None
         # static shape: two classes take the two-class path of _log_class_probs
         gamma = pt.specify_shape(gamma, (K - 1, len(spec.membership)))
@@ -256,20 +253,6 @@ def _column_times(column: np.ndarray, value: Any, name: str, *, as_column: bool 
         return value
     data = pm.Data(name, column, shape=column.shape)
     return (data[:, None] if as_column else data) * value
-
-
-def _columnwise_product(X: np.ndarray, coef: Any, name: str) -> Any:
-    """``X @ coef.T`` (n, K) as a sum of column products, with columns of ones skipped.
-
-    Elementwise, the product fuses with the log-density into one loop over
-    observations; a matrix product is a separate pass and, in the gradient,
-    two more.
-    """
-    terms = [
-        _column_times(X[:, j], coef[:, j][None, :], f"{name}_{j}", as_column=True)
-        for j in range(X.shape[1])
-    ]
-    return sum(terms[1:], terms[0])
 
 
 def _random_part(design: Design, ui: list[Any]) -> Any:
@@ -627,8 +610,10 @@ def _school_logits(
         Zs = pm.Data("Z_school", school_rows[:, const])
         school_eta = school_eta + pt.dot(Zs, pt.transpose(gamma[:, np.flatnonzero(const)]))
     eta = pt.stack([school_eta[:, c][cluster] for c in range(K - 1)], axis=1)
-    for j in np.flatnonzero(~const):
-        eta = eta + _column_times(design.Z[:, j], gamma[:, j][None, :], f"Z_{j}", as_column=True)
+    varying = np.flatnonzero(~const)
+    if varying.size:
+        Zv = pm.Data("Z_student", design.Z[:, varying])
+        eta = eta + pt.dot(Zv, pt.transpose(gamma[:, varying]))
     return eta
 
 
