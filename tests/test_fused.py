@@ -7,7 +7,13 @@ import pytensor
 import pytensor.tensor as pt
 import pytest
 
-from bayesmix.fused import NormalMixtureLogp, _mixture_terms, normal_mixture_logp
+from bayesmix.fused import (
+    _BLOCK,
+    NormalMixtureLogp,
+    _mixture_terms,
+    normal_mixture_logp,
+    numba_kernels,
+)
 from bayesmix.likelihood import log_class_probs, mixture_logp
 
 
@@ -52,6 +58,57 @@ def test_density_and_gradient_match_the_graph(k: int, mode: str) -> None:
     assert abs(float(got[0]) - float(want[0])) < 1e-9 * abs(float(want[0]))
     for g, w in zip(got[1:], want[1:], strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_blocks_of_students_match_the_graph(k: int) -> None:
+    # two full blocks and a partial one, in the numba kernels
+    n = 2 * _BLOCK + 37
+    args = _inputs(k, n=n, seed=5)
+    args[1][n - 1] = args[0][n - 1] + 40.0 * np.arange(1, k + 1)
+    fused, graph = _functions("NUMBA", n, k)
+    got, want = fused(*args), graph(*args)
+    assert abs(float(got[0]) - float(want[0])) < 1e-12 * abs(float(want[0]))
+    for g, w in zip(got[1:], want[1:], strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+
+
+def _vector_exp(x: np.ndarray) -> np.ndarray:
+    import numba
+
+    exp_nonpositive = numba_kernels()[0]
+
+    @numba.njit
+    def run(v: np.ndarray) -> np.ndarray:
+        out = v.copy()
+        exp_nonpositive(out, np.empty(out.shape[0], np.int64))
+        return out
+
+    return run(x)
+
+
+def test_vectorised_exp_is_accurate_to_two_units_in_the_last_place() -> None:
+    rng = np.random.default_rng(0)
+    x = np.concatenate([-rng.exponential(5.0, 20000), -rng.uniform(0, 708, 20000), [0.0, -708.0]])
+    got = _vector_exp(x)
+    # against numpy's exp, itself within an ulp of exp; 2 ulp = 4.4e-16
+    assert np.max(np.abs(got / np.exp(x) - 1.0)) < 4.5e-16
+
+
+def test_vectorised_exp_floors_at_exp_minus_708_and_keeps_nan() -> None:
+    got = _vector_exp(np.array([-709.0, -1e6, -np.inf, np.nan, -1e-300]))
+    np.testing.assert_allclose(got[:3], np.exp(-708.0), rtol=1e-15)
+    assert np.isnan(got[3])
+    assert got[4] == 1.0
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_a_nan_mean_gives_a_nan_density(k: int) -> None:
+    # NUTS must see a non-finite density, not a class silently dropped
+    y, mu, lsig, eta = _inputs(k, n=5, seed=1)
+    mu[3, k - 1] = np.nan
+    fused, _ = _functions("NUMBA", 5, k)
+    assert np.isnan(float(fused(y, mu, lsig, eta)[0]))
 
 
 def test_gradient_matches_finite_differences() -> None:
