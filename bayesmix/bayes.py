@@ -194,7 +194,7 @@ def build_model(
             F = pm.Data("F", design.F)
             _between_likelihood(design, priors, init, init_z, F, Z, V, beta, lsig, gamma)
             return model
-        # The mixture graph is written for speed (measured on the Fig 3 model); the
+        # The mixture graph is written for speed (measured on Fig 3 and NELS B3); the
         # one-class graph keeps its plain form, whose draws the tests pin down.
         mixture = K > 1
         mu = linear_predictor(pm.Data("F", design.F), beta)
@@ -244,15 +244,11 @@ def _fused_mixture_logp(y: Any, mu: Any, lsig: Any, eta: Any) -> Any:
     return normal_mixture_logp(y, mu, lsig[0], eta)[0]
 
 
-def _column_times(column: np.ndarray, value: Any, name: str, *, as_column: bool = False) -> Any:
-    """``column * value`` with the column as shared data, or ``value`` for a column of ones.
-
-    ``as_column`` multiplies along the rows of an (n, K) ``value``.
-    """
+def _column_times(column: np.ndarray, value: Any, name: str) -> Any:
+    """``column * value`` with the column as shared data, or ``value`` for a column of ones."""
     if np.all(column == 1.0):
         return value
-    data = pm.Data(name, column, shape=column.shape)
-    return (data[:, None] if as_column else data) * value
+    return pm.Data(name, column, shape=column.shape) * value
 
 
 def _random_part(design: Design, ui: list[Any]) -> Any:
