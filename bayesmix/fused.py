@@ -114,14 +114,15 @@ normal_mixture_logp = NormalMixtureLogp()
 
 # exp(x) = 2^k p(r), k = round(x / ln 2), r = x - k ln 2 in [-ln 2 / 2, ln 2 / 2], with ln 2
 # in two parts (Cody and Waite) so that r is exact, and p the Taylor polynomial of degree
-# 12, whose remainder is below 2e-16 relative on that interval
+# 12, whose remainder is below 2.5e-16 relative on that interval
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
 _EXP_COEFS = tuple(1.0 / math.factorial(j) for j in range(13))
-# exp(-708) is the smallest power of e whose 2^k is a normal number
+# the lowest whole argument whose 2^k (k = -1021) is a normal number
 _EXP_FLOOR = -708.0
-# students per block: the block's temporaries (2K + 4 rows of it) stay in the L1/L2 cache
+# students per block: the block's temporaries (6K + 5 rows of it, 47 kB for K = 3) stay in
+# the L2 cache
 _BLOCK = 256
 
 
