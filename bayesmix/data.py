@@ -6,7 +6,7 @@ import difflib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -210,19 +210,99 @@ def term_column(frame: pd.DataFrame, term: str) -> np.ndarray:
     return out
 
 
-def _matrix(frame: pd.DataFrame, terms: tuple[str, ...], where: str) -> np.ndarray:
-    mat = (
-        np.column_stack([term_column(frame, t) for t in terms])
-        if terms
-        else np.empty((len(frame), 0))
-    )
+def _matrix(frame: pd.DataFrame, terms: tuple[str, ...]) -> np.ndarray:
+    """Columns of ``terms`` (see :func:`term_column`), shape (rows, len(terms))."""
+    if not terms:
+        return np.empty((len(frame), 0))
+    return np.column_stack([term_column(frame, t) for t in terms])
+
+
+def _check_constant(mat: np.ndarray, terms: tuple[str, ...], where: str) -> None:
+    """Name the first non-intercept term whose column is constant."""
     for j, term in enumerate(terms):
         if term != INTERCEPT and np.ptp(mat[:, j]) == 0:
             raise DataError(
                 f"term {term!r} of the {where} is constant ({mat[0, j]:g}) in the data; "
                 "drop it from the formula (the intercept already covers a constant)."
             )
-    return mat
+
+
+@dataclass(frozen=True, eq=False)
+class Matrices:
+    """The design matrices of a spec on numeric data (see :class:`Design` for shapes)."""
+
+    y: np.ndarray
+    X: np.ndarray
+    F: np.ndarray
+    R: np.ndarray
+    Z: np.ndarray
+    V: np.ndarray
+    W: np.ndarray
+    schools: pd.DataFrame
+
+
+def design_matrices(
+    spec: Spec,
+    numeric: pd.DataFrame,
+    group_levels: tuple[Any, ...] = (),
+    first: np.ndarray | None = None,
+    cluster_ids: np.ndarray | None = None,
+) -> Matrices:
+    """Build the design matrices of ``spec`` from numeric columns, without checks.
+
+    Parameters
+    ----------
+    spec : Spec
+    numeric : DataFrame
+        The model's columns as floats (after any centring), rows sorted by cluster.
+    group_levels : tuple
+        Levels of ``spec.residual_groups`` (model 1c), one indicator column each.
+    first : ndarray of int, optional
+        Row of each cluster's first observation (two-level models).
+    cluster_ids : ndarray, optional
+        Cluster labels, the index of ``schools``.
+
+    Returns
+    -------
+    Matrices
+    """
+    n = len(numeric)
+    if spec.residual_groups:
+        group_values = numeric[spec.residual_groups].to_numpy()
+        V = (group_values[:, None] == np.asarray(group_levels, dtype=float)[None, :]).astype(float)
+    elif spec.residual_covariates:
+        V = _matrix(numeric, ("1", *spec.residual_covariates))
+    else:
+        V = np.ones((n, 1))
+    X = _matrix(numeric, spec.terms)
+    F = np.column_stack(
+        [
+            term_column(numeric, term) * (1.0 if w is None else term_column(numeric, w))
+            for _, term, w in spec.fixed_effects
+        ]
+    )
+    R = (
+        np.column_stack([X[:, spec.terms.index(t)] for t in spec.random])
+        if spec.random
+        else np.empty((n, 0))
+    )
+    if first is not None:
+        rows = numeric.iloc[first]
+        schools = rows[list(spec.level2_covariates)].set_axis(cluster_ids)
+        W = _matrix(rows, spec.between_membership)
+    else:
+        schools = pd.DataFrame()
+        W = np.ones((1, 1))
+    return Matrices(
+        y=numeric[spec.outcome].to_numpy(),
+        X=X,
+        F=F,
+        R=R,
+        Z=_matrix(numeric, spec.membership),
+        V=V,
+        W=np.ascontiguousarray(W, dtype=float),
+        schools=schools,
+    )
 
 
 def _check_rank(mat: np.ndarray, names: tuple[str, ...] | list[str], where: str) -> None:
@@ -366,40 +446,29 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
         )
     group_levels: tuple = ()
     if spec.residual_groups:
-        group_values = numeric[spec.residual_groups].to_numpy()
-        levels = np.unique(group_values)
+        levels = np.unique(numeric[spec.residual_groups].to_numpy())
         group_levels = tuple(int(v) if float(v).is_integer() else float(v) for v in levels)
         if len(levels) < 2:
             raise DataError(
                 f"residual_groups column {spec.residual_groups!r} has a single level; "
                 "it needs at least two groups."
             )
-        V = (group_values[:, None] == levels[None, :]).astype(float)
-    elif spec.residual_covariates:
-        V = _matrix(numeric, ("1", *spec.residual_covariates), "residual variance formula")
-    else:
-        V = np.ones((len(numeric), 1))
     lay = Layout(spec, group_levels)
-    y = numeric[spec.outcome].to_numpy()
-    X = _matrix(numeric, spec.terms, "outcome formula")
-    F = np.column_stack(
-        [
-            term_column(numeric, term) * (1.0 if w is None else term_column(numeric, w))
-            for _, term, w in spec.fixed_effects
-        ]
-    )
+    first = None
+    if spec.cluster is not None:
+        first = np.concatenate([[0], np.flatnonzero(np.diff(codes)) + 1])
+    m = design_matrices(spec, numeric, group_levels, first, cluster_ids)
+    y, X, F, R, Z, V, W = m.y, m.X, m.F, m.R, m.Z, m.V, m.W
+    if spec.residual_covariates:
+        _check_constant(V, ("1", *spec.residual_covariates), "residual variance formula")
+    _check_constant(X, spec.terms, "outcome formula")
     for j, name in enumerate(spec.fixed_names):
         if name != INTERCEPT and np.ptp(F[:, j]) == 0:
             raise DataError(
                 f"fixed effect {name!r} has a constant column ({F[0, j]:g}) in the data; "
                 "drop it (the intercept already covers a constant)."
             )
-    R = (
-        np.column_stack([X[:, spec.terms.index(t)] for t in spec.random])
-        if spec.random
-        else np.empty((len(y), 0))
-    )
-    Z = _matrix(numeric, spec.membership, "membership formula")
+    _check_constant(Z, spec.membership, "membership formula")
     _check_rank(F, list(spec.fixed_names), "fixed effects")
     _check_rank(Z, list(spec.membership), "membership formula")
     if len(y) <= lay.n_params:
@@ -417,13 +486,9 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
         )
     if spec.cluster is not None:
         _check_clusters(spec, np.asarray(codes), len(cluster_ids))
-        first = np.concatenate([[0], np.flatnonzero(np.diff(codes)) + 1])
-        schools = numeric[list(spec.level2_covariates)].iloc[first].set_axis(cluster_ids)
-        W = _matrix(numeric.iloc[first], spec.between_membership, "[between] formula")
+        _check_constant(W, spec.between_membership, "[between] formula")
         _check_rank(W, list(spec.between_membership), "[between] formula")
-    else:
-        schools = pd.DataFrame()
-        W = np.ones((1, 1))
+    schools = m.schools
     return Design(
         spec=spec,
         layout=lay,
