@@ -16,6 +16,7 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Literal
 
 import arviz_stats as azs
@@ -62,6 +63,7 @@ from bayesmix.params import Params, between_label, class_label
 from bayesmix.priors import Prior, prior_arrays, resolve_priors
 from bayesmix.results import BayesResult, LabelCheck, MLResult
 from bayesmix.spec import Spec
+from bayesmix.standardise import standardise
 
 Init = Literal["ml", "prior"]
 Sampler = Literal["nutpie", "pymc"]
@@ -949,6 +951,68 @@ def named_draws(draws: Params, design: Design) -> dict[str, np.ndarray]:
     return {name: out[:, :, k] for k, name in enumerate(lay.names)}
 
 
+def _user_posterior(
+    posterior: xr.Dataset, draws: Params, u: np.ndarray | None, design: Design
+) -> xr.Dataset:
+    """The posterior with the model's parameters replaced by their values in the user's units.
+
+    ``draws`` (structured, leading chain and draw dimensions) and ``u`` come
+    from :meth:`~bayesmix.standardise.Standardisation.params_to_user`; the
+    variables written are the inverse of :func:`structured_draws`: the fixed
+    effects ``b_<name>``, ``sigma`` or ``lsig``, ``gamma``, ``delta``,
+    ``chol_u`` (with ``chol_u_stds`` and ``chol_u_corr``) or ``sd_u``, and
+    ``u``. The sampler's own coordinates (``z_u``, ``z_member``,
+    ``b_school``, ``b_whitened``, ``chol_u_ordered``, offsets and log gaps)
+    stay on the standardised scale NUTS samples.
+    """
+    spec, lay = design.spec, design.layout
+    K, L = spec.classes, spec.between_classes
+    out = posterior.copy()
+
+    def put(name: str, values: np.ndarray) -> None:
+        out[name] = (posterior[name].dims, np.asarray(values).reshape(posterior[name].shape))
+
+    beta = np.asarray(draws.beta)
+    for j, name in enumerate(spec.fixed_names):
+        cv, bv = lay._varies(name)
+        if cv and bv:
+            values = beta[..., j]
+        elif cv:
+            values = beta[..., :K, j]
+        elif bv:
+            values = beta[..., ::K, j]
+        else:
+            values = beta[..., 0, j]
+        put(_fixed_rv_name(name), values)
+    lsig = np.asarray(draws.lsig)
+    by_class = lay.residual_by_class
+    if spec.residual_covariates:
+        put("lsig", lsig if by_class else lsig[..., 0, :])
+    elif spec.residual_groups:
+        put("sigma", np.exp(0.5 * (lsig if by_class else lsig[..., 0, :])))
+    else:
+        put("sigma", np.exp(0.5 * (lsig[..., 0] if by_class else lsig[..., 0, 0])))
+    if K > 1:
+        put("gamma", draws.gamma)
+    if L > 1:
+        put("delta", draws.delta)
+    chol = np.asarray(draws.chol)
+    if chol.shape[-1]:
+        cov = chol @ np.swapaxes(chol, -1, -2)
+        stds = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+        if "chol_u" in posterior:
+            rows, cols = np.tril_indices(chol.shape[-1])
+            put("chol_u", chol[..., rows, cols])
+            if "chol_u_stds" in posterior:
+                put("chol_u_stds", stds)
+                put("chol_u_corr", cov / (stds[..., :, None] * stds[..., None, :]))
+        else:
+            put("sd_u", stds)
+    if u is not None:
+        put("u", u)
+    return out
+
+
 def _pointwise_draws(
     draws: Params, design: Design, u: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -1264,7 +1328,8 @@ def fit_bayes(
     if backend not in ("numba", "jax"):
         raise EstimationError(f"backend must be 'numba' or 'jax', got {backend!r}.")
     design = build_design(spec, data, missing=missing)
-    full_priors = resolve_priors(design, priors)
+    internal, st = standardise(design)
+    full_priors = resolve_priors(internal, priors, st.prior_to_internal)
     seed = int(np.random.default_rng(random_seed).integers(2**31 - 1))
     init_params = None
     init_z = None
@@ -1276,14 +1341,17 @@ def fit_bayes(
                 "this spec to these data, or init='ml'."
             )
     if init == "ml" or given_ml is not None:
-        from bayesmix.ml import fit_ml
+        from bayesmix.ml import fit_internal
 
-        ml = given_ml or fit_ml(spec, design.frame, starts=ml_starts, random_seed=seed)
+        if given_ml is not None:
+            ml = replace(given_ml, design=internal, estimates=st.to_internal(given_ml.estimates))
+        else:
+            ml = fit_internal(internal, starts=ml_starts, random_seed=seed)
         init_params = ml.structured
         if spec.between_classes > 1 and spec.random_effects:
-            init_z = _between_residual_start(design, ml)
-    model = build_model(design, full_priors, init_params, init_z)
-    key = _compile_key(design, full_priors, init_params, init_z, backend)
+            init_z = _between_residual_start(internal, ml)
+    model = build_model(internal, full_priors, init_params, init_z)
+    key = _compile_key(internal, full_priors, init_params, init_z, backend)
     idata, compile_s, sampling_s, interrupted_at = _sample(
         model,
         sampler,
@@ -1298,9 +1366,11 @@ def fit_bayes(
         backend,
     )
     posterior = idata["posterior"].to_dataset()
-    draws_struct = structured_draws(posterior, design)
+    draws_struct = st.params_to_user(structured_draws(posterior, internal))
+    u = st.residuals_to_user(posterior["u"].values) if spec.random_effects else None
+    posterior = _user_posterior(posterior, draws_struct, u, design)
+    idata["posterior"] = xr.DataTree(posterior)
     named = named_draws(draws_struct, design)
-    u = posterior["u"].values if spec.random_effects else None
     chain_between = None
     if spec.between_classes > 1:
         # with level-2 classes the schools are the independent units
@@ -1336,7 +1406,7 @@ def fit_bayes(
         labels=labels,
         between_labels=between_labels,
         loo=loo,
-        priors=full_priors,
+        priors={name: st.prior_to_user(name, prior) for name, prior in full_priors.items()},
         settings={
             "draws": draws,
             "tune": tune,

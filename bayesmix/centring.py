@@ -102,18 +102,25 @@ def school_means_plan(design: Design, init: Params | None) -> SchoolMeans | None
 
 
 def posterior_variance_ratio(design: Design, init: Params) -> np.ndarray:
-    """Median over schools of posterior / prior variance of each school residual at ``init``."""
+    """Median over schools of posterior / prior variance of each school residual at ``init``.
+
+    The quadrature's moments are those of the standardised residuals ``v``
+    (``u = L v``, prior covariance I), so a school's posterior covariance of
+    ``u`` is ``L S S' L'`` with ``S`` its node scale; each diagonal is compared
+    with the prior variance ``(L L')_kk``, a ratio free of the outcome's units.
+    """
     from bayesmix.quadrature import adapted_quadrature
 
     theta = design.layout.pack(init, natural=False)
     quad = adapted_quadrature(design, theta, iterations=2)
+    chol = np.asarray(init.chol, dtype=float)
     posterior = np.concatenate(
         [
-            np.einsum("jab,jab->ja", scale[: chunk.n_clusters], scale[: chunk.n_clusters])
+            np.einsum("ab,jbc->jac", chol, scale[: chunk.n_clusters])
             for scale, chunk in zip(quad.scale, quad.chunks, strict=True)
         ]
     )
-    chol = np.asarray(init.chol, dtype=float)
+    posterior = np.einsum("jab,jab->ja", posterior, posterior)
     prior = np.maximum(np.diag(chol @ chol.T), 1e-12)
     return np.median(posterior, axis=0) / prior
 

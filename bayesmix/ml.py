@@ -51,9 +51,14 @@ from bayesmix.progress import Progress
 from bayesmix.quadrature import DEFAULT_POINTS, AdaptiveQuadrature
 from bayesmix.results import MLResult, StartsReport
 from bayesmix.spec import Spec
+from bayesmix.standardise import Standardisation, standardise
 
 REPLICATION_TOL = 1e-3
 """Two starts reach the same maximum when their log-likelihoods differ by less."""
+
+GRADIENT_TOL = 1e-3
+"""A fit has converged when no free parameter's log-likelihood gradient (on the
+standardised scale of :mod:`bayesmix.standardise`) exceeds this."""
 
 _VARIANCE_FLOOR = 1e-6
 """Smallest residual variance allowed, as a fraction of the outcome variance."""
@@ -551,56 +556,34 @@ def _standard_errors(
     return cov, se, singular
 
 
-_SCALE_RANGE = (1e-2, 1e2)
+def _check_options(
+    starts: int, backend: str | None, maxiter: int | None, points: int | None
+) -> None:
+    """Refuse option values no fit can use, naming the option."""
+    for label, value in (("starts", starts), ("maxiter", maxiter), ("points", points)):
+        if value is None and label != "starts":
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise EstimationError(f"{label} must be a positive integer, got {value!r}.")
+    if backend is not None and backend not in BACKENDS:
+        raise EstimationError(
+            f"backend={backend!r} is not available; use one of {', '.join(BACKENDS)}."
+        )
 
 
-def outcome_scale_map(lay: Layout, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """Natural parameters of y * scale from those of y: ``a * value + b``.
-
-    Outcome coefficients scale with ``scale``, outcome variances and
-    covariances with its square (a covariance with a membership random
-    effect with ``scale`` once), log residual variances shift by
-    ``2 log scale``; membership and school-class logits do not change.
-    """
-    sl = lay._slices()
-    outcome_terms = set(lay.spec.random)
-    a = np.ones(lay.n_params)
-    b = np.zeros(lay.n_params)
-    for k, name in enumerate(lay.names):
-        if sl["fixed"].start <= k < sl["fixed"].stop:
-            a[k] = scale
-        elif sl["cov"].start <= k < sl["cov"].stop:
-            inner = name[name.index("(") + 1 : name.rindex(")")]
-            terms = [t.removeprefix("u_") for t in inner.split(",")]
-            power = sum(t in outcome_terms for t in terms) * (2 if len(terms) == 1 else 1)
-            a[k] = scale**power
-        elif sl["resid"].start <= k < sl["resid"].stop:
-            if not lay.log_residual:
-                a[k] = scale**2
-            elif name == "log(sigma2) ~ 1" or name.startswith("log(sigma2) ~ 1["):
-                b[k] = 2.0 * np.log(scale)
-    return a, b
-
-
-def _rescaled(result: MLResult, design: Design, scale: float) -> MLResult:
-    """A fit of y / scale expressed for y itself."""
-    a, b = outcome_scale_map(design.layout, scale)
-    shift = design.n_obs * np.log(scale)
-    estimates = a * result.estimates + b
-    se = a * result.se
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = estimates / se
-    return replace(
-        result,
-        design=design,
-        estimates=estimates,
-        se=se,
-        z=z,
-        p=2 * stats.norm.sf(np.abs(z)),
-        cov=result.cov * np.outer(a, a),
-        loglik=result.loglik - shift,
-        starts=replace(result.starts, logliks=result.starts.logliks - shift),
-    )
+def _internal_theta(st: Standardisation, values: Mapping[str, float] | Params) -> np.ndarray:
+    """Optimiser vector of starting values given in the user's units."""
+    lay = st.layout
+    if isinstance(values, Params):
+        natural = lay.pack(values, natural=True)
+    else:
+        try:
+            natural = lay.pack(lay.from_named(dict(values)), natural=True)
+        except KeyError as err:
+            raise EstimationError(f"init: {err.args[0]}") from None
+    if not np.all(np.isfinite(natural)):
+        raise EstimationError("init has non-finite values; give finite starting values.")
+    return _initial_theta(lay, lay.unpack(st.to_internal(natural), natural=True))
 
 
 def fit_ml(
@@ -647,10 +630,10 @@ def fit_ml(
         Compiler of the log-likelihood and its gradient: XLA through JAX
         (compiled for the data's shapes) or pytensor's numba backend (any
         shape). Default: JAX for two-level mixtures, whose quadrature it
-        runs 1.5-2x faster, and for models without random effects, where it
-        evaluates faster and a new process loads the compiled function in
-        a fraction of numba's time; numba for conventional two-level models,
-        where compiling once for all data sizes matters more.
+        runs faster, and for models without random effects, where a new
+        process loads the compiled function sooner; numba for conventional
+        two-level models, where compiling once for all data sizes matters
+        more.
     init : mapping or Params, optional
         Starting values (Mplus ``SVALUES``; natural parameter names as in
         :attr:`MLResult.names`, e.g. a smaller model's estimates expanded),
@@ -667,143 +650,235 @@ def fit_ml(
     Returns
     -------
     MLResult
+        In the user's units. The fit itself runs on standardised columns
+        (:mod:`bayesmix.standardise`): random starts, bounds and the
+        convergence criterion (``max_abs_gradient``) are on that scale, and
+        classes are labelled by ``order_classes_by`` at the means of the
+        centred covariates.
     """
     t0 = time.perf_counter()
-    if not isinstance(starts, int) or isinstance(starts, bool) or starts < 1:
-        raise EstimationError(f"starts must be a positive integer, got {starts!r}.")
-    if backend is not None and backend not in BACKENDS:
-        raise EstimationError(
-            f"backend={backend!r} is not available; use one of {', '.join(BACKENDS)}."
-        )
+    _check_options(starts, backend, maxiter, points)
     design = build_design(spec, data, missing=missing)
+    internal, st = standardise(design)
+    given = [] if init is None else [_internal_theta(st, init)]
+    extra = [_internal_theta(st, v) for v in extra_starts] if spec.classes > 1 else []
+    fit = fit_internal(
+        internal,
+        starts=starts,
+        random_seed=random_seed,
+        maxiter=maxiter,
+        points=points,
+        progress=progress,
+        backend=backend,
+        given=given,
+        extra=extra,
+    )
+    return replace(user_result(fit, design, st), elapsed_s=time.perf_counter() - t0)
+
+
+def user_result(fit: MLResult, design: Design, st: Standardisation) -> MLResult:
+    """A fit to the standardised design (:func:`fit_internal`) in the user's units.
+
+    Estimates and their covariance follow the affine map of
+    :class:`~bayesmix.standardise.Standardisation`; the log-likelihood
+    gains the Jacobian ``-n log s_y`` of the outcome's scaling; class
+    probabilities and diagnostics are unchanged.
+    """
+    estimates = st.to_user(fit.estimates)
+    cov = st.cov_to_user(fit.cov)
+    se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    undefined = np.isin(np.asarray(fit.names), fit.boundary) | fit.singular_information
+    se = np.where(undefined, np.nan, se)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = estimates / se
+    shift = design.n_obs * np.log(st.y_scale)
+    return replace(
+        fit,
+        design=design,
+        estimates=estimates,
+        se=se,
+        z=z,
+        p=2 * stats.norm.sf(np.abs(z)),
+        cov=cov,
+        loglik=fit.loglik - shift,
+        starts=replace(fit.starts, logliks=fit.starts.logliks - shift),
+    )
+
+
+@dataclass(frozen=True)
+class _Objective:
+    """What the optimiser evaluates: the plain objective, or adaptive quadrature."""
+
+    fun: Callable[[np.ndarray], tuple[float, np.ndarray]]
+    quad: AdaptiveQuadrature | None
+    backend: str
+    points: int | None
+    compile_s: float
+
+
+def _build_objective(design: Design, backend: str | None, points: int | None) -> _Objective:
+    """Compile the objective (and, without quadrature, the class posteriors) for ``design``."""
     lay = design.layout
-    sd = float(design.y.std())
-    if not _SCALE_RANGE[0] <= sd <= _SCALE_RANGE[1]:
-        # an outcome in millions or millionths: fit y / sd(y), whose parameters are of
-        # order 1 for the optimiser and the finite-difference information matrix, and map
-        # the estimates back (the likelihood is equivariant under rescaling y)
-        a, b = outcome_scale_map(lay, 1.0 / sd)
-
-        def scaled_start(values: Mapping[str, float] | Params) -> Params:
-            natural = values if isinstance(values, Params) else lay.from_named(dict(values))
-            return lay.unpack(a * lay.pack(natural, natural=True) + b, natural=True)
-
-        frame = design.frame.assign(**{spec.outcome: design.frame[spec.outcome] / sd})
-        scaled = fit_ml(
-            spec, frame, starts=starts, random_seed=random_seed, maxiter=maxiter,
-            points=points, progress=progress, backend=backend,
-            init=None if init is None else scaled_start(init),
-            extra_starts=[scaled_start(v) for v in extra_starts],
-        )  # fmt: skip
-        return replace(_rescaled(scaled, design, sd), elapsed_s=time.perf_counter() - t0)
-    n = design.n_obs
     if backend is None:
         backend = "jax" if needs_quadrature(lay) or lay.n_random == 0 else "numba"
-    if maxiter is None:
-        maxiter = 300 if needs_quadrature(lay) else 2000
-    if not isinstance(maxiter, int) or isinstance(maxiter, bool) or maxiter < 1:
-        raise EstimationError(f"maxiter must be a positive integer, got {maxiter!r}.")
-    rng = np.random.default_rng(random_seed)
-    n_starts = 1 if spec.classes == 1 else starts
-    extra = [_initial_theta(lay, v) for v in extra_starts] if spec.classes > 1 else []
-    quad: AdaptiveQuadrature | None = None
-    t_compile = time.perf_counter()
+    t0 = time.perf_counter()
     if needs_quadrature(lay):
-        if points is None:
-            points = DEFAULT_POINTS.get(lay.n_random, 3)
-        if not isinstance(points, int) or points < 1:
-            raise EstimationError(f"points must be a positive integer, got {points!r}.")
+        points = points or DEFAULT_POINTS.get(lay.n_random, 3)
         quad = AdaptiveQuadrature(design, points, backend)
-        fun = quad.fun
-    else:
-        fun = _objective(design, backend)
-        posterior_args = _posterior_args(design, lay.unpack(np.zeros(lay.n_params)))
-        pointwise(lay, backend, posterior_args)
-    compile_s = time.perf_counter() - t_compile
-    bounds = lay.bounds(float(np.log(_VARIANCE_FLOOR * design.y.var())))
-    runs: list[_Run] = []
+        return _Objective(quad.fun, quad, backend, points, time.perf_counter() - t0)
+    fun = _objective(design, backend)
+    posterior_args = _posterior_args(design, lay.unpack(np.zeros(lay.n_params)))
+    pointwise(lay, backend, posterior_args)
+    return _Objective(fun, None, backend, None, time.perf_counter() - t0)
+
+
+def _run_starts(
+    design: Design,
+    obj: _Objective,
+    rng: np.random.Generator,
+    n_starts: int,
+    bounds: list[tuple[float | None, float | None]],
+    maxiter: int,
+    progress: bool,
+    given: list[np.ndarray],
+    extra: list[np.ndarray],
+) -> list[_Run]:
+    """Optimise from every start: given, random, then extra (see :func:`fit_ml`)."""
     bar = Progress(n_starts + len(extra), "ML starts", enabled=progress)
-    t_opt = time.perf_counter()
-    given = [] if init is None else [_initial_theta(lay, init)]
-    if quad is not None:
-        runs = _staged_starts(quad, design, rng, n_starts, bounds, maxiter, bar, given, extra)
+    if obj.quad is not None:
+        runs = _staged_starts(obj.quad, design, rng, n_starts, bounds, maxiter, bar, given, extra)
     else:
-        for theta in given:
-            runs.append(_optimise(fun, theta, bounds, n, maxiter))
+        runs = [_optimise(obj.fun, theta, bounds, design.n_obs, maxiter) for theta in given]
         thetas = (random_start(design, rng) for _ in range(n_starts))
         for theta in itertools.chain(thetas, extra):
-            runs.append(_optimise(fun, theta, bounds, n, maxiter))
+            runs.append(_optimise(obj.fun, theta, bounds, design.n_obs, maxiter))
             bar.update(f"best logL {max(r.loglik for r in runs):.3f}")
     bar.close()
-    finite = [r for r in runs if np.isfinite(r.loglik)]
-    if not finite:
-        raise EstimationError(
-            f"all {n_starts} starts of model {spec.name!r} ended with a non-finite "
-            "log-likelihood; check the outcome's scale and the model."
-        )
-    best = max(finite, key=lambda r: r.loglik)
-    # Relabel before the information matrix, so SEs belong to the reported labels.
+    return runs
+
+
+def _labelled(best: _Run, spec: Spec, lay: Layout) -> _Run:
+    """The best run with its classes labelled (before the information matrix, so that
+    the standard errors belong to the reported labels)."""
     structured = lay.unpack(best.theta)
     ordered = relabel(structured, order_permutation(structured, spec))
     if spec.between_classes > 1:
         ordered = relabel_between(ordered, between_order_permutation(ordered, spec))
-    best = _Run(
-        lay.pack(ordered, natural=False), best.loglik, best.converged, best.iterations, best.message
+    return replace(best, theta=lay.pack(ordered, natural=False))
+
+
+def _polish_quadrature(
+    obj: _Objective, best: _Run, n: int, bounds: list[tuple[float | None, float | None]]
+) -> tuple[_Run, np.ndarray]:
+    """Newton steps with the nodes fixed, re-adapting them between rounds until
+    re-adapting moves nothing; the nodes move little between rounds, so one
+    information matrix serves them all."""
+    quad, fun = obj.quad, obj.fun
+    assert quad is not None
+    quad.reset()
+    quad.adapt(best.theta, iterations=6)
+    info, last = None, best.loglik
+    for _ in range(10):
+        best, info = _polish(fun, best, n, bounds, final_info=False, info=info, central=False)
+        final = quad.adapt(best.theta)
+        best = replace(best, loglik=final)
+        held_now = _at_bound(best.theta, bounds)
+        size = np.max(np.abs(fun(best.theta)[1][~held_now]), initial=0.0) * n
+        # each round moves logL by less as the nodes settle; 1e-5 is far below the
+        # precision reported, and 1e-3 is the convergence criterion
+        if size < 1e-4 or (size < 1e-3 and abs(final - last) < 1e-5):
+            break
+        last = final
+    return best, observed_information(fun, best.theta, n)
+
+
+def fit_internal(
+    design: Design,
+    *,
+    starts: int = 20,
+    random_seed: int | None = None,
+    maxiter: int | None = None,
+    points: int | None = None,
+    progress: bool = False,
+    backend: str | None = None,
+    given: Sequence[np.ndarray] = (),
+    extra: Sequence[np.ndarray] = (),
+) -> MLResult:
+    """The ML fit of :func:`fit_ml` on a design as given (the standardised one).
+
+    ``given`` and ``extra`` are optimiser vectors (theta) of user starts
+    (``init``) and extra starts.
+    """
+    t0 = time.perf_counter()
+    spec, lay, n = design.spec, design.layout, design.n_obs
+    obj = _build_objective(design, backend, points)
+    if maxiter is None:
+        maxiter = 300 if obj.quad is not None else 2000
+    rng = np.random.default_rng(random_seed)
+    n_starts = 1 if spec.classes == 1 else starts
+    bounds = lay.bounds(float(np.log(_VARIANCE_FLOOR * design.y.var())))
+    t_opt = time.perf_counter()
+    runs = _run_starts(
+        design, obj, rng, n_starts, bounds, maxiter, progress, list(given), list(extra)
     )
+    finite = [r for r in runs if np.isfinite(r.loglik)]
+    if not finite:
+        raise EstimationError(
+            f"all {len(runs)} starts of model {spec.name!r} ended with a non-finite "
+            "log-likelihood; check the model and the data's extreme values."
+        )
+    best = _labelled(max(finite, key=lambda r: r.loglik), spec, lay)
     optimise_s = time.perf_counter() - t_opt
     t_se = time.perf_counter()
-    if quad is not None:
-        quad.reset()
-        quad.adapt(best.theta, iterations=6)
-        info, last = None, best.loglik
-        for _ in range(10):
-            # polish with the nodes fixed and re-adapt, until re-adapting moves nothing; the
-            # nodes move little between rounds, so one information matrix serves them all
-            best, info = _polish(fun, best, n, bounds, final_info=False, info=info, central=False)
-            final = quad.adapt(best.theta)
-            best = _Run(best.theta, final, best.converged, best.iterations, best.message)
-            held_now = _at_bound(best.theta, bounds)
-            size = np.max(np.abs(fun(best.theta)[1][~held_now]), initial=0.0) * n
-            # each round moves logL by less as the nodes settle; 1e-5 is far below the
-            # precision reported, and 1e-3 is the convergence criterion below
-            if size < 1e-4 or (size < 1e-3 and abs(final - last) < 1e-5):
-                break
-            last = final
-        info = observed_information(fun, best.theta, n)
+    if obj.quad is not None:
+        best, info = _polish_quadrature(obj, best, n, bounds)
     else:
-        best, info = _polish(fun, best, n, bounds)
-    grad = -fun(best.theta)[1] * n
+        best, info = _polish(obj.fun, best, n, bounds)
+    return _ml_result(
+        design,
+        obj,
+        runs,
+        best,
+        info,
+        bounds,
+        seed=random_seed,
+        n_starts=n_starts + len(extra),
+        timings={"compile_s": obj.compile_s, "optimise_s": optimise_s},
+        t_se=t_se,
+        t0=t0,
+    )
+
+
+def _ml_result(
+    design: Design,
+    obj: _Objective,
+    runs: list[_Run],
+    best: _Run,
+    info: np.ndarray,
+    bounds: list[tuple[float | None, float | None]],
+    *,
+    seed: int | None,
+    n_starts: int,
+    timings: dict[str, float],
+    t_se: float,
+    t0: float,
+) -> MLResult:
+    """Standard errors, class posteriors, replication and diagnostics of the polished best run."""
+    spec, lay, n = design.spec, design.layout, design.n_obs
+    grad = -obj.fun(best.theta)[1] * n
     held = _at_bound(best.theta, bounds)
     max_grad = float(np.max(np.abs(grad[~held]), initial=0.0))
-    converged = max_grad < 1e-3
+    converged = max_grad < GRADIENT_TOL
     logliks = np.array([r.loglik for r in runs])
-    replicated = int(np.sum(np.abs(logliks - best.loglik) < REPLICATION_TOL))
+    # replication among the starts' own optima: the polish raises only the best one
+    replicated = int(np.sum(np.abs(logliks - np.nanmax(logliks)) < REPLICATION_TOL))
     natural = lay.to_natural(best.theta)
     if spec.classes == 1 and spec.cluster is not None:
         info = _expected_block_diagonal(info, len(spec.fixed_names))
     cov, se, singular = _standard_errors(info, _natural_jacobian(lay, best.theta), ~held)
-    names = lay.names
-    floor = 10 * _VARIANCE_FLOOR * design.y.var()
-    variances = set(lay.variance_names())
-    boundary = [nm for nm, v in zip(names, natural, strict=True) if nm in variances and v < floor]
-    if held.any() and lay.n_random:
-        boundary += [
-            nm
-            for nm in names
-            if nm.startswith("var(")
-            and nm not in boundary
-            and natural[names.index(nm)] < 1e-8 * design.y.var()
-        ]
-    se = np.where([nm in boundary for nm in names], np.nan, se)
-    params = lay.unpack(best.theta)
-    post_between = None
-    if quad is not None:
-        evaluated = quad.evaluate(best.theta)
-        post, post_between = evaluated[3], evaluated[5]
-    else:
-        args = _posterior_args(design, params)
-        _, post = pointwise(lay, backend, args)(*args)
-    se_s = time.perf_counter() - t_se
+    boundary = _boundary(lay, natural, held, design.y.var())
+    se = np.where(np.isin(lay.names, boundary), np.nan, se)
+    post, post_between = _posteriors(design, obj, best.theta)
     notes = _diagnose(spec, converged, max_grad, replicated, len(runs), singular, boundary)
     if spec.classes > 1:
         notes += empty_class_notes(np.asarray(post).sum(axis=0), len(design.y))
@@ -813,25 +888,24 @@ def fit_ml(
         )
     with np.errstate(divide="ignore", invalid="ignore"):
         z = natural / se
-    pvals = 2 * stats.norm.sf(np.abs(z))
     return MLResult(
         spec=spec,
         design=design,
-        names=tuple(names),
+        names=tuple(lay.names),
         estimates=natural,
         se=se,
         z=z,
-        p=pvals,
+        p=2 * stats.norm.sf(np.abs(z)),
         cov=cov,
         loglik=float(best.loglik),
         class_probabilities=np.asarray(post),
         starts=StartsReport(
-            n_starts=n_starts + len(extra),
+            n_starts=n_starts,
             logliks=logliks,
             replicated=replicated,
             converged=int(sum(r.converged for r in runs)),
-            seed=random_seed,
-            n_final=len(runs) if quad is not None else None,
+            seed=seed,
+            n_final=len(runs) if obj.quad is not None else None,
         ),
         converged=converged,
         max_abs_gradient=max_grad,
@@ -839,10 +913,38 @@ def fit_ml(
         singular_information=singular,
         diagnostics=tuple(notes),
         elapsed_s=time.perf_counter() - t0,
-        timings={"compile_s": compile_s, "optimise_s": optimise_s, "se_s": se_s},
-        quadrature_points=points if quad is not None else None,
+        timings={**timings, "se_s": time.perf_counter() - t_se},
+        quadrature_points=obj.points,
         between_probabilities=(np.asarray(post_between) if spec.between_classes > 1 else None),
     )
+
+
+def _boundary(lay: Layout, natural: np.ndarray, held: np.ndarray, y_var: float) -> list[str]:
+    """Variances at (or numerically at) their lower bound 0."""
+    names = lay.names
+    floor = 10 * _VARIANCE_FLOOR * y_var
+    variances = set(lay.variance_names())
+    boundary = [nm for nm, v in zip(names, natural, strict=True) if nm in variances and v < floor]
+    if held.any() and lay.n_random:
+        boundary += [
+            nm
+            for nm in names
+            if nm.startswith("var(")
+            and nm not in boundary
+            and natural[names.index(nm)] < 1e-8 * y_var
+        ]
+    return boundary
+
+
+def _posteriors(
+    design: Design, obj: _Objective, theta: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Posterior class probabilities of the students (and schools, model C) at ``theta``."""
+    if obj.quad is not None:
+        evaluated = obj.quad.evaluate(theta)
+        return evaluated[3], evaluated[5]
+    args = _posterior_args(design, design.layout.unpack(theta))
+    return pointwise(design.layout, obj.backend, args)(*args)[1], None
 
 
 def empty_class_notes(counts: np.ndarray, n: int, level: str = "class") -> list[str]:

@@ -1,13 +1,19 @@
 """Prior distributions for the Bayesian estimator, with defaults scaled to the data.
 
-Defaults are weakly informative on the scale of the data (in the spirit of
-rstanarm/brms), so that results do not depend on the units of y or x:
+NUTS samples the model on standardised data (:mod:`bayesmix.standardise`:
+outcome and covariates centred where that keeps the model, and scaled by
+their standard deviations), and the default priors are set there, weakly
+informative in the spirit of rstanarm/brms. In the user's units, for a
+covariate x with standard deviation sd(x):
 
-* intercept ``1``: Normal(mean(y), 2.5 sd(y) (1 + sum_t |mean(x_t)| / sd(x_t)))
-  (the second factor widens it when covariates are not centred);
-* slope of term t: Normal(0, 2.5 sd(y) / sd(x_t));
+* intercept ``1``: Normal(mean(y), 2.5 sd(y) (1 + sum_t |mean(x_t)| / sd(x_t))),
+  the intercept at the means of the centred covariates (as brms's
+  ``Intercept``), the sum over covariates that are not centred;
+* slope of term t: Normal(0, 2.5 sd(y) / sd(x_t)) (for a product term, sd of
+  the product of the standardised variables in place of sd(x_t));
 * residual standard deviation ``sigma`` (every class): HalfStudentT(3, sd(y));
-* membership intercepts ``C#c ~ 1``: Normal(0, 2.5 (1 + sum_t |mean(z_t)| / sd(z_t)));
+* membership intercepts ``C#c ~ 1``: Normal(0, 2.5 (1 + sum_t |mean(z_t)| / sd(z_t)))
+  at the centred covariates' means;
 * membership slopes ``C#c ~ z``: Normal(0, 2.5 / sd(z));
 * level-2 class regression ``D#d ~ w`` (model C): as the membership
   logits, on the school covariates;
@@ -15,19 +21,27 @@ rstanarm/brms), so that results do not depend on the units of y or x:
   the intercept), with an LKJ(2) prior on their correlations; the SDs of
   the membership random intercepts ``sd(u_C#1)`` or ``sd(u_f)``:
   HalfStudentT(3, 1) on the logit scale; factor loadings ``lambda(C#c)``:
-  Normal(1, 2);
+  Normal(1, 2). With centred covariates the random intercept is the school
+  residual at the covariates' means, and the LKJ prior concerns the
+  correlations of these residuals;
 * log-linear residual variance (model 1b): Normal(log var(y), 2) for the
   intercept, Normal(0, 1 / sd(v)) for the slopes.
+
+Because they live on the standardised scale, multiplying a covariate by a
+constant leaves the posterior unchanged, and so does shifting a centred one.
 
 Override any of them with ``priors={name: Prior(...)}``, where ``name`` is a
 parameter name (``"x[c1]"``, ``"x[c1,d2]"``, ``"C#1 ~ x"``), a class-varying
 term name (``"x"``: every class, level-1 and level-2), or ``"sigma"`` for the
-residual standard deviation.
+residual standard deviation. A user prior is given in the user's units and
+re-expressed for the standardised parameter by its scale factor; a prior on
+an intercept is the prior of the intercept at the centred covariates' means.
+:attr:`bayesmix.BayesResult.priors` reports every prior in the user's units.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -145,8 +159,24 @@ def default_priors(design: Design) -> dict[str, Prior]:
     return out
 
 
-def resolve_priors(design: Design, overrides: Mapping[str, Prior] | None) -> dict[str, Prior]:
+def resolve_priors(
+    design: Design,
+    overrides: Mapping[str, Prior] | None,
+    convert: Callable[[str, Prior], Prior] | None = None,
+) -> dict[str, Prior]:
     """Default priors with user overrides applied.
+
+    Parameters
+    ----------
+    design : Design
+        The design the priors are for (the standardised one in
+        :func:`bayesmix.fit_bayes`).
+    overrides : mapping, optional
+        User priors by parameter name, term or ``"sigma"``.
+    convert : callable, optional
+        ``convert(name, prior)`` re-expresses a user prior of parameter
+        ``name`` on the design's scale
+        (:meth:`bayesmix.standardise.Standardisation.prior_to_internal`).
 
     Raises
     ------
@@ -176,5 +206,5 @@ def resolve_priors(design: Design, overrides: Mapping[str, Prior] | None) -> dic
         if prior.family not in wanted:
             raise SpecError(f"prior for {key!r} must be one of {wanted}, got {prior.family!r}.")
         for target in targets:
-            priors[target] = prior
+            priors[target] = prior if convert is None else convert(target, prior)
     return priors
