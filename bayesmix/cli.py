@@ -245,6 +245,7 @@ def _cmd_paper(args: argparse.Namespace) -> int:
 
 
 def _cmd_montecarlo(args: argparse.Namespace) -> int:
+    from bayesmix.formatting import format_table
     from bayesmix.montecarlo import compare_estimators, montecarlo, section2_study
 
     estimators = ("ml", "bayes") if args.estimator == "both" else (args.estimator,)
@@ -275,7 +276,7 @@ def _cmd_montecarlo(args: argparse.Namespace) -> int:
             f"ML Wald and Bayes 95% intervals over the same "
             f"{table.attrs['paired_replications']} data sets "
             f"(Bayes fits not converged: {table.attrs['bayes_not_converged']}):\n"
-            + table.to_string(float_format=lambda v: f"{v:8.4f}")
+            + format_table(table)
             + "\n"
         )
     return 0

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from bayesmix.bayes import fit_bayes
+from bayesmix.formatting import significant
 from bayesmix.ml import fit_ml
 from bayesmix.plots import plot_fig1
 from bayesmix.simulate import simulate
@@ -68,9 +69,10 @@ def run_fig1_demo(out: Path, *, quick: bool = False, seed: int = 20090301) -> No
     say("ML estimate vs posterior mean (true value):\n")
     for name in ml.names:
         say(
-            f"  {name:12s} ML {ml.params.loc[name, 'estimate']:8.4f} "
-            f"(SE {ml.params.loc[name, 'se']:.4f})   Bayes "
-            f"{bayes.table.loc[name, 'mean']:8.4f} (SD {bayes.table.loc[name, 'sd']:.4f})   "
+            f"  {name:12s} ML {significant(ml.params.loc[name, 'estimate']):>8} "
+            f"(SE {significant(ml.params.loc[name, 'se'])})   Bayes "
+            f"{significant(bayes.table.loc[name, 'mean']):>8} "
+            f"(SD {significant(bayes.table.loc[name, 'sd'])})   "
             f"true {FIG1_PARAMS[name]:6.2f}\n"
         )
     (out / "fig1_ml.json").write_text(json.dumps(ml.to_dict(), indent=2), encoding="utf-8")

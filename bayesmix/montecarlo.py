@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.errors import EstimationError
+from bayesmix.formatting import format_table
 from bayesmix.progress import Progress
 from bayesmix.spec import Spec
 
@@ -293,7 +294,7 @@ class MonteCarloResult:
             except EstimationError as err:
                 lines += ["", f"{m}: {err}"]
                 continue
-            lines += ["", f"model {m}:", table.to_string(float_format=lambda v: f"{v:8.4f}")]
+            lines += ["", f"model {m}:", format_table(table)]
         return "\n".join(lines)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.data import Design
+from bayesmix.formatting import format_table
 from bayesmix.params import Params, between_label, class_label
 from bayesmix.spec import Spec
 
@@ -223,7 +224,7 @@ class MLResult:
             f"{self.max_abs_gradient:.1e})"
         )
         lines.append("")
-        lines.append(self.params.to_string(float_format=lambda v: f"{v:10.4f}"))
+        lines.append(format_table(self.params))
         if s.classes > 1:
             lines.append("")
             lines.append("Classes (posterior proportions, modal assignment):")
@@ -565,7 +566,7 @@ class BayesResult:
             f"  elpd_loo {self.loo.elpd:.2f} (SE {self.loo.se:.2f}, p_loo {self.loo.p:.2f})   "
             f"logL at posterior mean {self.loglik:.3f}",
             "",
-            self.table.to_string(float_format=lambda v: f"{v:10.4f}"),
+            format_table(self.table),
         ]
         if s.classes > 1:
             lines += [
