@@ -53,6 +53,40 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
 # --- parameter values --------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("value", ["-1", "0"])
+def test_cli_non_positive_residual_variance_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    out_path = tmp_path / "sim.csv"
+    values = {**FIG1_PARAMS, "sigma2[c1]": value}
+    argv = ["simulate", FIG1, "--n", "10", "--out", str(out_path), *_param_args(values)]
+    code, out, err = _run(argv, capsys)
+    assert code == 2
+    assert out == ""
+    assert err == (
+        f"bayesmix: error: residual variance sigma2[c1] = {float(value):g} is not positive; "
+        "a residual variance must be > 0.\n"
+    )
+    assert not out_path.exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_cli_non_finite_residual_variance_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    out_path = tmp_path / "sim.csv"
+    values = {**FIG1_PARAMS, "sigma2[c1]": value}
+    argv = ["simulate", FIG1, "--n", "10", "--out", str(out_path), *_param_args(values)]
+    code, out, err = _run(argv, capsys)
+    assert code == 2
+    assert out == ""
+    assert err == (
+        f"bayesmix: error: parameter sigma2[c1] = {float(value)} is not a finite number; "
+        "give every parameter a finite value.\n"
+    )
+    assert not out_path.exists()
+
+
 def test_non_finite_values_are_all_named(fig1: Spec) -> None:
     values = {**FIG1_PARAMS, "x[c1]": float("inf"), "C#1 ~ x": float("nan")}
     with pytest.raises(SpecError) as info:
@@ -99,6 +133,22 @@ def test_non_positive_definite_school_covariance_is_refused(conventional: Spec) 
         "cov(u_1,u_x) implies the correlation 1.2; give each covariance a correlation within "
         "(-1, 1), i.e. |cov(u_a,u_b)| < sqrt(var(u_a) * var(u_b))."
     )
+
+
+def test_cli_non_positive_definite_school_covariance_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_path = tmp_path / "sim.csv"
+    values = {**CONVENTIONAL_PARAMS, "cov(u_1,u_x)": -0.5}  # correlation -1
+    argv = [
+        "simulate", CONVENTIONAL, "--clusters", "10", "--cluster-size", "5",
+        "--out", str(out_path), *_param_args(values),
+    ]  # fmt: skip
+    code, _, err = _run(argv, capsys)
+    assert code == 2
+    assert err.startswith("bayesmix: error: the school residual covariance of var(u_1) = 0.5")
+    assert "cov(u_1,u_x) implies the correlation -1" in err
+    assert not out_path.exists()
 
 
 def test_jointly_impossible_correlations_are_refused() -> None:
@@ -302,3 +352,159 @@ def test_overflowing_mean_is_refused(fig1: Spec) -> None:
     assert str(info.value).startswith(
         "the parameter values give a non-finite outcome mean in 1 of 2 rows (first: row 0)"
     )
+
+
+# --- the command line --------------------------------------------------------------------------
+
+
+def test_repeated_param_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_path = tmp_path / "sim.csv"
+    argv = ["simulate", FIG1, "--n", "10", "--out", str(out_path), *_param_args(FIG1_PARAMS)]
+    code, out, err = _run([*argv, "--param", "x[c1]=2"], capsys)
+    assert code == 2
+    assert out == ""
+    assert err == (
+        "bayesmix: error: --param 'x[c1]' is given twice (x[c1]=-1.1, then x[c1]=2); "
+        "give each parameter once.\n"
+    )
+    assert not out_path.exists()
+
+
+def test_cli_simulates_a_two_level_model_with_clusters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_path = tmp_path / "fig3.csv"
+    argv = [
+        "simulate", FIG3, "--clusters", "40", "--cluster-size", "15", "--seed", "7",
+        "--out", str(out_path), *_param_args(FIG3_PARAMS),
+    ]  # fmt: skip
+    code, out, err = _run(argv, capsys)
+    assert (code, err) == (0, "")
+    assert out == f"wrote 600 rows to {out_path}\n"
+    frame = pd.read_csv(out_path)
+    assert list(frame.columns) == ["cluster", "x", "w", "y", "C"]
+    assert len(frame) == 40 * 15
+    assert frame["cluster"].tolist() == list(np.repeat(np.arange(1, 41), 15))
+    per_cluster = frame.groupby("cluster")[["w", "x"]].nunique()
+    assert per_cluster["w"].tolist() == [1] * 40  # school covariate constant within a school
+    assert per_cluster["x"].tolist() == [15] * 40
+    assert set(frame["C"]) == {1, 2}
+    expected = simulate(load_spec(FIG3), FIG3_PARAMS, clusters=40, cluster_size=15, random_seed=7)
+    pd.testing.assert_frame_equal(frame, expected, check_exact=False, rtol=1e-12)
+
+
+def test_cli_simulates_a_two_level_model_from_a_covariates_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=12)
+    covariates = pd.DataFrame(
+        {
+            "cluster": np.repeat([f"s{j:02d}" for j in range(12)], 6),
+            "x": rng.normal(size=72),
+            "w": np.repeat(w, 6),
+            "unused": 1.0,
+        }
+    )
+    cov_path = tmp_path / "schools.csv"
+    covariates.to_csv(cov_path, index=False)
+    out_path = tmp_path / "conventional.csv"
+    argv = [
+        "simulate", CONVENTIONAL, "--covariates", str(cov_path), "--seed", "4",
+        "--out", str(out_path), *_param_args(CONVENTIONAL_PARAMS),
+    ]  # fmt: skip
+    code, out, err = _run(argv, capsys)
+    assert (code, err) == (0, "")
+    assert out == f"wrote 72 rows to {out_path}\n"
+    frame = pd.read_csv(out_path)
+    assert list(frame.columns) == ["x", "w", "cluster", "y", "C"]
+    assert frame["cluster"].tolist() == covariates["cluster"].tolist()
+    np.testing.assert_allclose(frame[["x", "w"]], covariates[["x", "w"]], rtol=1e-12)
+    expected = simulate(
+        load_spec(CONVENTIONAL), CONVENTIONAL_PARAMS, covariates=covariates, random_seed=4
+    )
+    np.testing.assert_allclose(frame["y"], expected["y"], rtol=1e-12)
+
+
+def test_cli_covariates_file_for_a_single_level_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cov_path = tmp_path / "x.csv"
+    pd.DataFrame({"x": [0.0, 1.0, 2.0]}).to_csv(cov_path, index=False)
+    out_path = tmp_path / "sim.csv"
+    argv = ["simulate", FIG1, "--covariates", str(cov_path), "--out", str(out_path)]
+    code, out, _ = _run([*argv, *_param_args(FIG1_PARAMS)], capsys)
+    assert code == 0
+    assert out == f"wrote 3 rows to {out_path}\n"
+    assert pd.read_csv(out_path)["x"].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_cli_missing_covariates_file_is_the_usual_data_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "none.csv"
+    argv = ["simulate", CONVENTIONAL, "--covariates", str(missing), "--out", "x.csv"]
+    code, _, err = _run([*argv, *_param_args(CONVENTIONAL_PARAMS)], capsys)
+    assert code == 2
+    assert err.startswith(f"bayesmix: error: data {str(missing)!r} is neither a CSV file")
+
+
+def test_cli_two_level_without_sizes_names_the_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_path = tmp_path / "sim.csv"
+    argv = ["simulate", FIG3, "--n", "100", "--out", str(out_path), *_param_args(FIG3_PARAMS)]
+    code, _, err = _run(argv, capsys)
+    assert code == 2
+    assert err == (
+        "bayesmix: error: model 'fig3' is two-level (cluster column 'cluster'): give "
+        "--clusters J and --cluster-size M, or --covariates FILE with the cluster column; "
+        "--n alone does not say how to split the observations into clusters.\n"
+    )
+    assert not out_path.exists()
+
+
+def test_cli_single_level_without_n_names_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["simulate", FIG1, "--out", str(tmp_path / "s.csv"), *_param_args(FIG1_PARAMS)]
+    code, _, err = _run(argv, capsys)
+    assert code == 2
+    assert err == (
+        "bayesmix: error: model 'fig1' is single-level: give --n N (the number of "
+        "observations), or --covariates FILE.\n"
+    )
+
+
+def test_cli_single_level_with_clusters_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "simulate", FIG1, "--clusters", "10", "--cluster-size", "5",
+        "--out", str(tmp_path / "s.csv"), *_param_args(FIG1_PARAMS),
+    ]  # fmt: skip
+    code, _, err = _run(argv, capsys)
+    assert code == 2
+    assert err == (
+        "bayesmix: error: model 'fig1' is single-level (no cluster column): --clusters and "
+        "--cluster-size are for two-level models; give --n N.\n"
+    )
+
+
+def test_cli_param_value_not_a_number(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["simulate", FIG1, "--n", "10", "--out", str(tmp_path / "s.csv")]
+    code, _, err = _run([*argv, "--param", "x[c1]=-1,1"], capsys)
+    assert code == 2
+    assert err == (
+        "bayesmix: error: --param 'x[c1]=-1,1': '-1,1' is not a number; give NAME=VALUE "
+        "with a decimal number as VALUE, such as -1.1 or 2.5e-3.\n"
+    )
+
+
+def test_cli_negative_seed_names_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["simulate", FIG1, "--n", "10", "--seed", "-1", "--out", str(tmp_path / "s.csv")]
+    code, _, err = _run([*argv, *_param_args(FIG1_PARAMS)], capsys)
+    assert code == 2
+    assert err == "bayesmix: error: --seed must be a non-negative integer, got -1.\n"
