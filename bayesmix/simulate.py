@@ -151,7 +151,8 @@ def _check_covariance(spec: Spec, values: Mapping[str, float]) -> None:
         if cov[i, j] == 0:
             continue
         corr = cov[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else np.copysign(np.inf, cov[i, j])
-        if not abs(corr) < 1:
+        # the same tolerance as the eigenvalue test below: |r| = 1 is singular
+        if abs(corr) > 1 - 1e-10:
             beyond.append(f"{name} implies the correlation {corr:.3g}")
     kept = sd > 0
     scaled = cov[np.ix_(kept, kept)] / np.outer(sd[kept], sd[kept])
@@ -367,12 +368,15 @@ def _drawn_frame(
     return frame
 
 
-def _refuse_non_finite(values: np.ndarray, what: str) -> None:
+def _refuse_non_finite(values: np.ndarray, what: str, unit: str = "row") -> None:
+    """Refuse entries of ``values`` (1-D, or 2-D with one row per ``unit``) that overflowed."""
     bad = ~np.isfinite(values)
+    if bad.ndim == 2:
+        bad = bad.any(axis=1)
     if bad.any():
         raise SpecError(
             f"the parameter values give a non-finite {what} in {int(bad.sum())} of "
-            f"{len(values)} rows (first: row {int(np.argmax(bad))}); they are too large for "
+            f"{len(values)} {unit}s (first: {unit} {int(np.argmax(bad))}); they are too large for "
             "the covariates' values: check the parameters' scale against the covariates'."
         )
 
@@ -503,7 +507,7 @@ def simulate(
     eta = m.Z @ gamma.T
     if spec.membership_random != "none":
         eta = eta + b[:, r:] @ np.asarray(structured.load, dtype=float).T
-    _refuse_non_finite(eta.ravel() if eta.size else np.zeros(0), "membership logit")
+    _refuse_non_finite(eta, "membership logit")
     logits = np.column_stack([eta, np.zeros(size)])
     logits -= logits.max(axis=1, keepdims=True)
     prob = np.exp(logits)
@@ -535,7 +539,7 @@ def _draw_between(
     ``W`` holds one row per cluster, in the order of the cluster index ``codes``.
     """
     eta = W @ np.asarray(params.delta, dtype=float).T
-    _refuse_non_finite(eta.ravel(), "level-2 class logit")
+    _refuse_non_finite(eta, "level-2 class logit", "cluster")
     logits = np.column_stack([eta, np.zeros(len(W))])
     prob = np.exp(logits - logits.max(axis=1, keepdims=True))
     prob /= prob.sum(axis=1, keepdims=True)
