@@ -8,9 +8,12 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bayesmix.errors import BayesmixError
+from bayesmix.errors import BayesmixError, DataError, SpecError
+
+if TYPE_CHECKING:
+    from bayesmix.spec import Spec
 
 
 def _format_warning(message: Any, category: type[Warning], *_: Any, **__: Any) -> str:
@@ -87,7 +90,22 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="parameter value, repeatable (e.g. --param 'x[c1]=-1.1')",
     )
-    sim.add_argument("--n", type=_positive, required=True, help="observations")
+    sim.add_argument("--n", type=_positive, help="observations (single-level models)")
+    sim.add_argument(
+        "--clusters", type=_positive, metavar="J", help="number of clusters (two-level models)"
+    )
+    sim.add_argument(
+        "--cluster-size",
+        type=_positive,
+        metavar="M",
+        help="observations per cluster (two-level models)",
+    )
+    sim.add_argument(
+        "--covariates",
+        metavar="FILE",
+        help="CSV of covariate values to simulate at, with the cluster column for two-level "
+        "models (or a bundled data set name: hsb), instead of drawing them",
+    )
     sim.add_argument("--classes", type=_positive, help="number of latent classes K")
     sim.add_argument("--seed", type=int, help="random seed")
     sim.add_argument("--out", required=True, help="CSV file to write")
@@ -205,24 +223,79 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_params(items: Sequence[str]) -> dict[str, float]:
+    """``--param NAME=VALUE`` items as a mapping; each name at most once."""
+    values: dict[str, float] = {}
+    given: dict[str, str] = {}
+    for item in items:
+        # the value follows the last '=': names such as sigma2[g=1] contain one
+        name, sep, value = item.rpartition("=")
+        if not sep:
+            raise SpecError(f"--param expects NAME=VALUE, got {item!r}.")
+        name = name.strip()
+        try:
+            number = float(value)
+        except ValueError:
+            raise SpecError(
+                f"--param {item!r}: {value!r} is not a number; give NAME=VALUE with a decimal "
+                "number as VALUE, such as -1.1 or 2.5e-3."
+            ) from None
+        if name in values:
+            raise SpecError(
+                f"--param {name!r} is given twice ({given[name]}, then {item}); give each "
+                "parameter once."
+            )
+        values[name] = number
+        given[name] = item
+    return values
+
+
+def _check_sizes(spec: Spec, args: argparse.Namespace) -> None:
+    """Name the size flags the model at hand needs, or does not take."""
+    if spec.cluster is None:
+        if args.clusters is not None or args.cluster_size is not None:
+            raise DataError(
+                f"model {spec.name!r} is single-level (no cluster column): --clusters and "
+                "--cluster-size are for two-level models; give --n N."
+            )
+        if args.n is None and args.covariates is None:
+            raise DataError(
+                f"model {spec.name!r} is single-level: give --n N (the number of observations), "
+                "or --covariates FILE."
+            )
+    elif args.covariates is None and (args.clusters is None or args.cluster_size is None):
+        alone = (
+            "; --n alone does not say how to split the observations into clusters"
+            if args.n is not None
+            else ""
+        )
+        raise DataError(
+            f"model {spec.name!r} is two-level (cluster column {spec.cluster!r}): give "
+            "--clusters J and --cluster-size M, or --covariates FILE with the cluster column"
+            f"{alone}."
+        )
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    from bayesmix.data import resolve_data
     from bayesmix.simulate import simulate
     from bayesmix.spec import load_spec
 
     spec = load_spec(args.spec, classes=args.classes)
-    values: dict[str, float] = {}
-    for item in args.param:
-        name, sep, value = item.rpartition("=")
-        if not sep:
-            raise BayesmixError(f"--param expects NAME=VALUE, got {item!r}.")
-        try:
-            values[name.strip()] = float(value)
-        except ValueError:
-            raise BayesmixError(f"--param {item!r}: {value!r} is not a number.") from None
-    try:
-        frame = simulate(spec, values, n=args.n, random_seed=args.seed)
-    except KeyError as err:
-        raise BayesmixError(str(err.args[0])) from None
+    values = _parse_params(args.param)
+    _check_sizes(spec, args)
+    if args.seed is not None and args.seed < 0:
+        raise DataError(f"--seed must be a non-negative integer, got {args.seed}.")
+    covariates = None if args.covariates is None else resolve_data(args.covariates)
+    frame = simulate(
+        spec,
+        values,
+        n=args.n,
+        clusters=args.clusters,
+        cluster_size=args.cluster_size,
+        covariates=covariates,
+        random_seed=args.seed,
+    )
     frame.to_csv(args.out, index=False)
     sys.stdout.write(f"wrote {len(frame)} rows to {args.out}\n")
     return 0

@@ -207,17 +207,28 @@ def test_generator_for_unused_column(spec: Spec) -> None:
         simulate(spec, FIG1_PARAMS, n=10, covariates={"w": "normal"})
 
 
-@pytest.mark.parametrize("n", [None, 0])
-def test_n_required_without_dataframe(spec: Spec, n: int | None) -> None:
-    with pytest.raises(DataError, match="simulate needs n >= 1"):
+@pytest.mark.parametrize(
+    ("n", "message"),
+    [
+        (
+            None,
+            "model 'fig1' is single-level: simulate needs n (the number of observations) or "
+            "a covariates DataFrame.",
+        ),
+        (0, "n must be a positive integer, got 0."),
+    ],
+)
+def test_n_required_without_dataframe(spec: Spec, n: int | None, message: str) -> None:
+    with pytest.raises(DataError) as info:
         simulate(spec, FIG1_PARAMS, n=n)
+    assert str(info.value) == message
 
 
 def test_missing_parameter_lists_names(spec: Spec) -> None:
     values = {k: v for k, v in FIG1_PARAMS.items() if k not in ("sigma2[c2]", "C#1 ~ 1")}
-    with pytest.raises(KeyError) as info:
+    with pytest.raises(SpecError) as info:
         simulate(spec, values, n=10, random_seed=1)
-    message = info.value.args[0]
+    message = str(info.value)
     assert message.startswith("missing parameter value(s) ['sigma2[c2]', 'C#1 ~ 1']")
     assert str(list(FIG1_PARAMS)) in message
 
@@ -344,12 +355,19 @@ def test_within_cluster_variance_is_sigma2(two_level: Spec) -> None:
 
 
 def test_two_level_needs_clusters(two_level: Spec) -> None:
-    for kwargs in ({"n": 100}, {"clusters": 10}, {"clusters": 0, "cluster_size": 5}):
+    needs = (
+        "model 'model' is two-level (cluster column 'g'): simulate needs clusters (the number "
+        "of clusters) and cluster_size (observations per cluster), or a covariates DataFrame "
+        "with the cluster column"
+    )
+    for kwargs, message in (
+        ({"n": 100}, needs + "; n alone does not say how to split the observations into clusters."),
+        ({"clusters": 10}, needs + "."),
+        ({"clusters": 0, "cluster_size": 5}, "clusters must be a positive integer, got 0."),
+    ):
         with pytest.raises(DataError) as info:
             simulate(two_level, TWO_LEVEL_PARAMS, random_seed=1, **kwargs)
-        assert str(info.value) == (
-            "model 'model' is two-level: simulate needs clusters >= 1 and cluster_size >= 1."
-        )
+        assert str(info.value) == message
 
 
 def test_two_level_dataframe_needs_the_cluster_column(two_level: Spec) -> None:
