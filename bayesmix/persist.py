@@ -388,12 +388,16 @@ class _Reader:
                     return out
         self.fail(field, f"is {_show(value)}, not a number")
 
-    def integer(self, value: Any, field: str, *, optional: bool = False) -> int | None:
+    def integer(
+        self, value: Any, field: str, *, optional: bool = False, minimum: int | None = 0
+    ) -> int | None:
         if optional and value is None:
             return None
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        self.fail(field, f"is {_show(value)}, not an integer")
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.fail(field, f"is {_show(value)}, not an integer")
+        if minimum is not None and value < minimum:
+            self.fail(field, f"is {value}, less than {minimum}")
+        return value
 
     def boolean(self, value: Any, field: str) -> bool:
         if isinstance(value, bool):
@@ -500,12 +504,11 @@ def _design(read: _Reader, payload: dict[str, Any], spec: Spec) -> Any:
 
     data = read.mapping(read.get(payload, "data", ""), "data")
     n_dropped = read.integer(read.get(data, "n_dropped", "data"), "data.n_dropped")
-    if data.get("included", True) is False:
-        n_obs = read.integer(read.get(data, "n_obs", "data"), "data.n_obs")
-        if n_obs < 1:  # type: ignore[operator]
-            read.fail("data.n_obs", f"is {n_obs}, not a positive count")
+    # format 1 always saved the rows and had no "included"
+    if not read.boolean(data.get("included", True), "data.included"):
+        n_obs = read.integer(read.get(data, "n_obs", "data"), "data.n_obs", minimum=1)
         n_clusters = read.integer(
-            read.get(data, "n_clusters", "data"), "data.n_clusters", optional=True
+            read.get(data, "n_clusters", "data"), "data.n_clusters", optional=True, minimum=1
         )
         if (n_clusters is None) != (spec.cluster is None):
             read.fail(
@@ -645,7 +648,7 @@ def _load_ml(read: _Reader, payload: dict[str, Any], design: Any) -> MLResult:
         elapsed_s=read.number(get("elapsed_s"), "ml.elapsed_s"),
         timings=_timings(read, get("timings"), "ml.timings"),
         quadrature_points=read.integer(
-            get("quadrature_points"), "ml.quadrature_points", optional=True
+            get("quadrature_points"), "ml.quadrature_points", optional=True, minimum=1
         ),
         between_probabilities=_probs(read, m, "ml", design, 2),
     )
@@ -696,7 +699,7 @@ def _priors(read: _Reader, values: Any) -> dict[str, Any]:
 def _settings(read: _Reader, value: Any) -> dict[str, Any]:
     settings = read.mapping(value, "bayes.settings")
     for key in ("draws", "tune", "chains"):
-        read.integer(read.get(settings, key, "bayes.settings"), f"bayes.settings.{key}")
+        read.integer(read.get(settings, key, "bayes.settings"), f"bayes.settings.{key}", minimum=1)
     for key in ("sampler", "init"):
         read.text(read.get(settings, key, "bayes.settings"), f"bayes.settings.{key}")
     read.integer(read.get(settings, "seed", "bayes.settings"), "bayes.settings.seed", optional=True)
@@ -713,7 +716,9 @@ def _open_draws(read: _Reader, folder: Path, names: tuple[str, ...]) -> tuple[An
     try:
         tree = xr.open_datatree(store, engine="zarr", consolidated=False).load()
         groups = {name: tree[name].to_dataset() for name in tree.children}
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+        # what zarr and its codecs raise for missing metadata or chunks, and for bytes that
+        # do not decode (RuntimeError from the decompressor)
         raise ResultFileError(
             f"{folder}: the draws ({_IDATA_NAME}) cannot be read ({type(err).__name__}: "
             f"{err}); the store is damaged: save the fit again."
@@ -795,7 +800,7 @@ def _read_payload(path: Path) -> tuple[Path, dict[str, Any]]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ResultFileError(f"{file} is not a saved bayesmix result.")
     version = payload.get("format_version")
-    if version not in _READABLE:
+    if isinstance(version, bool) or version not in _READABLE:
         raise ResultFileError(
             f"{file} has result format {version}; this bayesmix reads formats "
             f"{list(_READABLE)}: load it with bayesmix {payload.get('bayesmix_version')}."

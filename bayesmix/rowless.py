@@ -41,9 +41,9 @@ _ROW_ATTRIBUTES = frozenset(
 def no_rows(what: str) -> NoReturn:
     """Raise the error of a result saved without its data rows."""
     raise DataError(
-        f"this result was saved with include_data=False, so it holds no data rows and "
-        f"{what} is not available; use a copy saved with include_data=True (the default), "
-        "or fit the model to the data again."
+        f"this result was saved with include_data=False and holds no data rows (asked for: "
+        f"{what}); use a copy saved with include_data=True (the default), or fit the model "
+        "to the data again."
     )
 
 
