@@ -300,11 +300,13 @@ def save_result(
         The ``log_likelihood`` group (one value per observation and draw) is
         kept, as LOO needs it. A result loaded from such a file has
         ``summary()``, ``params``/``table``, ``to_dict()``, AIC/BIC,
-        student-level LOO, :func:`bayesmix.compare` (single-level models, and
-        ML fits of any model) and ``save``; anything needing the rows (plots
-        of the data, school effects, predictive checks, school-level LOO,
-        starts for further fits) raises :class:`~bayesmix.errors.DataError`.
-        A result loaded without rows is always saved without them.
+        student-level LOO, :func:`bayesmix.compare` (with ``level="student"``
+        for Bayes fits of two-level models), ``fit_bayes(..., init=fit)``
+        (which takes only the estimates) and ``save``; anything needing the
+        rows (plots of the data, school effects, predictive checks,
+        school-level LOO, :func:`bayesmix.between_start`) raises
+        :class:`~bayesmix.errors.DataError`. A result loaded without rows is
+        always saved without them.
 
     Returns
     -------
