@@ -14,6 +14,7 @@ from bayesmix.errors import (
     DataError,
     EstimationError,
     FormulaError,
+    ResultFileWarning,
     SpecError,
 )
 from bayesmix.loo import ELPD, elpd
@@ -24,6 +25,7 @@ from bayesmix.montecarlo import (
     compare_estimators,
     montecarlo,
 )
+from bayesmix.outputs import OutputError
 from bayesmix.persist import ResultFileError, load_result, save_result
 from bayesmix.predictive import PredictiveDraws, posterior_predictive
 from bayesmix.priors import Prior
@@ -47,9 +49,11 @@ __all__ = [
     "LRTResult",
     "MLResult",
     "MonteCarloResult",
+    "OutputError",
     "PredictiveDraws",
     "Prior",
     "ResultFileError",
+    "ResultFileWarning",
     "SimulationDesign",
     "Spec",
     "SpecError",

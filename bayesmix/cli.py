@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bayesmix.errors import BayesmixError, DataError, SpecError
+from bayesmix.outputs import CLI_FORMAT, check_folder, check_output, write_file
 
 if TYPE_CHECKING:
     from bayesmix.spec import Spec
@@ -79,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
         help="rows with missing values: stop, or drop them and report the count",
     )
     fit.add_argument("--json", metavar="PATH|-", help="write results as JSON ('-' = stdout)")
+    fit.add_argument(
+        "--force",
+        action="store_true",
+        help="let --json replace an existing file that is not a bayesmix output",
+    )
     fit.add_argument("--quiet", action="store_true", help="no progress and no summary")
 
     sim = sub.add_parser("simulate", help="simulate data from a model file")
@@ -109,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--classes", type=_positive, help="number of latent classes K")
     sim.add_argument("--seed", type=int, help="random seed")
     sim.add_argument("--out", required=True, help="CSV file to write")
+    sim.add_argument("--force", action="store_true", help="replace an existing --out file")
 
     demo = sub.add_parser(
         "demo",
@@ -158,11 +165,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _emit_json(payload: dict[str, Any], target: str) -> None:
-    text = json.dumps(payload, indent=2)
+    # the marker lets a later run recognise the file as its own output and replace it
+    text = json.dumps({"format": CLI_FORMAT, **payload}, indent=2)
     if target == "-":
         sys.stdout.write(text + "\n")
     else:
-        Path(target).write_text(text + "\n", encoding="utf-8")
+        write_file(target, text + "\n")
+
+
+def _data_input(data: str) -> list[tuple[str, str]]:
+    """The --data argument as an input file, unless it names a bundled data set."""
+    from bayesmix.datasets import BUNDLED
+
+    return [] if data.lower() in BUNDLED else [("--data", data)]
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
@@ -171,6 +186,15 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from bayesmix.ml import fit_ml
     from bayesmix.spec import load_spec
 
+    if args.json and args.json != "-":
+        # before the fit: a long run must not be lost to a path that cannot take its JSON
+        check_output(
+            args.json,
+            label="--json",
+            inputs=[("model file", args.spec), *_data_input(args.data)],
+            overwrite=args.force,
+            force_hint="pass --force",
+        )
     ks = args.classes or [None]
     if len(ks) > 1 and args.estimator != "ml":
         raise BayesmixError(
@@ -281,6 +305,15 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from bayesmix.simulate import simulate
     from bayesmix.spec import load_spec
 
+    # a CSV carries no bayesmix marker, so any existing file is kept unless --force
+    check_output(
+        args.out,
+        label="--out",
+        inputs=[("model file", args.spec)],
+        overwrite=args.force,
+        force_hint="pass --force",
+        replace_outputs=False,
+    )
     spec = load_spec(args.spec, classes=args.classes)
     values = _parse_params(args.param)
     _check_sizes(spec, args)
@@ -296,7 +329,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         covariates=covariates,
         random_seed=args.seed,
     )
-    frame.to_csv(args.out, index=False)
+    write_file(args.out, lambda fh: frame.to_csv(fh, index=False))
     sys.stdout.write(f"wrote {len(frame)} rows to {args.out}\n")
     return 0
 
@@ -304,6 +337,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from bayesmix.demo import run_fig1_demo, run_hsb_conventional_demo
 
+    check_folder(args.out)
     run_fig1_demo(Path(args.out), quick=args.quick, seed=args.seed)
     sys.stdout.write("\n")
     run_hsb_conventional_demo(Path(args.out))
@@ -313,6 +347,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_paper(args: argparse.Namespace) -> int:
     from bayesmix.paper import run_paper
 
+    check_folder(args.out)
     run_paper(Path(args.out), quick=args.quick, seed=args.seed)
     return 0
 

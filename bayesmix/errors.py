@@ -67,3 +67,7 @@ class SamplingWarning(BayesmixWarning):
 
 class LabelSwitchingWarning(BayesmixWarning):
     """Chains disagree on which latent class is which."""
+
+
+class ResultFileWarning(BayesmixWarning):
+    """A saved result was loaded without verifying its checksum, or carries none."""

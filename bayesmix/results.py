@@ -18,6 +18,7 @@ import pandas as pd
 from bayesmix.data import Design
 from bayesmix.formatting import format_table
 from bayesmix.params import Params, between_label, class_label
+from bayesmix.rowless import ClassSummary
 from bayesmix.spec import Spec
 
 
@@ -35,6 +36,8 @@ def relative_entropy(post: np.ndarray) -> float:
 
     ``1 - sum_ic(-p_ic log p_ic) / (n log K)``; NaN for one class.
     """
+    if isinstance(post, ClassSummary):
+        return post.entropy
     n, K = post.shape
     if K < 2:
         return float("nan")
@@ -53,6 +56,11 @@ def _clusters_text(design: Design) -> str:
 def _class_table(post: np.ndarray, label: Callable[[int], str] = class_label) -> pd.DataFrame:
     """Proportions and modal counts of posterior class probabilities (level 1 or 2)."""
     K = post.shape[1]
+    if isinstance(post, ClassSummary):
+        return pd.DataFrame(
+            {"proportion": post.mean(axis=0), "modal_count": post.modal_counts},
+            index=[label(c) for c in range(K)],
+        )
     modal = np.bincount(post.argmax(axis=1), minlength=K)
     return pd.DataFrame(
         {"proportion": post.mean(axis=0), "modal_count": modal},
@@ -245,11 +253,11 @@ class MLResult:
             lines.append("Diagnostics: none")
         return "\n".join(lines)
 
-    def save(self, path: Any) -> Any:
-        """Write the fit to a JSON file; read it back with :func:`bayesmix.load_result`."""
+    def save(self, path: Any, *, overwrite: bool = False, include_data: bool = True) -> Any:
+        """Write the fit to a JSON file; see :func:`bayesmix.save_result`."""
         from bayesmix.persist import save_result
 
-        return save_result(self, path)
+        return save_result(self, path, overwrite=overwrite, include_data=include_data)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (the CLI's ``--json`` contract)."""
@@ -387,8 +395,13 @@ class BayesResult:
         priors: dict[str, Any],
         settings: dict[str, Any],
         timings: dict[str, float],
+        loglik: float | None = None,
     ) -> BayesResult:
-        """Summarise posterior draws into a result."""
+        """Summarise posterior draws into a result.
+
+        ``loglik`` (the log-likelihood at the posterior means) is computed
+        from the design unless given, as it is by a loaded result.
+        """
         import arviz_stats as azs
 
         from bayesmix.likelihood import loglik_and_grad, needs_quadrature
@@ -408,14 +421,15 @@ class BayesResult:
             },
             index=pd.Index(names, name="parameter"),
         )
-        lay = design.layout
-        theta = lay.to_theta(table["mean"].to_numpy())
-        if needs_quadrature(lay):
-            from bayesmix.quadrature import adapted_quadrature
+        if loglik is None:
+            lay = design.layout
+            theta = lay.to_theta(table["mean"].to_numpy())
+            if needs_quadrature(lay):
+                from bayesmix.quadrature import adapted_quadrature
 
-            loglik = float(adapted_quadrature(design, theta, iterations=3).evaluate(theta)[0])
-        else:
-            loglik = float(loglik_and_grad(lay)(theta, *design.likelihood_args())[0])
+                loglik = float(adapted_quadrature(design, theta, iterations=3).evaluate(theta)[0])
+            else:
+                loglik = float(loglik_and_grad(lay)(theta, *design.likelihood_args())[0])
         return cls(
             spec=spec,
             design=design,
@@ -587,11 +601,11 @@ class BayesResult:
         lines += ["Diagnostics:", *(f"  ! {d}" for d in diag)] if diag else ["Diagnostics: none"]
         return "\n".join(lines)
 
-    def save(self, path: Any) -> Any:
-        """Write the fit to a folder (JSON and a zarr DataTree); read it with ``load_result``."""
+    def save(self, path: Any, *, overwrite: bool = False, include_data: bool = True) -> Any:
+        """Write the fit to a folder (JSON and zarr DataTree); see :func:`bayesmix.save_result`."""
         from bayesmix.persist import save_result
 
-        return save_result(self, path)
+        return save_result(self, path, overwrite=overwrite, include_data=include_data)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (the CLI's ``--json`` contract)."""
