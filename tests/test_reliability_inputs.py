@@ -1,0 +1,98 @@
+"""Bad input: bayesmix errors instead of tracebacks, messages that name the real problem and
+its fix, and warnings (or errors) instead of silent acceptance."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayesmix as bm
+from bayesmix.cli import main
+from bayesmix.spec import load_spec
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+FIG1 = str(MODELS / "fig1.toml")
+
+
+def fig1_frame(n: int = 300, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    c = rng.random(n) < 0.5
+    y = np.where(c, 1.0 + 0.5 * x, -1.0 - 0.5 * x) + rng.normal(scale=0.5, size=n)
+    return pd.DataFrame({"y": y, "x": x})
+
+
+def fig3_frame(clusters: int = 20, size: int = 5, seed: int = 2) -> pd.DataFrame:
+    from bayesmix.montecarlo import FIG3_PARAMS
+
+    spec = load_spec(MODELS / "fig3.toml")
+    return bm.simulate(spec, FIG3_PARAMS, clusters=clusters, cluster_size=size, random_seed=seed)
+
+
+def fig1_csv(folder: Path) -> str:
+    path = folder / "fig1.csv"
+    fig1_frame().to_csv(path, index=False)
+    return str(path)
+
+
+def bayesmix_warnings(record: list[warnings.WarningMessage]) -> list[warnings.WarningMessage]:
+    return [w for w in record if issubclass(w.category, bm.BayesmixWarning)]
+
+
+# --- tracebacks become bayesmix errors ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", ["-1", "1.5", "abc", str(2**32)])
+@pytest.mark.parametrize("command", ["fit", "simulate", "montecarlo", "demo", "paper"])
+def test_bad_seed_is_refused_by_every_subcommand(
+    command: str, seed: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = {
+        "fit": ["fit", FIG1, "--data", fig1_csv(tmp_path), "--starts", "1", "--quiet"],
+        "simulate": ["simulate", FIG1, "--n", "20", "--out", str(tmp_path / "s.csv")],
+        "montecarlo": ["montecarlo", "section2", "--study", "recovery", "--replications", "1",
+                       "--out", str(tmp_path / "mc.jsonl")],
+        "demo": ["demo", "--quick", "--out", str(tmp_path / "demo")],
+        "paper": ["paper", "--quick", "--out", str(tmp_path / "paper")],
+    }[command]  # fmt: skip
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--seed", seed])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--seed" in err
+    assert f"a whole number from 0 to {2**32 - 1}" in err
+    assert seed in err
+
+
+def test_check_seed_refuses_negative_fractional_and_text_seeds() -> None:
+    from bayesmix.validate import check_seed
+
+    for bad in (-1, 1.5, "abc", True, 2**32, np.float64(3.0)):
+        with pytest.raises(bm.EstimationError) as info:
+            check_seed(bad, "random_seed")
+        message = str(info.value)
+        assert "random_seed" in message
+        assert repr(bad) in message or str(bad) in message
+        assert f"0 to {2**32 - 1}" in message
+    with pytest.raises(bm.DataError, match="seed"):
+        check_seed(-5, "seed", error=bm.DataError)
+    assert check_seed(None, "random_seed") is None
+    assert check_seed(np.int64(7), "random_seed") == 7
+    assert type(check_seed(np.uint32(2**32 - 1), "random_seed")) is int
+    assert check_seed(0, "random_seed") == 0
+
+
+def test_repeated_classes_value_is_refused_before_fitting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["fit", FIG1, "--data", fig1_csv(tmp_path), "--classes", "1", "2", "2",
+                 "--starts", "1", "--quiet"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    assert captured.err.startswith("bayesmix: error: --classes")
+    assert "2 more than once" in captured.err and "--classes 1 2" in captured.err
