@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from bayesmix.errors import SpecError
+from bayesmix.errors import SpecError, SpecWarning
 from bayesmix.formula import INTERCEPT, parse_formula
 
 ResidualVariance = Literal["common", "class"]
@@ -181,6 +182,7 @@ class Spec:
                 "random effects, level-2 regressions and residual groups need a cluster "
                 'column: set cluster = "school" (or your level-2 identifier).'
             )
+        self._check_cluster_not_a_covariate()
         if self.residual_covariates and self.residual_groups:
             raise SpecError(
                 "use either residual_covariates (model 1b) or residual_groups (model 1c), not both."
@@ -205,6 +207,29 @@ class Spec:
                 raise SpecError(
                     f"order_classes_by={self.order_classes_by!r} must be one of the "
                     f"class-varying effects {list(self.class_varying)}."
+                )
+
+    def _check_cluster_not_a_covariate(self) -> None:
+        """The cluster column labels schools; as a variable it would be read as numbers."""
+        c = self.cluster
+        if c is None:
+            return
+        uses = (
+            ("the outcome", (self.outcome,)),
+            ("a term of the outcome formula", self.terms),
+            ("a term of the membership formula", self.membership),
+            ("a [level2] covariate", self.level2_covariates),
+            ("a residual_covariates term", self.residual_covariates),
+            ("the residual_groups column", (self.residual_groups or "",)),
+            ("a term of the [between] formula", self.between_membership),
+        )
+        for where, terms in uses:
+            if any(c in term.split(":") for term in terms):
+                raise SpecError(
+                    f"cluster column {c!r} identifies the clusters (schools) and cannot also "
+                    f"be {where}; remove it from there, or, if the column also holds a numeric "
+                    f"school-level variable, use a copy of it under another name "
+                    f'(e.g. data["{c}_value"] = data["{c}"]).'
                 )
 
     def _check_between(self) -> None:
@@ -354,6 +379,22 @@ class Spec:
         )
 
 
+def _warn_membership_random_dropped(value: Any, where: str, stacklevel: int) -> None:
+    """Warn that a one-class model drops its school random membership intercepts."""
+    if value not in _MEMBERSHIP_RANDOM:
+        raise SpecError(
+            f"{where}: membership random must be one of {_MEMBERSHIP_RANDOM}, got {value!r}."
+        )
+    warnings.warn(
+        f"{where}: membership random = {value!r} is dropped: the school random intercepts "
+        "belong to the membership logits, and a model with one class has no membership "
+        "logits. Fit classes >= 2 (e.g. --classes 2) to keep them, or remove random from "
+        "[membership] (membership_random='none') to silence this warning.",
+        SpecWarning,
+        stacklevel=stacklevel,
+    )
+
+
 def _default_order(varying: tuple[str, ...]) -> str | None:
     if not varying:
         return None
@@ -466,7 +507,9 @@ def make_spec(
     random : str or iterable of str, optional
         Terms with a school residual, e.g. ``["1", "x"]`` or ``"1 + x"``.
     membership_random : {"none", "independent", "factor"}
-        School random intercepts of the membership logits (mixtures only).
+        School random intercepts of the membership logits (mixtures only:
+        with ``classes=1`` they are dropped with a
+        :class:`~bayesmix.errors.SpecWarning`).
     covariance : {"unstructured", "diagonal"}
         Covariance of the school residuals.
     residual_covariates : str or iterable, optional
@@ -539,6 +582,8 @@ def make_spec(
     if classes == 1:
         varying = ()
         member_terms = (INTERCEPT,)
+        if membership_random != "none":
+            _warn_membership_random_dropped(membership_random, f"model {name!r}", stacklevel=3)
         membership_random = "none"
         if residual_variance == "class":
             residual_variance = "common"
@@ -653,14 +698,19 @@ def spec_from_dict(
     _check_keys(random, _RANDOM_KEYS, f"{source} [random]")
     between = _table(doc, "between", source)
     _check_keys(between, _BETWEEN_KEYS, f"{source} [between]")
+    k = doc.get("classes", 1) if classes is None else classes
+    membership_random = membership.get("random", "none")
+    if k == 1 and not isinstance(k, bool) and membership_random != "none":
+        _warn_membership_random_dropped(membership_random, source, stacklevel=4)
+        membership_random = "none"
     try:
         return make_spec(
             outcome["formula"],
-            classes=doc.get("classes", 1) if classes is None else classes,
+            classes=k,
             class_varying=outcome.get("class_varying", "all"),
             residual_variance=outcome.get("residual_variance", "common"),
             membership=membership.get("formula"),
-            membership_random=membership.get("random", "none"),
+            membership_random=membership_random,
             order_classes_by=outcome.get("order_classes_by"),
             cluster=doc.get("cluster"),
             level2=_table(doc, "level2", source),
@@ -708,7 +758,19 @@ def load_spec(
     if not path.is_file():
         raise SpecError(f"model file {str(path)!r} does not exist.")
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError(
+            f"{path}: not a text TOML file (byte 0x{err.object[err.start]:02x} at offset "
+            f"{err.start} is not UTF-8 text); give a model file such as models/fig1.toml, "
+            "saved as plain text."
+        ) from None
+    except OSError as err:
+        raise SpecError(
+            f"cannot read model file {str(path)!r} ({err.strerror}); check its permissions."
+        ) from None
+    try:
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise SpecError(f"{path}: not valid TOML ({err}).") from None
     if classes is not None and (

@@ -3,6 +3,7 @@ its fix, and warnings (or errors) instead of silent acceptance."""
 
 from __future__ import annotations
 
+import tomllib
 import warnings
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import pytest
 
 import bayesmix as bm
 from bayesmix.cli import main
-from bayesmix.spec import load_spec
+from bayesmix.data import build_design
+from bayesmix.spec import load_spec, spec_from_dict
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 FIG1 = str(MODELS / "fig1.toml")
@@ -44,6 +46,16 @@ def bayesmix_warnings(record: list[warnings.WarningMessage]) -> list[warnings.Wa
 
 
 # --- tracebacks become bayesmix errors ----------------------------------------------------------
+
+
+def test_binary_model_file_is_a_spec_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.toml"
+    path.write_bytes(bytes([0x80, 0xFF, 0xFE, 0x00, 0x41, 0x42]))
+    with pytest.raises(bm.SpecError) as info:
+        load_spec(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert "not a text TOML file" in message
 
 
 @pytest.mark.parametrize("seed", ["-1", "1.5", "abc", str(2**32)])
@@ -84,6 +96,40 @@ def test_check_seed_refuses_negative_fractional_and_text_seeds() -> None:
     assert check_seed(np.int64(7), "random_seed") == 7
     assert type(check_seed(np.uint32(2**32 - 1), "random_seed")) is int
     assert check_seed(0, "random_seed") == 0
+
+
+def test_cluster_column_in_the_formula_is_a_spec_error_that_suggests_a_copy() -> None:
+    doc = tomllib.loads((MODELS / "fig3.toml").read_text())
+    doc["outcome"]["formula"] = "y ~ x + cluster"
+    with pytest.raises(bm.SpecError) as info:
+        build_design(spec_from_dict(doc), fig3_frame())
+    message = str(info.value)
+    assert "'cluster'" in message
+    assert "identifies the clusters" in message
+    assert "copy" in message
+    for kwargs in (
+        {"membership": "x + g"},
+        {"residual_groups": "g", "random": "1"},
+        {"level2": {"1": "g"}},
+    ):
+        with pytest.raises(bm.SpecError, match="'g' identifies the clusters"):
+            bm.make_spec("y ~ x", classes=2, cluster="g", **kwargs)
+
+
+def test_random_membership_with_one_class_warns_that_it_is_dropped() -> None:
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        spec = bm.make_spec("y ~ x", classes=1, cluster="g", membership_random="independent")
+        hsb = load_spec(MODELS / "hsb_A.toml", classes=1)
+    found = bayesmix_warnings(record)
+    assert len(found) == 2
+    assert spec.membership_random == "none" and hsb.membership_random == "none"
+    for w in found:
+        assert w.category.__name__ == "SpecWarning"
+        assert "membership random" in str(w.message)
+        assert "one class has no membership logits" in str(w.message)
+        assert "classes >= 2" in str(w.message)
+    assert "'factor'" in str(found[1].message) and "hsb_A.toml" in str(found[1].message)
 
 
 def test_repeated_classes_value_is_refused_before_fitting(
