@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import difflib
 import warnings
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.datasets import BUNDLED
-from bayesmix.errors import DataError, DesignWarning, MissingDataWarning
+from bayesmix.errors import DataError, DataWarning, DesignWarning, MissingDataWarning
 from bayesmix.formula import INTERCEPT
 from bayesmix.params import Layout
 from bayesmix.spec import Spec
@@ -123,6 +124,19 @@ def resolve_data(data: DataLike) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
+
+    Raises
+    ------
+    DataError
+        For a file that cannot be read as CSV, one whose header is separated
+        by ``;``, tabs or ``|`` rather than commas, or one with column names
+        but no rows.
+
+    Warns
+    -----
+    DataWarning
+        When the CSV header repeats a column name (pandas renames the later
+        ones ``x.1``, ``x.2``...).
     """
     if isinstance(data, pd.DataFrame):
         return data
@@ -136,26 +150,115 @@ def resolve_data(data: DataLike) -> pd.DataFrame:
                 f"data {key!r} is neither a CSV file nor a bundled data set; bundled data "
                 f"sets are {sorted(BUNDLED)}."
             )
+        header, first_row = _first_rows(path)
+        _check_separator(key, header, first_row)
         try:
-            return pd.read_csv(path)
+            frame = pd.read_csv(path)
         except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
             raise DataError(f"cannot read {key!r} as CSV: {err}") from None
+        if len(frame) == 0:
+            raise DataError(
+                f"{key!r} has column names {[str(c) for c in frame.columns]} but no rows; "
+                "check that the file was written completely, or give the file that holds "
+                "the data."
+            )
+        _warn_duplicate_header(key, header, frame)
+        return frame
     raise DataError(
         f"data must be a pandas DataFrame, a CSV path or one of {sorted(BUNDLED)}, "
         f"got {type(data).__name__}."
     )
 
 
+# separators that users' files have instead of commas, as messages name them
+_SEPARATORS = {";": "';'", "\t": "tabs", "|": "'|'"}
+
+
+def _first_rows(path: Path) -> tuple[list[str], str]:
+    """The header fields of a CSV file (as the csv module splits them) and its second line."""
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
+        lines = [handle.readline(), handle.readline()]
+    header = next(csv.reader([lines[0]]), [])
+    return header, lines[1]
+
+
+def _check_separator(key: str, header: list[str], first_row: str) -> None:
+    """Name the separator of a file whose header is one field split by ';', tabs or '|'."""
+    if len(header) != 1:
+        return
+    for sep, shown in _SEPARATORS.items():
+        if len([p for p in header[0].split(sep) if p.strip()]) > 1:
+            # a ';'-separated file usually comes with decimal commas (1,5)
+            decimal = ", decimal=','" if "," in first_row else ""
+            raise DataError(
+                f"{key!r} is separated by {shown}, not by commas (its header is "
+                f"{header[0].strip()!r}); save it comma-separated, or read it with "
+                f"pandas.read_csv({key!r}, sep={sep!r}{decimal}) and pass the DataFrame."
+            )
+
+
+def _warn_duplicate_header(key: str, header: list[str], frame: pd.DataFrame) -> None:
+    """Warn when the CSV header repeats a name, which pandas renames silently."""
+    if len(header) != len(frame.columns):
+        return
+    positions: dict[str, list[int]] = {}
+    for i, name in enumerate(header):
+        positions.setdefault(name.strip(), []).append(i)
+    for name, where in positions.items():
+        if len(where) < 2 or not name:
+            continue
+        renamed = [str(frame.columns[i]) for i in where[1:]]
+        warnings.warn(
+            f"{key!r} has {len(where)} columns named {name!r} (columns "
+            f"{', '.join(str(i + 1) for i in where)}); pandas renamed the later ones "
+            f"{', '.join(map(repr, renamed))}, and a model that names {name!r} uses the "
+            "first of them: rename the columns in the file so that each name is used once.",
+            DataWarning,
+            stacklevel=4,
+        )
+
+
+def _separator_hint(col: str, available: list[str], used: tuple[str, ...]) -> str | None:
+    """A column named like ``"y;x"``: the file was read with the wrong separator."""
+    for name in available:
+        for sep, shown in {**_SEPARATORS, " ": "spaces"}.items():
+            parts = [p.strip() for p in name.split(sep)]
+            # a space can be part of a name ("math score"): ask for two model columns then
+            if col in parts and (sep != " " or len(set(parts) & set(used)) > 1):
+                return (
+                    f"column {col!r} is not in the data, but column {name!r} holds names "
+                    f"separated by {shown}: the file was read as if separated by commas. "
+                    f"Read it with pandas.read_csv(path, sep={sep!r}) and pass the "
+                    "DataFrame, or save it comma-separated."
+                )
+    return None
+
+
 def _check_columns(frame: pd.DataFrame, spec: Spec) -> None:
     available = [str(c) for c in frame.columns]
     for col in spec.columns:
         if col not in frame.columns:
+            hint = _separator_hint(col, available, spec.columns)
+            if hint is not None:
+                raise DataError(hint)
             close = difflib.get_close_matches(col, available, n=3)
             hint = f" Did you mean {close}?" if close else ""
             raise DataError(
                 f"column {col!r} used by model {spec.name!r} is not in the data; the "
                 f"columns are {available}.{hint}"
             )
+    repeated = [col for col in spec.columns if int((frame.columns == col).sum()) > 1]
+    if repeated:
+        raise DataError(
+            f"the data have more than one column named {', '.join(map(repr, repeated))}, "
+            "so the model's column is ambiguous: rename or drop the others (e.g. "
+            "data.loc[:, ~data.columns.duplicated()] keeps the first of each name)."
+        )
+    if len(frame) == 0:
+        raise DataError(
+            f"the data have columns {available} but no rows; pass the data that hold the "
+            "observations."
+        )
     for col in spec.columns:
         series = frame[col]
         if col == spec.cluster or pd.api.types.is_bool_dtype(series):

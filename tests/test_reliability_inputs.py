@@ -116,6 +116,58 @@ def test_cluster_column_in_the_formula_is_a_spec_error_that_suggests_a_copy() ->
             bm.make_spec("y ~ x", classes=2, cluster="g", **kwargs)
 
 
+def test_dataframe_with_duplicate_column_names_is_a_data_error_naming_them() -> None:
+    data = fig1_frame()
+    dup = pd.concat([data, data[["x"]]], axis=1)
+    with pytest.raises(bm.DataError) as info:
+        build_design(load_spec(FIG1), dup)
+    message = str(info.value)
+    assert "'x'" in message and "more than one column" in message
+    assert "rename" in message
+
+
+# --- misleading messages ------------------------------------------------------------------------
+
+
+def test_header_only_csv_says_no_rows(tmp_path: Path) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_text("y,x\n")
+    with pytest.raises(bm.DataError) as info:
+        build_design(load_spec(FIG1), str(path))
+    message = str(info.value)
+    assert "stored as text" not in message
+    assert "has column names ['y', 'x'] but no rows" in message
+    assert str(path) in message
+    with pytest.raises(bm.DataError, match="no rows"):
+        build_design(load_spec(FIG1), pd.DataFrame({"y": [], "x": []}))
+
+
+@pytest.mark.parametrize(("sep", "shown"), [(";", "';'"), ("\t", "tab"), ("|", "'|'")])
+def test_semicolon_and_tab_separated_files_name_the_separator(
+    sep: str, shown: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "data.csv"
+    fig1_frame().to_csv(path, sep=sep, index=False)
+    with pytest.raises(bm.DataError) as info:
+        build_design(load_spec(FIG1), str(path))
+    message = str(info.value)
+    assert f"separated by {shown}" in message
+    assert f"sep={sep!r}" in message and "comma-separated" in message
+    # the same frame read with pandas' defaults, passed as a DataFrame
+    with pytest.raises(bm.DataError, match=f"separated by {shown}"):
+        build_design(load_spec(FIG1), pd.read_csv(path))
+
+
+def test_decimal_commas_are_suggested_for_a_european_file(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    path.write_text("y;x\n1,5;0,25\n2,5;1,75\n")
+    with pytest.raises(bm.DataError, match=r"decimal=','"):
+        build_design(load_spec(FIG1), str(path))
+
+
+# --- silent acceptance --------------------------------------------------------------------------
+
+
 def test_random_membership_with_one_class_warns_that_it_is_dropped() -> None:
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
@@ -130,6 +182,21 @@ def test_random_membership_with_one_class_warns_that_it_is_dropped() -> None:
         assert "one class has no membership logits" in str(w.message)
         assert "classes >= 2" in str(w.message)
     assert "'factor'" in str(found[1].message) and "hsb_A.toml" in str(found[1].message)
+
+
+def test_duplicated_csv_header_warns_naming_the_column(tmp_path: Path) -> None:
+    data = fig1_frame()
+    path = tmp_path / "dup.csv"
+    data.assign(other=data["x"] * 2).to_csv(path, index=False, header=["y", "x", "x"])
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        design = build_design(load_spec(FIG1), str(path))
+    found = bayesmix_warnings(record)
+    assert len(found) == 1
+    message = str(found[0].message)
+    for word in (str(path), "2 columns named 'x'", "'x.1'", "rename"):
+        assert word in message
+    np.testing.assert_allclose(design.X[:, 1], data["x"].to_numpy())
 
 
 def test_repeated_classes_value_is_refused_before_fitting(
