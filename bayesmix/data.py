@@ -20,6 +20,8 @@ from bayesmix.spec import Spec
 
 DataLike = pd.DataFrame | str | Path
 MissingPolicy = Literal["error", "listwise"]
+# residual_groups with more levels than this is more likely a continuous variable
+_MAX_GROUP_LEVELS = 20
 
 
 @dataclass(frozen=True, eq=False)
@@ -320,6 +322,39 @@ def _matrix(frame: pd.DataFrame, terms: tuple[str, ...]) -> np.ndarray:
     return np.column_stack([term_column(frame, t) for t in terms])
 
 
+# Largest |value| * sqrt(n) accepted: sums of n squares stay below 1e300, leaving room
+# under the float64 overflow at 1.8e308 for the products with other columns and
+# coefficients in the variances, standardisations and least squares of the fit.
+# Smallest spread (max - min): below it the squares of the differences, and so the
+# outcome's standard deviation, fall into float64's subnormal range.
+_LARGEST = 1e150
+_SMALLEST_SPREAD = 1e-150
+
+
+def _check_magnitude(values: np.ndarray, label: str, rows: pd.Index) -> None:
+    """Refuse values whose squares overflow (or whose differences underflow) in the fit."""
+    n = len(values)
+    if n == 0:
+        return
+    size = np.abs(values)
+    limit = _LARGEST / np.sqrt(n)
+    i = int(np.argmax(size))
+    if size[i] >= limit:
+        raise DataError(
+            f"{label} has value {values[i]:g} in row {_plain(rows[i])}, too large to fit: "
+            f"sums of its squares overflow double precision (the limit for {n} rows is "
+            f"|value| < {limit:.3g}); rescale the column (e.g. divide it by 1e6) or check "
+            "for a data-entry error."
+        )
+    spread = float(np.ptp(values))
+    if 0 < spread < _SMALLEST_SPREAD:
+        raise DataError(
+            f"{label} varies by only {spread:.3g} (values around {values[i]:g}), too little "
+            "to fit: the squares of its differences underflow double precision; rescale the "
+            "column (e.g. multiply it by 1e6) or check for a data-entry error."
+        )
+
+
 def _check_constant(mat: np.ndarray, terms: tuple[str, ...], where: str) -> None:
     """Name the first non-intercept term whose column is constant."""
     for j, term in enumerate(terms):
@@ -532,6 +567,8 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
         n_inf = int(np.isinf(numeric[col].to_numpy()).sum())
         if n_inf:
             raise DataError(f"column {col!r} has {n_inf} infinite value(s); remove or recode them.")
+        label = f"outcome {col!r}" if col == spec.outcome else f"column {col!r}"
+        _check_magnitude(numeric[col].to_numpy(), label, numeric.index)
     for col in spec.centre:
         if col not in numeric.columns:
             raise DataError(f"centre names {col!r}, which the model does not use.")
@@ -556,12 +593,36 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
                 f"residual_groups column {spec.residual_groups!r} has a single level; "
                 "it needs at least two groups."
             )
+        if len(levels) > _MAX_GROUP_LEVELS:
+            whole = all(isinstance(v, int) for v in group_levels)
+            warnings.warn(
+                f"residual_groups column {spec.residual_groups!r} has {len(levels)} levels"
+                f"{'' if whole else ', and its values are not whole numbers'}, so the model "
+                f"fits {len(levels)} residual variances, one per distinct value. For a "
+                f"grouping of a few levels this is model 1c; for a continuous variable use "
+                f"residual_covariates = [{spec.residual_groups!r}] (a log-linear variance, "
+                "model 1b) instead.",
+                DesignWarning,
+                stacklevel=2,
+            )
     lay = Layout(spec, group_levels)
     first = None
     if spec.cluster is not None:
         first = np.concatenate([[0], np.flatnonzero(np.diff(codes)) + 1])
     m = design_matrices(spec, numeric, group_levels, first, cluster_ids)
     y, X, F, R, Z, V, W = m.y, m.X, m.F, m.R, m.Z, m.V, m.W
+    # products a:b of columns that pass one by one can still overflow
+    products = [
+        (F, spec.fixed_names, "term", numeric.index),
+        (Z, spec.membership, "membership term", numeric.index),
+        (W, spec.between_membership, "[between] term", pd.Index(cluster_ids)),
+    ]
+    if spec.residual_covariates:
+        products.append((V, ("1", *spec.residual_covariates), "residual term", numeric.index))
+    for mat, names, kind, rows in products:
+        for j, name in enumerate(names):
+            if ":" in name:
+                _check_magnitude(mat[:, j], f"{kind} {name!r}", rows)
     if spec.residual_covariates:
         _check_constant(V, ("1", *spec.residual_covariates), "residual variance formula")
     _check_constant(X, spec.terms, "outcome formula")

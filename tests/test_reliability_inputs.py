@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import bayesmix as bm
+from bayesmix import errors
 from bayesmix.cli import main
 from bayesmix.data import build_design
 from bayesmix.spec import load_spec, spec_from_dict
@@ -129,6 +130,39 @@ def test_dataframe_with_duplicate_column_names_is_a_data_error_naming_them() -> 
 # --- misleading messages ------------------------------------------------------------------------
 
 
+def test_huge_outcome_value_is_named_with_its_row_not_called_constant() -> None:
+    data = fig1_frame()
+    data.loc[5, "y"] = 1e200
+    with pytest.raises(bm.DataError) as info:
+        bm.fit_ml(load_spec(FIG1), data, starts=1, random_seed=1)
+    message = str(info.value)
+    assert "constant" not in message
+    for word in ("outcome 'y'", "1e+200", "row 5", "rescale", "data-entry error"):
+        assert word in message
+
+
+def test_huge_covariate_value_is_named_not_blamed_on_the_outcome() -> None:
+    data = fig1_frame()
+    data.loc[7, "x"] = 1e300
+    with pytest.raises(bm.DataError) as info:
+        bm.fit_ml(load_spec(FIG1), data, starts=1, random_seed=1)
+    message = str(info.value)
+    assert "outcome's scale" not in message
+    for word in ("column 'x'", "1e+300", "row 7", "rescale"):
+        assert word in message
+
+
+def test_overflowing_product_and_vanishing_spread_are_named() -> None:
+    data = fig1_frame().assign(z=1.0)
+    data.loc[3, ["x", "z"]] = [1e100, 1e100]  # each passes, the product x:z does not
+    data["z"] += np.arange(len(data))
+    with pytest.raises(bm.DataError, match=r"term 'x:z' has value 1e\+200 in row 3"):
+        build_design(bm.make_spec("y ~ x + x:z"), data)
+    tiny = fig1_frame().assign(y=lambda d: d["y"] * 1e-155)
+    with pytest.raises(bm.DataError, match=r"outcome 'y' varies by only .* multiply it by 1e6"):
+        build_design(load_spec(FIG1), tiny)
+
+
 def test_header_only_csv_says_no_rows(tmp_path: Path) -> None:
     path = tmp_path / "empty.csv"
     path.write_text("y,x\n")
@@ -182,6 +216,27 @@ def test_random_membership_with_one_class_warns_that_it_is_dropped() -> None:
         assert "one class has no membership logits" in str(w.message)
         assert "classes >= 2" in str(w.message)
     assert "'factor'" in str(found[1].message) and "hsb_A.toml" in str(found[1].message)
+
+
+def test_residual_groups_with_more_than_20_levels_warns() -> None:
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(30), 10)
+    data = pd.DataFrame(
+        {"y": rng.normal(size=300), "x": rng.normal(size=300), "g": g, "v": rng.normal(size=30)[g]}
+    )
+    spec = bm.make_spec("y ~ x", cluster="g", random="1", residual_groups="v")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        build_design(spec, data)
+    found = bayesmix_warnings(record)
+    assert len(found) == 1 and found[0].category is errors.DesignWarning
+    message = str(found[0].message)
+    for word in ("'v'", "30 levels", "not whole numbers", "residual_covariates"):
+        assert word in message
+    # a grouping of 3 levels stays silent
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_design(spec, data.assign(v=(data["g"] % 3).astype(float)))
 
 
 def test_duplicated_csv_header_warns_naming_the_column(tmp_path: Path) -> None:
