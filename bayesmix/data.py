@@ -571,7 +571,10 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
         _check_magnitude(numeric[col].to_numpy(), label, numeric.index)
     for col in spec.centre:
         if col not in numeric.columns:
-            raise DataError(f"centre names {col!r}, which the model does not use.")
+            raise DataError(
+                f"centre names {col!r}, which the model does not use; centre some of "
+                f"{list(numeric.columns)}, or drop {col!r} from centre."
+            )
         numeric[col] = numeric[col] - numeric[col].mean()
     if spec.cluster is not None:
         school_cols = list(spec.level2_covariates)

@@ -474,7 +474,7 @@ def make_spec(
     covariance: Covariance = "unstructured",
     residual_covariates: str | Iterable[str] | None = None,
     residual_groups: str | None = None,
-    centre: Iterable[str] = (),
+    centre: str | Iterable[str] = (),
     between_classes: int = 1,
     between_membership: str | None = None,
     between_varying: str | Iterable[str] = "class_varying",
@@ -516,8 +516,8 @@ def make_spec(
         Log-linear residual variance on these level-1 terms (model 1b).
     residual_groups : str, optional
         Separate residual variance per level of this school column (model 1c).
-    centre : iterable of str
-        Columns to grand-mean centre.
+    centre : str or iterable of str
+        Columns to grand-mean centre, e.g. ``["ses"]`` or ``"ses + meanses"``.
     between_classes : int
         Number of level-2 latent classes L (model C); 1 for none.
     between_membership : str, optional
@@ -613,7 +613,7 @@ def make_spec(
         covariance=covariance,
         residual_covariates=_rhs_terms(residual_covariates, "residual_covariates"),
         residual_groups=residual_groups,
-        centre=tuple(centre),
+        centre=_rhs_terms(centre, "centre") if isinstance(centre, str) else tuple(centre),
         between_classes=between_classes,
         between_membership=between_terms,
         between_varying=bvarying,

@@ -264,3 +264,13 @@ def test_repeated_classes_value_is_refused_before_fitting(
     assert captured.out == ""
     assert captured.err.startswith("bayesmix: error: --classes")
     assert "2 more than once" in captured.err and "--classes 1 2" in captured.err
+
+
+def test_centre_given_as_text_names_columns_not_letters() -> None:
+    data = fig1_frame().rename(columns={"x": "ses"}).assign(meanses=lambda d: d["ses"] ** 2)
+    spec = bm.make_spec("y ~ ses + meanses", centre="ses + meanses")
+    assert spec.centre == ("ses", "meanses")
+    design = build_design(spec, data)
+    np.testing.assert_allclose(design.X[:, 1:].mean(axis=0), 0.0, atol=1e-12)
+    with pytest.raises(bm.DataError, match=r"centre names 'w', .* drop 'w' from centre"):
+        build_design(bm.make_spec("y ~ ses", centre="w"), data)
