@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.datasets import BUNDLED
-from bayesmix.errors import DataError, DataWarning, DesignWarning, MissingDataWarning
+from bayesmix.errors import DataError, DataWarning, DesignWarning, MissingDataWarning, SpecError
 from bayesmix.formula import INTERCEPT
 from bayesmix.params import Layout
 from bayesmix.spec import Spec
@@ -147,6 +147,11 @@ def resolve_data(data: DataLike) -> pd.DataFrame:
         if key.lower() in BUNDLED:
             return BUNDLED[key.lower()]()
         path = Path(key)
+        if path.is_dir():
+            raise DataError(
+                f"data {key!r} is a folder; give a CSV file in it, or a bundled data set "
+                f"({sorted(BUNDLED)})."
+            )
         if not path.is_file():
             raise DataError(
                 f"data {key!r} is neither a CSV file nor a bundled data set; bundled data "
@@ -237,6 +242,13 @@ def _separator_hint(col: str, available: list[str], used: tuple[str, ...]) -> st
 
 
 def _check_columns(frame: pd.DataFrame, spec: Spec) -> None:
+    if isinstance(frame.columns, pd.MultiIndex):
+        raise DataError(
+            f"the data's column names have {frame.columns.nlevels} levels (e.g. "
+            f"{frame.columns[0]!r}), but the model names single columns such as "
+            f"{spec.outcome!r}; flatten them first, e.g. "
+            "data.columns = data.columns.get_level_values(0)."
+        )
     available = [str(c) for c in frame.columns]
     for col in spec.columns:
         if col not in frame.columns:
@@ -265,6 +277,11 @@ def _check_columns(frame: pd.DataFrame, spec: Spec) -> None:
         series = frame[col]
         if col == spec.cluster or pd.api.types.is_bool_dtype(series):
             continue
+        if pd.api.types.is_complex_dtype(series):
+            raise DataError(
+                f"column {col!r} holds complex numbers (dtype {series.dtype}); pass its real "
+                f"part, e.g. frame[{col!r}].to_numpy().real, or the column you meant."
+            )
         if not pd.api.types.is_numeric_dtype(series):
             bad = series[pd.to_numeric(series, errors="coerce").isna() & series.notna()]
             if len(bad) == 0:
@@ -290,6 +307,12 @@ def _handle_missing(
     if n_bad == 0:
         return frame, 0
     per_col = {c: int(n) for c, n in na.sum().items() if n}
+    if n_bad == len(frame) and missing == "listwise":
+        raise DataError(
+            f"every one of the {len(frame)} rows has a missing value in a column the model "
+            f"uses (per column: {per_col}), so listwise deletion leaves no rows; check those "
+            "columns (one may be empty), or drop them from the model."
+        )
     if missing == "error":
         raise DataError(
             f"{n_bad} of {len(frame)} rows have missing values (per column: {per_col}); "
@@ -546,6 +569,11 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
         (unless ``missing="listwise"``), a constant covariate, a school-level
         covariate that varies within a cluster, or fewer rows than parameters.
     """
+    if not isinstance(spec, Spec):
+        raise SpecError(
+            f"the model must be a Spec made by bayesmix.load_spec or bayesmix.make_spec, got "
+            f"{type(spec).__name__} {spec!r:.80}; e.g. bayesmix.load_spec('models/fig1.toml')."
+        )
     frame = resolve_data(data)
     _check_columns(frame, spec)
     cols = list(spec.columns)
@@ -612,6 +640,12 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
     first = None
     if spec.cluster is not None:
         first = np.concatenate([[0], np.flatnonzero(np.diff(codes)) + 1])
+    if len(frame) <= lay.n_params:
+        # before the checks of constant columns, which every column of a few rows fails
+        raise DataError(
+            f"model {spec.name!r} has {lay.n_params} parameters but the data have only "
+            f"{len(frame)} usable rows; use a simpler model or more data."
+        )
     m = design_matrices(spec, numeric, group_levels, first, cluster_ids)
     y, X, F, R, Z, V, W = m.y, m.X, m.F, m.R, m.Z, m.V, m.W
     # products a:b of columns that pass one by one can still overflow
@@ -638,11 +672,6 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
     _check_constant(Z, spec.membership, "membership formula")
     _check_rank(F, list(spec.fixed_names), "fixed effects")
     _check_rank(Z, list(spec.membership), "membership formula")
-    if len(y) <= lay.n_params:
-        raise DataError(
-            f"model {spec.name!r} has {lay.n_params} parameters but the data have only "
-            f"{len(y)} usable rows; use a simpler model or more data."
-        )
     if np.ptp(y) == 0:
         raise DataError(f"outcome {spec.outcome!r} is constant ({y[0]:g}); nothing to model.")
     distinct = len(np.unique(y))
@@ -653,6 +682,12 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
         )
     if spec.cluster is not None:
         _check_clusters(spec, np.asarray(codes), len(cluster_ids))
+        if len(cluster_ids) <= spec.between_classes:
+            raise DataError(
+                f"{spec.between_classes} level-2 classes need more clusters than classes, "
+                f"but the data have {len(cluster_ids)} cluster(s) of {spec.cluster!r}; use "
+                "fewer level-2 classes (between classes) or more clusters."
+            )
         _check_constant(W, spec.between_membership, "[between] formula")
         _check_rank(W, list(spec.between_membership), "[between] formula")
     schools = m.schools

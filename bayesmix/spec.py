@@ -31,6 +31,7 @@ import tomllib
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from os import PathLike
 from pathlib import Path
 from typing import Any, Literal
 
@@ -175,14 +176,46 @@ class Spec:
             )
         if self.membership_random != "none" and self.classes < 2:
             raise SpecError("membership random intercepts need at least 2 classes.")
-        if (
-            self.random or self.level2 or self.residual_groups or self.membership_random != "none"
-        ) and self.cluster is None:
+        if self.cluster is None:
+            needs = [
+                f"{label} {value!r}"
+                for label, value in (
+                    ("random", list(self.random)),
+                    ("level2", dict(self.level2)),
+                    ("residual_groups", self.residual_groups),
+                    ("membership random", self.membership_random),
+                )
+                if value and value != "none"
+            ]
+            if needs:
+                raise SpecError(
+                    f"random effects, level-2 regressions and residual groups need a cluster "
+                    f'column ({", ".join(needs)}): set cluster = "school" (or your level-2 '
+                    "identifier)."
+                )
+        for label, names in (
+            ("random", self.random),
+            ("class_varying", self.class_varying),
+            ("residual_covariates", self.residual_covariates),
+            ("centre", self.centre),
+            ("between varying", self.between_varying),
+        ):
+            twice = sorted({t for t in names if names.count(t) > 1})
+            if twice:
+                raise SpecError(
+                    f"{label} names {', '.join(map(repr, twice))} more than once; list each "
+                    "term once."
+                )
+        if INTERCEPT in self.residual_covariates:
             raise SpecError(
-                "random effects, level-2 regressions and residual groups need a cluster "
-                'column: set cluster = "school" (or your level-2 identifier).'
+                "residual_covariates names '1', but the log-linear residual variance always "
+                'has an intercept; list only covariates, e.g. ["x"].'
             )
+        for label, text in (("name", self.name), ("description", self.description)):
+            if not isinstance(text, str):
+                raise SpecError(f"{label} must be text, got {text!r}.")
         self._check_cluster_not_a_covariate()
+        self._check_outcome_not_a_covariate()
         if self.residual_covariates and self.residual_groups:
             raise SpecError(
                 "use either residual_covariates (model 1b) or residual_groups (model 1c), not both."
@@ -230,6 +263,23 @@ class Spec:
                     f"be {where}; remove it from there, or, if the column also holds a numeric "
                     f"school-level variable, use a copy of it under another name "
                     f'(e.g. data["{c}_value"] = data["{c}"]).'
+                )
+
+    def _check_outcome_not_a_covariate(self) -> None:
+        """The outcome explains nothing in its own model (the outcome formula is checked
+        where it is parsed)."""
+        uses = (
+            ("the membership formula", self.membership),
+            ("a [level2] covariate", self.level2_covariates),
+            ("residual_covariates", self.residual_covariates),
+            ("residual_groups", (self.residual_groups or "",)),
+            ("the [between] formula", self.between_membership),
+        )
+        for where, terms in uses:
+            if any(self.outcome in term.split(":") for term in terms):
+                raise SpecError(
+                    f"outcome {self.outcome!r} also appears in {where}; the outcome cannot "
+                    f"explain itself: remove {self.outcome!r} there."
                 )
 
     def _check_between(self) -> None:
@@ -754,7 +804,17 @@ def load_spec(
     SpecError
         If the file is missing, is not valid TOML or describes an invalid model.
     """
+    if not isinstance(path, str | PathLike):
+        raise SpecError(
+            f"load_spec needs the path of a model file such as 'models/fig1.toml', got "
+            f"{type(path).__name__} {path!r}."
+        )
     path = Path(path)
+    if path.is_dir():
+        raise SpecError(
+            f"{str(path)!r} is a folder, not a model file; give a .toml file such as "
+            "models/fig1.toml."
+        )
     if not path.is_file():
         raise SpecError(f"model file {str(path)!r} does not exist.")
     try:

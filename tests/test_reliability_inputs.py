@@ -274,3 +274,86 @@ def test_centre_given_as_text_names_columns_not_letters() -> None:
     np.testing.assert_allclose(design.X[:, 1:].mean(axis=0), 0.0, atol=1e-12)
     with pytest.raises(bm.DataError, match=r"centre names 'w', .* drop 'w' from centre"):
         build_design(bm.make_spec("y ~ ses", centre="w"), data)
+
+
+# --- what the generated campaign below found, each a case of its own --------------------------
+
+
+def _two_level(n_clusters: int = 8, size: int = 6) -> pd.DataFrame:
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(n_clusters), size)
+    w = rng.normal(size=n_clusters)[g]
+    x = rng.normal(size=len(g))
+    return pd.DataFrame({"y": x + w + rng.normal(size=len(g)), "x": x, "w": w, "g": g})
+
+
+def _multiindex_columns() -> pd.DataFrame:
+    data = fig1_frame()
+    return data.set_axis(pd.MultiIndex.from_tuples([(c, "a") for c in data.columns]), axis=1)
+
+
+FOUND = {
+    "multi-level column names": (
+        lambda: build_design(load_spec(FIG1), _multiindex_columns()),
+        bm.DataError, ["2 levels", "('y', 'a')", "get_level_values"],
+    ),
+    "complex outcome": (
+        lambda: build_design(load_spec(FIG1), fig1_frame().assign(y=lambda d: d["y"] + 1j)),
+        bm.DataError, ["column 'y'", "complex", ".real"],
+    ),
+    "listwise deletion of every row": (
+        lambda: build_design(load_spec(FIG1), fig1_frame().assign(x=np.nan), missing="listwise"),
+        bm.DataError, ["every one of the 300 rows", "{'x': 300}"],
+    ),
+    "one row": (
+        lambda: build_design(bm.make_spec("y ~ x"), fig1_frame().iloc[:1]),
+        bm.DataError, ["3 parameters", "only 1 usable rows"],
+    ),
+    "one cluster for two level-2 classes": (
+        lambda: build_design(
+            bm.make_spec("y ~ x", classes=2, cluster="g", between_classes=2,
+                         between_membership="w"),
+            _two_level().assign(g=1, w=0.3),
+        ),
+        bm.DataError, ["2 level-2 classes", "1 cluster(s) of 'g'", "fewer level-2 classes"],
+    ),
+    "a model file's path instead of a Spec": (
+        lambda: bm.fit_ml(FIG1, fig1_frame(), starts=1),
+        bm.SpecError, ["got str", "load_spec"],
+    ),
+    "load_spec(None)": (lambda: load_spec(None), bm.SpecError, ["NoneType", "models/fig1.toml"]),
+    "load_spec of a folder": (lambda: load_spec(MODELS), bm.SpecError, ["is a folder"]),
+    "data from a folder": (
+        lambda: build_design(load_spec(FIG1), str(MODELS)), bm.DataError, ["is a folder"]
+    ),
+    "residual_covariates with the intercept": (
+        lambda: bm.make_spec("y ~ x", residual_covariates=["1"]),
+        bm.SpecError, ["residual_covariates names '1'", "intercept"],
+    ),
+    "a random term twice": (
+        lambda: bm.make_spec("y ~ x", cluster="g", random=["x", "x"]),
+        bm.SpecError, ["random names 'x' more than once"],
+    ),
+    "the outcome as a school covariate": (
+        lambda: bm.make_spec("y ~ x", cluster="g", random="1", level2={"1": "y"}),
+        bm.SpecError, ["outcome 'y' also appears in a [level2] covariate"],
+    ),
+    "membership random without a cluster": (
+        lambda: bm.make_spec("y ~ x", classes=2, membership_random="factor"),
+        bm.SpecError, ["membership random 'factor'", "cluster"],
+    ),
+    "a name that is not text": (
+        lambda: bm.make_spec("y ~ x", name=None), bm.SpecError, ["name must be text", "None"]
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(FOUND))
+def test_generated_campaign_findings_name_the_problem(case: str) -> None:
+    call, error, words = FOUND[case]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bm.BayesmixWarning)
+        with pytest.raises(error) as info:
+            call()
+    for word in words:
+        assert word in str(info.value)
