@@ -774,8 +774,8 @@ def spec_from_dict(
             ),
             between_membership=between.get("formula"),
             between_varying=between.get("varying", "class_varying"),
-            name=str(doc.get("name", Path(source).stem)),
-            description=str(doc.get("description", "")),
+            name=doc.get("name", Path(source).stem),
+            description=doc.get("description", ""),
         )
     except SpecError as err:
         raise SpecError(f"{source}: {err}") from None

@@ -3,13 +3,22 @@ its fix, and warnings (or errors) instead of silent acceptance."""
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import json
 import tomllib
 import warnings
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import bayesmix as bm
 from bayesmix import errors
@@ -357,3 +366,378 @@ def test_generated_campaign_findings_name_the_problem(case: str) -> None:
             call()
     for word in words:
         assert word in str(info.value)
+
+
+# --- a derandomised campaign of generated bad Python API calls ----------------------------------
+#
+# A valid base model and data set get up to two defects (a column's values or dtype, the
+# cluster labels, the frame's shape or names, a make_spec option); the call is build_design,
+# fit_ml (single-level bases: one start on a tiny frame), load_spec of the same model written
+# as TOML, make_spec alone, or load_spec of random bytes. Every call must succeed or raise a
+# BayesmixError whose message names what the generator broke.
+
+# formula, make_spec keywords, whether fit_ml is cheap (no quadrature) on it
+BASES = {
+    "regression": ("y ~ x", {}, True),
+    "mixture": ("y ~ x + z", {"classes": 2, "membership": "x"}, True),
+    "1b": ("y ~ x + z", {"residual_covariates": "z"}, True),
+    "centred product": ("y ~ x + x:z", {"centre": ["x"]}, True),
+    "two-level": ("y ~ x", {"cluster": "g", "random": "1", "level2": {"1": "w"}}, False),
+    "1c": ("y ~ x", {"cluster": "g", "random": "1", "residual_groups": "r"}, False),
+    "fig3-like": ("y ~ x", {"classes": 2, "cluster": "g", "random": "1", "membership": "x + w",
+                            "membership_random": "independent"}, False),
+    "model C-like": ("y ~ x", {"classes": 2, "cluster": "g", "between_classes": 2,
+                               "between_membership": "w"}, False),
+}  # fmt: skip
+SCHOOL_COLUMNS = ("w", "r")
+
+
+def base_frame(seed: int, clusters: int, size: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(1, clusters + 1), size)
+    x, z = rng.normal(size=len(g)), rng.normal(size=len(g))
+    w = rng.normal(size=clusters)[g - 1]
+    two = np.where(rng.random(len(g)) < 0.5, 1.5, -1.5)
+    y = 1.0 + 0.5 * x + 0.3 * z + w + two + rng.normal(size=len(g))
+    return pd.DataFrame({"y": y, "x": x, "z": z, "w": w, "r": (g % 2).astype(float), "g": g})
+
+
+def _nullable(values: np.ndarray, dtype: str, at: int) -> Any:
+    out = pd.array(values, dtype=dtype)
+    out[at] = pd.NA
+    return out
+
+
+def _with(values: np.ndarray, at: int | slice, value: Any) -> np.ndarray:
+    out = values.copy()
+    out[at] = value
+    return out
+
+
+def column_values(kind: str, col: pd.Series) -> Any:
+    """A column's replacement values for one data defect."""
+    n = len(col)
+    f = col.to_numpy(dtype=float)
+    obj = col.astype(object).to_numpy()
+    values = {
+        "text": lambda: ["abc"] * n,
+        "numbers as text": lambda: col.astype(str).to_numpy(),
+        "text among numbers": lambda: _with(obj, slice(None, None, 3), "n/a"),
+        "datetime": lambda: pd.date_range("2000-01-01", periods=n),
+        "timedelta": lambda: pd.to_timedelta(np.arange(n), unit="D"),
+        "categorical text": lambda: pd.Categorical(np.where(np.arange(n) % 2, "a", "b")),
+        "categorical numbers": lambda: pd.Categorical(np.arange(n) % 3),
+        "complex": lambda: f + 1j,
+        "bytes": lambda: [b"1"] * n,
+        "lists": lambda: [[1.0]] * n,
+        "decimals": lambda: [decimal.Decimal(f"{v:.3f}") for v in f],
+        "dates as objects": lambda: [datetime.date(2000, 1, 1)] * n,
+        "Int64 with NA": lambda: _nullable(np.arange(n) % 5, "Int64", 0),
+        "Float64": lambda: pd.array(f, dtype="Float64"),
+        "boolean with NA": lambda: _nullable(np.arange(n) % 2 == 0, "boolean", n - 1),
+        "booleans": lambda: np.arange(n) % 2 == 0,
+        "integers": lambda: np.arange(n) % 4,
+        "one NaN": lambda: _with(f, n // 2, np.nan),
+        "all NaN": lambda: np.full(n, np.nan),
+        "one None": lambda: _with(obj, 0, None),
+        "inf": lambda: _with(f, 1 % n, np.inf),
+        "-inf": lambda: _with(f, 1 % n, -np.inf),
+        "1e200": lambda: _with(f, 2 % n, 1e200),
+        "-1e300": lambda: _with(f, 2 % n, -1e300),
+        "1.7e308": lambda: _with(f, 2 % n, 1.7e308),
+        "1e149": lambda: _with(f, 2 % n, 1e149),
+        "times 1e-200": lambda: f * 1e-200,
+        "times 1e-160": lambda: f * 1e-160,
+        "times 1e155": lambda: f * 1e155,
+        "constant": lambda: np.full(n, 2.0),
+        "spread 1e-300": lambda: 1.0 + np.arange(n) * 1e-300,
+        "float32": lambda: f.astype(np.float32),
+        "uint8": lambda: (np.arange(n) % 7).astype(np.uint8),
+        "binary": lambda: (np.arange(n) % 2).astype(float),
+    }
+    return values[kind]()
+
+
+COLUMN_DEFECTS = [
+    "text", "numbers as text", "text among numbers", "datetime", "timedelta",
+    "categorical text", "categorical numbers", "complex", "bytes", "lists", "decimals",
+    "dates as objects", "Int64 with NA", "Float64", "boolean with NA", "booleans", "integers",
+    "one NaN", "all NaN", "one None", "inf", "-inf", "1e200", "-1e300", "1.7e308", "1e149",
+    "times 1e-200", "times 1e-160", "times 1e155", "constant", "spread 1e-300", "float32",
+    "uint8", "binary",
+]  # fmt: skip
+
+
+def cluster_values(kind: str, g: np.ndarray) -> Any:
+    """Cluster labels for one cluster defect (some are valid labels of another type)."""
+    n = len(g)
+    tuples = np.empty(n, dtype=object)
+    tuples[:] = [(int(v), "a") for v in g]
+    values = {
+        "string labels": lambda: np.array([f"s{v}" for v in g], dtype=object),
+        "mixed labels": lambda: np.array([f"s{v}" if v % 2 else int(v) for v in g], dtype=object),
+        "float labels": lambda: g + 0.5,
+        "NaN label": lambda: _with(g.astype(float), 0, np.nan),
+        "None label": lambda: _with(g.astype(object), 0, None),
+        "bool labels": lambda: g % 2 == 0,
+        "one cluster": lambda: np.ones(n, dtype=int),
+        "singletons": lambda: np.arange(n),
+        "tuple labels": lambda: tuples,
+        "categorical labels": lambda: pd.Categorical(g, categories=[*sorted(set(g)), 999]),
+        "datetime labels": lambda: pd.Timestamp("2000-01-01") + pd.to_timedelta(g, unit="D"),
+    }
+    return values[kind]()
+
+
+CLUSTER_DEFECTS = {
+    "string labels", "mixed labels", "float labels", "NaN label", "None label", "bool labels",
+    "one cluster", "singletons", "tuple labels", "categorical labels", "datetime labels",
+}  # fmt: skip
+FRAME_DEFECTS = [
+    "no rows", "one row", "three rows", "duplicate column", "drop column", "no columns",
+    "integer column name", "duplicated index", "string index", "multiindex rows",
+    "multiindex columns", "shuffled rows", "text column not used", "w and g swapped",
+]  # fmt: skip
+
+# make_spec options and bad values for them
+OPTION_DEFECTS: dict[str, list[Any]] = {
+    "classes": [0, -1, 2.5, "2", True, None, [2]],
+    "class_varying": ["bogus", ["zz"], 5, [1, 2], ["1", 3]],
+    "residual_variance": ["both", None, 1, "Class"],
+    "membership": ["x +", "", 5, "C ~ ~x", "nope", "y", "x:x:x", "C ~ x ~ z", ["x"]],
+    "order_classes_by": ["bogus", 3, "z"],
+    "cluster": [5, "", "nope", "y", "x", ["g"]],
+    "level2": [{"x": "w"}, {"1": 5}, {"zz": "w"}, "w", [("1", "w")], {"1": "nope"},
+               {"1": "x"}, {"1": ""}, {"1": "y"}],
+    "random": ["bogus", 5, ["1", "zz"], "1 + nope", ["x", "x"]],
+    "membership_random": ["bogus", 1, "factor", None, "independent"],
+    "covariance": ["full", None, 1],
+    "residual_covariates": ["zz", 5, "x +", "y", ["1"]],
+    "residual_groups": [5, "nope", "x", "", "y", ["r"]],
+    "centre": [["nope"], "nope", 5, ["g"], [1], ["y"], "x + z"],
+    "between_classes": [0, 2.5, 2, "2", -3],
+    "between_membership": [5, "zz", "x", "w +", "y ~ w"],
+    "between_varying": [["zz"], 5, "bogus", []],
+    "name": [5, None, ["a"]],
+    "description": [5, None],
+}  # fmt: skip
+# other spellings of an option in messages (TOML keys, the setting's meaning)
+OPTION_WORDS = {
+    "membership_random": ["membership random"],
+    "between_classes": ["between classes", "level-2 classes"],
+    "between_membership": ["[between]", "level-2 class regression"],
+    "between_varying": ["[between] varying", "between varying", "vary across them"],
+    "level2": ["[level2]"],
+    "residual_covariates": ["residual variance"],
+    "residual_groups": ["residual groups"],
+}
+
+
+def _strings(value: Any) -> list[str]:
+    """Column names inside an option's value, which a message may quote."""
+    if isinstance(value, str):
+        return [value, *(t.strip() for t in value.replace("~", "+").split("+") if t.strip())]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+@dataclass
+class BadCall:
+    base: str
+    formula: str
+    kwargs: dict[str, Any]
+    frame: pd.DataFrame
+    call: str
+    missing: str
+    defects: list[str]
+    # words of which the message must hold one; None: the generator cannot tell
+    names: list[str] | None
+    raw: bytes = b""
+
+
+def _frame_defect(draw: Any, what: str, frame: pd.DataFrame, rng: np.random.Generator) -> Any:
+    """The frame with one whole-frame defect, and the words its message must name."""
+    if isinstance(frame.columns, pd.MultiIndex):
+        return frame, []  # one such defect is enough
+    present = [c for c in ("y", "x", "z", "w", "r", "g") if c in frame.columns]
+    if what == "no rows":
+        return frame.iloc[:0], ["no rows"]
+    if what in ("one row", "three rows"):
+        return frame.iloc[: 1 if what == "one row" else 3], None
+    if what == "duplicate column" and present:
+        col = draw(st.sampled_from(present))
+        return pd.concat([frame, frame[[col]]], axis=1), [f"'{col}'"]
+    if what == "drop column" and present:
+        col = draw(st.sampled_from(present))
+        return frame.drop(columns=col), [f"'{col}'"]
+    if what == "no columns":
+        return pd.DataFrame(index=frame.index), ["'y'"]
+    if what == "integer column name":
+        return frame.assign(seven=1.0).rename(columns={"seven": 7}), []
+    if what == "duplicated index":
+        return frame.set_axis(np.zeros(len(frame), dtype=int)), []
+    if what == "string index":
+        return frame.set_axis([f"r{i}" for i in range(len(frame))]), []
+    if what == "multiindex rows":
+        rows = pd.MultiIndex.from_arrays([np.arange(len(frame)) % 2, np.arange(len(frame))])
+        return frame.set_axis(rows), []
+    if what == "multiindex columns" and len(frame.columns):
+        cols = pd.MultiIndex.from_tuples([(c, "a") for c in frame.columns])
+        return frame.set_axis(cols, axis=1), ["'y'"]
+    if what == "shuffled rows":
+        return frame.sample(frac=1.0, random_state=int(rng.integers(100))), []
+    if what == "text column not used":
+        return frame.assign(junk=["?"] * len(frame)), []
+    if what == "w and g swapped":
+        return frame.rename(columns={"w": "g", "g": "w"}), ["'g'", "'w'", "'x'"]
+    return frame, []
+
+
+@st.composite
+def bad_calls(draw: Any) -> BadCall:
+    base = draw(st.sampled_from(sorted(BASES)))
+    formula, kwargs, cheap = BASES[base]
+    kwargs = dict(kwargs)
+    frame = base_frame(
+        draw(st.integers(0, 2**16)), draw(st.integers(6, 12)), draw(st.integers(3, 8))
+    )
+    clean = frame.copy()
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    kinds = draw(st.lists(st.sampled_from(["column", "cluster", "frame", "option"]),
+                          min_size=1, max_size=2))  # fmt: skip
+    kinds.sort(key=lambda k: k == "frame")  # values from the clean frame, its shape last
+    names: list[str] | None = []
+    defects: list[str] = []
+    for kind in kinds:
+        if kind == "column":
+            col, what = draw(st.sampled_from("yxzwrg")), draw(st.sampled_from(COLUMN_DEFECTS))
+            source = clean[col]
+            if col in SCHOOL_COLUMNS:  # a defect of the school's value, the same within it
+                source = clean.groupby("g", sort=False)[col].transform("first")
+            frame = frame.assign(**{col: column_values(what, source)})
+            defects.append(f"{col}: {what}")
+            new = [f"'{col}'", "within g "] if col == "g" else [f"'{col}'"]
+        elif kind == "cluster":
+            what = draw(st.sampled_from(sorted(CLUSTER_DEFECTS)))
+            frame = frame.assign(g=cluster_values(what, clean["g"].to_numpy()))
+            defects.append(f"g: {what}")
+            new = ["'g'", "within g "]  # "... varies within g 3": the cluster's label
+        elif kind == "frame":
+            what = draw(st.sampled_from(FRAME_DEFECTS))
+            frame, new = _frame_defect(draw, what, frame, rng)
+            defects.append(what)
+        else:
+            option = draw(st.sampled_from(sorted(OPTION_DEFECTS)))
+            value = draw(st.sampled_from(OPTION_DEFECTS[option]))
+            kwargs[option] = value
+            defects.append(f"{option}={value!r}")
+            new = [option, *OPTION_WORDS.get(option, []), repr(value), str(value)]
+            new += [repr(s) for s in _strings(value)]
+        names = None if names is None or new is None else names + new
+    call = draw(st.sampled_from(["build_design", "build_design", "fit_ml", "load_spec",
+                                 "make_spec", "load_spec bytes"]))  # fmt: skip
+    if call == "fit_ml" and not cheap:
+        call = "build_design"
+    raw = draw(st.binary(max_size=40)) if call == "load_spec bytes" else b""
+    missing = draw(st.sampled_from(["error", "error", "listwise"]))
+    return BadCall(base, formula, kwargs, frame, call, missing, defects, names, raw)
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return '"none"'
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+def model_file(formula: str, kwargs: dict[str, Any]) -> str:
+    """The make_spec call as a TOML model file (description left out)."""
+    top = [f"{key} = {_toml(kwargs[key])}" for key in ("classes", "cluster", "centre", "name")
+           if key in kwargs]  # fmt: skip
+    level2 = kwargs.get("level2")
+    if level2 is not None and not isinstance(level2, dict):
+        top.append(f"level2 = {_toml(level2)}")
+    tables = {
+        "outcome": {"formula": formula, **{k: kwargs[k] for k in (
+            "class_varying", "residual_variance", "order_classes_by", "residual_covariates",
+            "residual_groups") if k in kwargs}},
+        "membership": {k: kwargs[o] for k, o in (("formula", "membership"),
+                       ("random", "membership_random")) if o in kwargs},
+        "level2": level2 if isinstance(level2, dict) else {},
+        "random": {k: kwargs[o] for k, o in (("terms", "random"), ("covariance", "covariance"))
+                   if o in kwargs},
+        "between": {k: kwargs[o] for k, o in (("classes", "between_classes"),
+                    ("formula", "between_membership"), ("varying", "between_varying"))
+                    if o in kwargs},
+    }  # fmt: skip
+    lines = top[:]
+    for table, entries in tables.items():
+        if entries:
+            lines.append(f"[{table}]")
+            lines += [f"{json.dumps(str(k))} = {_toml(v)}" for k, v in entries.items()]
+    return "\n".join(lines) + "\n"
+
+
+TALLY: Counter[str] = Counter()
+CALLS: Counter[str] = Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_tally() -> Iterator[None]:
+    yield
+    if TALLY:
+        print(f"\ngenerated bad API calls: {dict(CALLS.most_common())}")
+        print(f"their outcomes: {dict(TALLY.most_common())}")
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@settings(
+    max_examples=400, derandomize=True, deadline=None, database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)  # fmt: skip
+@given(case=bad_calls())
+def test_generated_bad_api_calls_raise_only_bayesmix_errors_naming_the_problem(
+    case: BadCall, model_folder: Path
+) -> None:
+    path = model_folder / "m.toml"
+    CALLS[case.call] += 1
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", bm.BayesmixWarning)
+            if case.call == "load_spec bytes":
+                path.write_bytes(case.raw)
+                load_spec(path)
+            elif case.call == "load_spec":
+                path.write_text(model_file(case.formula, case.kwargs))
+                build_design(load_spec(path), case.frame, missing=case.missing)
+            elif case.call == "make_spec":
+                bm.make_spec(case.formula, **case.kwargs)
+            else:
+                spec = bm.make_spec(case.formula, **case.kwargs)
+                if case.call == "build_design":
+                    build_design(spec, case.frame, missing=case.missing)
+                else:
+                    bm.fit_ml(spec, case.frame, starts=1, random_seed=1, missing=case.missing)
+    except bm.BayesmixError as err:
+        TALLY[type(err).__name__] += 1
+        message = str(err)
+        if case.call == "load_spec bytes":
+            assert str(path) in message
+        elif case.defects and case.names is not None:
+            assert any(name in message for name in case.names), (case.defects, message)
+    else:
+        TALLY["no error"] += 1
