@@ -354,8 +354,11 @@ _LARGEST = 1e150
 _SMALLEST_SPREAD = 1e-150
 
 
-def _check_magnitude(values: np.ndarray, label: str, rows: pd.Index) -> None:
-    """Refuse values whose squares overflow (or whose differences underflow) in the fit."""
+def _check_magnitude(values: np.ndarray, label: str, rows: pd.Index, unit: str = "row") -> None:
+    """Refuse values whose squares overflow (or whose differences underflow) in the fit.
+
+    ``rows`` labels the values (the frame's index, or the cluster ids for ``unit="cluster"``).
+    """
     n = len(values)
     if n == 0:
         return
@@ -364,7 +367,7 @@ def _check_magnitude(values: np.ndarray, label: str, rows: pd.Index) -> None:
     i = int(np.argmax(size))
     if size[i] >= limit:
         raise DataError(
-            f"{label} has value {values[i]:g} in row {_plain(rows[i])}, too large to fit: "
+            f"{label} has value {values[i]:g} in {unit} {_plain(rows[i])}, too large to fit: "
             f"sums of its squares overflow double precision (the limit for {n} rows is "
             f"|value| < {limit:.3g}); rescale the column (e.g. divide it by 1e6) or check "
             "for a data-entry error."
@@ -564,10 +567,24 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
 
     Raises
     ------
+    SpecError
+        When ``spec`` is not a :class:`Spec`.
     DataError
-        For a missing or non-numeric column, infinite values, missing values
-        (unless ``missing="listwise"``), a constant covariate, a school-level
-        covariate that varies within a cluster, or fewer rows than parameters.
+        For a missing, repeated or non-numeric (text, complex) column, a
+        separator other than commas, no rows, infinite values, values too
+        large (|value| * sqrt(n) >= 1e150) or too finely spread (max - min
+        < 1e-150) to square in double precision, missing values (unless
+        ``missing="listwise"``; all rows missing always), a constant
+        covariate, a school-level covariate that varies within a cluster,
+        fewer rows than parameters, or no more clusters than level-2 classes.
+
+    Warns
+    -----
+    DataWarning
+        For a CSV file whose header repeats a name.
+    DesignWarning
+        For few clusters, single-row clusters with random slopes, and a
+        ``residual_groups`` column of more than 20 levels.
     """
     if not isinstance(spec, Spec):
         raise SpecError(
@@ -650,16 +667,18 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
     y, X, F, R, Z, V, W = m.y, m.X, m.F, m.R, m.Z, m.V, m.W
     # products a:b of columns that pass one by one can still overflow
     products = [
-        (F, spec.fixed_names, "term", numeric.index),
-        (Z, spec.membership, "membership term", numeric.index),
-        (W, spec.between_membership, "[between] term", pd.Index(cluster_ids)),
+        (F, spec.fixed_names, "term", numeric.index, "row"),
+        (Z, spec.membership, "membership term", numeric.index, "row"),
+        (W, spec.between_membership, "[between] term", pd.Index(cluster_ids), "cluster"),
     ]
     if spec.residual_covariates:
-        products.append((V, ("1", *spec.residual_covariates), "residual term", numeric.index))
-    for mat, names, kind, rows in products:
+        products.append(
+            (V, ("1", *spec.residual_covariates), "residual term", numeric.index, "row")
+        )
+    for mat, names, kind, rows, unit in products:
         for j, name in enumerate(names):
             if ":" in name:
-                _check_magnitude(mat[:, j], f"{kind} {name!r}", rows)
+                _check_magnitude(mat[:, j], f"{kind} {name!r}", rows, unit)
     if spec.residual_covariates:
         _check_constant(V, ("1", *spec.residual_covariates), "residual variance formula")
     _check_constant(X, spec.terms, "outcome formula")
