@@ -64,6 +64,7 @@ from bayesmix.priors import Prior, prior_arrays, resolve_priors
 from bayesmix.results import BayesResult, LabelCheck, MLResult
 from bayesmix.spec import Spec
 from bayesmix.standardise import standardise
+from bayesmix.validate import check_seed
 
 Init = Literal["ml", "prior"]
 Sampler = Literal["nutpie", "pymc"]
@@ -1327,6 +1328,7 @@ def fit_bayes(
         raise EstimationError(f"sampler must be 'nutpie' or 'pymc', got {sampler!r}.")
     if backend not in ("numba", "jax"):
         raise EstimationError(f"backend must be 'numba' or 'jax', got {backend!r}.")
+    random_seed = check_seed(random_seed)
     design = build_design(spec, data, missing=missing)
     internal, st = standardise(design)
     full_priors = resolve_priors(internal, priors, st.prior_to_internal)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from bayesmix.errors import BayesmixError, DataError, SpecError
 from bayesmix.outputs import CLI_FORMAT, check_folder, check_output, write_file
+from bayesmix.validate import SEED_MAX, seed_problem
 
 if TYPE_CHECKING:
     from bayesmix.spec import Spec
@@ -28,6 +29,18 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value: int | None = int(text)
+    except ValueError:
+        value = None
+    if value is None or seed_problem(value) is not None:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number from 0 to {SEED_MAX}, got {text!r}"
+        )
     return value
 
 
@@ -60,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         default=20,
         help="ML random starts (with bayes: of the ML fit that starts the chains)",
     )
-    fit.add_argument("--seed", type=int, help="random seed")
+    fit.add_argument("--seed", type=_seed, help=f"random seed, 0 to {SEED_MAX}")
     fit.add_argument("--draws", type=_positive, default=1000, help="posterior draws per chain")
     fit.add_argument("--tune", type=_positive, default=1000, help="warm-up draws per chain")
     fit.add_argument("--chains", type=_positive, default=4, help="chains")
@@ -113,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
         "models (or a bundled data set name: hsb), instead of drawing them",
     )
     sim.add_argument("--classes", type=_positive, help="number of latent classes K")
-    sim.add_argument("--seed", type=int, help="random seed")
+    sim.add_argument("--seed", type=_seed, help=f"random seed, 0 to {SEED_MAX}")
     sim.add_argument("--out", required=True, help="CSV file to write")
     sim.add_argument("--force", action="store_true", help="replace an existing --out file")
 
@@ -124,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", default="bayesmix-output", help="folder for figures and JSON")
     demo.add_argument("--quick", action="store_true", help="fewer draws")
-    demo.add_argument("--seed", type=int, default=20090301, help="random seed")
+    demo.add_argument("--seed", type=_seed, default=20090301, help=f"random seed, 0 to {SEED_MAX}")
 
     paper = sub.add_parser(
         "paper",
@@ -137,7 +150,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="smaller run: models 1, 1b, 1c, A2, B2 by ML (4 starts), model 1 by NUTS",
     )
-    paper.add_argument("--seed", type=int, default=20090301, help="random seed")
+    paper.add_argument("--seed", type=_seed, default=20090301, help=f"random seed, 0 to {SEED_MAX}")
 
     mc = sub.add_parser("montecarlo", help="Monte Carlo studies (the paper's Section 2.2)")
     mc.add_argument("suite", choices=("section2",), help="set of studies")
@@ -159,7 +172,9 @@ def _parser() -> argparse.ArgumentParser:
     mc.add_argument("--workers", type=_positive, help="local processes (default: all cores)")
     mc.add_argument("--scheduler", help="Dask scheduler address, instead of local processes")
     mc.add_argument("--out", help="JSON-lines file of replications (resumes if it exists)")
-    mc.add_argument("--seed", type=int, default=0, help="random seed of the study")
+    mc.add_argument(
+        "--seed", type=_seed, default=0, help=f"random seed of the study, 0 to {SEED_MAX}"
+    )
     mc.add_argument("--starts", type=_positive, default=20, help="ML random starts")
     return parser
 
@@ -196,6 +211,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             force_hint="pass --force",
         )
     ks = args.classes or [None]
+    repeated = sorted({k for k in ks if ks.count(k) > 1})
+    if repeated:
+        unique = " ".join(str(k) for k in dict.fromkeys(ks))
+        raise BayesmixError(
+            f"--classes gives {' and '.join(map(str, repeated))} more than once, which would "
+            f"fit the same model twice; give each number of classes once, e.g. --classes {unique}."
+        )
     if len(ks) > 1 and args.estimator != "ml":
         raise BayesmixError(
             "several --classes values compare ML fits; with --estimator bayes give one K."
@@ -317,8 +339,6 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, classes=args.classes)
     values = _parse_params(args.param)
     _check_sizes(spec, args)
-    if args.seed is not None and args.seed < 0:
-        raise DataError(f"--seed must be a non-negative integer, got {args.seed}.")
     covariates = None if args.covariates is None else resolve_data(args.covariates)
     frame = simulate(
         spec,

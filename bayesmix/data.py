@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import difflib
 import warnings
 from dataclasses import dataclass, field
@@ -12,13 +13,15 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.datasets import BUNDLED
-from bayesmix.errors import DataError, DesignWarning, MissingDataWarning
+from bayesmix.errors import DataError, DataWarning, DesignWarning, MissingDataWarning, SpecError
 from bayesmix.formula import INTERCEPT
 from bayesmix.params import Layout
 from bayesmix.spec import Spec
 
 DataLike = pd.DataFrame | str | Path
 MissingPolicy = Literal["error", "listwise"]
+# residual_groups with more levels than this is more likely a continuous variable
+_MAX_GROUP_LEVELS = 20
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,6 +126,19 @@ def resolve_data(data: DataLike) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
+
+    Raises
+    ------
+    DataError
+        For a file that cannot be read as CSV, one whose header is separated
+        by ``;``, tabs or ``|`` rather than commas, or one with column names
+        but no rows.
+
+    Warns
+    -----
+    DataWarning
+        When the CSV header repeats a column name (pandas renames the later
+        ones ``x.1``, ``x.2``...).
     """
     if isinstance(data, pd.DataFrame):
         return data
@@ -131,35 +147,141 @@ def resolve_data(data: DataLike) -> pd.DataFrame:
         if key.lower() in BUNDLED:
             return BUNDLED[key.lower()]()
         path = Path(key)
+        if path.is_dir():
+            raise DataError(
+                f"data {key!r} is a folder; give a CSV file in it, or a bundled data set "
+                f"({sorted(BUNDLED)})."
+            )
         if not path.is_file():
             raise DataError(
                 f"data {key!r} is neither a CSV file nor a bundled data set; bundled data "
                 f"sets are {sorted(BUNDLED)}."
             )
+        header, first_row = _first_rows(path)
+        _check_separator(key, header, first_row)
         try:
-            return pd.read_csv(path)
+            frame = pd.read_csv(path)
         except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
             raise DataError(f"cannot read {key!r} as CSV: {err}") from None
+        if len(frame) == 0:
+            raise DataError(
+                f"{key!r} has column names {[str(c) for c in frame.columns]} but no rows; "
+                "check that the file was written completely, or give the file that holds "
+                "the data."
+            )
+        _warn_duplicate_header(key, header, frame)
+        return frame
     raise DataError(
         f"data must be a pandas DataFrame, a CSV path or one of {sorted(BUNDLED)}, "
         f"got {type(data).__name__}."
     )
 
 
+# separators that users' files have instead of commas, as messages name them
+_SEPARATORS = {";": "';'", "\t": "tabs", "|": "'|'"}
+
+
+def _first_rows(path: Path) -> tuple[list[str], str]:
+    """The header fields of a CSV file (as the csv module splits them) and its second line."""
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
+        lines = [handle.readline(), handle.readline()]
+    header = next(csv.reader([lines[0]]), [])
+    return header, lines[1]
+
+
+def _check_separator(key: str, header: list[str], first_row: str) -> None:
+    """Name the separator of a file whose header is one field split by ';', tabs or '|'."""
+    if len(header) != 1:
+        return
+    for sep, shown in _SEPARATORS.items():
+        if len([p for p in header[0].split(sep) if p.strip()]) > 1:
+            # a ';'-separated file usually comes with decimal commas (1,5)
+            decimal = ", decimal=','" if "," in first_row else ""
+            raise DataError(
+                f"{key!r} is separated by {shown}, not by commas (its header is "
+                f"{header[0].strip()!r}); save it comma-separated, or read it with "
+                f"pandas.read_csv({key!r}, sep={sep!r}{decimal}) and pass the DataFrame."
+            )
+
+
+def _warn_duplicate_header(key: str, header: list[str], frame: pd.DataFrame) -> None:
+    """Warn when the CSV header repeats a name, which pandas renames silently."""
+    if len(header) != len(frame.columns):
+        return
+    positions: dict[str, list[int]] = {}
+    for i, name in enumerate(header):
+        positions.setdefault(name.strip(), []).append(i)
+    for name, where in positions.items():
+        if len(where) < 2 or not name:
+            continue
+        renamed = [str(frame.columns[i]) for i in where[1:]]
+        warnings.warn(
+            f"{key!r} has {len(where)} columns named {name!r} (columns "
+            f"{', '.join(str(i + 1) for i in where)}); pandas renamed the later ones "
+            f"{', '.join(map(repr, renamed))}, and a model that names {name!r} uses the "
+            "first of them: rename the columns in the file so that each name is used once.",
+            DataWarning,
+            stacklevel=4,
+        )
+
+
+def _separator_hint(col: str, available: list[str], used: tuple[str, ...]) -> str | None:
+    """A column named like ``"y;x"``: the file was read with the wrong separator."""
+    for name in available:
+        for sep, shown in {**_SEPARATORS, " ": "spaces"}.items():
+            parts = [p.strip() for p in name.split(sep)]
+            # a space can be part of a name ("math score"): ask for two model columns then
+            if col in parts and (sep != " " or len(set(parts) & set(used)) > 1):
+                return (
+                    f"column {col!r} is not in the data, but column {name!r} holds names "
+                    f"separated by {shown}: the file was read as if separated by commas. "
+                    f"Read it with pandas.read_csv(path, sep={sep!r}) and pass the "
+                    "DataFrame, or save it comma-separated."
+                )
+    return None
+
+
 def _check_columns(frame: pd.DataFrame, spec: Spec) -> None:
+    if isinstance(frame.columns, pd.MultiIndex):
+        raise DataError(
+            f"the data's column names have {frame.columns.nlevels} levels (e.g. "
+            f"{frame.columns[0]!r}), but the model names single columns such as "
+            f"{spec.outcome!r}; flatten them first, e.g. "
+            "data.columns = data.columns.get_level_values(0)."
+        )
     available = [str(c) for c in frame.columns]
     for col in spec.columns:
         if col not in frame.columns:
+            hint = _separator_hint(col, available, spec.columns)
+            if hint is not None:
+                raise DataError(hint)
             close = difflib.get_close_matches(col, available, n=3)
             hint = f" Did you mean {close}?" if close else ""
             raise DataError(
                 f"column {col!r} used by model {spec.name!r} is not in the data; the "
                 f"columns are {available}.{hint}"
             )
+    repeated = [col for col in spec.columns if int((frame.columns == col).sum()) > 1]
+    if repeated:
+        raise DataError(
+            f"the data have more than one column named {', '.join(map(repr, repeated))}, "
+            "so the model's column is ambiguous: rename or drop the others (e.g. "
+            "data.loc[:, ~data.columns.duplicated()] keeps the first of each name)."
+        )
+    if len(frame) == 0:
+        raise DataError(
+            f"the data have columns {available} but no rows; pass the data that hold the "
+            "observations."
+        )
     for col in spec.columns:
         series = frame[col]
         if col == spec.cluster or pd.api.types.is_bool_dtype(series):
             continue
+        if pd.api.types.is_complex_dtype(series):
+            raise DataError(
+                f"column {col!r} holds complex numbers (dtype {series.dtype}); pass its real "
+                f"part, e.g. frame[{col!r}].to_numpy().real, or the column you meant."
+            )
         if not pd.api.types.is_numeric_dtype(series):
             bad = series[pd.to_numeric(series, errors="coerce").isna() & series.notna()]
             if len(bad) == 0:
@@ -185,6 +307,12 @@ def _handle_missing(
     if n_bad == 0:
         return frame, 0
     per_col = {c: int(n) for c, n in na.sum().items() if n}
+    if n_bad == len(frame) and missing == "listwise":
+        raise DataError(
+            f"every one of the {len(frame)} rows has a missing value in a column the model "
+            f"uses (per column: {per_col}), so listwise deletion leaves no rows; check those "
+            "columns (one may be empty), or drop them from the model."
+        )
     if missing == "error":
         raise DataError(
             f"{n_bad} of {len(frame)} rows have missing values (per column: {per_col}); "
@@ -215,6 +343,42 @@ def _matrix(frame: pd.DataFrame, terms: tuple[str, ...]) -> np.ndarray:
     if not terms:
         return np.empty((len(frame), 0))
     return np.column_stack([term_column(frame, t) for t in terms])
+
+
+# Largest |value| * sqrt(n) accepted: sums of n squares stay below 1e300, leaving room
+# under the float64 overflow at 1.8e308 for the products with other columns and
+# coefficients in the variances, standardisations and least squares of the fit.
+# Smallest spread (max - min): below it the squares of the differences, and so the
+# outcome's standard deviation, fall into float64's subnormal range.
+_LARGEST = 1e150
+_SMALLEST_SPREAD = 1e-150
+
+
+def _check_magnitude(values: np.ndarray, label: str, rows: pd.Index, unit: str = "row") -> None:
+    """Refuse values whose squares overflow (or whose differences underflow) in the fit.
+
+    ``rows`` labels the values (the frame's index, or the cluster ids for ``unit="cluster"``).
+    """
+    n = len(values)
+    if n == 0:
+        return
+    size = np.abs(values)
+    limit = _LARGEST / np.sqrt(n)
+    i = int(np.argmax(size))
+    if size[i] >= limit:
+        raise DataError(
+            f"{label} has value {values[i]:g} in {unit} {_plain(rows[i])}, too large to fit: "
+            f"sums of its squares overflow double precision (the limit for {n} rows is "
+            f"|value| < {limit:.3g}); rescale the column (e.g. divide it by 1e6) or check "
+            "for a data-entry error."
+        )
+    spread = float(np.ptp(values))
+    if 0 < spread < _SMALLEST_SPREAD:
+        raise DataError(
+            f"{label} varies by only {spread:.3g} (values around {values[i]:g}), too little "
+            "to fit: the squares of its differences underflow double precision; rescale the "
+            "column (e.g. multiply it by 1e6) or check for a data-entry error."
+        )
 
 
 def _check_constant(mat: np.ndarray, terms: tuple[str, ...], where: str) -> None:
@@ -403,11 +567,30 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
 
     Raises
     ------
+    SpecError
+        When ``spec`` is not a :class:`Spec`.
     DataError
-        For a missing or non-numeric column, infinite values, missing values
-        (unless ``missing="listwise"``), a constant covariate, a school-level
-        covariate that varies within a cluster, or fewer rows than parameters.
+        For a missing, repeated or non-numeric (text, complex) column, a
+        separator other than commas, no rows, infinite values, values too
+        large (|value| * sqrt(n) >= 1e150) or too finely spread (max - min
+        < 1e-150) to square in double precision, missing values (unless
+        ``missing="listwise"``; all rows missing always), a constant
+        covariate, a school-level covariate that varies within a cluster,
+        fewer rows than parameters, or no more clusters than level-2 classes.
+
+    Warns
+    -----
+    DataWarning
+        For a CSV file whose header repeats a name.
+    DesignWarning
+        For few clusters, single-row clusters with random slopes, and a
+        ``residual_groups`` column of more than 20 levels.
     """
+    if not isinstance(spec, Spec):
+        raise SpecError(
+            f"the model must be a Spec made by bayesmix.load_spec or bayesmix.make_spec, got "
+            f"{type(spec).__name__} {spec!r:.80}; e.g. bayesmix.load_spec('models/fig1.toml')."
+        )
     frame = resolve_data(data)
     _check_columns(frame, spec)
     cols = list(spec.columns)
@@ -429,9 +612,14 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
         n_inf = int(np.isinf(numeric[col].to_numpy()).sum())
         if n_inf:
             raise DataError(f"column {col!r} has {n_inf} infinite value(s); remove or recode them.")
+        label = f"outcome {col!r}" if col == spec.outcome else f"column {col!r}"
+        _check_magnitude(numeric[col].to_numpy(), label, numeric.index)
     for col in spec.centre:
         if col not in numeric.columns:
-            raise DataError(f"centre names {col!r}, which the model does not use.")
+            raise DataError(
+                f"centre names {col!r}, which the model does not use; centre some of "
+                f"{list(numeric.columns)}, or drop {col!r} from centre."
+            )
         numeric[col] = numeric[col] - numeric[col].mean()
     if spec.cluster is not None:
         school_cols = list(spec.level2_covariates)
@@ -453,12 +641,44 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
                 f"residual_groups column {spec.residual_groups!r} has a single level; "
                 "it needs at least two groups."
             )
+        if len(levels) > _MAX_GROUP_LEVELS:
+            whole = all(isinstance(v, int) for v in group_levels)
+            warnings.warn(
+                f"residual_groups column {spec.residual_groups!r} has {len(levels)} levels"
+                f"{'' if whole else ', and its values are not whole numbers'}, so the model "
+                f"fits {len(levels)} residual variances, one per distinct value. For a "
+                f"grouping of a few levels this is model 1c; for a continuous variable use "
+                f"residual_covariates = [{spec.residual_groups!r}] (a log-linear variance, "
+                "model 1b) instead.",
+                DesignWarning,
+                stacklevel=2,
+            )
     lay = Layout(spec, group_levels)
     first = None
     if spec.cluster is not None:
         first = np.concatenate([[0], np.flatnonzero(np.diff(codes)) + 1])
+    if len(frame) <= lay.n_params:
+        # before the checks of constant columns, which every column of a few rows fails
+        raise DataError(
+            f"model {spec.name!r} has {lay.n_params} parameters but the data have only "
+            f"{len(frame)} usable rows; use a simpler model or more data."
+        )
     m = design_matrices(spec, numeric, group_levels, first, cluster_ids)
     y, X, F, R, Z, V, W = m.y, m.X, m.F, m.R, m.Z, m.V, m.W
+    # products a:b of columns that pass one by one can still overflow
+    products = [
+        (F, spec.fixed_names, "term", numeric.index, "row"),
+        (Z, spec.membership, "membership term", numeric.index, "row"),
+        (W, spec.between_membership, "[between] term", pd.Index(cluster_ids), "cluster"),
+    ]
+    if spec.residual_covariates:
+        products.append(
+            (V, ("1", *spec.residual_covariates), "residual term", numeric.index, "row")
+        )
+    for mat, names, kind, rows, unit in products:
+        for j, name in enumerate(names):
+            if ":" in name:
+                _check_magnitude(mat[:, j], f"{kind} {name!r}", rows, unit)
     if spec.residual_covariates:
         _check_constant(V, ("1", *spec.residual_covariates), "residual variance formula")
     _check_constant(X, spec.terms, "outcome formula")
@@ -471,11 +691,6 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
     _check_constant(Z, spec.membership, "membership formula")
     _check_rank(F, list(spec.fixed_names), "fixed effects")
     _check_rank(Z, list(spec.membership), "membership formula")
-    if len(y) <= lay.n_params:
-        raise DataError(
-            f"model {spec.name!r} has {lay.n_params} parameters but the data have only "
-            f"{len(y)} usable rows; use a simpler model or more data."
-        )
     if np.ptp(y) == 0:
         raise DataError(f"outcome {spec.outcome!r} is constant ({y[0]:g}); nothing to model.")
     distinct = len(np.unique(y))
@@ -486,6 +701,12 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
         )
     if spec.cluster is not None:
         _check_clusters(spec, np.asarray(codes), len(cluster_ids))
+        if len(cluster_ids) <= spec.between_classes:
+            raise DataError(
+                f"{spec.between_classes} level-2 classes need more clusters than classes, "
+                f"but the data have {len(cluster_ids)} cluster(s) of {spec.cluster!r}; use "
+                "fewer level-2 classes (between classes) or more clusters."
+            )
         _check_constant(W, spec.between_membership, "[between] formula")
         _check_rank(W, list(spec.between_membership), "[between] formula")
     schools = m.schools

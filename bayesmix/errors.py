@@ -57,6 +57,14 @@ class EmptyClassWarning(IdentificationWarning):
     """A latent class holds (almost) no observations: fewer classes fit the data."""
 
 
+class SpecWarning(BayesmixWarning):
+    """A model setting has no effect in the model as asked, and is dropped."""
+
+
+class DataWarning(BayesmixWarning):
+    """The data as read may not be what the user meant (e.g. a duplicated CSV header)."""
+
+
 class DesignWarning(BayesmixWarning):
     """The data can support the model only weakly (few clusters, single-student clusters)."""
 

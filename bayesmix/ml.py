@@ -52,6 +52,7 @@ from bayesmix.quadrature import DEFAULT_POINTS, AdaptiveQuadrature
 from bayesmix.results import MLResult, StartsReport
 from bayesmix.spec import Spec
 from bayesmix.standardise import Standardisation, standardise
+from bayesmix.validate import check_seed
 
 REPLICATION_TOL = 1e-3
 """Two starts reach the same maximum when their log-likelihoods differ by less."""
@@ -658,6 +659,7 @@ def fit_ml(
     """
     t0 = time.perf_counter()
     _check_options(starts, backend, maxiter, points)
+    random_seed = check_seed(random_seed)
     design = build_design(spec, data, missing=missing)
     internal, st = standardise(design)
     given = [] if init is None else [_internal_theta(st, init)]

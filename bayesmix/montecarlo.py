@@ -30,6 +30,7 @@ from bayesmix.errors import EstimationError
 from bayesmix.formatting import format_table
 from bayesmix.progress import Progress
 from bayesmix.spec import Spec
+from bayesmix.validate import check_seed
 
 Estimator = Literal["ml", "bayes"]
 
@@ -530,6 +531,7 @@ def montecarlo(
         raise EstimationError(f"replications must be a positive integer, got {replications!r}.")
     if estimator not in ("ml", "bayes"):
         raise EstimationError(f"estimator must be 'ml' or 'bayes', got {estimator!r}.")
+    random_seed = check_seed(random_seed)
     seeds = [
         int(s.generate_state(1)[0]) for s in np.random.SeedSequence(random_seed).spawn(replications)
     ]

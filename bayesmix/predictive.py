@@ -19,6 +19,7 @@ import pandas as pd
 from bayesmix.errors import DataError, EstimationError
 from bayesmix.params import Params
 from bayesmix.results import BayesResult, MLResult
+from bayesmix.validate import check_seed
 
 Statistic = Callable[[np.ndarray], float]
 
@@ -184,7 +185,7 @@ def posterior_predictive(
     for col in spec.centre:
         # the fit centred these columns; the replicates use them as the fit did
         covariates[col] = covariates[col].astype(float) - covariates[col].astype(float).mean()
-    rng = np.random.default_rng(random_seed)
+    rng = np.random.default_rng(check_seed(random_seed))
     params = _draw_params(result, int(draws), rng)
     seeds = rng.integers(0, 2**63 - 1, size=len(params))
     y_rep = np.empty((len(params), len(covariates)))

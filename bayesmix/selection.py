@@ -22,6 +22,7 @@ from bayesmix.params import between_label, layout
 from bayesmix.progress import Progress
 from bayesmix.results import MLResult
 from bayesmix.spec import Spec
+from bayesmix.validate import check_seed
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,6 +106,7 @@ def select_classes(
         raise EstimationError(
             f"max_classes ({max_classes}) is smaller than min_classes ({min_classes})."
         )
+    random_seed = check_seed(random_seed)
     fits: list[MLResult] = []
     stopped = False
     bar = Progress(max_classes - min_classes + 1, "class selection", enabled=progress)

@@ -14,6 +14,7 @@ from bayesmix.errors import DataError, SpecError
 from bayesmix.formula import INTERCEPT
 from bayesmix.params import Layout, Params, layout
 from bayesmix.spec import Spec
+from bayesmix.validate import check_seed
 
 Generator = str | tuple[Any, ...] | Callable[[np.random.Generator, int], np.ndarray]
 
@@ -73,13 +74,6 @@ def _count(name: str, value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise DataError(f"{name} must be a positive integer, got {value!r}.")
     return int(value)
-
-
-def _check_seed(seed: object) -> None:
-    if seed is None:
-        return
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise DataError(f"random_seed must be a non-negative integer or None, got {seed!r}.")
 
 
 def _listing(names: list[str], values: Mapping[str, float]) -> str:
@@ -449,7 +443,7 @@ def simulate(
     n = _count("n", n)
     clusters = _count("clusters", clusters)
     cluster_size = _count("cluster_size", cluster_size)
-    _check_seed(random_seed)
+    random_seed = check_seed(random_seed, error=DataError)
     if spec.cluster is None and (clusters is not None or cluster_size is not None):
         raise DataError(
             f"model {spec.name!r} is single-level (no cluster column): it takes n (the number "

@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from os import PathLike
 from pathlib import Path
 from typing import Any, Literal
 
-from bayesmix.errors import SpecError
+from bayesmix.errors import SpecError, SpecWarning
 from bayesmix.formula import INTERCEPT, parse_formula
 
 ResidualVariance = Literal["common", "class"]
@@ -174,13 +176,46 @@ class Spec:
             )
         if self.membership_random != "none" and self.classes < 2:
             raise SpecError("membership random intercepts need at least 2 classes.")
-        if (
-            self.random or self.level2 or self.residual_groups or self.membership_random != "none"
-        ) and self.cluster is None:
+        if self.cluster is None:
+            needs = [
+                f"{label} {value!r}"
+                for label, value in (
+                    ("random", list(self.random)),
+                    ("level2", dict(self.level2)),
+                    ("residual_groups", self.residual_groups),
+                    ("membership random", self.membership_random),
+                )
+                if value and value != "none"
+            ]
+            if needs:
+                raise SpecError(
+                    f"random effects, level-2 regressions and residual groups need a cluster "
+                    f'column ({", ".join(needs)}): set cluster = "school" (or your level-2 '
+                    "identifier)."
+                )
+        for label, names in (
+            ("random", self.random),
+            ("class_varying", self.class_varying),
+            ("residual_covariates", self.residual_covariates),
+            ("centre", self.centre),
+            ("between varying", self.between_varying),
+        ):
+            twice = sorted({t for t in names if names.count(t) > 1})
+            if twice:
+                raise SpecError(
+                    f"{label} names {', '.join(map(repr, twice))} more than once; list each "
+                    "term once."
+                )
+        if INTERCEPT in self.residual_covariates:
             raise SpecError(
-                "random effects, level-2 regressions and residual groups need a cluster "
-                'column: set cluster = "school" (or your level-2 identifier).'
+                "residual_covariates names '1', but the log-linear residual variance always "
+                'has an intercept; list only covariates, e.g. ["x"].'
             )
+        for label, text in (("name", self.name), ("description", self.description)):
+            if not isinstance(text, str):
+                raise SpecError(f"{label} must be text, got {text!r}.")
+        self._check_cluster_not_a_covariate()
+        self._check_outcome_not_a_covariate()
         if self.residual_covariates and self.residual_groups:
             raise SpecError(
                 "use either residual_covariates (model 1b) or residual_groups (model 1c), not both."
@@ -205,6 +240,46 @@ class Spec:
                 raise SpecError(
                     f"order_classes_by={self.order_classes_by!r} must be one of the "
                     f"class-varying effects {list(self.class_varying)}."
+                )
+
+    def _check_cluster_not_a_covariate(self) -> None:
+        """The cluster column labels schools; as a variable it would be read as numbers."""
+        c = self.cluster
+        if c is None:
+            return
+        uses = (
+            ("the outcome", (self.outcome,)),
+            ("a term of the outcome formula", self.terms),
+            ("a term of the membership formula", self.membership),
+            ("a [level2] covariate", self.level2_covariates),
+            ("a residual_covariates term", self.residual_covariates),
+            ("the residual_groups column", (self.residual_groups or "",)),
+            ("a term of the [between] formula", self.between_membership),
+        )
+        for where, terms in uses:
+            if any(c in term.split(":") for term in terms):
+                raise SpecError(
+                    f"cluster column {c!r} identifies the clusters (schools) and cannot also "
+                    f"be {where}; remove it from there, or, if the column also holds a numeric "
+                    f"school-level variable, use a copy of it under another name "
+                    f'(e.g. data["{c}_value"] = data["{c}"]).'
+                )
+
+    def _check_outcome_not_a_covariate(self) -> None:
+        """The outcome explains nothing in its own model (the outcome formula is checked
+        where it is parsed)."""
+        uses = (
+            ("the membership formula", self.membership),
+            ("a [level2] covariate", self.level2_covariates),
+            ("residual_covariates", self.residual_covariates),
+            ("residual_groups", (self.residual_groups or "",)),
+            ("the [between] formula", self.between_membership),
+        )
+        for where, terms in uses:
+            if any(self.outcome in term.split(":") for term in terms):
+                raise SpecError(
+                    f"outcome {self.outcome!r} also appears in {where}; the outcome cannot "
+                    f"explain itself: remove {self.outcome!r} there."
                 )
 
     def _check_between(self) -> None:
@@ -354,6 +429,22 @@ class Spec:
         )
 
 
+def _warn_membership_random_dropped(value: Any, where: str, stacklevel: int) -> None:
+    """Warn that a one-class model drops its school random membership intercepts."""
+    if value not in _MEMBERSHIP_RANDOM:
+        raise SpecError(
+            f"{where}: membership random must be one of {_MEMBERSHIP_RANDOM}, got {value!r}."
+        )
+    warnings.warn(
+        f"{where}: membership random = {value!r} is dropped: the school random intercepts "
+        "belong to the membership logits, and a model with one class has no membership "
+        "logits. Fit classes >= 2 (e.g. --classes 2) to keep them, or remove random from "
+        "[membership] (membership_random='none') to silence this warning.",
+        SpecWarning,
+        stacklevel=stacklevel,
+    )
+
+
 def _default_order(varying: tuple[str, ...]) -> str | None:
     if not varying:
         return None
@@ -433,7 +524,7 @@ def make_spec(
     covariance: Covariance = "unstructured",
     residual_covariates: str | Iterable[str] | None = None,
     residual_groups: str | None = None,
-    centre: Iterable[str] = (),
+    centre: str | Iterable[str] = (),
     between_classes: int = 1,
     between_membership: str | None = None,
     between_varying: str | Iterable[str] = "class_varying",
@@ -466,15 +557,17 @@ def make_spec(
     random : str or iterable of str, optional
         Terms with a school residual, e.g. ``["1", "x"]`` or ``"1 + x"``.
     membership_random : {"none", "independent", "factor"}
-        School random intercepts of the membership logits (mixtures only).
+        School random intercepts of the membership logits (mixtures only:
+        with ``classes=1`` they are dropped with a
+        :class:`~bayesmix.errors.SpecWarning`).
     covariance : {"unstructured", "diagonal"}
         Covariance of the school residuals.
     residual_covariates : str or iterable, optional
         Log-linear residual variance on these level-1 terms (model 1b).
     residual_groups : str, optional
         Separate residual variance per level of this school column (model 1c).
-    centre : iterable of str
-        Columns to grand-mean centre.
+    centre : str or iterable of str
+        Columns to grand-mean centre, e.g. ``["ses"]`` or ``"ses + meanses"``.
     between_classes : int
         Number of level-2 latent classes L (model C); 1 for none.
     between_membership : str, optional
@@ -539,6 +632,8 @@ def make_spec(
     if classes == 1:
         varying = ()
         member_terms = (INTERCEPT,)
+        if membership_random != "none":
+            _warn_membership_random_dropped(membership_random, f"model {name!r}", stacklevel=3)
         membership_random = "none"
         if residual_variance == "class":
             residual_variance = "common"
@@ -568,7 +663,7 @@ def make_spec(
         covariance=covariance,
         residual_covariates=_rhs_terms(residual_covariates, "residual_covariates"),
         residual_groups=residual_groups,
-        centre=tuple(centre),
+        centre=_rhs_terms(centre, "centre") if isinstance(centre, str) else tuple(centre),
         between_classes=between_classes,
         between_membership=between_terms,
         between_varying=bvarying,
@@ -653,14 +748,19 @@ def spec_from_dict(
     _check_keys(random, _RANDOM_KEYS, f"{source} [random]")
     between = _table(doc, "between", source)
     _check_keys(between, _BETWEEN_KEYS, f"{source} [between]")
+    k = doc.get("classes", 1) if classes is None else classes
+    membership_random = membership.get("random", "none")
+    if k == 1 and not isinstance(k, bool) and membership_random != "none":
+        _warn_membership_random_dropped(membership_random, source, stacklevel=4)
+        membership_random = "none"
     try:
         return make_spec(
             outcome["formula"],
-            classes=doc.get("classes", 1) if classes is None else classes,
+            classes=k,
             class_varying=outcome.get("class_varying", "all"),
             residual_variance=outcome.get("residual_variance", "common"),
             membership=membership.get("formula"),
-            membership_random=membership.get("random", "none"),
+            membership_random=membership_random,
             order_classes_by=outcome.get("order_classes_by"),
             cluster=doc.get("cluster"),
             level2=_table(doc, "level2", source),
@@ -674,8 +774,8 @@ def spec_from_dict(
             ),
             between_membership=between.get("formula"),
             between_varying=between.get("varying", "class_varying"),
-            name=str(doc.get("name", Path(source).stem)),
-            description=str(doc.get("description", "")),
+            name=doc.get("name", Path(source).stem),
+            description=doc.get("description", ""),
         )
     except SpecError as err:
         raise SpecError(f"{source}: {err}") from None
@@ -704,11 +804,33 @@ def load_spec(
     SpecError
         If the file is missing, is not valid TOML or describes an invalid model.
     """
+    if not isinstance(path, str | PathLike):
+        raise SpecError(
+            f"load_spec needs the path of a model file such as 'models/fig1.toml', got "
+            f"{type(path).__name__} {path!r}."
+        )
     path = Path(path)
+    if path.is_dir():
+        raise SpecError(
+            f"{str(path)!r} is a folder, not a model file; give a .toml file such as "
+            "models/fig1.toml."
+        )
     if not path.is_file():
         raise SpecError(f"model file {str(path)!r} does not exist.")
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError(
+            f"{path}: not a text TOML file (byte 0x{err.object[err.start]:02x} at offset "
+            f"{err.start} is not UTF-8 text); give a model file such as models/fig1.toml, "
+            "saved as plain text."
+        ) from None
+    except OSError as err:
+        raise SpecError(
+            f"cannot read model file {str(path)!r} ({err.strerror}); check its permissions."
+        ) from None
+    try:
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise SpecError(f"{path}: not valid TOML ({err}).") from None
     if classes is not None and (

@@ -549,7 +549,10 @@ def test_centre_of_an_unused_column(frame: pd.DataFrame) -> None:
     spec = make_spec("y ~ x", centre=["w"])
     with pytest.raises(DataError) as info:
         build_design(spec, frame)
-    assert str(info.value) == "centre names 'w', which the model does not use."
+    assert str(info.value) == (
+        "centre names 'w', which the model does not use; centre some of ['y', 'x'], or "
+        "drop 'w' from centre."
+    )
 
 
 def test_hsb_two_level_design() -> None:

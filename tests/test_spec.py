@@ -248,7 +248,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_directory_is_not_a_model_file(tmp_path: Path) -> None:
-    with pytest.raises(SpecError, match="does not exist"):
+    with pytest.raises(SpecError, match="is a folder, not a model file"):
         load_spec(tmp_path)
 
 
