@@ -17,6 +17,7 @@ information is set to its expectation, zero, as lme4 and SAS PROC MIXED do.
 from __future__ import annotations
 
 import itertools
+import numbers
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -572,18 +573,28 @@ def _check_options(
         )
 
 
-def _internal_theta(st: Standardisation, values: Mapping[str, float] | Params) -> np.ndarray:
+def _internal_theta(
+    st: Standardisation, values: Mapping[str, float] | Params, label: str = "init"
+) -> np.ndarray:
     """Optimiser vector of starting values given in the user's units."""
     lay = st.layout
     if isinstance(values, Params):
         natural = lay.pack(values, natural=True)
-    else:
+    elif isinstance(values, Mapping):
+        bad = {k: v for k, v in values.items() if not isinstance(v, numbers.Real)}
+        if bad:
+            raise EstimationError(f"{label}: values must be numbers, got {bad}.")
         try:
             natural = lay.pack(lay.from_named(dict(values)), natural=True)
         except KeyError as err:
-            raise EstimationError(f"init: {err.args[0]}") from None
+            raise EstimationError(f"{label}: {err.args[0]}") from None
+    else:
+        raise EstimationError(
+            f"{label} must map parameter names to values (e.g. {{'x[c1]': 0.5, ...}}, the "
+            f"names of MLResult.names) or be a Params, got {type(values).__name__}."
+        )
     if not np.all(np.isfinite(natural)):
-        raise EstimationError("init has non-finite values; give finite starting values.")
+        raise EstimationError(f"{label} has non-finite values; give finite starting values.")
     return _initial_theta(lay, lay.unpack(st.to_internal(natural), natural=True))
 
 
@@ -663,7 +674,13 @@ def fit_ml(
     design = build_design(spec, data, missing=missing)
     internal, st = standardise(design)
     given = [] if init is None else [_internal_theta(st, init)]
-    extra = [_internal_theta(st, v) for v in extra_starts] if spec.classes > 1 else []
+    if isinstance(extra_starts, (str, Mapping, Params)) or not isinstance(extra_starts, Sequence):
+        raise EstimationError(
+            "extra_starts must be a list of starting values (mappings of parameter names "
+            f"to values, or Params), got {type(extra_starts).__name__}."
+        )
+    extra = [_internal_theta(st, v, "extra_starts") for v in extra_starts]
+    extra = extra if spec.classes > 1 else []
     fit = fit_internal(
         internal,
         starts=starts,
@@ -774,7 +791,12 @@ def _polish_quadrature(
 ) -> tuple[_Run, np.ndarray]:
     """Newton steps with the nodes fixed, re-adapting them between rounds until
     re-adapting moves nothing; the nodes move little between rounds, so one
-    information matrix serves them all."""
+    information matrix serves them all.
+
+    When re-adaptation has not settled after the rounds (a few schools' nodes
+    converge slowly), a last polish with the nodes where they are makes the
+    solution the maximum of the quadrature it is evaluated with.
+    """
     quad, fun = obj.quad, obj.fun
     assert quad is not None
     quad.reset()
@@ -787,10 +809,13 @@ def _polish_quadrature(
         held_now = _at_bound(best.theta, bounds)
         size = np.max(np.abs(fun(best.theta)[1][~held_now]), initial=0.0) * n
         # each round moves logL by less as the nodes settle; 1e-5 is far below the
-        # precision reported, and 1e-3 is the convergence criterion
-        if size < 1e-4 or (size < 1e-3 and abs(final - last) < 1e-5):
+        # precision reported
+        if size < 0.1 * GRADIENT_TOL or (size < GRADIENT_TOL and abs(final - last) < 1e-5):
             break
         last = final
+    else:
+        best, info = _polish(fun, best, n, bounds, final_info=False, info=info, central=False)
+        best = replace(best, loglik=quad.value_and_grad(best.theta)[0])
     return best, observed_information(fun, best.theta, n)
 
 
@@ -844,6 +869,7 @@ def fit_internal(
         info,
         bounds,
         seed=random_seed,
+        maxiter=maxiter,
         n_starts=n_starts + len(extra),
         timings={"compile_s": obj.compile_s, "optimise_s": optimise_s},
         t_se=t_se,
@@ -860,6 +886,7 @@ def _ml_result(
     bounds: list[tuple[float | None, float | None]],
     *,
     seed: int | None,
+    maxiter: int,
     n_starts: int,
     timings: dict[str, float],
     t_se: float,
@@ -870,7 +897,9 @@ def _ml_result(
     grad = -obj.fun(best.theta)[1] * n
     held = _at_bound(best.theta, bounds)
     max_grad = float(np.max(np.abs(grad[~held]), initial=0.0))
-    converged = max_grad < GRADIENT_TOL
+    # a start that used up its iteration budget stopped early, whatever the polish did
+    exhausted = best.iterations >= maxiter
+    converged = max_grad < GRADIENT_TOL and not exhausted
     logliks = np.array([r.loglik for r in runs])
     # replication among the starts' own optima: the polish raises only the best one
     replicated = int(np.sum(np.abs(logliks - np.nanmax(logliks)) < REPLICATION_TOL))
@@ -881,7 +910,9 @@ def _ml_result(
     boundary = _boundary(lay, natural, held, design.y.var())
     se = np.where(np.isin(lay.names, boundary), np.nan, se)
     post, post_between = _posteriors(design, obj, best.theta)
-    notes = _diagnose(spec, converged, max_grad, replicated, len(runs), singular, boundary)
+    notes = _diagnose(
+        spec, max_grad, maxiter if exhausted else None, replicated, len(runs), singular, boundary
+    )
     if spec.classes > 1:
         notes += empty_class_notes(np.asarray(post).sum(axis=0), len(design.y))
     if spec.between_classes > 1:
@@ -978,20 +1009,33 @@ def empty_class_notes(counts: np.ndarray, n: int, level: str = "class") -> list[
 
 def _diagnose(
     spec: Spec,
-    converged: bool,
     max_grad: float,
+    exhausted: int | None,
     replicated: int,
     n_starts: int,
     singular: bool,
     boundary: list[str],
 ) -> list[str]:
-    """Issue warnings for the problems Mplus would flag, and list them."""
+    """Issue warnings for the problems Mplus would flag, and list them.
+
+    ``exhausted`` is the iteration limit the best start reached, if it did.
+    """
     notes: list[tuple[str, type[Warning]]] = []
-    if not converged:
+    if exhausted is not None:
         notes.append(
             (
-                f"the best solution did not converge (max |gradient| {max_grad:.2g}); raise "
-                "maxiter or simplify the model.",
+                f"the best solution did not converge: its optimisation stopped at the limit "
+                f"of maxiter={exhausted} iterations (max |gradient| {max_grad:.2g}); raise "
+                "maxiter.",
+                ConvergenceWarning,
+            )
+        )
+    elif max_grad >= GRADIENT_TOL:
+        notes.append(
+            (
+                f"the best solution did not converge (max |gradient| {max_grad:.2g} on the "
+                f"standardised scale, above {GRADIENT_TOL:g}); raise maxiter or simplify the "
+                "model.",
                 ConvergenceWarning,
             )
         )

@@ -26,11 +26,11 @@ DEFAULT_POINTS = {1: 15, 2: 7, 3: 5}
 """Quadrature points per dimension by number of integration dimensions."""
 
 SETTLED = 1e-6
-"""A school's nodes have settled when re-adaptation moves their centre by less
-(standardised residual units)."""
+"""A school's nodes have settled when re-adaptation would move their centre and
+scale by less (standardised residual units)."""
 
-RESTLESS_STEPS = 4
-"""Re-adaptations in a row that leave a school's nodes unsettled before they are held."""
+MIN_STEP = 1.0 / 64.0
+"""Smallest step of a school's re-adaptation towards its new moments."""
 
 CHUNK_CELLS = 120_000
 """Target observations x nodes x classes per chunk."""
@@ -180,8 +180,14 @@ class AdaptiveQuadrature:
         self.centre = [self._prior_centre() for _ in self.chunks]
         self.scale = [self._prior_scale() for _ in self.chunks]
         self.fresh = True
-        self.restless = [np.zeros(self.j_pad, dtype=int) for _ in self.chunks]
-        self.last_move = [np.zeros(self.j_pad) for _ in self.chunks]
+        self.step_size = [np.ones(self.j_pad) for _ in self.chunks]
+        self.adapted_at: np.ndarray | None = None
+        self._forget_moves()
+
+    def _forget_moves(self) -> None:
+        """Forget the schools' last proposed moves: after the parameters moved, the
+        moment map is another, and a ratio of moves across the two means nothing."""
+        self.last_move = [np.zeros((self.j_pad, 0)) for _ in self.chunks]
 
     def _prior_centre(self) -> np.ndarray:
         return np.zeros((self.j_pad, *self.rules, self.d))
@@ -253,8 +259,8 @@ class AdaptiveQuadrature:
     def _step(self, theta: np.ndarray, floor: float, track: bool = False) -> bool:
         """Move every school's nodes to its posterior moments under the current nodes.
 
-        With ``track``, a school whose nodes keep moving without settling is
-        held where it is (see :data:`RESTLESS_STEPS`).
+        With ``track``, a school whose updates do not settle takes a shorter
+        step (see :meth:`_step_sizes`).
         """
         if self.d == 0:
             return True
@@ -278,39 +284,48 @@ class AdaptiveQuadrature:
             except np.linalg.LinAlgError:
                 return False
             centre, scale = self._prior_centre(), self._prior_scale()
-            centre[:m], scale[:m] = mean, chol
             if track:
-                held = self._restless(k, m, mean)
-                centre[:m][held], scale[:m][held] = (
-                    self.centre[k][:m][held],
-                    self.scale[k][:m][held],
-                )
+                # (m, 1...) step sizes broadcast over level-2 rules and dimensions
+                a = self._step_sizes(k, m, mean, chol).reshape(m, *([1] * (mean.ndim - 1)))
+                mean = self.centre[k][:m] + a * (mean - self.centre[k][:m])
+                chol = self.scale[k][:m] + a[..., None] * (chol - self.scale[k][:m])
+            centre[:m], scale[:m] = mean, chol
             centres.append(centre)
             scales.append(scale)
         self.centre, self.scale = centres, scales
         return True
 
-    def _restless(self, k: int, m: int, mean: np.ndarray) -> np.ndarray:
-        """Schools of chunk ``k`` whose nodes are held: those that did not settle.
+    def _step_sizes(self, k: int, m: int, mean: np.ndarray, chol: np.ndarray) -> np.ndarray:
+        """Step of each school of chunk ``k`` towards its new moments.
 
-        A school's step is restless when its centre moves by more than
-        :data:`SETTLED` and by more than half its previous move; after
-        :data:`RESTLESS_STEPS` restless steps in a row its nodes stay where they
-        are until :meth:`reset`. Moment updates converge fast wherever a school's
-        posterior is unimodal; a school whose students leave their classes in
-        doubt may have a posterior with two modes, on which the updates cycle,
-        and the log-likelihood then changes with every re-adaptation (by 0.1 on
-        20 000 Fig 3 schools, where three schools cycled), so that no solution
-        has a vanishing gradient.
+        Moment updates converge fast wherever a school's posterior is unimodal,
+        and those schools take full steps. A school whose students leave their
+        classes in doubt may have a posterior with two modes, on which full
+        updates cycle around the fixed point (or wander near it); the
+        log-likelihood then changed with every re-adaptation (by 0.1 on 20 000
+        Fig 3 schools, where three cycled), so that no solution had a vanishing
+        gradient. From two successive proposed moves ``r`` of a school, the
+        ratio ``rho = <r_t, r_t-1> / |r_t-1|^2`` estimates how the update map
+        stretches that direction, and the step ``a / (1 - rho)`` (at most 1, at
+        least :data:`MIN_STEP`) goes straight to the fixed point of a linear
+        map: the same fixed point, a function of the parameters alone, reached
+        by a converging iteration.
         """
-        move = np.abs(mean - self.centre[k][:m]).reshape(m, -1).max(axis=1)
-        restless = (move > SETTLED) & (move > 0.5 * self.last_move[k][:m])
-        count = np.where(restless, self.restless[k][:m] + 1, 0)
-        held = self.restless[k][:m] >= RESTLESS_STEPS
-        count[held] = self.restless[k][:m][held]
-        self.restless[k][:m] = count
-        self.last_move[k][:m] = np.where(held, self.last_move[k][:m], move)
-        return held | (count >= RESTLESS_STEPS)
+        move = np.concatenate(
+            [(mean - self.centre[k][:m]).reshape(m, -1), (chol - self.scale[k][:m]).reshape(m, -1)],
+            axis=1,
+        )
+        step = self.step_size[k][:m]
+        last = self.last_move[k][:m]
+        if last.shape[1]:
+            norm = np.einsum("ja,ja->j", last, last)
+            rho = np.einsum("ja,ja->j", move, last) / np.where(norm > 0, norm, 1.0)
+            unsettled = (np.abs(move).max(axis=1) > SETTLED) & (norm > 0) & (rho < 1.0)
+            step[unsettled] = np.clip(step[unsettled] / (1.0 - rho[unsettled]), MIN_STEP, 1.0)
+        moves = np.zeros((self.j_pad, move.shape[1]))
+        moves[:m] = move
+        self.last_move[k] = moves
+        return step
 
     def adapt(self, theta: np.ndarray, iterations: int = 2) -> float:
         """Move the nodes to the posterior at theta; return the log-likelihood there.
@@ -325,6 +340,9 @@ class AdaptiveQuadrature:
                     self.reset()
                     break
             self.fresh = False
+        if self.adapted_at is None or not np.array_equal(theta, self.adapted_at):
+            self._forget_moves()
+        self.adapted_at = np.array(theta, dtype=float)
         for _ in range(iterations):
             if not self._step(theta, 0.0, track=True):
                 self.reset()
