@@ -81,6 +81,7 @@ def _optimise_adaptive(
     bounds: list[tuple[float | None, float | None]],
     maxiter: int,
     rounds: int = 8,
+    settle: bool = False,
 ) -> _Run:
     """L-BFGS-B on adaptive quadrature, in two phases.
 
@@ -89,6 +90,9 @@ def _optimise_adaptive(
     then L-BFGS-B with the nodes fixed alternates with re-adaptation until
     the log-likelihood settles, so that the optimum is that of a fixed,
     converged rule. ``maxiter`` is the iteration budget of both phases.
+    With ``settle`` the log-likelihood returned is that of the nodes settled
+    at the solution (see :meth:`~bayesmix.quadrature.AdaptiveQuadrature.adapt`),
+    the same for every start that reaches it, which the replication count needs.
     """
     quad.reset()
     theta = np.asarray(theta0, dtype=float)
@@ -108,6 +112,8 @@ def _optimise_adaptive(
             last = ll
             break
         last = ll
+    if settle:
+        last = quad.adapt(theta, settle=True)
     return _Run(theta, last, run.converged, iterations, run.message)
 
 
@@ -173,7 +179,7 @@ def _staged_starts(
     final_bar = Progress(len(chosen), "ML final stage", enabled=bar.enabled)
     final = []
     for theta in chosen:
-        final.append(_optimise_adaptive(quad, theta, bounds, maxiter))
+        final.append(_optimise_adaptive(quad, theta, bounds, maxiter, settle=True))
         final_bar.update(f"best logL {max(f.loglik for f in final):.3f}")
     final_bar.close()
     return final or [initial[0]]
@@ -458,7 +464,11 @@ def _polish(
     quadratic model holds only nearby, damped steps (Levenberg-Marquardt:
     ``mu`` times the information's diagonal added to it) are tried on the
     same matrix, at one evaluation each and no new matrix. Steps stop when
-    their predicted gain is below 1e-10. Parameters held at a bound
+    the gradient is below a tenth of :data:`GRADIENT_TOL` and their predicted
+    gain below 1e-10: with many observations the gain of a step that is
+    still needed is smaller than a sum over them resolves (at n = 10^6 a
+    gradient of 0.004 predicts a gain of 1e-11), so the gradient, the
+    convergence criterion, decides. Parameters held at a bound
     (variances at 0) are left there. ``central`` chooses central
     differences for the first matrix, which may be returned for standard
     errors; the matrices recomputed for steps use forward differences.
@@ -471,6 +481,9 @@ def _polish(
         info = observed_information(fun, theta, n, central)
     moved = False
 
+    def done(gain: float, size: float) -> bool:
+        return 0.0 <= gain < 1e-10 and size < 0.1 * GRADIENT_TOL
+
     def attempt(
         free: np.ndarray, size: float, mu: float
     ) -> tuple[float, np.ndarray | None, float, np.ndarray]:
@@ -482,7 +495,7 @@ def _polish(
             gain = 0.5 * float(grad[free] @ step[free])
         except np.linalg.LinAlgError:
             gain = -1.0
-        if gain < 1e-10:
+        if gain <= 0.0 or done(gain, size):
             return gain, None, ll, grad
         candidate = theta + step
         if not all(lo is None or c >= lo for c, (lo, _) in zip(candidate, bounds, strict=True)):
@@ -500,12 +513,12 @@ def _polish(
         if size < 1e-6:
             break
         gain, candidate, ll_c, grad_c = attempt(free, size, 0.0)
-        if 0.0 <= gain < 1e-10:
+        if done(gain, size):
             break
         if candidate is None and fresh:
             for mu in _DAMPING:
                 gain, candidate, ll_c, grad_c = attempt(free, size, mu)
-                if candidate is not None or 0.0 <= gain < 1e-10:
+                if candidate is not None or done(gain, size):
                     break
             if candidate is None:
                 break
@@ -800,11 +813,11 @@ def _polish_quadrature(
     quad, fun = obj.quad, obj.fun
     assert quad is not None
     quad.reset()
-    quad.adapt(best.theta, iterations=6)
+    quad.adapt(best.theta, iterations=6, settle=True)
     info, last = None, best.loglik
     for _ in range(10):
         best, info = _polish(fun, best, n, bounds, final_info=False, info=info, central=False)
-        final = quad.adapt(best.theta)
+        final = quad.adapt(best.theta, settle=True)
         best = replace(best, loglik=final)
         held_now = _at_bound(best.theta, bounds)
         size = np.max(np.abs(fun(best.theta)[1][~held_now]), initial=0.0) * n

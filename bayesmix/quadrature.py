@@ -29,6 +29,9 @@ SETTLED = 1e-6
 """A school's nodes have settled when re-adaptation would move their centre and
 scale by less (standardised residual units)."""
 
+SETTLE_STEPS = 40
+"""Most moment updates of :meth:`AdaptiveQuadrature.adapt` with ``settle``."""
+
 MIN_STEP = 1.0 / 64.0
 """Smallest step of a school's re-adaptation towards its new moments."""
 
@@ -182,6 +185,7 @@ class AdaptiveQuadrature:
         self.fresh = True
         self.step_size = [np.ones(self.j_pad) for _ in self.chunks]
         self.adapted_at: np.ndarray | None = None
+        self.moved = np.inf
         self._forget_moves()
 
     def _forget_moves(self) -> None:
@@ -267,6 +271,7 @@ class AdaptiveQuadrature:
         outs = self._calls(self.moments, theta)
         if not all(np.isfinite(o[0]) for o in outs):
             return False
+        self.moved = 0.0
         centres, scales = [], []
         for k, (o, c) in enumerate(zip(outs, self.chunks, strict=True)):
             m = c.n_clusters
@@ -325,15 +330,21 @@ class AdaptiveQuadrature:
         moves = np.zeros((self.j_pad, move.shape[1]))
         moves[:m] = move
         self.last_move[k] = moves
+        self.moved = max(self.moved, float(np.abs(move).max(initial=0.0)))
         return step
 
-    def adapt(self, theta: np.ndarray, iterations: int = 2) -> float:
+    def adapt(self, theta: np.ndarray, iterations: int = 2, settle: bool = False) -> float:
         """Move the nodes to the posterior at theta; return the log-likelihood there.
 
         From the prior (after :meth:`reset`) the first steps zoom in with a
         floor on the spread; the last ``iterations`` steps are plain moment
-        updates, so the final nodes sit at the quadrature posterior.
+        updates, so the final nodes sit at the quadrature posterior. With
+        ``settle`` the updates go on (up to :data:`SETTLE_STEPS`) until no
+        school's nodes would move by more than :data:`SETTLED`: the nodes, and
+        the log-likelihood, are then those of the fixed point at ``theta``,
+        whatever the nodes were before.
         """
+        theta = np.asarray(theta, dtype=float)
         if self.fresh:
             for _ in range(8):
                 if not self._step(theta, 0.5):
@@ -342,10 +353,12 @@ class AdaptiveQuadrature:
             self.fresh = False
         if self.adapted_at is None or not np.array_equal(theta, self.adapted_at):
             self._forget_moves()
-        self.adapted_at = np.array(theta, dtype=float)
-        for _ in range(iterations):
+        self.adapted_at = theta.copy()
+        for k in range(SETTLE_STEPS if settle else iterations):
             if not self._step(theta, 0.0, track=True):
                 self.reset()
+                break
+            if settle and k + 1 >= iterations and self.moved <= SETTLED:
                 break
         return self.value_and_grad(theta)[0]
 

@@ -253,3 +253,41 @@ def test_small_coefficients_print_with_significant_digits():
     assert abs(estimate) < 1e-3
     assert significant(estimate) in row and significant(se) in row
     assert "0.0000 " not in row
+
+
+@pytest.fixture(scope="module")
+def fig3_nuts_pair():
+    """Fig 3 by NUTS on data as simulated and with x x 1e3 and w + 5e4 (same seeds)."""
+    spec, data, _ = _base("fig3")
+    moved = data.assign(x=data["x"] * 1e3, w=data["w"] + 5e4)
+    kwargs = {"draws": 500, "tune": 500, "chains": 2, "random_seed": 3, "ml_starts": 4}
+    return bm.fit_bayes(spec, data, **kwargs), bm.fit_bayes(spec, moved, **kwargs)
+
+
+@pytest.mark.slow
+def test_nuts_posterior_does_not_depend_on_the_covariates_units(fig3_nuts_pair):
+    import arviz_stats as azs
+
+    base, moved = fig3_nuts_pair
+    # the moved fit's draws, mapped to the base data's units (x's coefficients x 1e3, the
+    # intercepts and the membership intercept absorb 5e4 times w's coefficients)
+    factor = {"x[c1]": 1e3, "x[c2]": 1e3, "C#1 ~ x": 1e3}
+    shift = {"1[c1]": "w", "1[c2]": "w", "C#1 ~ 1": "C#1 ~ w"}
+    for name in base.names:
+        draws = moved.draws[name] * factor.get(name, 1.0)
+        if name in shift:
+            draws = draws + 5e4 * moved.draws[shift[name]]
+        se = np.hypot(
+            float(azs.mcse(base.draws[name][..., None])[0]), float(azs.mcse(draws[..., None])[0])
+        )
+        assert abs(draws.mean() - base.draws[name].mean()) <= 4 * se, name
+
+
+@pytest.mark.slow
+def test_nuts_summary_prints_significant_digits(fig3_nuts_pair):
+    _, moved = fig3_nuts_pair
+    row = next(line for line in moved.summary().splitlines() if line.startswith("x[c1]"))
+    mean, sd = moved.table.loc["x[c1]", ["mean", "sd"]]
+    assert abs(mean) < 1e-2
+    assert significant(mean) in row and significant(sd) in row
+    assert "0.0000 " not in row
