@@ -49,7 +49,7 @@ from bayesmix.params import (
     relabel_between,
 )
 from bayesmix.progress import Progress
-from bayesmix.quadrature import DEFAULT_POINTS, AdaptiveQuadrature
+from bayesmix.quadrature import DEFAULT_POINTS, AdaptiveQuadrature, NodeState
 from bayesmix.results import MLResult, StartsReport
 from bayesmix.spec import Spec
 from bayesmix.standardise import Standardisation, standardise
@@ -73,6 +73,8 @@ class _Run:
     converged: bool
     iterations: int
     message: str
+    nodes: NodeState | None = None
+    """The quadrature nodes settled at ``theta`` (final-stage starts)."""
 
 
 def _optimise_adaptive(
@@ -104,7 +106,7 @@ def _optimise_adaptive(
     for _ in range(rounds):
         if iterations >= maxiter:
             break
-        run = _optimise(quad.fun, theta, bounds, quad.n, maxiter - iterations)
+        run = _optimise(quad.fun, theta, bounds, quad.n, maxiter - iterations, ftol=1e-10)
         iterations += run.iterations
         theta = run.theta
         ll = quad.adapt(theta)
@@ -114,6 +116,7 @@ def _optimise_adaptive(
         last = ll
     if settle:
         last = quad.adapt(theta, settle=True)
+        return _Run(theta, last, run.converged, iterations, run.message, quad.snapshot())
     return _Run(theta, last, run.converged, iterations, run.message)
 
 
@@ -793,10 +796,17 @@ def _labelled(best: _Run, spec: Spec, lay: Layout) -> _Run:
     """The best run with its classes labelled (before the information matrix, so that
     the standard errors belong to the reported labels)."""
     structured = lay.unpack(best.theta)
-    ordered = relabel(structured, order_permutation(structured, spec))
+    perm = order_permutation(structured, spec)
+    ordered = relabel(structured, perm)
+    same = np.array_equal(perm, np.arange(len(perm)))
     if spec.between_classes > 1:
-        ordered = relabel_between(ordered, between_order_permutation(ordered, spec))
-    return replace(best, theta=lay.pack(ordered, natural=False))
+        perm_between = between_order_permutation(ordered, spec)
+        ordered = relabel_between(ordered, perm_between)
+        same = same and np.array_equal(perm_between, np.arange(len(perm_between)))
+    # nodes adapted to other labels are not those of the relabelled parameters
+    return replace(
+        best, theta=lay.pack(ordered, natural=False), nodes=best.nodes if same else None
+    )
 
 
 def _polish_quadrature(
@@ -812,8 +822,11 @@ def _polish_quadrature(
     """
     quad, fun = obj.quad, obj.fun
     assert quad is not None
-    quad.reset()
-    quad.adapt(best.theta, iterations=6, settle=True)
+    if best.nodes is not None:
+        quad.restore(best.nodes)
+    else:
+        quad.reset()
+    quad.adapt(best.theta, iterations=6 if best.nodes is None else 1, settle=True)
     info, last = None, best.loglik
     for _ in range(10):
         best, info = _polish(fun, best, n, bounds, final_info=False, info=info, central=False)

@@ -26,14 +26,17 @@ DEFAULT_POINTS = {1: 15, 2: 7, 3: 5}
 """Quadrature points per dimension by number of integration dimensions."""
 
 SETTLED = 1e-6
-"""A school's nodes have settled when re-adaptation would move their centre and
-scale by less (standardised residual units)."""
+"""Re-adaptation has settled when it would move no school's nodes (centre and
+scale, standardised residual units) by more, or changes the log-likelihood by less."""
 
 SETTLE_STEPS = 40
 """Most moment updates of :meth:`AdaptiveQuadrature.adapt` with ``settle``."""
 
 MIN_STEP = 1.0 / 64.0
-"""Smallest step of a school's re-adaptation towards its new moments."""
+"""Shortest step of a school's re-adaptation towards its new moments."""
+
+MAX_STEP = 4.0
+"""Longest step (beyond the new moments) while re-adaptation settles."""
 
 CHUNK_CELLS = 120_000
 """Target observations x nodes x classes per chunk."""
@@ -49,6 +52,17 @@ a 2-core machine busy, 1.2-1.5x the throughput of one at a time.
 @cache
 def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(threads, thread_name_prefix="bayesmix-quadrature")
+
+
+@dataclass(frozen=True, eq=False)
+class NodeState:
+    """Where an :class:`AdaptiveQuadrature`'s nodes are: centres, scales and step sizes
+    (chunk, school, ...), and the parameters they were adapted at."""
+
+    centre: np.ndarray
+    scale: np.ndarray
+    step_size: np.ndarray
+    adapted_at: np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -170,6 +184,10 @@ class AdaptiveQuadrature:
         cells = points**self.d * self.K * self.L
         self.chunks = make_chunks(design, cells, chunk_cells)
         self.j_pad = len(self.chunks[0].args[6])
+        # real (not padding) schools of each chunk
+        self.real = (
+            np.arange(self.j_pad)[None, :] < np.array([c.n_clusters for c in self.chunks])[:, None]
+        )
         self.reset()
         self.f, self.post, self.moments = quadrature_functions(
             design.layout,
@@ -180,24 +198,46 @@ class AdaptiveQuadrature:
 
     def reset(self) -> None:
         """Non-adaptive nodes: prior mean 0 and covariance I."""
-        self.centre = [self._prior_centre() for _ in self.chunks]
-        self.scale = [self._prior_scale() for _ in self.chunks]
+        self.centre = self._prior_centre()
+        self.scale = self._prior_scale()
         self.fresh = True
-        self.step_size = [np.ones(self.j_pad) for _ in self.chunks]
+        self.step_size = np.ones((len(self.chunks), self.j_pad))
         self.adapted_at: np.ndarray | None = None
         self.moved = np.inf
+        self.loglik_before = np.nan
+        self._forget_moves()
+
+    def snapshot(self) -> NodeState:
+        """The nodes as they are, to :meth:`restore` later (e.g. at a start's solution)."""
+        return NodeState(
+            centre=self.centre.copy(),
+            scale=self.scale.copy(),
+            step_size=self.step_size.copy(),
+            adapted_at=None if self.adapted_at is None else self.adapted_at.copy(),
+        )
+
+    def restore(self, state: NodeState) -> None:
+        """Put the nodes back as :meth:`snapshot` found them."""
+        self.centre = state.centre.copy()
+        self.scale = state.scale.copy()
+        self.step_size = state.step_size.copy()
+        self.adapted_at = None if state.adapted_at is None else state.adapted_at.copy()
+        self.fresh = False
         self._forget_moves()
 
     def _forget_moves(self) -> None:
         """Forget the schools' last proposed moves: after the parameters moved, the
         moment map is another, and a ratio of moves across the two means nothing."""
-        self.last_move = [np.zeros((self.j_pad, 0)) for _ in self.chunks]
+        self.last_move = np.zeros((len(self.chunks), self.j_pad, 0))
 
     def _prior_centre(self) -> np.ndarray:
-        return np.zeros((self.j_pad, *self.rules, self.d))
+        """Centres (chunk, school, *rules, d) of the prior: 0."""
+        return np.zeros((len(self.chunks), self.j_pad, *self.rules, self.d))
 
     def _prior_scale(self) -> np.ndarray:
-        return np.broadcast_to(np.eye(self.d), (self.j_pad, *self.rules, self.d, self.d)).copy()
+        """Scales (chunk, school, *rules, d, d) of the prior: I."""
+        shape = (len(self.chunks), self.j_pad, *self.rules, self.d, self.d)
+        return np.broadcast_to(np.eye(self.d), shape).copy()
 
     def _calls(self, f, theta: np.ndarray) -> list[list[np.ndarray]]:
         theta = np.ascontiguousarray(theta, dtype=float)
@@ -260,48 +300,56 @@ class AdaptiveQuadrature:
         self._step(theta, 0.0)
         return self.fun(theta)
 
-    def _step(self, theta: np.ndarray, floor: float, track: bool = False) -> bool:
+    def _step(
+        self, theta: np.ndarray, floor: float, track: bool = False, most: float = 1.0
+    ) -> bool:
         """Move every school's nodes to its posterior moments under the current nodes.
 
-        With ``track``, a school whose updates do not settle takes a shorter
-        step (see :meth:`_step_sizes`).
+        All chunks at once (they share one padded shape); padding schools keep
+        the prior's nodes. With ``track``, each school's step is set from its
+        last moves (see :meth:`_step_sizes`), at most ``most`` times the way to
+        its new moments.
         """
         if self.d == 0:
             return True
         outs = self._calls(self.moments, theta)
         if not all(np.isfinite(o[0]) for o in outs):
             return False
-        self.moved = 0.0
-        centres, scales = [], []
-        for k, (o, c) in enumerate(zip(outs, self.chunks, strict=True)):
-            m = c.n_clusters
-            mean, cov = o[1][:m], o[2][:m]
-            if not np.all(np.isfinite(cov)):
-                return False
-            prev_sd = np.sqrt(np.einsum("...ab,...ab->...a", self.scale[k][:m], self.scale[k][:m]))
-            # from a coarse grid the weights may sit on one node and understate the
-            # posterior spread; a floor of `floor` x the previous SD lets the grid zoom
-            # in geometrically instead of collapsing
-            bump = (floor * prev_sd) ** 2 + 1e-9
-            cov = cov + np.einsum("...a,ab->...ab", bump, np.eye(self.d))
-            try:
-                chol = np.linalg.cholesky(cov)
-            except np.linalg.LinAlgError:
-                return False
-            centre, scale = self._prior_centre(), self._prior_scale()
-            if track:
-                # (m, 1...) step sizes broadcast over level-2 rules and dimensions
-                a = self._step_sizes(k, m, mean, chol).reshape(m, *([1] * (mean.ndim - 1)))
-                mean = self.centre[k][:m] + a * (mean - self.centre[k][:m])
-                chol = self.scale[k][:m] + a[..., None] * (chol - self.scale[k][:m])
-            centre[:m], scale[:m] = mean, chol
-            centres.append(centre)
-            scales.append(scale)
-        self.centre, self.scale = centres, scales
+        # the log-likelihood under the nodes this step moves away from
+        self.loglik_before = float(sum(o[0] for o in outs))
+        mean = np.stack([o[1] for o in outs])
+        cov = np.stack([o[2] for o in outs])
+        if not np.all(np.isfinite(cov[self.real])):
+            return False
+        prev_sd = np.sqrt(np.einsum("...ab,...ab->...a", self.scale, self.scale))
+        # from a coarse grid the weights may sit on one node and understate the
+        # posterior spread; a floor of `floor` x the previous SD lets the grid zoom
+        # in geometrically instead of collapsing
+        bump = (floor * prev_sd) ** 2 + 1e-9
+        cov = cov + np.einsum("...a,ab->...ab", bump, np.eye(self.d))
+        mean[~self.real] = 0.0
+        cov[~self.real] = np.eye(self.d)
+        try:
+            chol = np.linalg.cholesky(cov)
+        except np.linalg.LinAlgError:
+            return False
+        if track:
+            # (chunk, school, 1...) step sizes broadcast over level-2 rules and dimensions
+            a = self._step_sizes(mean, chol, most)
+            a_scale = a.reshape(*a.shape, *([1] * (chol.ndim - 2)))
+            # a step beyond the new moments must leave the scale a Cholesky factor
+            diag = np.diagonal(self.scale + a_scale * (chol - self.scale), axis1=-2, axis2=-1)
+            beyond = (a > 1.0) & ~(diag > 0).reshape(*a.shape, -1).all(axis=-1)
+            a = np.where(beyond, 1.0, a)
+            self.step_size[beyond] = 1.0
+            a_scale = a.reshape(*a.shape, *([1] * (chol.ndim - 2)))
+            mean = self.centre + a_scale[..., 0] * (mean - self.centre)
+            chol = self.scale + a_scale * (chol - self.scale)
+        self.centre, self.scale = mean, chol
         return True
 
-    def _step_sizes(self, k: int, m: int, mean: np.ndarray, chol: np.ndarray) -> np.ndarray:
-        """Step of each school of chunk ``k`` towards its new moments.
+    def _step_sizes(self, mean: np.ndarray, chol: np.ndarray, most: float) -> np.ndarray:
+        """Step (chunk, school) of each school towards its new moments.
 
         Moment updates converge fast wherever a school's posterior is unimodal,
         and those schools take full steps. A school whose students leave their
@@ -311,27 +359,28 @@ class AdaptiveQuadrature:
         Fig 3 schools, where three cycled), so that no solution had a vanishing
         gradient. From two successive proposed moves ``r`` of a school, the
         ratio ``rho = <r_t, r_t-1> / |r_t-1|^2`` estimates how the update map
-        stretches that direction, and the step ``a / (1 - rho)`` (at most 1, at
-        least :data:`MIN_STEP`) goes straight to the fixed point of a linear
-        map: the same fixed point, a function of the parameters alone, reached
-        by a converging iteration.
+        stretches that direction, and the step ``a / (1 - rho)`` (at most
+        ``most``, at least :data:`MIN_STEP`) goes straight to the fixed point of
+        a linear map: the same fixed point, a function of the parameters alone,
+        reached by a converging iteration. Steps beyond 1 (``most`` up to
+        :data:`MAX_STEP` while settling) speed up schools whose updates converge
+        slowly in one direction.
         """
+        lead = mean.shape[:2]
         move = np.concatenate(
-            [(mean - self.centre[k][:m]).reshape(m, -1), (chol - self.scale[k][:m]).reshape(m, -1)],
-            axis=1,
+            [(mean - self.centre).reshape(*lead, -1), (chol - self.scale).reshape(*lead, -1)],
+            axis=-1,
         )
-        step = self.step_size[k][:m]
-        last = self.last_move[k][:m]
-        if last.shape[1]:
-            norm = np.einsum("ja,ja->j", last, last)
-            rho = np.einsum("ja,ja->j", move, last) / np.where(norm > 0, norm, 1.0)
-            unsettled = (np.abs(move).max(axis=1) > SETTLED) & (norm > 0) & (rho < 1.0)
-            step[unsettled] = np.clip(step[unsettled] / (1.0 - rho[unsettled]), MIN_STEP, 1.0)
-        moves = np.zeros((self.j_pad, move.shape[1]))
-        moves[:m] = move
-        self.last_move[k] = moves
-        self.moved = max(self.moved, float(np.abs(move).max(initial=0.0)))
-        return step
+        step = self.step_size
+        last = self.last_move
+        if last.shape[-1]:
+            norm = np.einsum("cja,cja->cj", last, last)
+            rho = np.einsum("cja,cja->cj", move, last) / np.where(norm > 0, norm, 1.0)
+            unsettled = (np.abs(move).max(axis=-1) > SETTLED) & (norm > 0) & (rho < 1.0)
+            step[unsettled] = np.clip(step[unsettled] / (1.0 - rho[unsettled]), MIN_STEP, most)
+        self.last_move = move
+        self.moved = float(np.abs(move).max(initial=0.0))
+        return np.minimum(step, most)
 
     def adapt(self, theta: np.ndarray, iterations: int = 2, settle: bool = False) -> float:
         """Move the nodes to the posterior at theta; return the log-likelihood there.
@@ -340,9 +389,10 @@ class AdaptiveQuadrature:
         floor on the spread; the last ``iterations`` steps are plain moment
         updates, so the final nodes sit at the quadrature posterior. With
         ``settle`` the updates go on (up to :data:`SETTLE_STEPS`) until no
-        school's nodes would move by more than :data:`SETTLED`: the nodes, and
-        the log-likelihood, are then those of the fixed point at ``theta``,
-        whatever the nodes were before.
+        school's nodes would move by more than :data:`SETTLED`, or an update
+        changes the log-likelihood by less than that: the nodes, and the
+        log-likelihood, are then those of the fixed point at ``theta``, whatever
+        the nodes were before.
         """
         theta = np.asarray(theta, dtype=float)
         if self.fresh:
@@ -354,11 +404,15 @@ class AdaptiveQuadrature:
         if self.adapted_at is None or not np.array_equal(theta, self.adapted_at):
             self._forget_moves()
         self.adapted_at = theta.copy()
+        previous = np.nan
+        most = MAX_STEP if settle else 1.0
         for k in range(SETTLE_STEPS if settle else iterations):
-            if not self._step(theta, 0.0, track=True):
+            if not self._step(theta, 0.0, track=True, most=most):
                 self.reset()
                 break
-            if settle and k + 1 >= iterations and self.moved <= SETTLED:
+            # the previous step changed the log-likelihood by this much
+            change, previous = abs(self.loglik_before - previous), self.loglik_before
+            if settle and k + 1 >= iterations and (self.moved <= SETTLED or change < SETTLED):
                 break
         return self.value_and_grad(theta)[0]
 

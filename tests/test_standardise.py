@@ -291,3 +291,36 @@ def test_nuts_summary_prints_significant_digits(fig3_nuts_pair):
     assert abs(mean) < 1e-2
     assert significant(mean) in row and significant(sd) in row
     assert "0.0000 " not in row
+
+
+def test_x_times_100_converges():
+    spec, data, base = _base("fig1")
+    fit = bm.fit_ml(spec, data.assign(x=data["x"] * 100), starts=2, random_seed=1)
+    assert fit.converged, fit.diagnostics
+    assert fit.loglik == pytest.approx(base.loglik, rel=1e-9)
+
+
+def test_replication_counts_the_starts_at_the_best_starts_optimum():
+    # the income-like covariate reported "reached by only 0 of 2 starts"
+    spec, data, _ = _base("fig1")
+    fit = bm.fit_ml(spec, data.assign(x=50000 + 1e4 * data["x"]), starts=2, random_seed=1)
+    assert fit.starts.replicated >= 1
+    assert not any("only 0 of" in note for note in fit.diagnostics)
+
+
+def test_polish_stops_on_the_gradient_not_on_the_gain():
+    # a log-likelihood with the curvature of 10^6 observations: at a gradient of 0.004 a
+    # Newton step gains 8e-12, below what a sum over them resolves, and is still needed
+    from bayesmix.ml import GRADIENT_TOL, _polish, _Run
+
+    n, curvature = 10**6, 1e6
+    optimum = np.array([0.3, -0.2])
+
+    def fun(theta):
+        d = theta - optimum
+        ll = -0.5 * curvature * float(d @ d)
+        return -ll / n, curvature * d / n
+
+    start = optimum + np.array([0.004, -0.001]) / curvature
+    run, _ = _polish(fun, _Run(start, 0.0, True, 1, ""), n, [(None, None)] * 2)
+    assert np.max(np.abs(fun(run.theta)[1] * n)) < 0.1 * GRADIENT_TOL
