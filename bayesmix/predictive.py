@@ -19,7 +19,7 @@ import pandas as pd
 from bayesmix.errors import DataError, EstimationError
 from bayesmix.params import Params
 from bayesmix.results import BayesResult, MLResult
-from bayesmix.validate import check_seed
+from bayesmix.validate import SEED_MAX, check_seed
 
 Statistic = Callable[[np.ndarray], float]
 
@@ -187,7 +187,7 @@ def posterior_predictive(
         covariates[col] = covariates[col].astype(float) - covariates[col].astype(float).mean()
     rng = np.random.default_rng(check_seed(random_seed))
     params = _draw_params(result, int(draws), rng)
-    seeds = rng.integers(0, 2**63 - 1, size=len(params))
+    seeds = rng.integers(0, SEED_MAX + 1, size=len(params))
     y_rep = np.empty((len(params), len(covariates)))
     for i, (p, seed) in enumerate(zip(params, seeds, strict=True)):
         sim = simulate(spec, p, covariates=covariates, random_seed=int(seed))

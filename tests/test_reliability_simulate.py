@@ -296,7 +296,10 @@ def test_n_disagreeing_with_a_covariates_frame_is_refused(fig1: Spec) -> None:
 def test_negative_seed_is_refused(fig1: Spec) -> None:
     with pytest.raises(DataError) as info:
         simulate(fig1, FIG1_PARAMS, n=10, random_seed=-1)
-    assert str(info.value) == "random_seed must be a non-negative integer or None, got -1."
+    assert str(info.value) == (
+        "random_seed must be a whole number from 0 to 4294967295, got -1; pass an integer "
+        "such as 12345, or None for a fresh seed."
+    )
 
 
 # --- covariates --------------------------------------------------------------------------------
@@ -505,6 +508,8 @@ def test_cli_negative_seed_names_the_flag(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["simulate", FIG1, "--n", "10", "--seed", "-1", "--out", str(tmp_path / "s.csv")]
-    code, _, err = _run([*argv, *_param_args(FIG1_PARAMS)], capsys)
-    assert code == 2
-    assert err == "bayesmix: error: --seed must be a non-negative integer, got -1.\n"
+    with pytest.raises(SystemExit) as info:
+        main([*argv, *_param_args(FIG1_PARAMS)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert "--seed" in err and "'-1'" in err and "0 to 4294967295" in err

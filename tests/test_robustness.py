@@ -161,9 +161,27 @@ def test_random_bad_input_raises_only_bayesmix_errors(spec, data):
     assert np.isfinite(fit.loglik)
 
 
+def _outcome_scale_map(lay, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Natural parameters of y * scale from those of y: ``a * value + b``, written out
+    by parameter kind (the expectation the standardised fit must meet)."""
+    outcome_terms = set(lay.spec.random)
+    a, b = np.ones(lay.n_params), np.zeros(lay.n_params)
+    for k, name in enumerate(lay.names):
+        if name.startswith(("var(", "cov(")):
+            terms = [t.removeprefix("u_") for t in name[4:-1].split(",")]
+            power = sum(t in outcome_terms for t in terms) * (2 if len(terms) == 1 else 1)
+            a[k] = scale**power
+        elif name.startswith("sigma2"):
+            a[k] = scale**2
+        elif name.startswith("log(sigma2) ~ 1"):
+            b[k] = 2.0 * np.log(scale)
+        elif not name.startswith(("C#", "D#", "log(", "lambda(")):
+            a[k] = scale
+    return a, b
+
+
 @pytest.mark.parametrize("model", ["conventional", "fig3"])
 def test_estimates_follow_the_outcome_scale_from_1e_minus_6_to_1e6(model):
-    from bayesmix.ml import outcome_scale_map
     from bayesmix.montecarlo import CONVENTIONAL_PARAMS, FIG3_PARAMS
 
     spec = bm.load_spec(f"models/{model}.toml")
@@ -172,29 +190,33 @@ def test_estimates_follow_the_outcome_scale_from_1e_minus_6_to_1e6(model):
     base = bm.fit_ml(spec, data, starts=4, random_seed=1)
     for scale in (1e-6, 1e6):
         fit = bm.fit_ml(spec, data.assign(y=data["y"] * scale), starts=4, random_seed=1)
-        a, b = outcome_scale_map(fit.design.layout, scale)
+        a, b = _outcome_scale_map(fit.design.layout, scale)
         assert fit.converged and np.isfinite(fit.se).all()
         np.testing.assert_allclose((fit.estimates - b) / a, base.estimates, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(fit.se / a, base.se, rtol=1e-3)
         assert fit.loglik + len(data) * np.log(scale) == pytest.approx(base.loglik, abs=1e-6)
 
 
-def test_scale_map_of_every_parameter_kind():
-    from bayesmix.ml import outcome_scale_map
+def test_standardisation_maps_every_parameter_kind():
+    from bayesmix.standardise import standardise
 
     spec = bm.load_spec("models/fig3.toml")
-    lay = build_design(spec, frame_fig3()).layout
-    a, b = outcome_scale_map(lay, 10.0)
-    by_name = dict(zip(lay.names, a, strict=True))
-    assert by_name["x[c1]"] == 10.0 and by_name["w"] == 10.0
-    assert by_name["var(u_1)"] == 100.0 and by_name["sigma2"] == 100.0
-    assert by_name["var(u_C#1)"] == 1.0 and by_name["C#1 ~ x"] == 1.0
-    assert not b.any()
+    design = build_design(spec, frame_fig3())
+    _, st = standardise(design)
+    s_y, s_x, s_w = st.y_scale, st.scale["x"], st.scale["w"]
+    A = dict(zip(design.layout.names, np.diag(st.A), strict=True))
+    assert A["x[c1]"] == pytest.approx(s_y / s_x) and A["w"] == pytest.approx(s_y / s_w)
+    assert A["var(u_1)"] == pytest.approx(s_y**2) and A["sigma2"] == pytest.approx(s_y**2)
+    assert A["var(u_C#1)"] == 1.0 and A["C#1 ~ x"] == pytest.approx(1 / s_x)
+    shift = dict(zip(design.layout.names, st.b, strict=True))
+    # the intercepts absorb the outcome's mean; nothing else shifts
+    assert shift["1[c1]"] == pytest.approx(design.y.mean())
+    assert not any(v for k, v in shift.items() if not k.startswith("1["))
     spec_1b = bm.make_spec("y ~ x", residual_covariates="x")
-    lay_1b = build_design(spec_1b, frame()).layout
-    a, b = outcome_scale_map(lay_1b, 10.0)
-    shift = dict(zip(lay_1b.names, b, strict=True))
-    assert shift["log(sigma2) ~ 1"] == pytest.approx(2 * np.log(10.0))
+    design_1b = build_design(spec_1b, frame())
+    _, st_1b = standardise(design_1b)
+    shift = dict(zip(design_1b.layout.names, st_1b.b, strict=True))
+    assert shift["log(sigma2) ~ 1"] == pytest.approx(2 * np.log(st_1b.y_scale))
     assert shift["log(sigma2) ~ x"] == 0.0
 
 
