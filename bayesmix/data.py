@@ -653,15 +653,30 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
                 DesignWarning,
                 stacklevel=2,
             )
+    # before the layout, whose parameter names number at least the classes: a mistyped
+    # number of classes (1e11) would otherwise exhaust time and memory naming them
+    if spec.classes >= len(frame):
+        raise DataError(
+            f"model {spec.name!r} has {spec.classes} latent classes but the data have only "
+            f"{len(frame)} usable rows, fewer than one per class; use fewer classes."
+        )
+    if spec.cluster is not None and len(cluster_ids) <= spec.between_classes:
+        raise DataError(
+            f"{spec.between_classes} level-2 classes need more clusters than classes, "
+            f"but the data have {len(cluster_ids)} cluster(s) of {spec.cluster!r}; use "
+            "fewer level-2 classes (between classes) or more clusters."
+        )
     lay = Layout(spec, group_levels)
     first = None
     if spec.cluster is not None:
         first = np.concatenate([[0], np.flatnonzero(np.diff(codes)) + 1])
     if len(frame) <= lay.n_params:
         # before the checks of constant columns, which every column of a few rows fails
+        classes = f" with {spec.classes} classes" if spec.classes > 1 else ""
+        fewer = "fewer classes, " if spec.classes > 1 else ""
         raise DataError(
-            f"model {spec.name!r} has {lay.n_params} parameters but the data have only "
-            f"{len(frame)} usable rows; use a simpler model or more data."
+            f"model {spec.name!r}{classes} has {lay.n_params} parameters but the data have "
+            f"only {len(frame)} usable rows; use {fewer}a simpler model or more data."
         )
     m = design_matrices(spec, numeric, group_levels, first, cluster_ids)
     y, X, F, R, Z, V, W = m.y, m.X, m.F, m.R, m.Z, m.V, m.W
@@ -701,12 +716,6 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
         )
     if spec.cluster is not None:
         _check_clusters(spec, np.asarray(codes), len(cluster_ids))
-        if len(cluster_ids) <= spec.between_classes:
-            raise DataError(
-                f"{spec.between_classes} level-2 classes need more clusters than classes, "
-                f"but the data have {len(cluster_ids)} cluster(s) of {spec.cluster!r}; use "
-                "fewer level-2 classes (between classes) or more clusters."
-            )
         _check_constant(W, spec.between_membership, "[between] formula")
         _check_rank(W, list(spec.between_membership), "[between] formula")
     schools = m.schools

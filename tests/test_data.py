@@ -307,8 +307,8 @@ def test_fewer_rows_than_parameters(spec: Spec, frame: pd.DataFrame, n: int) -> 
     with pytest.raises(DataError) as info:
         build_design(spec, frame.iloc[:n])
     assert str(info.value) == (
-        f"model 'model' has 8 parameters but the data have only {n} usable rows; use a "
-        "simpler model or more data."
+        f"model 'model' with 2 classes has 8 parameters but the data have only {n} usable "
+        "rows; use fewer classes, a simpler model or more data."
     )
 
 

@@ -1,0 +1,101 @@
+"""What the generated command-line campaign (test_reliability_cli_campaign.py) found.
+
+Each test is one command line the campaign turned up that ended in a traceback, a hang, a
+destroyed input or a message that did not name the problem and its fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayesmix.cli import main
+from bayesmix.demo import FIG1_PARAMS
+from bayesmix.montecarlo import FIG3_PARAMS
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+FIG1 = str(MODELS / "fig1.toml")
+FIG3 = str(MODELS / "fig3.toml")
+
+
+def _data(folder: Path, clusters: int = 8, size: int = 5) -> str:
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(1, clusters + 1), size)
+    x = rng.normal(size=len(g))
+    y = np.where(rng.random(len(g)) < 0.5, 1.0 + x, -1.0 - 0.5 * x) + rng.normal(size=len(g))
+    path = folder / "data.csv"
+    pd.DataFrame({"y": y, "x": x, "w": rng.normal(size=clusters)[g - 1], "cluster": g}).to_csv(
+        path, index=False
+    )
+    return str(path)
+
+
+def _params(values: dict[str, float]) -> list[str]:
+    return [arg for name, v in values.items() for arg in ("--param", f"{name}={v}")]
+
+
+def _error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("bayesmix: error: ") and err.count("\n") == 1, err
+    return err
+
+
+# --- sizes that exhausted time or memory ------------------------------------------------------
+
+
+def test_huge_number_of_classes_is_refused_before_naming_its_parameters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _data(tmp_path)
+    assert main(["fit", FIG1, "--data", data, "--classes", "100000000000", "--quiet"]) == 2
+    assert _error(capsys) == (
+        "bayesmix: error: model 'fig1' has 100000000000 latent classes but the data have only "
+        "40 usable rows, fewer than one per class; use fewer classes.\n"
+    )
+    argv = ["fit", FIG3, "--data", data, "--between-classes", "100000000000", "--quiet"]
+    assert main(argv) == 2
+    assert "100000000000 level-2 classes need more clusters than classes" in _error(capsys)
+
+
+def test_more_parameters_than_rows_names_the_number_of_classes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fit", FIG1, "--data", _data(tmp_path), "--classes", "10", "--quiet"]) == 2
+    assert _error(capsys) == (
+        "bayesmix: error: model 'fig1' with 10 classes has 48 parameters but the data have only "
+        "40 usable rows; use fewer classes, a simpler model or more data.\n"
+    )
+
+
+def test_simulate_with_a_huge_number_of_classes_is_refused_before_naming_its_parameters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["simulate", FIG3, "--clusters", "5", "--cluster-size", "4", *_params(FIG3_PARAMS),
+            "--classes", "100000000000", "--out", str(tmp_path / "sim.csv")]  # fmt: skip
+    assert main(argv) == 2
+    assert _error(capsys) == (
+        "bayesmix: error: model 'fig3' with 100000000000 classes has at least 99999999999 "
+        "membership intercepts ('C#1 ~ 1', 'C#2 ~ 1', ...) but only 11 parameter values are "
+        "given; use fewer classes, or give every parameter (bayesmix.params.param_names lists "
+        "them).\n"
+    )
+    assert not (tmp_path / "sim.csv").exists()
+
+
+def test_simulate_size_beyond_memory_is_refused_before_drawing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = str(tmp_path / "sim.csv")
+    assert main(["simulate", FIG1, "--n", "100000000000", *_params(FIG1_PARAMS), "--out", out]) == 2
+    err = _error(capsys)
+    assert err.startswith(
+        "bayesmix: error: simulating n = 100000000000 rows of model 'fig1' needs about "
+    )
+    assert "GiB of memory, more than the" in err and err.endswith("give a smaller size.\n")
+    argv = ["simulate", FIG3, "--clusters", "1000000", "--cluster-size", "1000000",
+            *_params(FIG3_PARAMS), "--out", out]  # fmt: skip
+    assert main(argv) == 2
+    assert "clusters * cluster_size = 1000000 * 1000000 = 1000000000000 rows" in _error(capsys)
