@@ -118,6 +118,7 @@ def check_output(
     overwrite: bool = False,
     force_hint: str = "pass overwrite=True",
     replace_outputs: bool = True,
+    example: str = "result.json",
 ) -> Path:
     """Check an output path before the work that will fill it.
 
@@ -139,6 +140,9 @@ def check_output(
     replace_outputs : bool
         Whether an existing bayesmix output (a saved result, a ``--json``
         file) is replaced without ``overwrite``.
+    example : str
+        A file name that messages suggest in a folder given where a file is
+        wanted (``"simulated.csv"`` for a CSV).
 
     Returns
     -------
@@ -170,7 +174,7 @@ def check_output(
         if target.is_dir():
             raise OutputError(
                 f"{label} {str(target)!r} is a folder; give a file name (e.g. "
-                f"{str(target / 'result.json')!r})."
+                f"{str(target / example)!r})."
             )
         if (ours and replace_outputs) or overwrite:
             return target

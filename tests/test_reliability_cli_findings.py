@@ -6,19 +6,23 @@ destroyed input or a message that did not name the problem and its fix.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import bayesmix as bm
 from bayesmix.cli import main
 from bayesmix.demo import FIG1_PARAMS
-from bayesmix.montecarlo import FIG3_PARAMS
+from bayesmix.montecarlo import FIG3_PARAMS, SimulationDesign, montecarlo
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 FIG1 = str(MODELS / "fig1.toml")
 FIG3 = str(MODELS / "fig3.toml")
+MONTECARLO = ["montecarlo", "section2", "--study", "recovery", "--replications", "1",
+              "--workers", "1"]  # fmt: skip
 
 
 def _data(folder: Path, clusters: int = 8, size: int = 5) -> str:
@@ -99,3 +103,96 @@ def test_simulate_size_beyond_memory_is_refused_before_drawing(
             *_params(FIG3_PARAMS), "--out", out]  # fmt: skip
     assert main(argv) == 2
     assert "clusters * cluster_size = 1000000 * 1000000 = 1000000000000 rows" in _error(capsys)
+
+
+# --- montecarlo --out ----------------------------------------------------------------------------
+
+
+def test_montecarlo_out_under_a_file_is_refused_before_any_replication(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    out = tmp_path / "notes.txt" / "mc.jsonl"
+    assert main([*MONTECARLO, "--out", str(out)]) == 2
+    assert _error(capsys) == (
+        f"bayesmix: error: --out {str(out)!r}: {str(tmp_path / 'notes.txt')!r} is a file, not a "
+        "folder; give a path in an existing folder or one that can be created.\n"
+    )
+
+
+def test_montecarlo_out_folder_is_refused_before_any_replication(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*MONTECARLO, "--out", str(tmp_path)]) == 2
+    assert _error(capsys) == (
+        f"bayesmix: error: --out {str(tmp_path)!r} is a folder; give a file name (e.g. "
+        f"{str(tmp_path / 'study.jsonl')!r}).\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"\xff\xfe\x00\x01", ["is not a bayesmix Monte Carlo file", "not UTF-8 text"]),
+        (b"my notes\n", ["is not a bayesmix Monte Carlo file", "line 1"]),
+        (b'{"study": "x"}\n', ["does not start with a study header"]),
+    ],
+    ids=["binary", "one line of text", "study not a table"],
+)
+def test_montecarlo_out_that_is_not_a_study_file_is_refused_and_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, words: list[str]
+) -> None:
+    out = tmp_path / "notes.txt"
+    out.write_bytes(content)
+    assert main([*MONTECARLO, "--out", str(out)]) == 2
+    err = _error(capsys)
+    assert f"{out}" in err and "give another out= file" in err
+    for word in words:
+        assert word in err
+    assert out.read_bytes() == content
+
+
+def _ols_study(out: Path) -> bm.MonteCarloResult:
+    ols = bm.make_spec("y ~ x", name="ols")
+    design = SimulationDesign(ols, {"1": 1.0, "x": 0.5, "sigma2": 1.0}, n=40)
+    return montecarlo(design, ols, 1, workers=1, out=out, progress=False)
+
+
+def test_montecarlo_out_into_a_missing_folder_creates_it(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "sub" / "mc.jsonl"
+    res = _ols_study(out)
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2 and "study" in json.loads(lines[0])
+    assert res.records[0]["ok"] and json.loads(lines[1])["replication"] == 0
+
+
+def test_montecarlo_out_with_a_line_that_is_not_a_record_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "mc.jsonl"
+    _ols_study(out)
+    edited = out.read_text() + "5\n"
+    out.write_text(edited)
+    with pytest.raises(bm.EstimationError) as info:
+        _ols_study(out)
+    assert str(info.value) == (
+        f"{out} line 3 is not a replication record ('5'); the file was edited or is damaged: "
+        "give another out= file."
+    )
+    assert out.read_text() == edited
+
+
+# --- simulate --out -----------------------------------------------------------------------------
+
+
+def test_simulate_out_onto_the_covariates_file_is_refused_even_with_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _data(tmp_path)
+    before = Path(data).read_bytes()
+    argv = ["simulate", FIG1, "--covariates", data, *_params(FIG1_PARAMS), "--out", data,
+            "--force"]  # fmt: skip
+    assert main(argv) == 2
+    assert _error(capsys) == (
+        f"bayesmix: error: --out {data!r} is the --covariates input of this command, which "
+        "writing would destroy; give another path.\n"
+    )
+    assert Path(data).read_bytes() == before
