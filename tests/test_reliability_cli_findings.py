@@ -196,3 +196,40 @@ def test_simulate_out_onto_the_covariates_file_is_refused_even_with_force(
         "writing would destroy; give another path.\n"
     )
     assert Path(data).read_bytes() == before
+
+
+# --- data files ---------------------------------------------------------------------------------
+
+
+def test_csv_that_is_not_utf8_names_its_line_and_the_encoding(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "latin.csv"
+    path.write_bytes(b"y,x\n1.0,2.0\n3.0,4.0\n5.0,caf\xe9\n")
+    assert main(["fit", FIG1, "--data", str(path), "--quiet"]) == 2
+    assert _error(capsys) == (
+        f"bayesmix: error: {str(path)!r} is not UTF-8 text: line 4 holds the byte 0xe9 at "
+        "offset 27, which UTF-8 does not allow there; save the file as UTF-8 (e.g. 'CSV UTF-8' "
+        f"in a spreadsheet), or read it with pandas.read_csv({str(path)!r}, "
+        "encoding='latin-1') and pass the DataFrame.\n"
+    )
+
+
+def test_empty_csv_says_it_is_empty(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "empty.csv"
+    for content in (b"", b"\n\n  \n"):
+        path.write_bytes(content)
+        assert main(["fit", FIG1, "--data", str(path), "--quiet"]) == 2
+        assert _error(capsys) == (
+            f"bayesmix: error: {str(path)!r} is empty: it has no header line of column names "
+            "and no rows; check that the file was written completely, or give the file that "
+            "holds the data.\n"
+        )
+
+
+def test_misspelt_bundled_data_set_suggests_the_name(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fit", FIG1, "--data", "hbs", "--quiet"]) == 2
+    assert _error(capsys) == (
+        "bayesmix: error: data 'hbs' is neither a CSV file nor a bundled data set; bundled data "
+        "sets are ['hsb']. Did you mean 'hsb'?\n"
+    )
