@@ -629,6 +629,13 @@ def make_spec(
             f"class_varying names {unknown}, which are not fixed effects of the model; "
             f"they are {list(fixed)}."
         )
+    # checked whatever the number of classes, as class_varying is: a one-class model drops
+    # the setting, but a name that is no term of the model is a mistake in any model
+    if order_classes_by is not None and order_classes_by not in fixed:
+        raise SpecError(
+            f"order_classes_by={order_classes_by!r} is not a fixed effect of the model; give "
+            f"one of the class-varying effects among {list(fixed)}, or leave it out."
+        )
     if classes == 1:
         varying = ()
         member_terms = (INTERCEPT,)

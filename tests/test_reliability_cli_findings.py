@@ -233,3 +233,18 @@ def test_misspelt_bundled_data_set_suggests_the_name(capsys: pytest.CaptureFixtu
         "bayesmix: error: data 'hbs' is neither a CSV file nor a bundled data set; bundled data "
         "sets are ['hsb']. Did you mean 'hsb'?\n"
     )
+
+
+# --- model files --------------------------------------------------------------------------------
+
+
+def test_order_classes_by_naming_no_term_is_refused_in_a_one_class_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "model.toml"
+    model.write_text('[outcome]\nformula = "y ~ x"\norder_classes_by = "zzz"\n')
+    assert main(["fit", str(model), "--data", _data(tmp_path), "--quiet"]) == 2
+    assert _error(capsys) == (
+        f"bayesmix: error: {model}: order_classes_by='zzz' is not a fixed effect of the model; "
+        "give one of the class-varying effects among ['1', 'x'], or leave it out.\n"
+    )
