@@ -201,7 +201,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from bayesmix.ml import fit_ml
     from bayesmix.spec import load_spec
 
-    if args.json and args.json != "-":
+    if args.json is not None and args.json != "-":
         # before the fit: a long run must not be lost to a path that cannot take its JSON
         check_output(
             args.json,
@@ -264,7 +264,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             "comparison": json.loads(table.to_json(orient="records")),
             "fits": [r.to_dict() for r in results],
         }
-    if args.json:
+    if args.json is not None:
         _emit_json(payload, args.json)
     return 0
 

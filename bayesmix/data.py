@@ -145,6 +145,11 @@ def resolve_data(data: DataLike) -> pd.DataFrame:
         return data
     if isinstance(data, (str, Path)):
         key = str(data)
+        if key == "":  # Path("") is the current folder
+            raise DataError(
+                f"data {key!r} is an empty name; give a CSV file or a bundled data set "
+                f"({sorted(BUNDLED)})."
+            )
         if key.lower() in BUNDLED:
             return BUNDLED[key.lower()]()
         path = Path(key)

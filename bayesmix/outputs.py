@@ -159,6 +159,8 @@ def check_output(
         saved result and is not empty is never replaced: deleting a folder
         of someone's files is not a thing to do on a flag.
     """
+    if str(path) == "":  # Path("") is the current folder, which no one means by an empty name
+        raise OutputError(f"{label} is an empty path; give a file name such as {example!r}.")
     target = Path(path)
     for name, source in inputs:
         if Path(source).exists() and _same_file(target, Path(source)):
@@ -207,6 +209,11 @@ def check_output(
 
 def check_folder(path: str | Path, *, label: str = "--out") -> Path:
     """Check that ``path`` is, or can be created as, a writable folder; create it."""
+    if str(path) == "":
+        raise OutputError(
+            f"{label} is an empty path; give a folder name such as 'bayesmix-output' (or '.' "
+            "for the current folder)."
+        )
     target = Path(path)
     _ensure_folder(target, label, target)
     return target

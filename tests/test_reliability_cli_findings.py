@@ -248,3 +248,54 @@ def test_order_classes_by_naming_no_term_is_refused_in_a_one_class_model(
         f"bayesmix: error: {model}: order_classes_by='zzz' is not a fixed effect of the model; "
         "give one of the class-varying effects among ['1', 'x'], or leave it out.\n"
     )
+
+
+# --- empty paths --------------------------------------------------------------------------------
+
+
+def test_empty_json_path_is_refused_not_ignored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fit", FIG1, "--data", _data(tmp_path), "--json", "", "--quiet"]) == 2
+    assert _error(capsys) == (
+        "bayesmix: error: --json is an empty path; give a file name such as 'result.json'.\n"
+    )
+
+
+@pytest.mark.parametrize("command", ["demo", "paper"])
+def test_empty_out_folder_is_refused_not_read_as_the_current_folder(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command, "--out", ""]) == 2
+    assert _error(capsys) == (
+        "bayesmix: error: --out is an empty path; give a folder name such as "
+        "'bayesmix-output' (or '.' for the current folder).\n"
+    )
+
+
+def test_empty_out_of_simulate_and_montecarlo_is_named_as_empty(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["simulate", FIG1, "--n", "40", *_params(FIG1_PARAMS), "--out", ""]) == 2
+    assert _error(capsys) == (
+        "bayesmix: error: --out is an empty path; give a file name such as 'simulated.csv'.\n"
+    )
+    assert main([*MONTECARLO, "--out", ""]) == 2
+    assert _error(capsys) == (
+        "bayesmix: error: --out is an empty path; give a file name such as 'study.jsonl'.\n"
+    )
+
+
+def test_empty_data_and_model_paths_are_named_as_empty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fit", FIG1, "--data", "", "--quiet"]) == 2
+    assert _error(capsys) == (
+        "bayesmix: error: data '' is an empty name; give a CSV file or a bundled data set "
+        "(['hsb']).\n"
+    )
+    assert main(["fit", "", "--data", _data(tmp_path), "--quiet"]) == 2
+    assert _error(capsys) == (
+        "bayesmix: error: the model file path '' is empty; give a .toml file such as "
+        "models/fig1.toml.\n"
+    )
