@@ -188,11 +188,11 @@ def _emit_json(payload: dict[str, Any], target: str) -> None:
         write_file(target, text + "\n")
 
 
-def _data_input(data: str) -> list[tuple[str, str]]:
-    """The --data argument as an input file, unless it names a bundled data set."""
+def _data_input(data: str, flag: str = "--data") -> list[tuple[str, str]]:
+    """A data argument as an input file, unless it names a bundled data set."""
     from bayesmix.datasets import BUNDLED
 
-    return [] if data.lower() in BUNDLED else [("--data", data)]
+    return [] if data.lower() in BUNDLED else [(flag, data)]
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
@@ -201,7 +201,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from bayesmix.ml import fit_ml
     from bayesmix.spec import load_spec
 
-    if args.json and args.json != "-":
+    if args.json is not None and args.json != "-":
         # before the fit: a long run must not be lost to a path that cannot take its JSON
         check_output(
             args.json,
@@ -264,7 +264,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             "comparison": json.loads(table.to_json(orient="records")),
             "fits": [r.to_dict() for r in results],
         }
-    if args.json:
+    if args.json is not None:
         _emit_json(payload, args.json)
     return 0
 
@@ -331,10 +331,14 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     check_output(
         args.out,
         label="--out",
-        inputs=[("model file", args.spec)],
+        inputs=[
+            ("model file", args.spec),
+            *([] if args.covariates is None else _data_input(args.covariates, "--covariates")),
+        ],
         overwrite=args.force,
         force_hint="pass --force",
         replace_outputs=False,
+        example="simulated.csv",
     )
     spec = load_spec(args.spec, classes=args.classes)
     values = _parse_params(args.param)
@@ -377,6 +381,14 @@ def _cmd_montecarlo(args: argparse.Namespace) -> int:
     from bayesmix.montecarlo import compare_estimators, montecarlo, section2_study
 
     estimators = ("ml", "bayes") if args.estimator == "both" else (args.estimator,)
+    outs: dict[str, str | None] = dict.fromkeys(estimators, args.out)
+    if args.out is not None and len(estimators) > 1:
+        path = Path(args.out)
+        outs = {est: str(path.with_name(f"{path.stem}-{est}{path.suffix}")) for est in estimators}
+    for out in outs.values():
+        if out is not None:
+            # before the first replication; an existing file is the study to resume
+            check_output(out, label="--out", overwrite=True, example="study.jsonl")
     results = {}
     for est in estimators:
         kwargs: dict[str, Any] = (
@@ -384,10 +396,7 @@ def _cmd_montecarlo(args: argparse.Namespace) -> int:
             if est == "ml"
             else {"draws": args.draws, "tune": args.tune, "chains": args.chains}
         )
-        out = args.out
-        if out is not None and len(estimators) > 1:
-            path = Path(out)
-            out = str(path.with_name(f"{path.stem}-{est}{path.suffix}"))
+        out = outs[est]
         results[est] = montecarlo(
             **section2_study(args.study, args.replications),
             estimator=est,

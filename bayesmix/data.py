@@ -130,9 +130,10 @@ def resolve_data(data: DataLike) -> pd.DataFrame:
     Raises
     ------
     DataError
-        For a file that cannot be read as CSV, one whose header is separated
-        by ``;``, tabs or ``|`` rather than commas, or one with column names
-        but no rows.
+        For a name that is neither a file nor a bundled data set, a folder,
+        a file that cannot be read as CSV, an empty file, one that is not
+        UTF-8 text, one whose header is separated by ``;``, tabs or ``|``
+        rather than commas, or one with column names but no rows.
 
     Warns
     -----
@@ -144,6 +145,11 @@ def resolve_data(data: DataLike) -> pd.DataFrame:
         return data
     if isinstance(data, (str, Path)):
         key = str(data)
+        if key == "":  # Path("") is the current folder
+            raise DataError(
+                f"data {key!r} is an empty name; give a CSV file or a bundled data set "
+                f"({sorted(BUNDLED)})."
+            )
         if key.lower() in BUNDLED:
             return BUNDLED[key.lower()]()
         path = Path(key)
@@ -153,15 +159,24 @@ def resolve_data(data: DataLike) -> pd.DataFrame:
                 f"({sorted(BUNDLED)})."
             )
         if not path.is_file():
+            close = difflib.get_close_matches(key.lower(), sorted(BUNDLED), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
             raise DataError(
                 f"data {key!r} is neither a CSV file nor a bundled data set; bundled data "
-                f"sets are {sorted(BUNDLED)}."
+                f"sets are {sorted(BUNDLED)}.{hint}"
             )
         header, first_row = _first_rows(path)
         _check_separator(key, header, first_row)
         try:
             frame = pd.read_csv(path)
-        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
+        except pd.errors.EmptyDataError:
+            raise DataError(
+                f"{key!r} is empty: it has no header line of column names and no rows; check "
+                "that the file was written completely, or give the file that holds the data."
+            ) from None
+        except UnicodeDecodeError:
+            raise DataError(_not_utf8(key, path)) from None
+        except pd.errors.ParserError as err:
             raise DataError(f"cannot read {key!r} as CSV: {err}") from None
         if len(frame) == 0:
             raise DataError(
@@ -174,6 +189,27 @@ def resolve_data(data: DataLike) -> pd.DataFrame:
     raise DataError(
         f"data must be a pandas DataFrame, a CSV path or one of {sorted(BUNDLED)}, "
         f"got {type(data).__name__}."
+    )
+
+
+def _not_utf8(key: str, path: Path) -> str:
+    """Where a file stops being UTF-8 text, and what to do about it."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        # pandas reports the position within the chunk it was decoding; this is the file's
+        line = raw.count(b"\n", 0, err.start) + 1
+        where = (
+            f": line {line} holds the byte 0x{raw[err.start]:02x} at offset {err.start}, which "
+            "UTF-8 does not allow there"
+        )
+    else:  # pandas found a fault that Python's decoder does not see
+        where = ""
+    return (
+        f"{key!r} is not UTF-8 text{where}; save the file as UTF-8 (e.g. 'CSV UTF-8' in a "
+        f"spreadsheet), or read it with pandas.read_csv({key!r}, encoding='latin-1') and pass "
+        "the DataFrame."
     )
 
 
@@ -653,15 +689,30 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
                 DesignWarning,
                 stacklevel=2,
             )
+    # before the layout, whose parameter names number at least the classes: a mistyped
+    # number of classes (1e11) would otherwise exhaust time and memory naming them
+    if spec.classes >= len(frame):
+        raise DataError(
+            f"model {spec.name!r} has {spec.classes} latent classes but the data have only "
+            f"{len(frame)} usable rows, fewer than one per class; use fewer classes."
+        )
+    if spec.cluster is not None and len(cluster_ids) <= spec.between_classes:
+        raise DataError(
+            f"{spec.between_classes} level-2 classes need more clusters than classes, "
+            f"but the data have {len(cluster_ids)} cluster(s) of {spec.cluster!r}; use "
+            "fewer level-2 classes (between classes) or more clusters."
+        )
     lay = Layout(spec, group_levels)
     first = None
     if spec.cluster is not None:
         first = np.concatenate([[0], np.flatnonzero(np.diff(codes)) + 1])
     if len(frame) <= lay.n_params:
         # before the checks of constant columns, which every column of a few rows fails
+        classes = f" with {spec.classes} classes" if spec.classes > 1 else ""
+        fewer = "fewer classes, " if spec.classes > 1 else ""
         raise DataError(
-            f"model {spec.name!r} has {lay.n_params} parameters but the data have only "
-            f"{len(frame)} usable rows; use a simpler model or more data."
+            f"model {spec.name!r}{classes} has {lay.n_params} parameters but the data have "
+            f"only {len(frame)} usable rows; use {fewer}a simpler model or more data."
         )
     m = design_matrices(spec, numeric, group_levels, first, cluster_ids)
     y, X, F, R, Z, V, W = m.y, m.X, m.F, m.R, m.Z, m.V, m.W
@@ -701,12 +752,6 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
         )
     if spec.cluster is not None:
         _check_clusters(spec, np.asarray(codes), len(cluster_ids))
-        if len(cluster_ids) <= spec.between_classes:
-            raise DataError(
-                f"{spec.between_classes} level-2 classes need more clusters than classes, "
-                f"but the data have {len(cluster_ids)} cluster(s) of {spec.cluster!r}; use "
-                "fewer level-2 classes (between classes) or more clusters."
-            )
         _check_constant(W, spec.between_membership, "[between] formula")
         _check_rank(W, list(spec.between_membership), "[between] formula")
     schools = m.schools

@@ -28,6 +28,7 @@ import pandas as pd
 
 from bayesmix.errors import EstimationError
 from bayesmix.formatting import format_table
+from bayesmix.outputs import check_output
 from bayesmix.progress import Progress
 from bayesmix.spec import Spec
 from bayesmix.validate import check_seed
@@ -382,25 +383,37 @@ def _study_header(
 
 
 def _read_records(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
-    """Records already in ``path``, after checking it holds the same study."""
-    if not path.exists() or not path.read_text(encoding="utf-8").strip():
+    """Records already in ``path``, after checking it holds the same study.
+
+    A file that is not a study's (a CSV, a binary file, another study) is
+    refused before anything is written to it.
+    """
+    try:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+    except UnicodeDecodeError:
+        raise EstimationError(
+            f"{path} is not a bayesmix Monte Carlo file (it is not UTF-8 text); give another "
+            "out= file."
+        ) from None
+    if not text.strip():
         path.write_text(json.dumps({"study": header}) + "\n", encoding="utf-8")
         return []
-    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    lines = [ln for ln in text.splitlines() if ln.strip()]
     rows = []
+    cut = False
     for i, line in enumerate(lines):
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError as err:
-            if i < len(lines) - 1:
+            if i == 0 or i < len(lines) - 1:
                 raise EstimationError(
                     f"{path} is not a bayesmix Monte Carlo file (line {i + 1}: {err.msg}); "
                     "give another out= file."
                 ) from None
-            # the last line was cut short by an interruption: drop it, so appends start clean
-            path.write_text("".join(ln + "\n" for ln in lines[:-1]), encoding="utf-8")
-    saved = rows[0].get("study") if rows and isinstance(rows[0], dict) else None
-    if saved is None:
+            # the last line was cut short by an interruption: dropped once the header is checked
+            cut = True
+    saved = rows[0].get("study") if isinstance(rows[0], dict) else None
+    if not isinstance(saved, dict):
         raise EstimationError(
             f"{path} does not start with a study header, so it cannot be resumed safely; "
             "give another out= file."
@@ -417,13 +430,21 @@ def _read_records(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
             f"{path} holds a different study ({diffs}). Resuming would mix two studies: "
             "give another out= file, or the same settings to resume."
         )
-    records = [r for r in rows[1:] if "replication" in r]
+    for i, row in enumerate(rows[1:], start=2):
+        if not (
+            isinstance(row, dict) and isinstance(row.get("replication"), int) and "model" in row
+        ):
+            raise EstimationError(
+                f"{path} line {i} is not a replication record ({lines[i - 1][:60]!r}); the "
+                "file was edited or is damaged: give another out= file."
+            )
+    records = rows[1:]
     # a replication cut short between its models' records runs again, from a clean file
-    models = {}
+    models: dict[Any, set[Any]] = {}
     for r in records:
         models.setdefault(r["replication"], set()).add(r["model"])
     whole = [r for r in records if len(models[r["replication"]]) == len(header["fit"])]
-    if len(whole) < len(records):
+    if cut or len(whole) < len(records):
         path.write_text("".join(json.dumps(r) + "\n" for r in [rows[0], *whole]), encoding="utf-8")
     return whole
 
@@ -535,7 +556,12 @@ def montecarlo(
     seeds = [
         int(s.generate_state(1)[0]) for s in np.random.SeedSequence(random_seed).spawn(replications)
     ]
-    path = Path(out) if out is not None else None
+    # before any replication: the file must be one that can be created, or resumed
+    path = (
+        check_output(out, label="out", overwrite=True, example="study.jsonl")
+        if out is not None
+        else None
+    )
     header = _study_header(design, fits, estimator, random_seed, fit_kwargs)
     records = _read_records(path, header) if path is not None else []
     done = {r["replication"] for r in records}

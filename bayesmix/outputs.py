@@ -118,6 +118,7 @@ def check_output(
     overwrite: bool = False,
     force_hint: str = "pass overwrite=True",
     replace_outputs: bool = True,
+    example: str = "result.json",
 ) -> Path:
     """Check an output path before the work that will fill it.
 
@@ -139,6 +140,9 @@ def check_output(
     replace_outputs : bool
         Whether an existing bayesmix output (a saved result, a ``--json``
         file) is replaced without ``overwrite``.
+    example : str
+        A file name that messages suggest in a folder given where a file is
+        wanted (``"simulated.csv"`` for a CSV).
 
     Returns
     -------
@@ -155,6 +159,8 @@ def check_output(
         saved result and is not empty is never replaced: deleting a folder
         of someone's files is not a thing to do on a flag.
     """
+    if str(path) == "":  # Path("") is the current folder, which no one means by an empty name
+        raise OutputError(f"{label} is an empty path; give a file name such as {example!r}.")
     target = Path(path)
     for name, source in inputs:
         if Path(source).exists() and _same_file(target, Path(source)):
@@ -170,7 +176,7 @@ def check_output(
         if target.is_dir():
             raise OutputError(
                 f"{label} {str(target)!r} is a folder; give a file name (e.g. "
-                f"{str(target / 'result.json')!r})."
+                f"{str(target / example)!r})."
             )
         if (ours and replace_outputs) or overwrite:
             return target
@@ -203,6 +209,11 @@ def check_output(
 
 def check_folder(path: str | Path, *, label: str = "--out") -> Path:
     """Check that ``path`` is, or can be created as, a writable folder; create it."""
+    if str(path) == "":
+        raise OutputError(
+            f"{label} is an empty path; give a folder name such as 'bayesmix-output' (or '.' "
+            "for the current folder)."
+        )
     target = Path(path)
     _ensure_folder(target, label, target)
     return target

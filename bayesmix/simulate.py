@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -214,6 +215,63 @@ def _check_shapes(spec: Spec, lay: Layout, arrays: Mapping[str, np.ndarray]) -> 
                 f"Params.{name} has shape {array.shape} but model {spec.name!r} needs {shape} "
                 f"({meaning})."
             )
+
+
+def _physical_memory() -> int | None:
+    """Bytes of physical memory, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+# bytes per row and column of the simulation's arrays at their peak: the covariates, the
+# design matrices built from them, and the outcome's mean, variance and class probabilities
+_BYTES_PER_CELL = 8 * 4
+
+
+def _check_size(spec: Spec, n: int | None, clusters: int | None, cluster_size: int | None) -> None:
+    """Refuse a size whose data cannot fit in memory, before drawing any of it."""
+    total = _physical_memory()
+    if total is None:
+        return
+    if spec.cluster is None:
+        rows, given = n, f"n = {n}"
+    elif clusters is not None and cluster_size is not None:
+        rows = clusters * cluster_size
+        given = f"clusters * cluster_size = {clusters} * {cluster_size} = {rows}"
+    else:
+        return
+    if rows is None:
+        return
+    need = rows * (len(spec.columns) + 3) * _BYTES_PER_CELL
+    if need > total:
+        raise DataError(
+            f"simulating {given} rows of model {spec.name!r} needs about "
+            f"{need / 2**30:.3g} GiB of memory, more than the {total / 2**30:.3g} GiB this "
+            "machine has; give a smaller size."
+        )
+
+
+def _check_enough_values(spec: Spec, values: Mapping[Any, Any]) -> None:
+    """Refuse too few values for the classes before their parameters are named.
+
+    Every class but the last has a membership intercept (``C#k ~ 1``), and
+    every level-2 class but the last one of its own (``D#k ~ 1``); with a
+    mistyped number of classes (1e11), naming the model's parameters to
+    list the missing ones would exhaust time and memory.
+    """
+    least = spec.classes - 1 + spec.between_classes - 1
+    if least > len(values):
+        classes = f"{spec.classes} classes" + (
+            f" and {spec.between_classes} level-2 classes" if spec.between_classes > 1 else ""
+        )
+        raise SpecError(
+            f"model {spec.name!r} with {classes} has at least {least} membership intercepts "
+            f"('C#1 ~ 1', 'C#2 ~ 1', ...) but only {len(values)} parameter values are given; "
+            "use fewer classes, or give every parameter (bayesmix.params.param_names lists "
+            "them)."
+        )
 
 
 def _named_params(lay: Layout, values: dict[str, float]) -> Params:
@@ -454,6 +512,7 @@ def simulate(
     if isinstance(params, Params):
         arrays = _structured_arrays(spec, params)
     elif isinstance(params, Mapping):
+        _check_enough_values(spec, params)
         values = _check_values(spec, params)
     else:
         raise SpecError(
@@ -461,6 +520,8 @@ def simulate(
             f"bayesmix.params.param_names) or a Params, got {type(params).__name__}."
         )
 
+    if not isinstance(covariates, pd.DataFrame):
+        _check_size(spec, n, clusters, cluster_size)
     rng = np.random.default_rng(random_seed)
     names = [c for c in spec.columns if c not in (spec.outcome, spec.cluster)]
     if isinstance(covariates, pd.DataFrame):

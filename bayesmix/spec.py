@@ -629,6 +629,13 @@ def make_spec(
             f"class_varying names {unknown}, which are not fixed effects of the model; "
             f"they are {list(fixed)}."
         )
+    # checked whatever the number of classes, as class_varying is: a one-class model drops
+    # the setting, but a name that is no term of the model is a mistake in any model
+    if order_classes_by is not None and order_classes_by not in fixed:
+        raise SpecError(
+            f"order_classes_by={order_classes_by!r} is not a fixed effect of the model; give "
+            f"one of the class-varying effects among {list(fixed)}, or leave it out."
+        )
     if classes == 1:
         varying = ()
         member_terms = (INTERCEPT,)
@@ -638,16 +645,25 @@ def make_spec(
         if residual_variance == "class":
             residual_variance = "common"
     order = order_classes_by if order_classes_by is not None else _default_order(varying)
+    # the [between] settings are read whatever the number of level-2 classes, as the
+    # class settings are: a model with one level-2 class drops them, but a formula that does
+    # not parse or a name that is no fixed effect is a mistake in any model
     between_terms: tuple[str, ...] = (INTERCEPT,)
-    bvarying: tuple[str, ...] = ()
-    if between_classes != 1:
-        if between_membership is not None:
-            between_terms = (INTERCEPT, *_rhs_terms(between_membership, "[between] formula"))
-        if isinstance(between_varying, str):
-            named = {"class_varying": tuple(varying) or fixed, "all": fixed}
-            bvarying = named.get(between_varying, (between_varying,))
-        else:
-            bvarying = tuple(between_varying)
+    if between_membership is not None:
+        between_terms = (INTERCEPT, *_rhs_terms(between_membership, "[between] formula"))
+    if isinstance(between_varying, str):
+        named = {"class_varying": tuple(varying) or fixed, "all": fixed}
+        bvarying = named.get(between_varying, (between_varying,))
+    else:
+        bvarying = tuple(between_varying)
+    unknown = [t for t in bvarying if t not in fixed]
+    if unknown:
+        raise SpecError(
+            f"[between] varying names {unknown}, which are not fixed effects of the model; "
+            f"they are {list(fixed)}."
+        )
+    if between_classes == 1:
+        between_terms, bvarying = (INTERCEPT,), ()
     return Spec(
         outcome=formula.lhs,
         terms=formula.terms,
@@ -808,6 +824,11 @@ def load_spec(
         raise SpecError(
             f"load_spec needs the path of a model file such as 'models/fig1.toml', got "
             f"{type(path).__name__} {path!r}."
+        )
+    if str(path) == "":  # Path("") is the current folder
+        raise SpecError(
+            f"the model file path {str(path)!r} is empty; give a .toml file such as "
+            "models/fig1.toml."
         )
     path = Path(path)
     if path.is_dir():

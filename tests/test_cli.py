@@ -54,7 +54,7 @@ def test_unknown_data_set_name(capsys: pytest.CaptureFixture[str]) -> None:
     assert out == ""
     assert err == (
         "bayesmix: error: data 'hsbx' is neither a CSV file nor a bundled data set; "
-        "bundled data sets are ['hsb'].\n"
+        "bundled data sets are ['hsb']. Did you mean 'hsb'?\n"
     )
 
 

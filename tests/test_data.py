@@ -80,13 +80,15 @@ def test_resolve_csv_path(tmp_path: Path, frame: pd.DataFrame) -> None:
         np.testing.assert_allclose(data.to_numpy(), frame.to_numpy(), rtol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["hsbb", "no/such/file.csv"])
-def test_unknown_name_or_missing_path(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "hint"), [("hsbb", " Did you mean 'hsb'?"), ("no/such/file.csv", "")]
+)
+def test_unknown_name_or_missing_path(name: str, hint: str) -> None:
     with pytest.raises(DataError) as info:
         resolve_data(name)
     assert str(info.value) == (
         f"data {name!r} is neither a CSV file nor a bundled data set; bundled data sets "
-        "are ['hsb']."
+        f"are ['hsb'].{hint}"
     )
 
 
@@ -98,7 +100,7 @@ def test_missing_path_object(tmp_path: Path) -> None:
 def test_empty_csv(tmp_path: Path) -> None:
     path = tmp_path / "empty.csv"
     path.write_text("", encoding="utf-8")
-    with pytest.raises(DataError, match=r"cannot read .*empty\.csv' as CSV"):
+    with pytest.raises(DataError, match=r"empty\.csv' is empty: it has no header line"):
         resolve_data(path)
 
 
@@ -307,8 +309,8 @@ def test_fewer_rows_than_parameters(spec: Spec, frame: pd.DataFrame, n: int) -> 
     with pytest.raises(DataError) as info:
         build_design(spec, frame.iloc[:n])
     assert str(info.value) == (
-        f"model 'model' has 8 parameters but the data have only {n} usable rows; use a "
-        "simpler model or more data."
+        f"model 'model' with 2 classes has 8 parameters but the data have only {n} usable "
+        "rows; use fewer classes, a simpler model or more data."
     )
 
 
