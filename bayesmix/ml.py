@@ -804,9 +804,7 @@ def _labelled(best: _Run, spec: Spec, lay: Layout) -> _Run:
         ordered = relabel_between(ordered, perm_between)
         same = same and np.array_equal(perm_between, np.arange(len(perm_between)))
     # nodes adapted to other labels are not those of the relabelled parameters
-    return replace(
-        best, theta=lay.pack(ordered, natural=False), nodes=best.nodes if same else None
-    )
+    return replace(best, theta=lay.pack(ordered, natural=False), nodes=best.nodes if same else None)
 
 
 def _polish_quadrature(
