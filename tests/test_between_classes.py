@@ -204,11 +204,13 @@ def test_bayes_model_c_with_equal_school_classes_is_model_b_on_hsb():
     pt_b, pt_c = mb.initial_point(), mc.initial_point()
     z = rng.normal(size=pt_c["z_u"].shape[1:])
     pt_c["z_u"] = np.stack([z, z])
-    # model B samples its outcome coefficients centred on their means (b_school) and
-    # the membership residual given them (z_member); u = z L' in both
+    # model B samples its leading outcome coefficients centred on their means (b_school,
+    # as many as its centring plan takes) and the other residuals given them (z_member);
+    # u = z L' in both
     (u_out,) = mb.replace_rvs_by_values([mb["u"]])
     u_of = mb.compile_fn(u_out, inputs=mb.value_vars, on_unused_input="ignore")
-    r = len(spec_b.random)
+    r = pt_b["b_school"].shape[1]
+    assert 1 <= r <= len(spec_b.random)
     means = pt_b["b_school"] - u_of(pt_b)[:, :r]
     u = z @ np.asarray(pb.chol).T
     pt_b["b_school"], pt_b["z_member"] = means + u[:, :r], z[:, r:]
