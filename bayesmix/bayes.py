@@ -534,8 +534,8 @@ def _membership_coefficients(
     """Membership logit coefficients ``gamma`` (K-1, m).
 
     Sampled directly: centring their covariates (the intercepts at the
-    covariate means) halved the bulk ESS of the Fig 1 model, whose
-    membership covariate is a 0/1 student variable.
+    covariate means) mixed worse on the Fig 1 model, whose membership
+    covariate is a 0/1 student variable.
     """
     spec = design.spec
     K, m = spec.classes, len(spec.membership)
@@ -620,9 +620,9 @@ def _log_class_probs(eta: Any) -> Any:
     """:func:`bayesmix.likelihood.log_class_probs` for the compiled NUTS graph.
 
     With two classes as the logs of ``sigmoid(eta)`` and ``1 - sigmoid(eta)``:
-    numba calls the C library's ``log1p`` that ``softplus`` needs, which
-    took about a quarter of the Fig 3 sampling time, against two ``log``
-    calls here (sampling 13.7-14.7 -> 12.2-12.6 s). The clip keeps
+    ``softplus`` needs ``log1p``, for which numba calls the C library's
+    scalar function, dearer in a sampling step than the two ``log`` calls
+    on one sigmoid here. The clip keeps
     ``1 - sigmoid`` above 0 (it changes the density by less than 1e-13
     beyond it). The ML objective keeps the shared softplus form: XLA has its
     own ``log1p``, and an optimiser can take a logit past the clip, where the
@@ -719,9 +719,9 @@ def residual_order(design: Design, init: Params | None, lead: int = 0) -> np.nda
     has to rotate all schools' pairs together to move along that circle.
     Last, the near-0 diagonal leaves no row after it. On NELS-sized model B3
     data (corr(u_1, u_female) -0.997 at the ML estimates) the order (u_1,
-    u_f, u_female) took the largest R-hat of 4 x 1000 draws from 1.05-1.08
-    to 1.010-1.013. The LKJ and SD priors give the same covariance density
-    in any order, so the model is unchanged.
+    u_f, u_female) removes that slow rotation, which had kept the largest
+    R-hat well above 1.01. The LKJ and SD priors give the same covariance
+    density in any order, so the model is unchanged.
     """
     spec = design.spec
     r = len(spec.random_effects)

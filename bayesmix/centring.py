@@ -6,8 +6,8 @@ reference class plus the level-2 regression on school covariates (``w``,
 ``pracad``...), is informed only through the residuals. Sampled as
 ``u_j = L z_j`` (non-centred), the level-2 coefficients and all the ``z_j``
 move together along a ridge that NUTS crosses slowly: on the Fig 3 data the
-coefficient of ``w`` had a bulk ESS of about 800 of 4000 draws, against about
-6500 centred. Here such a school coefficient ``a_j = m_j + u_j`` is sampled
+coefficient of ``w`` mixes many times worse than when the intercepts are
+centred. Here such a school coefficient ``a_j = m_j + u_j`` is sampled
 directly, from N(m_j, Sigma), with ``m_j`` the reference class's coefficient
 plus the level-2 regression; the other classes' coefficients of that term
 enter the likelihood as offsets from the reference class. Terms that few
@@ -112,8 +112,7 @@ def posterior_variance_ratio(design: Design, init: Params) -> np.ndarray:
     of posterior to prior variance of what the data can inform, free of the
     outcome's units. (Dividing by the prior variance of ``u_k`` instead would
     make the decision depend on those units: on Fig 3 data with y x 0.44 the
-    intercepts would no longer be centred, and their bulk ESS falls about
-    fourfold.)
+    intercepts would no longer be centred, and they would mix much worse.)
     """
     from bayesmix.quadrature import adapted_quadrature
 

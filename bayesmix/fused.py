@@ -13,11 +13,11 @@ term is exponentiated after subtracting the maximum. Both sums lie in
 ``[1, K]``, so one logarithm of their ratio gives the density. The loop runs
 over blocks of students with the classes outside, and the exponentials are
 taken by a polynomial that LLVM vectorises (numba has no vector math library
-here and calls the C library's ``exp`` one value at a time, about four times
-slower). The values are those of
+here and calls the C library's ``exp`` one value at a time, which no loop
+around it can vectorise). The values are those of
 :func:`bayesmix.likelihood.mixture_logp` with
-:func:`bayesmix.likelihood.log_class_probs` up to rounding; the timings are in
-``benchmarks/README.md``.
+:func:`bayesmix.likelihood.log_class_probs` up to rounding; the measured gain
+is in ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -144,9 +144,9 @@ def numba_kernels() -> tuple[Any, Any, Any]:
 
     @kernel
     def exp_nonpositive(x, bits):  # type: ignore[no-untyped-def]
-        # in place, for x <= 0: numba calls the C library's exp one value at a time (about
-        # 4 ns each here); this loop is branch-free arithmetic that LLVM vectorises (about
-        # 1 ns). Below -708 the result is exp(-708) instead of a smaller number or 0,
+        # in place, for x <= 0: numba calls the C library's exp one value at a time, a
+        # scalar call in every iteration; this loop is branch-free arithmetic that LLVM
+        # vectorises. Below -708 the result is exp(-708) instead of a smaller number or 0,
         # NaN stays NaN, and k comes from a clamped copy so that it is always an integer.
         for i in range(x.shape[0]):
             v = x[i]

@@ -305,8 +305,8 @@ def quadrature_loglik(
         P(D_j = d | y_j) (ones when L = 1).
     """
     # Arrays are laid out (class, node, observation): observations innermost
-    # give long vectorisable loops, several times faster than classes
-    # innermost (K is 2-4).
+    # give long vectorisable loops, where classes innermost (K is 2-4) would
+    # give loops too short to vectorise.
     if between > 1:
         return _between_quadrature(
             y, F, R, Z, V, cluster, params, n_outcome_random, nodes, logw, centre, scale, W,
@@ -451,8 +451,8 @@ def _check_backend(backend: str) -> str:
 
 def _mode(backend: str) -> str | None:
     # XLA fuses the (observations x nodes x classes) elementwise chain into
-    # vectorised loops; with static shapes it runs the quadrature objective
-    # 1.5-2x faster than pytensor's numba loops.
+    # vectorised loops with static shapes, where pytensor's numba loops call
+    # scalar exponentials and logarithms one value at a time.
     if backend != "jax":
         return None
     _persistent_jax_cache()

@@ -51,9 +51,9 @@ class PaperPlan:
         Models fitted by NUTS ("1" and/or "B3").
     draws, tune : int
         NUTS draws and warm-up per chain (4 chains) of the mixtures. B3's
-        school covariances mix slowly: with 500 + 500 its largest R-hat was
-        1.05-1.08, with 2000 + 1000 1.009-1.012 (sampling 80-87 s on 2
-        cores).
+        school covariances mix slowly: with 500 + 500 its largest R-hat
+        stays well above 1.01, and 2000 + 1000 brings it to about 1.01
+        within the full run's time.
     draws_conventional : int
         Draws and warm-up per chain of model 1, whose random-effect
         covariances mix slowly but whose draws are cheap.

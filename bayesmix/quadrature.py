@@ -3,8 +3,8 @@
 The objective of :mod:`bayesmix.likelihood` (:func:`~bayesmix.likelihood.quadrature_loglik`)
 is evaluated on equal-shaped chunks of whole schools: an evaluation touches
 observations x nodes x classes values, and chunks of about
-:data:`CHUNK_CELLS` of them stay in the processor's cache, which makes an
-evaluation on HSB about 3x faster than one pass over all schools. Padding
+:data:`CHUNK_CELLS` of them stay in the processor's cache, where one pass
+over all schools would be bound by memory traffic. Padding
 rows of a chunk belong to a padding school of weight 0, so one compiled
 function serves every chunk.
 """
@@ -44,8 +44,8 @@ CHUNK_CELLS = 120_000
 THREADS = min(2, os.cpu_count() or 1)
 """Chunks evaluated at once with the JAX backend.
 
-XLA runs one chunk on about 1.6 cores; two chunks at once keep both cores of
-a 2-core machine busy, 1.2-1.5x the throughput of one at a time.
+XLA does not keep both cores of a 2-core machine busy with one chunk; two
+chunks at once do.
 """
 
 

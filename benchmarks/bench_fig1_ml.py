@@ -1,7 +1,7 @@
 """fig1_ml: ML fit of the Fig 1 model (n = 10000, K = 2, class-specific variances, 20 starts).
 
 Target: under 2 s wall on 2 cores. "cold" is a fresh process (imports,
-graph compilation from pytensor's on-disk cache, fit); "warm" is a second
+graph compilation from the on-disk compile caches, fit); "warm" is a second
 fit of the same spec in the same process.
 """
 
@@ -34,7 +34,7 @@ print(t1 - t0, t2 - t1, t3 - t2, fit.loglik, fit2.loglik, fit.starts.replicated)
 
 def main() -> None:
     root = Path(__file__).resolve().parent.parent
-    # First run fills pytensor's compile cache so that "cold" measures a normal new process.
+    # First run fills the on-disk compile caches so that "cold" measures a normal new process.
     subprocess.run([sys.executable, "-c", FIT], cwd=root, check=True, capture_output=True)
     t0 = time.perf_counter()
     out = subprocess.run(
