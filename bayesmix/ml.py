@@ -91,7 +91,13 @@ def _optimise_adaptive(
     evaluation), which takes the optimisation most of the way at once;
     then L-BFGS-B with the nodes fixed alternates with re-adaptation until
     the log-likelihood settles, so that the optimum is that of a fixed,
-    converged rule. ``maxiter`` is the iteration budget of both phases.
+    converged rule. ``maxiter`` is the iteration budget of each L-BFGS-B run
+    (the first phase and every round of the second), as for a fit without
+    quadrature: each run restarts the optimiser on a changed objective. The
+    first phase only brings theta near the optimum, on an objective that moves
+    with its nodes, so it may use up its budget; the returned ``iterations``
+    is the most a round of the second phase took, ``maxiter`` when one used
+    up its budget, which makes the fit not converged.
     With ``settle`` the log-likelihood returned is that of the nodes settled
     at the solution (see :meth:`~bayesmix.quadrature.AdaptiveQuadrature.adapt`),
     the same for every start that reaches it, which the replication count needs.
@@ -100,17 +106,15 @@ def _optimise_adaptive(
     theta = np.asarray(theta0, dtype=float)
     quad.adapt(theta, iterations=3)
     run = _optimise(quad.fun_following, theta, bounds, quad.n, maxiter, ftol=1e-10)
-    iterations = run.iterations
+    iterations = 0
     theta = run.theta
     last = quad.adapt(theta)
     for _ in range(rounds):
-        if iterations >= maxiter:
-            break
-        run = _optimise(quad.fun, theta, bounds, quad.n, maxiter - iterations, ftol=1e-10)
-        iterations += run.iterations
+        run = _optimise(quad.fun, theta, bounds, quad.n, maxiter, ftol=1e-10)
+        iterations = max(iterations, run.iterations)
         theta = run.theta
         ll = quad.adapt(theta)
-        if abs(ll - last) < 1e-6:
+        if abs(ll - last) < 1e-6 or iterations >= maxiter:
             last = ll
             break
         last = ll
