@@ -107,5 +107,17 @@ def test_wheel_contains_the_model_files(tmp_path: Path) -> None:
         assert packaged == sorted(f"bayesmix/models/{name}.toml" for name in MODELS)
         for member in packaged:
             assert zf.read(member) == (ROOT / "models" / Path(member).name).read_bytes()
-        assert "bayesmix/datasets/hsb.csv" in names
+        assert {"bayesmix/__main__.py", "bayesmix/datasets/hsb.csv"} <= names
         assert not any(n.startswith(("models/", "tests/")) for n in names)
+
+
+def test_python_m_bayesmix_is_the_command(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bayesmix", "montecarlo", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert run.stdout.startswith("usage: bayesmix montecarlo [-h] --study")
