@@ -11,7 +11,7 @@ PYTHON_BOOT ?= $(shell v=$$(cat .python-version 2>/dev/null); \
 	  if [ -x "$$c" ] && "$$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then \
 	    echo "$$c"; break; fi; done)
 
-.PHONY: venv test test-fast notebooks demo bench lint clean
+.PHONY: venv test test-fast notebooks wheel-check demo bench lint clean
 
 venv: $(STAMP)
 
@@ -34,6 +34,14 @@ test-fast: $(STAMP)
 # outputs come from full runs.
 notebooks: $(STAMP)
 	$(PY) -m pytest -q -m notebook tests/test_notebooks.py
+
+# A wheel of this checkout, installed into a clean environment outside it, runs
+# `bayesmix paper --quick` and a two-replication Monte Carlo study from another folder.
+wheel-check: $(STAMP)
+	@if [ -z "$(PYTHON_BOOT)" ]; then \
+	  echo "error: Python 3.12 not found; install it (pyenv install 3.12) or set PYTHON_BOOT=/path/to/python3.12"; \
+	  exit 1; fi
+	.ci/wheel_check.sh "$(PYTHON_BOOT)"
 
 demo: $(STAMP)
 	$(VENV)/bin/bayesmix paper --out bayesmix-output

@@ -7,6 +7,7 @@ models in PyMC and by maximum likelihood.
 
 from bayesmix import datasets
 from bayesmix.bayes import fit_bayes
+from bayesmix.catalogue import model_file, model_names
 from bayesmix.compare import LRTResult, WaldResult, compare, format_table, lrt, wald
 from bayesmix.errors import (
     BayesmixError,
@@ -71,6 +72,8 @@ __all__ = [
     "load_spec",
     "lrt",
     "make_spec",
+    "model_file",
+    "model_names",
     "montecarlo",
     "posterior_predictive",
     "save_result",

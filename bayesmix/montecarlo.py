@@ -627,11 +627,11 @@ def section2_study(study: str, replications: int = 100) -> dict[str, Any]:
         ``generate``, ``fit``, ``replications``, ``clusters`` (200) and
         ``cluster_size`` (15).
     """
+    from bayesmix.catalogue import model_file
     from bayesmix.spec import load_spec
 
-    models = Path(__file__).resolve().parents[1] / "models"
-    fig3 = load_spec(models / "fig3.toml")
-    conventional = load_spec(models / "conventional.toml")
+    fig3 = load_spec(model_file("fig3"))
+    conventional = load_spec(model_file("conventional"))
     studies = {
         "recovery": ((fig3, FIG3_PARAMS), [fig3]),
         "conventional-on-mixture": ((fig3, FIG3_PARAMS), [conventional, fig3]),

@@ -21,14 +21,13 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.bayes import fit_bayes
+from bayesmix.catalogue import model_file
 from bayesmix.compare import compare, format_table, wald
 from bayesmix.datasets import load_hsb
 from bayesmix.ml import fit_ml
 from bayesmix.results import BayesResult, MLResult
 from bayesmix.selection import between_start
 from bayesmix.spec import Spec, load_spec
-
-MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
 @dataclass(frozen=True)
@@ -106,8 +105,8 @@ def paper_spec(model: str, classes: int = 1) -> Spec:
     """The paper's model ``"1"``, ``"1b"``, ``"1c"``, ``"A"``, ``"B"`` or ``"C"`` on HSB."""
     files = {"1": "hsb_1", "1b": "hsb_1b", "1c": "hsb_1c", "A": "hsb_A", "B": "hsb_B"}
     if model == "C":
-        return load_spec(MODELS / "hsb_C.toml", classes=classes, between_classes=2)
-    spec = load_spec(MODELS / f"{files[model]}.toml")
+        return load_spec(model_file("hsb_C"), classes=classes, between_classes=2)
+    spec = load_spec(model_file(files[model]))
     return spec if model in ("1", "1b", "1c") else spec.with_classes(classes)
 
 

@@ -797,6 +797,16 @@ def spec_from_dict(
         raise SpecError(f"{source}: {err}") from None
 
 
+def _bundled_hint(path: Path) -> str:
+    """Where the package's copy of a missing model file is, when its name is a bundled one."""
+    from bayesmix.catalogue import model_file, model_names
+
+    stem = path.name.removesuffix(".toml")
+    if path.suffix not in ("", ".toml") or stem not in model_names():
+        return ""
+    return f"; bayesmix ships {stem!r} as {str(model_file(stem))!r} (bayesmix.model_file({stem!r}))"
+
+
 def load_spec(
     path: str | Path, *, classes: int | None = None, between_classes: int | None = None
 ) -> Spec:
@@ -837,7 +847,7 @@ def load_spec(
             "models/fig1.toml."
         )
     if not path.is_file():
-        raise SpecError(f"model file {str(path)!r} does not exist.")
+        raise SpecError(f"model file {str(path)!r} does not exist{_bundled_hint(path)}.")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
