@@ -691,7 +691,7 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
             )
     # before the layout, whose parameter names number at least the classes: a mistyped
     # number of classes (1e11) would otherwise exhaust time and memory naming them
-    if spec.classes > len(frame):
+    if spec.classes > 1 and spec.classes >= len(frame):
         raise DataError(
             f"model {spec.name!r} has {spec.classes} latent classes but the data have only "
             f"{len(frame)} usable rows, fewer than one per class; use fewer classes."
