@@ -509,6 +509,16 @@ def _check_argument_types(**values: Any) -> None:
             )
 
 
+def _check_fixed_effects(names: tuple[str, ...], fixed: tuple[str, ...], setting: str) -> None:
+    """Refuse names in ``setting`` that are not fixed effects of the model, listing those."""
+    unknown = [t for t in names if t not in fixed]
+    if unknown:
+        raise SpecError(
+            f"{setting} names {unknown}, which are not fixed effects of the model; "
+            f"they are {list(fixed)}."
+        )
+
+
 def make_spec(
     outcome: str,
     *,
@@ -623,12 +633,7 @@ def make_spec(
         varying = fixed if class_varying == "all" else (class_varying,)
     else:
         varying = tuple(class_varying)
-    unknown = [t for t in varying if t not in fixed]
-    if unknown:
-        raise SpecError(
-            f"class_varying names {unknown}, which are not fixed effects of the model; "
-            f"they are {list(fixed)}."
-        )
+    _check_fixed_effects(varying, fixed, "class_varying")
     # checked whatever the number of classes, as class_varying is: a one-class model drops
     # the setting, but a name that is no term of the model is a mistake in any model
     if order_classes_by is not None and order_classes_by not in fixed:
@@ -656,12 +661,7 @@ def make_spec(
         bvarying = named.get(between_varying, (between_varying,))
     else:
         bvarying = tuple(between_varying)
-    unknown = [t for t in bvarying if t not in fixed]
-    if unknown:
-        raise SpecError(
-            f"[between] varying names {unknown}, which are not fixed effects of the model; "
-            f"they are {list(fixed)}."
-        )
+    _check_fixed_effects(bvarying, fixed, "[between] varying")
     if between_classes == 1:
         between_terms, bvarying = (INTERCEPT,), ()
     return Spec(
