@@ -5,10 +5,20 @@ analysis", JRSS A 172(3), fitted from one specification both as Bayesian
 models in PyMC and by maximum likelihood.
 """
 
-from bayesmix import datasets
-from bayesmix.bayes import fit_bayes
-from bayesmix.catalogue import model_file, model_names
-from bayesmix.compare import LRTResult, WaldResult, compare, format_table, lrt, wald
+from bayesmix.analysis.compare import LRTResult, WaldResult, compare, format_table, lrt, wald
+from bayesmix.analysis.loo import ELPD, elpd
+from bayesmix.analysis.montecarlo import (
+    MonteCarloResult,
+    SimulationDesign,
+    compare_estimators,
+    montecarlo,
+)
+from bayesmix.analysis.predictive import PredictiveDraws, posterior_predictive
+from bayesmix.analysis.schools import school_effects, share_positive
+from bayesmix.analysis.selection import ClassSelection, between_start, select_classes
+from bayesmix.bayes.fit import fit_bayes
+from bayesmix.data import datasets
+from bayesmix.data.simulate import simulate
 from bayesmix.errors import (
     BayesmixError,
     BayesmixWarning,
@@ -18,23 +28,13 @@ from bayesmix.errors import (
     ResultFileWarning,
     SpecError,
 )
-from bayesmix.loo import ELPD, elpd
-from bayesmix.ml import fit_ml
-from bayesmix.montecarlo import (
-    MonteCarloResult,
-    SimulationDesign,
-    compare_estimators,
-    montecarlo,
-)
+from bayesmix.ml.fit import fit_ml
+from bayesmix.model.catalogue import model_file, model_names
+from bayesmix.model.priors import Prior
+from bayesmix.model.spec import Spec, load_spec, make_spec
 from bayesmix.outputs import OutputError
-from bayesmix.persist import ResultFileError, load_result, save_result
-from bayesmix.predictive import PredictiveDraws, posterior_predictive
-from bayesmix.priors import Prior
-from bayesmix.results import BayesResult, MLResult
-from bayesmix.schools import school_effects, share_positive
-from bayesmix.selection import ClassSelection, between_start, select_classes
-from bayesmix.simulate import simulate
-from bayesmix.spec import Spec, load_spec, make_spec
+from bayesmix.results.fits import BayesResult, MLResult
+from bayesmix.results.persist import ResultFileError, load_result, save_result
 
 __version__ = "0.1.0"
 

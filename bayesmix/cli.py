@@ -1,4 +1,10 @@
-"""Command-line interface: ``bayesmix fit``, ``simulate``, ``demo`` and ``paper``."""
+"""Command-line interface: ``bayesmix fit`` and ``simulate``.
+
+Applications built on the library add their own subcommands through the
+``bayesmix.commands`` entry-point group: each entry point names a function
+that takes the subparsers object and returns ``{name: handler}``. The paper's
+``demo``, ``paper`` and ``montecarlo`` commands come in this way.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +12,29 @@ import argparse
 import json
 import sys
 import warnings
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from bayesmix.errors import BayesmixError, DataError, SpecError
-from bayesmix.outputs import CLI_FORMAT, check_folder, check_output, write_file
+from bayesmix.outputs import CLI_FORMAT, check_output, write_file
 from bayesmix.validate import SEED_MAX, seed_problem
 
 if TYPE_CHECKING:
-    from bayesmix.spec import Spec
+    from bayesmix.model.spec import Spec
+
+Command = Callable[[argparse.Namespace], int]
+"""A subcommand's handler: the parsed arguments in, the exit status out."""
+
+COMMAND_GROUP = "bayesmix.commands"
+"""The entry-point group through which applications add subcommands."""
 
 
 def _format_warning(message: Any, category: type[Warning], *_: Any, **__: Any) -> str:
     return f"warning ({category.__name__}): {message}\n"
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -32,7 +44,7 @@ def _positive(text: str) -> int:
     return value
 
 
-def _seed(text: str) -> int:
+def seed_arg(text: str) -> int:
     try:
         value: int | None = int(text)
     except ValueError:
@@ -44,12 +56,13 @@ def _seed(text: str) -> int:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     parser = argparse.ArgumentParser(
         prog="bayesmix",
         description="Multilevel regression mixture analysis by NUTS and maximum likelihood.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    commands: dict[str, Command] = {"fit": _cmd_fit, "simulate": _cmd_simulate}
 
     fit = sub.add_parser("fit", help="fit a model file to data")
     fit.add_argument("spec", help="model file, e.g. models/fig1.toml")
@@ -57,26 +70,26 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--estimator", choices=("ml", "bayes"), default="ml")
     fit.add_argument(
         "--classes",
-        type=_positive,
+        type=positive_int,
         nargs="+",
         help="number of level-1 latent classes K; several values (ML) fit each and print "
         "the comparison table (the paper's Table 2)",
     )
     fit.add_argument(
         "--between-classes",
-        type=_positive,
+        type=positive_int,
         help="number of level-2 latent classes L (model C; default: the model file's)",
     )
     fit.add_argument(
         "--starts",
-        type=_positive,
+        type=positive_int,
         default=20,
         help="ML random starts (with bayes: of the ML fit that starts the chains)",
     )
-    fit.add_argument("--seed", type=_seed, help=f"random seed, 0 to {SEED_MAX}")
-    fit.add_argument("--draws", type=_positive, default=1000, help="posterior draws per chain")
-    fit.add_argument("--tune", type=_positive, default=1000, help="warm-up draws per chain")
-    fit.add_argument("--chains", type=_positive, default=4, help="chains")
+    fit.add_argument("--seed", type=seed_arg, help=f"random seed, 0 to {SEED_MAX}")
+    fit.add_argument("--draws", type=positive_int, default=1000, help="posterior draws per chain")
+    fit.add_argument("--tune", type=positive_int, default=1000, help="warm-up draws per chain")
+    fit.add_argument("--chains", type=positive_int, default=4, help="chains")
     fit.add_argument(
         "--init", choices=("ml", "prior"), default="ml", help="where chains start (Bayes)"
     )
@@ -109,13 +122,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="parameter value, repeatable (e.g. --param 'x[c1]=-1.1')",
     )
-    sim.add_argument("--n", type=_positive, help="observations (single-level models)")
+    sim.add_argument("--n", type=positive_int, help="observations (single-level models)")
     sim.add_argument(
-        "--clusters", type=_positive, metavar="J", help="number of clusters (two-level models)"
+        "--clusters", type=positive_int, metavar="J", help="number of clusters (two-level models)"
     )
     sim.add_argument(
         "--cluster-size",
-        type=_positive,
+        type=positive_int,
         metavar="M",
         help="observations per cluster (two-level models)",
     )
@@ -125,58 +138,21 @@ def _parser() -> argparse.ArgumentParser:
         help="CSV of covariate values to simulate at, with the cluster column for two-level "
         "models (or a bundled data set name: hsb), instead of drawing them",
     )
-    sim.add_argument("--classes", type=_positive, help="number of latent classes K")
-    sim.add_argument("--seed", type=_seed, help=f"random seed, 0 to {SEED_MAX}")
+    sim.add_argument("--classes", type=positive_int, help="number of latent classes K")
+    sim.add_argument("--seed", type=seed_arg, help=f"random seed, 0 to {SEED_MAX}")
     sim.add_argument("--out", required=True, help="CSV file to write")
     sim.add_argument("--force", action="store_true", help="replace an existing --out file")
 
-    demo = sub.add_parser(
-        "demo",
-        help="the paper's Section 2.1 (Fig 1 data by ML and NUTS) and Section 3.1 "
-        "(HSB models 1, 1b, 1c by ML)",
-    )
-    demo.add_argument("--out", default="bayesmix-output", help="folder for figures and JSON")
-    demo.add_argument("--quick", action="store_true", help="fewer draws")
-    demo.add_argument("--seed", type=_seed, default=20090301, help=f"random seed, 0 to {SEED_MAX}")
+    commands.update(_plugin_commands(sub))
+    return parser, commands
 
-    paper = sub.add_parser(
-        "paper",
-        help="the paper's Section 3 analysis on HSB: models 1, 1b, 1c, A2-A4, B2-B4, C23 by "
-        "ML, models 1 and B3 by NUTS, Tables 1 and 2, Figs 5, 6, 8 and a Markdown report",
-    )
-    paper.add_argument("--out", default="bayesmix-output", help="folder for tables, figures")
-    paper.add_argument(
-        "--quick",
-        action="store_true",
-        help="smaller run: models 1, 1b, 1c, A2, B2 by ML (4 starts), model 1 by NUTS",
-    )
-    paper.add_argument("--seed", type=_seed, default=20090301, help=f"random seed, 0 to {SEED_MAX}")
 
-    mc = sub.add_parser("montecarlo", help="Monte Carlo studies (the paper's Section 2.2)")
-    mc.add_argument("suite", choices=("section2",), help="set of studies")
-    mc.add_argument(
-        "--study",
-        required=True,
-        choices=("recovery", "conventional-on-mixture", "mixture-on-conventional"),
-    )
-    mc.add_argument("--replications", type=_positive, default=100)
-    mc.add_argument(
-        "--estimator",
-        choices=("ml", "bayes", "both"),
-        default="ml",
-        help="both: the same data sets by ML and by NUTS, with coverage side by side",
-    )
-    mc.add_argument("--draws", type=_positive, default=1000, help="NUTS draws per chain")
-    mc.add_argument("--tune", type=_positive, default=1000, help="NUTS tuning steps per chain")
-    mc.add_argument("--chains", type=_positive, default=4, help="NUTS chains")
-    mc.add_argument("--workers", type=_positive, help="local processes (default: all cores)")
-    mc.add_argument("--scheduler", help="Dask scheduler address, instead of local processes")
-    mc.add_argument("--out", help="JSON-lines file of replications (resumes if it exists)")
-    mc.add_argument(
-        "--seed", type=_seed, default=0, help=f"random seed of the study, 0 to {SEED_MAX}"
-    )
-    mc.add_argument("--starts", type=_positive, default=20, help="ML random starts")
-    return parser
+def _plugin_commands(sub: argparse._SubParsersAction) -> dict[str, Command]:
+    """The subcommands that installed applications register under ``COMMAND_GROUP``."""
+    commands: dict[str, Command] = {}
+    for point in sorted(entry_points(group=COMMAND_GROUP), key=lambda p: p.name):
+        commands.update(point.load()(sub))
+    return commands
 
 
 def _emit_json(payload: dict[str, Any], target: str) -> None:
@@ -190,16 +166,16 @@ def _emit_json(payload: dict[str, Any], target: str) -> None:
 
 def _data_input(data: str, flag: str = "--data") -> list[tuple[str, str]]:
     """A data argument as an input file, unless it names a bundled data set."""
-    from bayesmix.datasets import BUNDLED
+    from bayesmix.data.datasets import BUNDLED
 
     return [] if data.lower() in BUNDLED else [(flag, data)]
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from bayesmix.bayes import fit_bayes
-    from bayesmix.compare import compare, format_table
-    from bayesmix.ml import fit_ml
-    from bayesmix.spec import load_spec
+    from bayesmix.analysis.compare import compare, format_table
+    from bayesmix.bayes.fit import fit_bayes
+    from bayesmix.ml.fit import fit_ml
+    from bayesmix.model.spec import load_spec
 
     if args.json is not None and args.json != "-":
         # before the fit: a long run must not be lost to a path that cannot take its JSON
@@ -323,9 +299,9 @@ def _check_sizes(spec: Spec, args: argparse.Namespace) -> None:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from bayesmix.data import resolve_data
-    from bayesmix.simulate import simulate
-    from bayesmix.spec import load_spec
+    from bayesmix.data.design import resolve_data
+    from bayesmix.data.simulate import simulate
+    from bayesmix.model.spec import load_spec
 
     # a CSV carries no bayesmix marker, so any existing file is kept unless --force
     check_output(
@@ -358,77 +334,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from bayesmix.demo import run_fig1_demo, run_hsb_conventional_demo
-
-    check_folder(args.out)
-    run_fig1_demo(Path(args.out), quick=args.quick, seed=args.seed)
-    sys.stdout.write("\n")
-    run_hsb_conventional_demo(Path(args.out))
-    return 0
-
-
-def _cmd_paper(args: argparse.Namespace) -> int:
-    from bayesmix.paper import run_paper
-
-    check_folder(args.out)
-    run_paper(Path(args.out), quick=args.quick, seed=args.seed)
-    return 0
-
-
-def _cmd_montecarlo(args: argparse.Namespace) -> int:
-    from bayesmix.formatting import format_table
-    from bayesmix.montecarlo import compare_estimators, montecarlo, section2_study
-
-    estimators = ("ml", "bayes") if args.estimator == "both" else (args.estimator,)
-    outs: dict[str, str | None] = dict.fromkeys(estimators, args.out)
-    if args.out is not None and len(estimators) > 1:
-        path = Path(args.out)
-        outs = {est: str(path.with_name(f"{path.stem}-{est}{path.suffix}")) for est in estimators}
-    for out in outs.values():
-        if out is not None:
-            # before the first replication; an existing file is the study to resume
-            check_output(out, label="--out", overwrite=True, example="study.jsonl")
-    results = {}
-    for est in estimators:
-        kwargs: dict[str, Any] = (
-            {"starts": args.starts}
-            if est == "ml"
-            else {"draws": args.draws, "tune": args.tune, "chains": args.chains}
-        )
-        out = outs[est]
-        results[est] = montecarlo(
-            **section2_study(args.study, args.replications),
-            estimator=est,
-            random_seed=args.seed,
-            workers=args.workers,
-            client=args.scheduler,
-            out=out,
-            **kwargs,
-        )
-        sys.stdout.write(results[est].summary() + "\n\n")
-    if len(results) == 2:
-        table = compare_estimators(results["ml"], results["bayes"])
-        sys.stdout.write(
-            f"ML Wald and Bayes 95% intervals over the same "
-            f"{table.attrs['paired_replications']} data sets "
-            f"(Bayes fits not converged: {table.attrs['bayes_not_converged']}):\n"
-            + format_table(table)
-            + "\n"
-        )
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bayesmix`` command."""
-    args = _parser().parse_args(argv)
-    commands = {
-        "fit": _cmd_fit,
-        "simulate": _cmd_simulate,
-        "demo": _cmd_demo,
-        "paper": _cmd_paper,
-        "montecarlo": _cmd_montecarlo,
-    }
+    parser, commands = _parser()
+    args = parser.parse_args(argv)
     previous = warnings.formatwarning
     warnings.formatwarning = _format_warning  # type: ignore[assignment]
     try:

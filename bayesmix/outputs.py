@@ -28,7 +28,7 @@ from typing import IO, Literal
 from bayesmix.errors import BayesmixError
 
 RESULT_FORMAT = "bayesmix-result"
-"""``format`` of a saved result's JSON (:mod:`bayesmix.persist`)."""
+"""``format`` of a saved result's JSON (:mod:`bayesmix.results.persist`)."""
 
 CLI_FORMAT = "bayesmix-fit"
 """``format`` of the JSON written by ``bayesmix fit --json``."""

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import emit_bayes
 
 import bayesmix as bm
-from bayesmix.demo import FIG1_PARAMS
+from bayesmix.paper.section2 import FIG1_PARAMS
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ FIT = """
 import time
 t0 = time.perf_counter()
 import bayesmix as bm
-from bayesmix.demo import FIG1_PARAMS
+from bayesmix.paper.section2 import FIG1_PARAMS
 spec = bm.load_spec("models/fig1.toml")
 data = bm.simulate(spec, FIG1_PARAMS, n=10000, random_seed=2009)
 t1 = time.perf_counter()

@@ -27,7 +27,7 @@ from _common import emit, emit_bayes
 from pymc.distributions.transforms import Ordered
 
 import bayesmix as bm
-from bayesmix.montecarlo import FIG3_PARAMS
+from bayesmix.paper.section2 import FIG3_PARAMS
 
 DRAWS = TUNE = 1000
 CHAINS = 4

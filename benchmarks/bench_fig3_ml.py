@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import emit
 
 import bayesmix as bm
-from bayesmix.montecarlo import FIG3_PARAMS
+from bayesmix.paper.section2 import FIG3_PARAMS
 
 
 def main() -> None:

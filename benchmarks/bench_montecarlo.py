@@ -16,7 +16,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import emit
 
-from bayesmix.montecarlo import montecarlo, section2_study
+from bayesmix.analysis.montecarlo import montecarlo
+from bayesmix.paper.section2 import section2_study
 
 
 def _run(replications: int, workers: int):

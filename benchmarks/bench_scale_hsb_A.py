@@ -5,7 +5,7 @@ Target (reliability issue): every covariate of model A, at level 1 (female, ses)
 shifted by +5e4: the ML fit converges, reproduces the unscaled log-likelihood to 1e-6
 relative, and its estimates and standard errors map back to the unscaled ones within
 1e-4 x max(|estimate|, SE), up to a permutation of the classes. The expected values come
-from tests/scale_check.py (least squares between the two designs, not bayesmix's map).
+from tests/support/scale_check.py (least squares between the two designs, not bayesmix's map).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from _common import emit
-from scale_check import TRANSFORMS, expected, mismatch, transformed
 
 import bayesmix as bm
+from tests.support.scale_check import TRANSFORMS, expected, mismatch, transformed
 
 COVARIATES = ("female", "ses", "pracad", "catholic", "meanses")
 

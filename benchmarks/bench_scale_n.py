@@ -24,7 +24,7 @@ SIZE = 15
 
 def _fit(conn, clusters: int) -> None:
     import bayesmix as bm
-    from bayesmix.montecarlo import FIG3_PARAMS
+    from bayesmix.paper.section2 import FIG3_PARAMS
 
     spec = bm.load_spec(Path(__file__).parents[1] / "models" / "fig3.toml")
     data = bm.simulate(spec, FIG3_PARAMS, clusters=clusters, cluster_size=SIZE, random_seed=1)

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 import bayesmix as bm
 from bayesmix import errors
 from bayesmix.cli import main
-from bayesmix.data import build_design
-from bayesmix.spec import load_spec, spec_from_dict
+from bayesmix.data.design import build_design
+from bayesmix.model.spec import load_spec, spec_from_dict
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 FIG1 = str(MODELS / "fig1.toml")
@@ -39,7 +39,7 @@ def fig1_frame(n: int = 300, seed: int = 0) -> pd.DataFrame:
 
 
 def fig3_frame(clusters: int = 20, size: int = 5, seed: int = 2) -> pd.DataFrame:
-    from bayesmix.montecarlo import FIG3_PARAMS
+    from bayesmix.paper.section2 import FIG3_PARAMS
 
     spec = load_spec(MODELS / "fig3.toml")
     return bm.simulate(spec, FIG3_PARAMS, clusters=clusters, cluster_size=size, random_seed=seed)

@@ -1,0 +1,3 @@
+"""Analyses of fitted results: comparison, LOO, class selection, school effects, predictive
+checks and Monte Carlo studies.
+"""

@@ -1,0 +1,586 @@
+"""Monte Carlo studies, Mplus MONTECARLO style: simulate, fit, summarise, in parallel.
+
+Each replication draws one data set from a generating model and fits every
+model of a list to it. Replications run in local processes or on a Dask
+cluster, are written to a JSON-lines file as they finish (an interrupted
+study resumes from it), and are summarised per parameter (population value,
+average estimate, SD of the estimates, average SE, SE/SD, MSE, 95% coverage,
+share significant) and per model (share of replications in which it has the
+best BIC). Failed fits are counted and reported, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import traceback
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from bayesmix.errors import EstimationError
+from bayesmix.formatting import format_table
+from bayesmix.model.spec import Spec
+from bayesmix.outputs import check_output
+from bayesmix.progress import Progress
+from bayesmix.validate import check_seed
+
+Estimator = Literal["ml", "bayes"]
+
+
+@dataclass(frozen=True)
+class SimulationDesign:
+    """What one replication simulates.
+
+    Attributes
+    ----------
+    spec : Spec
+        Generating model.
+    params : dict
+        Its population values by parameter name.
+    n : int or None
+        Observations (single-level models).
+    clusters, cluster_size : int or None
+        Two-level designs.
+    """
+
+    spec: Spec
+    params: dict[str, float]
+    n: int | None = None
+    clusters: int | None = None
+    cluster_size: int | None = None
+
+
+@dataclass(frozen=True)
+class _Task:
+    design: SimulationDesign
+    fits: tuple[Spec, ...]
+    replication: int
+    seed: int
+    estimator: str
+    fit_kwargs: dict[str, Any] = field(default_factory=dict)
+    loo: bool = False
+
+
+def _fit_record(task: _Task, spec: Spec, data: pd.DataFrame) -> dict[str, Any]:
+    from bayesmix.bayes.fit import fit_bayes
+    from bayesmix.ml.fit import fit_ml
+
+    record: dict[str, Any] = {"replication": task.replication, "model": spec.name}
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if task.estimator == "ml":
+                fit = fit_ml(spec, data, random_seed=task.seed, **task.fit_kwargs)
+                est, se = fit.estimates, fit.se
+                lower, upper = est - 1.959964 * se, est + 1.959964 * se
+                record.update(converged=bool(fit.converged))
+            else:
+                fit = fit_bayes(spec, data, random_seed=task.seed, **task.fit_kwargs)
+                est, se = fit.table["mean"].to_numpy(), fit.table["sd"].to_numpy()
+                lower, upper = fit.table["q2.5"].to_numpy(), fit.table["q97.5"].to_numpy()
+                record.update(
+                    converged=bool(fit.rhat_max <= 1.01 and fit.divergences == 0),
+                    rhat_max=fit.rhat_max,
+                    divergences=int(fit.divergences),
+                )
+                if task.loo:
+                    # only needed to rank several models; the costliest step of a record
+                    record["elpd"] = fit.elpd().elpd_loo
+        record.update(
+            ok=True,
+            loglik=float(fit.loglik),
+            bic=float(fit.bic),
+            n_params=int(fit.n_params),
+            names=list(fit.names),
+            estimate=[float(v) for v in est],
+            se=[float(v) for v in se],
+            lower=[float(v) for v in lower],
+            upper=[float(v) for v in upper],
+            warnings=sorted({type(w.message).__name__ for w in caught}),
+        )
+    except Exception as err:
+        # a failed replication is data, not a crash: it is counted and reported
+        record.update(ok=False, error=f"{type(err).__name__}: {err}")
+        record["traceback"] = traceback.format_exc(limit=3)
+    return record
+
+
+def _replicate(task: _Task) -> list[dict[str, Any]]:
+    """Simulate one data set and fit every model to it."""
+    from bayesmix.data.simulate import simulate
+
+    d = task.design
+    data = simulate(
+        d.spec,
+        d.params,
+        n=d.n,
+        clusters=d.clusters,
+        cluster_size=d.cluster_size,
+        random_seed=task.seed,
+    )
+    return [_fit_record(task, spec, data) for spec in task.fits]
+
+
+@dataclass(frozen=True, eq=False)
+class MonteCarloResult:
+    """Replications of a Monte Carlo study and their summaries.
+
+    Attributes
+    ----------
+    records : list of dict
+        One per replication and fitted model (``ok`` False for failures,
+        with the error).
+    design : SimulationDesign
+    models : tuple of str
+        Names of the fitted models.
+    estimator : str
+    replications : int
+        Replications asked for.
+    random_seed : int
+        Seed of the study.
+    """
+
+    records: list[dict[str, Any]]
+    design: SimulationDesign
+    models: tuple[str, ...]
+    estimator: str
+    replications: int
+    random_seed: int = 0
+
+    @property
+    def failures(self) -> dict[str, int]:
+        """Failed fits per model."""
+        return {
+            m: sum(1 for r in self.records if r["model"] == m and not r["ok"]) for m in self.models
+        }
+
+    def parameters(self, model: str | None = None) -> pd.DataFrame:
+        """Per-parameter summary of one fitted model (default: the first).
+
+        Columns: ``population`` (NaN for a model other than the generating
+        one), ``average``, ``sd`` (of the estimates), ``average_se``,
+        ``se_sd`` (ratio), ``mse``, ``coverage`` (95% interval contains the
+        population value), ``significant`` (share with the interval excluding
+        0), ``significant_negative`` and ``significant_positive``, and
+        ``replications`` (successful fits).
+        """
+        model = model or self.models[0]
+        rows = [r for r in self.records if r["model"] == model and r["ok"]]
+        if not rows:
+            raise EstimationError(f"no successful replication of model {model!r}.")
+        names = rows[0]["names"]
+        est = np.array([r["estimate"] for r in rows])
+        se = np.array([r["se"] for r in rows])
+        lower = np.array([r["lower"] for r in rows])
+        upper = np.array([r["upper"] for r in rows])
+        same = model == self.design.spec.name
+        truth = np.array([self.design.params.get(n, np.nan) if same else np.nan for n in names])
+        with np.errstate(invalid="ignore"):
+            sd = est.std(axis=0, ddof=1) if len(rows) > 1 else np.full(len(names), np.nan)
+            # a parameter without any finite SE (unidentified in every fit) averages to NaN
+            finite = np.isfinite(se)
+            avg_se = np.where(finite, se, 0.0).sum(axis=0) / np.where(
+                finite.any(axis=0), finite.sum(axis=0), np.nan
+            )
+            table = pd.DataFrame(
+                {
+                    "population": truth,
+                    "average": est.mean(axis=0),
+                    "sd": sd,
+                    "average_se": avg_se,
+                    "se_sd": avg_se / sd,
+                    "mse": np.mean((est - truth) ** 2, axis=0),
+                    "coverage": np.mean((lower <= truth) & (truth <= upper), axis=0),
+                    "significant": np.mean((lower > 0) | (upper < 0), axis=0),
+                    "significant_negative": np.mean(upper < 0, axis=0),
+                    "significant_positive": np.mean(lower > 0, axis=0),
+                    "replications": len(rows),
+                },
+                index=pd.Index(names, name="parameter"),
+            )
+        if not same:
+            table[["mse", "coverage"]] = np.nan
+        return table
+
+    def selection(self) -> pd.DataFrame:
+        """Per model: successful fits, failures, share with the best BIC (and LOO for Bayes).
+
+        Shares are over the replications in which every model fitted.
+        """
+        by_rep: dict[int, dict[str, dict[str, Any]]] = {}
+        for r in self.records:
+            by_rep.setdefault(r["replication"], {})[r["model"]] = r
+        complete = [
+            reps
+            for reps in by_rep.values()
+            if all(m in reps and reps[m]["ok"] for m in self.models)
+        ]
+        best_bic = [min(reps, key=lambda m: reps[m]["bic"]) for reps in complete]
+        out = pd.DataFrame(
+            {
+                "fitted": [
+                    sum(1 for r in self.records if r["model"] == m and r["ok"]) for m in self.models
+                ],
+                "failed": [self.failures[m] for m in self.models],
+                "not_converged": [
+                    sum(
+                        1
+                        for r in self.records
+                        if r["model"] == m and r["ok"] and not r.get("converged", True)
+                    )
+                    for m in self.models
+                ],
+                "best_bic": [
+                    best_bic.count(m) / len(complete) if complete else np.nan for m in self.models
+                ],
+            },
+            index=pd.Index(self.models, name="model"),
+        )
+        if self.estimator == "bayes" and len(self.models) > 1:
+            best_loo = [max(reps, key=lambda m: reps[m]["elpd"]) for reps in complete]
+            out["best_loo"] = [
+                best_loo.count(m) / len(complete) if complete else np.nan for m in self.models
+            ]
+        out.attrs["complete_replications"] = len(complete)
+        return out
+
+    def summary(self) -> str:
+        """Printable report: design, failures, selection and each model's parameters."""
+        d = self.design
+        size = f"n = {d.n}" if d.n else f"{d.clusters} clusters x {d.cluster_size}"
+        lines = [
+            f"Monte Carlo: data from {d.spec.name} ({size}), {self.replications} replications, "
+            f"estimator {self.estimator}",
+            "",
+            self.selection().to_string(float_format=lambda v: f"{v:.3f}"),
+        ]
+        for m in self.models:
+            try:
+                table = self.parameters(m)
+            except EstimationError as err:
+                lines += ["", f"{m}: {err}"]
+                continue
+            lines += ["", f"model {m}:", format_table(table)]
+        return "\n".join(lines)
+
+
+def compare_estimators(
+    ml: MonteCarloResult, bayes: MonteCarloResult, model: str | None = None
+) -> pd.DataFrame:
+    """ML Wald intervals and Bayes posterior intervals over the same data sets.
+
+    Both studies must share the generating design and seed, so replication
+    r is the same data set in both; only replications that both estimators
+    fitted are compared.
+
+    Parameters
+    ----------
+    ml, bayes : MonteCarloResult
+        The same study run with ``estimator="ml"`` and ``estimator="bayes"``.
+    model : str, optional
+        Fitted model (default: the first).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per parameter: ``population``, then ``average``, ``sd`` (of the
+        estimates), ``average_se`` (ML SE, posterior SD), ``se_sd``,
+        ``mse`` and ``coverage`` (95%), each with the suffix ``_ml`` or
+        ``_bayes``. ``attrs`` holds the paired replications and the Bayes
+        fits not converged (R-hat above 1.01 or divergences).
+    """
+    if (ml.estimator, bayes.estimator) != ("ml", "bayes"):
+        raise EstimationError(
+            f"compare_estimators(ml, bayes) takes an ML and a Bayes study, got "
+            f"{ml.estimator!r} and {bayes.estimator!r}."
+        )
+    if repr(ml.design) != repr(bayes.design) or ml.random_seed != bayes.random_seed:
+        raise EstimationError(
+            "the two studies simulate different data (design or random_seed differ); run "
+            "both with the same generate, size and random_seed."
+        )
+    model = model or ml.models[0]
+
+    def ok(res: MonteCarloResult) -> set[int]:
+        return {r["replication"] for r in res.records if r["model"] == model and r["ok"]}
+
+    paired = ok(ml) & ok(bayes)
+    if not paired:
+        raise EstimationError(f"no replication of model {model!r} fitted by both estimators.")
+
+    def table(res: MonteCarloResult) -> pd.DataFrame:
+        kept = [r for r in res.records if r["replication"] in paired]
+        return replace(res, records=kept).parameters(model)
+
+    t_ml, t_bayes = table(ml), table(bayes)
+    stats = ["average", "sd", "average_se", "se_sd", "mse", "coverage"]
+    out = pd.DataFrame({"population": t_ml["population"]})
+    for stat in stats:
+        out[f"{stat}_ml"] = t_ml[stat]
+        out[f"{stat}_bayes"] = t_bayes[stat]
+    out.attrs["paired_replications"] = len(paired)
+    out.attrs["bayes_not_converged"] = sum(
+        1
+        for r in bayes.records
+        if r["model"] == model and r["replication"] in paired and not r.get("converged", True)
+    )
+    return out
+
+
+def _study_header(
+    design: SimulationDesign,
+    fits: Sequence[Spec],
+    estimator: str,
+    random_seed: int,
+    fit_kwargs: Mapping[str, Any],
+) -> dict[str, Any]:
+    """What must not change between a study and its resumption."""
+    return {
+        "generate": repr(design.spec),
+        "generate_params": {k: float(v) for k, v in sorted(design.params.items())},
+        "size": [design.n, design.clusters, design.cluster_size],
+        "fit": [repr(s) for s in fits],
+        "estimator": estimator,
+        "random_seed": random_seed,
+        "fit_kwargs": json.loads(json.dumps(dict(fit_kwargs), default=repr, sort_keys=True)),
+    }
+
+
+def _read_records(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
+    """Records already in ``path``, after checking it holds the same study.
+
+    A file that is not a study's (a CSV, a binary file, another study) is
+    refused before anything is written to it.
+    """
+    try:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+    except UnicodeDecodeError:
+        raise EstimationError(
+            f"{path} is not a bayesmix Monte Carlo file (it is not UTF-8 text); give another "
+            "out= file."
+        ) from None
+    if not text.strip():
+        path.write_text(json.dumps({"study": header}) + "\n", encoding="utf-8")
+        return []
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    rows = []
+    cut = False
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if i == 0 or i < len(lines) - 1:
+                raise EstimationError(
+                    f"{path} is not a bayesmix Monte Carlo file (line {i + 1}: {err.msg}); "
+                    "give another out= file."
+                ) from None
+            # the last line was cut short by an interruption: dropped once the header is checked
+            cut = True
+    saved = rows[0].get("study") if isinstance(rows[0], dict) else None
+    if not isinstance(saved, dict):
+        raise EstimationError(
+            f"{path} does not start with a study header, so it cannot be resumed safely; "
+            "give another out= file."
+        )
+    changed = [k for k in header if saved.get(k) != header[k]]
+    if changed:
+        diffs = "; ".join(
+            f"{k} differs"
+            if k in ("generate", "fit")
+            else f"{k}: file {saved.get(k)!r}, now {header[k]!r}"
+            for k in changed
+        )
+        raise EstimationError(
+            f"{path} holds a different study ({diffs}). Resuming would mix two studies: "
+            "give another out= file, or the same settings to resume."
+        )
+    for i, row in enumerate(rows[1:], start=2):
+        if not (
+            isinstance(row, dict) and isinstance(row.get("replication"), int) and "model" in row
+        ):
+            raise EstimationError(
+                f"{path} line {i} is not a replication record ({lines[i - 1][:60]!r}); the "
+                "file was edited or is damaged: give another out= file."
+            )
+    records = rows[1:]
+    # a replication cut short between its models' records runs again, from a clean file
+    models: dict[Any, set[Any]] = {}
+    for r in records:
+        models.setdefault(r["replication"], set()).add(r["model"])
+    whole = [r for r in records if len(models[r["replication"]]) == len(header["fit"])]
+    if cut or len(whole) < len(records):
+        path.write_text("".join(json.dumps(r) + "\n" for r in [rows[0], *whole]), encoding="utf-8")
+    return whole
+
+
+def _executor(
+    workers: int, client: Any
+) -> tuple[Callable[[_Task], Any], Callable[[list[Any]], Any], Any]:
+    """``submit``, ``as_completed`` and a closer for the chosen backend."""
+    if client is not None:
+        try:
+            from distributed import Client
+            from distributed import as_completed as dask_completed
+        except ImportError:
+            raise EstimationError(
+                "running on a Dask cluster needs the distributed package: "
+                'pip install -e ".[dask]" (or pip install distributed).'
+            ) from None
+        owned = None
+        if isinstance(client, str):
+            try:
+                client = owned = Client(client, timeout="20s")
+            except (OSError, TimeoutError) as err:
+                raise EstimationError(
+                    f"cannot reach the Dask scheduler at {client!r} ({err}); check the "
+                    "address (e.g. tcp://host:8786) and that the scheduler is running."
+                ) from None
+        return (
+            lambda task: client.submit(_replicate, task, pure=False),
+            lambda futures: dask_completed(futures),
+            (lambda: owned.close()) if owned is not None else (lambda: None),
+        )
+    # spawn, not fork: forked children inherit JAX's and numba's threads
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+    return (
+        lambda task: pool.submit(_replicate, task),
+        lambda futures: as_completed(futures),
+        lambda: pool.shutdown(cancel_futures=True),
+    )
+
+
+def montecarlo(
+    generate: tuple[Spec, Mapping[str, float]] | SimulationDesign,
+    fit: Spec | Sequence[Spec],
+    replications: int,
+    *,
+    n: int | None = None,
+    clusters: int | None = None,
+    cluster_size: int | None = None,
+    estimator: Estimator = "ml",
+    random_seed: int = 0,
+    workers: int | None = None,
+    client: Any = None,
+    out: str | Path | None = None,
+    progress: bool = True,
+    **fit_kwargs: Any,
+) -> MonteCarloResult:
+    """Run a Monte Carlo study.
+
+    Parameters
+    ----------
+    generate : (Spec, mapping) or SimulationDesign
+        Generating model and its population values (with ``n`` or
+        ``clusters`` and ``cluster_size``), or a :class:`SimulationDesign`.
+    fit : Spec or list of Spec
+        Models fitted to every data set (names must differ).
+    replications : int
+    n, clusters, cluster_size : int, optional
+        Size of each data set, when ``generate`` is not a SimulationDesign.
+    estimator : {"ml", "bayes"}
+        ML (Wald intervals) or NUTS (posterior mean, SD and 95% quantile
+        interval; fit_kwargs such as ``draws`` pass through).
+    random_seed : int
+        Seed of the study: replication r uses the r-th child of
+        ``numpy.random.SeedSequence(random_seed)``, so results do not
+        depend on the number of workers or their order.
+    workers : int, optional
+        Local processes (default: the machine's cores); 1 runs in this
+        process.
+    client : dask.distributed.Client or str, optional
+        Run on a Dask cluster (a Client, or a scheduler address) instead.
+    out : path, optional
+        JSON-lines file; each replication's records are appended as it
+        finishes, and replications already in it are not run again.
+    progress : bool
+        Show progress.
+    **fit_kwargs
+        Passed to ``fit_ml`` or ``fit_bayes`` (e.g. ``starts``).
+
+    Returns
+    -------
+    MonteCarloResult
+    """
+    design = (
+        generate
+        if isinstance(generate, SimulationDesign)
+        else SimulationDesign(
+            generate[0], dict(generate[1]), n=n, clusters=clusters, cluster_size=cluster_size
+        )
+    )
+    fits = (fit,) if isinstance(fit, Spec) else tuple(fit)
+    names = [s.name for s in fits]
+    if len(set(names)) != len(names):
+        raise EstimationError(f"fitted models need distinct names, got {names}.")
+    if not isinstance(replications, int) or replications < 1:
+        raise EstimationError(f"replications must be a positive integer, got {replications!r}.")
+    if estimator not in ("ml", "bayes"):
+        raise EstimationError(f"estimator must be 'ml' or 'bayes', got {estimator!r}.")
+    random_seed = check_seed(random_seed)
+    seeds = [
+        int(s.generate_state(1)[0]) for s in np.random.SeedSequence(random_seed).spawn(replications)
+    ]
+    # before any replication: the file must be one that can be created, or resumed
+    path = (
+        check_output(out, label="out", overwrite=True, example="study.jsonl")
+        if out is not None
+        else None
+    )
+    header = _study_header(design, fits, estimator, random_seed, fit_kwargs)
+    records = _read_records(path, header) if path is not None else []
+    done = {r["replication"] for r in records}
+    loo = estimator == "bayes" and len(fits) > 1
+    todo = [
+        _Task(design, fits, r, seeds[r], estimator, dict(fit_kwargs), loo)
+        for r in range(replications)
+        if r not in done
+    ]
+    bar = Progress(replications, "replications", enabled=progress)
+    bar.done = len(done)
+    workers = workers or os.cpu_count() or 1
+
+    def keep(new: list[dict[str, Any]]) -> None:
+        records.extend(new)
+        if path is not None:
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write("".join(json.dumps(rec) + "\n" for rec in new))
+        failed = sum(1 for r in records if not r["ok"])
+        bar.update(f"failed fits {failed}")
+
+    if todo and (workers == 1 and client is None):
+        for task in todo:
+            keep(_replicate(task))
+    elif todo:
+        submit, completed, close = _executor(workers, client)
+        try:
+            futures = [submit(task) for task in todo]
+            for fut in completed(futures):
+                keep(fut.result())
+        except BrokenProcessPool:
+            raise EstimationError(
+                "a worker process stopped abruptly. Worker processes re-import the calling "
+                "script, so a script must call montecarlo() under `if __name__ == "
+                '"__main__":`; otherwise the machine may have run out of memory (try fewer '
+                f"workers). Finished replications are kept{' in ' + str(path) if path else ''}."
+            ) from None
+        finally:
+            close()
+    bar.close()
+    records.sort(key=lambda r: (r["replication"], names.index(r["model"])))
+    return MonteCarloResult(
+        records=[r for r in records if r["replication"] < replications],
+        design=design,
+        models=tuple(names),
+        estimator=estimator,
+        replications=replications,
+        random_seed=random_seed,
+    )

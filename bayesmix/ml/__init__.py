@@ -1,0 +1,1 @@
+"""Maximum likelihood: starts, optimisation, inference and ``fit_ml``."""

@@ -1,0 +1,1 @@
+"""Fitted results with one interface for both estimators, and their persistence."""

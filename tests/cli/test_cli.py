@@ -1,0 +1,175 @@
+"""Tests of the command-line interface bayesmix.cli.main."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bayesmix import simulate
+from bayesmix.cli import main
+from bayesmix.model.spec import load_spec
+from bayesmix.paper.section2 import FIG1_PARAMS
+
+FIG1 = str(Path(__file__).resolve().parents[2] / "models" / "fig1.toml")
+HSB_COLUMNS = [
+    "school", "math", "female", "minority", "ses", "meanses",
+    "catholic", "size", "pracad", "disclim", "himinty",
+]  # fmt: skip
+
+
+def test_main_restores_warning_format() -> None:
+    before = warnings.formatwarning
+    assert main(["fit", "no/such/model.toml", "--data", "hsb"]) == 2
+    assert warnings.formatwarning is before
+
+
+def _param_args(values: dict[str, float]) -> list[str]:
+    args: list[str] = []
+    for name, value in values.items():
+        args += ["--param", f"{name}={value}"]
+    return args
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+def test_missing_model_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope.toml"
+    code = main(["fit", str(missing), "--data", "hsb", "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    assert err == f"bayesmix: error: model file {str(missing)!r} does not exist.\n"
+
+
+def test_unknown_data_set_name(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["fit", FIG1, "--data", "hsbx", "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    assert err == (
+        "bayesmix: error: data 'hsbx' is neither a CSV file nor a bundled data set; "
+        "bundled data sets are ['hsb']. Did you mean 'hsb'?\n"
+    )
+
+
+def test_missing_column(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["fit", FIG1, "--data", "hsb", "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    assert err.startswith("bayesmix: error: column 'y' used by model 'fig1' is not in the data")
+    assert str(HSB_COLUMNS) in err
+
+
+def test_missing_column_in_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.csv"
+    pd.DataFrame({"y": [1.0, 2.0, 3.0], "z": [0.0, 1.0, 0.0]}).to_csv(path, index=False)
+    code = main(["fit", FIG1, "--data", str(path), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("bayesmix: error: column 'x' used by model 'fig1' is not in the data")
+    assert "['y', 'z']" in err
+
+
+def test_between_classes_need_clusters(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["fit", FIG1, "--data", "hsb", "--between-classes", "2", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "level-2 latent classes need a cluster column" in err
+
+
+def test_argparse_rejects_non_positive_starts(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["fit", FIG1, "--data", "hsb", "--starts", "0"])
+    assert info.value.code == 2
+    assert "argument --starts: expected a positive integer, got 0" in capsys.readouterr().err
+
+
+# --- simulate ----------------------------------------------------------------------------------
+
+
+def test_simulate_writes_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_path = tmp_path / "sim.csv"
+    argv = ["simulate", FIG1, "--n", "123", "--seed", "5", "--out", str(out_path)]
+    code = main(argv + _param_args(FIG1_PARAMS))
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert err == ""
+    assert out == f"wrote 123 rows to {out_path}\n"
+    frame = pd.read_csv(out_path)
+    assert frame.shape == (123, 3)
+    assert list(frame.columns) == ["x", "y", "C"]
+    assert set(frame["C"].unique()) <= {1, 2}
+    expected = simulate(load_spec(FIG1), FIG1_PARAMS, n=123, random_seed=5)
+    pd.testing.assert_frame_equal(frame, expected, check_exact=False, rtol=1e-12)
+
+
+def test_simulate_missing_parameter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    values = {k: v for k, v in FIG1_PARAMS.items() if k != "x[c2]"}
+    out_path = tmp_path / "sim.csv"
+    code = main(["simulate", FIG1, "--n", "10", "--out", str(out_path), *_param_args(values)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("bayesmix: error: missing parameter value(s) ['x[c2]']")
+    assert not out_path.exists()
+
+
+@pytest.mark.parametrize(
+    ("item", "fragment"),
+    [("x[c1]", "--param expects NAME=VALUE, got 'x[c1]'"), ("x[c1]=abc", "'abc' is not a number")],
+)
+def test_simulate_bad_param(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], item: str, fragment: str
+) -> None:
+    argv = ["simulate", FIG1, "--n", "10", "--out", str(tmp_path / "s.csv"), "--param", item]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("bayesmix: error: ")
+    assert fragment in err
+
+
+# --- fit ---------------------------------------------------------------------------------------
+
+
+def test_ml_fit_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    n = 2000
+    path = tmp_path / "fig1.csv"
+    simulate(load_spec(FIG1), FIG1_PARAMS, n=n, random_seed=1).to_csv(path, index=False)
+    code = main(["fit", FIG1, "--data", str(path), "--starts", "3", "--seed", "1", "--json", "-"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    # with JSON on stdout the human summary goes to stderr
+    assert "bayesmix ML fit: fig1" in err
+    payload = json.loads(out)
+    required = {
+        "model", "estimator", "n_obs", "n_clusters", "loglik", "n_params", "bic", "aic",
+        "elapsed_s", "params",
+    }  # fmt: skip
+    assert required <= set(payload)
+    assert payload["model"] == "fig1"
+    assert payload["estimator"] == "ml"
+    assert payload["n_obs"] == n
+    assert payload["n_clusters"] is None
+    assert payload["n_params"] == 8
+    loglik = payload["loglik"]
+    assert math.isfinite(loglik)
+    assert payload["bic"] == pytest.approx(-2 * loglik + 8 * math.log(n), abs=1e-6)
+    assert payload["aic"] == pytest.approx(-2 * loglik + 2 * 8, abs=1e-6)
+    assert payload["elapsed_s"] > 0
+    names = [p["name"] for p in payload["params"]]
+    assert names == [
+        "1[c1]", "1[c2]", "x[c1]", "x[c2]", "sigma2[c1]", "sigma2[c2]", "C#1 ~ 1", "C#1 ~ x",
+    ]  # fmt: skip
+    for entry in payload["params"]:
+        assert set(entry) == {"name", "estimate", "se"}
+        assert math.isfinite(entry["estimate"])
+        assert entry["se"] > 0
+        # n = 2000 recovers the population values within 5 standard errors
+        assert abs(entry["estimate"] - FIG1_PARAMS[entry["name"]]) < 5 * entry["se"]
