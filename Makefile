@@ -49,9 +49,12 @@ demo: $(STAMP)
 bench: $(STAMP)
 	@for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done
 
+# Style (ruff), then the package's shape: sizes, import cycles, the library's
+# independence of the paper, no estimator branches outside results/.
 lint: $(STAMP)
-	$(VENV)/bin/ruff check bayesmix tests benchmarks
-	$(VENV)/bin/ruff format --check bayesmix tests benchmarks
+	$(VENV)/bin/ruff check bayesmix tests benchmarks scripts
+	$(VENV)/bin/ruff format --check bayesmix tests benchmarks scripts
+	$(PY) scripts/check_structure.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache bayesmix-output
