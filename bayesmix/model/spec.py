@@ -27,23 +27,25 @@ A :class:`Spec` is a frozen dataclass. It is built in Python with
 from __future__ import annotations
 
 import dataclasses
-import tomllib
-import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from os import PathLike
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from bayesmix.errors import SpecError, SpecWarning
+from bayesmix.errors import SpecError
+from bayesmix.model.checks import (
+    check_argument_types,
+    check_class_overrides,
+    check_fixed_effects,
+    check_spec,
+    warn_membership_random_dropped,
+)
+from bayesmix.model.files import model_table, model_tables, read_model_file
 from bayesmix.model.formula import INTERCEPT, parse_formula
 
 ResidualVariance = Literal["common", "class"]
 Covariance = Literal["unstructured", "diagonal"]
 MembershipRandom = Literal["none", "independent", "factor"]
-_MEMBERSHIP_RANDOM = ("none", "independent", "factor")
-_RESIDUAL_CHOICES = ("common", "class")
-_COVARIANCE_CHOICES = ("unstructured", "diagonal")
 
 
 def fixed_effect_name(term: str, covariate: str | None) -> str:
@@ -141,174 +143,7 @@ class Spec:
     description: str = ""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.classes, int) or isinstance(self.classes, bool):
-            raise SpecError(f"classes must be an integer >= 1, got {self.classes!r}.")
-        if self.classes < 1:
-            raise SpecError(
-                f"classes must be at least 1, got {self.classes}; use classes=1 for an "
-                "ordinary (single-class) regression."
-            )
-        if self.residual_variance not in _RESIDUAL_CHOICES:
-            raise SpecError(
-                f"residual_variance must be one of {_RESIDUAL_CHOICES}, "
-                f"got {self.residual_variance!r}."
-            )
-        if self.covariance not in _COVARIANCE_CHOICES:
-            raise SpecError(
-                f"covariance must be one of {_COVARIANCE_CHOICES}, got {self.covariance!r}."
-            )
-        for term, _ in self.level2:
-            if term not in self.terms:
-                raise SpecError(
-                    f"[level2] regresses {term!r}, which is not a term of the outcome "
-                    f"formula; its terms are {list(self.terms)}."
-                )
-        bad_random = [t for t in self.random if t not in self.terms]
-        if bad_random:
-            raise SpecError(
-                f"random names {bad_random}, which are not terms of the outcome formula; "
-                f"its terms are {list(self.terms)}."
-            )
-        if self.membership_random not in _MEMBERSHIP_RANDOM:
-            raise SpecError(
-                f"membership random must be one of {_MEMBERSHIP_RANDOM}, "
-                f"got {self.membership_random!r}."
-            )
-        if self.membership_random != "none" and self.classes < 2:
-            raise SpecError("membership random intercepts need at least 2 classes.")
-        if self.cluster is None:
-            needs = [
-                f"{label} {value!r}"
-                for label, value in (
-                    ("random", list(self.random)),
-                    ("level2", dict(self.level2)),
-                    ("residual_groups", self.residual_groups),
-                    ("membership random", self.membership_random),
-                )
-                if value and value != "none"
-            ]
-            if needs:
-                raise SpecError(
-                    f"random effects, level-2 regressions and residual groups need a cluster "
-                    f'column ({", ".join(needs)}): set cluster = "school" (or your level-2 '
-                    "identifier)."
-                )
-        for label, names in (
-            ("random", self.random),
-            ("class_varying", self.class_varying),
-            ("residual_covariates", self.residual_covariates),
-            ("centre", self.centre),
-            ("between varying", self.between_varying),
-        ):
-            twice = sorted({t for t in names if names.count(t) > 1})
-            if twice:
-                raise SpecError(
-                    f"{label} names {', '.join(map(repr, twice))} more than once; list each "
-                    "term once."
-                )
-        if INTERCEPT in self.residual_covariates:
-            raise SpecError(
-                "residual_covariates names '1', but the log-linear residual variance always "
-                'has an intercept; list only covariates, e.g. ["x"].'
-            )
-        for label, text in (("name", self.name), ("description", self.description)):
-            if not isinstance(text, str):
-                raise SpecError(f"{label} must be text, got {text!r}.")
-        self._check_cluster_not_a_covariate()
-        self._check_outcome_not_a_covariate()
-        if self.residual_covariates and self.residual_groups:
-            raise SpecError(
-                "use either residual_covariates (model 1b) or residual_groups (model 1c), not both."
-            )
-        unknown = [t for t in self.class_varying if t not in self.fixed_names]
-        if unknown:
-            raise SpecError(
-                f"class_varying names {unknown}, which are not fixed effects of the model; "
-                f"they are {list(self.fixed_names)}."
-            )
-        if self.membership and self.membership[0] != INTERCEPT:
-            raise SpecError("the membership regression must include an intercept.")
-        self._check_between()
-        if self.classes > 1:
-            if not self.class_varying:
-                raise SpecError(
-                    f"a {self.classes}-class mixture needs at least one class-varying "
-                    f"outcome coefficient; set class_varying to some of "
-                    f"{list(self.fixed_names)}."
-                )
-            if self.order_classes_by not in self.class_varying:
-                raise SpecError(
-                    f"order_classes_by={self.order_classes_by!r} must be one of the "
-                    f"class-varying effects {list(self.class_varying)}."
-                )
-
-    def _check_cluster_not_a_covariate(self) -> None:
-        """The cluster column labels schools; as a variable it would be read as numbers."""
-        c = self.cluster
-        if c is None:
-            return
-        uses = (
-            ("the outcome", (self.outcome,)),
-            ("a term of the outcome formula", self.terms),
-            ("a term of the membership formula", self.membership),
-            ("a [level2] covariate", self.level2_covariates),
-            ("a residual_covariates term", self.residual_covariates),
-            ("the residual_groups column", (self.residual_groups or "",)),
-            ("a term of the [between] formula", self.between_membership),
-        )
-        for where, terms in uses:
-            if any(c in term.split(":") for term in terms):
-                raise SpecError(
-                    f"cluster column {c!r} identifies the clusters (schools) and cannot also "
-                    f"be {where}; remove it from there, or, if the column also holds a numeric "
-                    f"school-level variable, use a copy of it under another name "
-                    f'(e.g. data["{c}_value"] = data["{c}"]).'
-                )
-
-    def _check_outcome_not_a_covariate(self) -> None:
-        """The outcome explains nothing in its own model (the outcome formula is checked
-        where it is parsed)."""
-        uses = (
-            ("the membership formula", self.membership),
-            ("a [level2] covariate", self.level2_covariates),
-            ("residual_covariates", self.residual_covariates),
-            ("residual_groups", (self.residual_groups or "",)),
-            ("the [between] formula", self.between_membership),
-        )
-        for where, terms in uses:
-            if any(self.outcome in term.split(":") for term in terms):
-                raise SpecError(
-                    f"outcome {self.outcome!r} also appears in {where}; the outcome cannot "
-                    f"explain itself: remove {self.outcome!r} there."
-                )
-
-    def _check_between(self) -> None:
-        L = self.between_classes
-        if not isinstance(L, int) or isinstance(L, bool) or L < 1:
-            raise SpecError(f"between classes must be an integer >= 1, got {L!r}.")
-        if L == 1:
-            return
-        if self.cluster is None:
-            raise SpecError('level-2 latent classes need a cluster column: set cluster = "school".')
-        if not self.between_varying:
-            raise SpecError(
-                f"{L} level-2 classes need at least one outcome coefficient that varies "
-                f"across them; set [between] varying to some of {list(self.fixed_names)}."
-            )
-        unknown = [t for t in self.between_varying if t not in self.fixed_names]
-        if unknown:
-            raise SpecError(
-                f"[between] varying names {unknown}, which are not fixed effects of the "
-                f"model; they are {list(self.fixed_names)}."
-            )
-        order = self.between_order_by
-        if order not in self.between_varying:
-            raise SpecError(
-                f"level-2 classes are labelled by decreasing {order!r}, which must vary "
-                f"across them; add it to [between] varying {list(self.between_varying)}."
-            )
-        if self.between_membership[:1] != (INTERCEPT,):
-            raise SpecError("the level-2 class regression must include an intercept.")
+        check_spec(self)
 
     @property
     def between_order_by(self) -> str | None:
@@ -429,22 +264,6 @@ class Spec:
         )
 
 
-def _warn_membership_random_dropped(value: Any, where: str, stacklevel: int) -> None:
-    """Warn that a one-class model drops its school random membership intercepts."""
-    if value not in _MEMBERSHIP_RANDOM:
-        raise SpecError(
-            f"{where}: membership random must be one of {_MEMBERSHIP_RANDOM}, got {value!r}."
-        )
-    warnings.warn(
-        f"{where}: membership random = {value!r} is dropped: the school random intercepts "
-        "belong to the membership logits, and a model with one class has no membership "
-        "logits. Fit classes >= 2 (e.g. --classes 2) to keep them, or remove random from "
-        "[membership] (membership_random='none') to silence this warning.",
-        SpecWarning,
-        stacklevel=stacklevel,
-    )
-
-
 def _default_order(varying: tuple[str, ...]) -> str | None:
     if not varying:
         return None
@@ -465,58 +284,72 @@ def _rhs_terms(value: str | Iterable[str] | None, where: str) -> tuple[str, ...]
     return tuple(value)
 
 
-_INTEGERS = ("classes", "between_classes")
-_OPTIONAL_TEXT = (
-    "membership", "order_classes_by", "cluster", "residual_groups", "between_membership"
-)  # fmt: skip
-_TEXT_OR_NAMES = (
-    "class_varying", "random", "residual_covariates", "centre", "between_varying"
-)  # fmt: skip
+class _ClassSettings(NamedTuple):
+    """The level-1 class settings of :func:`make_spec`, resolved for the number of classes."""
+
+    varying: tuple[str, ...]
+    order: str | None
+    membership_random: MembershipRandom
+    residual_variance: ResidualVariance
 
 
-def _is_names(value: Any) -> bool:
-    return (
-        isinstance(value, Iterable)
-        and not isinstance(value, Mapping | bytes)
-        and all(isinstance(v, str) for v in value)
-    )
-
-
-def _check_argument_types(**values: Any) -> None:
-    """Refuse values of the wrong type (as a model file can hold) with the setting's name."""
-    for key in _INTEGERS:
-        v = values[key]
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise SpecError(f"{key} must be an integer >= 1, got {v!r}.")
-    for key in _OPTIONAL_TEXT:
-        v = values[key]
-        if v is not None and not isinstance(v, str):
-            raise SpecError(f'{key} must be text such as "x + w" or a column name, got {v!r}.')
-    for key in _TEXT_OR_NAMES:
-        v = values[key]
-        if v is not None and not isinstance(v, str) and not _is_names(v):
-            raise SpecError(f'{key} must be a list of names such as ["1", "x"] or text, got {v!r}.')
-    level2 = values["level2"]
-    if level2 is None:
-        return
-    if not isinstance(level2, Mapping):
-        raise SpecError(f'level2 must map terms to covariates, e.g. {{x = "w"}}, got {level2!r}.')
-    for term, covs in level2.items():
-        if not isinstance(covs, str) and not _is_names(covs):
-            raise SpecError(
-                f'[level2] {term}: expected covariates such as "w1 + w2" or a list of '
-                f"names, got {covs!r}."
-            )
-
-
-def _check_fixed_effects(names: tuple[str, ...], fixed: tuple[str, ...], setting: str) -> None:
-    """Refuse names in ``setting`` that are not fixed effects of the model, listing those."""
-    unknown = [t for t in names if t not in fixed]
-    if unknown:
+def _class_settings(
+    classes: int,
+    class_varying: str | Iterable[str],
+    order_classes_by: str | None,
+    fixed: tuple[str, ...],
+    membership_random: MembershipRandom,
+    residual_variance: ResidualVariance,
+    name: str,
+) -> _ClassSettings:
+    """Resolve ``class_varying`` and the label order; a one-class model drops its mixture."""
+    if isinstance(class_varying, str):
+        varying = fixed if class_varying == "all" else (class_varying,)
+    else:
+        varying = tuple(class_varying)
+    check_fixed_effects(varying, fixed, "class_varying")
+    # checked whatever the number of classes, as class_varying is: a one-class model drops
+    # the setting, but a name that is no term of the model is a mistake in any model
+    if order_classes_by is not None and order_classes_by not in fixed:
         raise SpecError(
-            f"{setting} names {unknown}, which are not fixed effects of the model; "
-            f"they are {list(fixed)}."
+            f"order_classes_by={order_classes_by!r} is not a fixed effect of the model; give "
+            f"one of the class-varying effects among {list(fixed)}, or leave it out."
         )
+    if classes == 1:
+        varying = ()
+        if membership_random != "none":
+            # 4: this function, make_spec, then make_spec's caller is named
+            warn_membership_random_dropped(membership_random, f"model {name!r}", stacklevel=4)
+        membership_random = "none"
+        if residual_variance == "class":
+            residual_variance = "common"
+    order = order_classes_by if order_classes_by is not None else _default_order(varying)
+    return _ClassSettings(varying, order, membership_random, residual_variance)
+
+
+def _between_settings(
+    between_classes: int,
+    between_membership: str | None,
+    between_varying: str | Iterable[str],
+    varying: tuple[str, ...],
+    fixed: tuple[str, ...],
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The level-2 class formula's terms and the effects varying across level-2 classes."""
+    # the [between] settings are read whatever the number of level-2 classes, as the
+    # class settings are: a model with one level-2 class drops them, but a formula that does
+    # not parse or a name that is no fixed effect is a mistake in any model
+    between_terms: tuple[str, ...] = (INTERCEPT,)
+    if between_membership is not None:
+        between_terms = (INTERCEPT, *_rhs_terms(between_membership, "[between] formula"))
+    if isinstance(between_varying, str):
+        named = {"class_varying": tuple(varying) or fixed, "all": fixed}
+        bvarying = named.get(between_varying, (between_varying,))
+    else:
+        bvarying = tuple(between_varying)
+    check_fixed_effects(bvarying, fixed, "[between] varying")
+    if between_classes == 1:
+        return (INTERCEPT,), ()
+    return between_terms, bvarying
 
 
 def make_spec(
@@ -594,7 +427,7 @@ def make_spec(
     -------
     Spec
     """
-    _check_argument_types(
+    check_argument_types(
         classes=classes,
         between_classes=between_classes,
         class_varying=class_varying,
@@ -627,55 +460,25 @@ def make_spec(
         rand = parse_formula(random, where="random terms").terms
     else:
         rand = tuple(random or ())
-    probe = Spec(outcome=formula.lhs, terms=formula.terms, level2=l2, cluster=cluster)
-    fixed = probe.fixed_names
-    if isinstance(class_varying, str):
-        varying = fixed if class_varying == "all" else (class_varying,)
-    else:
-        varying = tuple(class_varying)
-    _check_fixed_effects(varying, fixed, "class_varying")
-    # checked whatever the number of classes, as class_varying is: a one-class model drops
-    # the setting, but a name that is no term of the model is a mistake in any model
-    if order_classes_by is not None and order_classes_by not in fixed:
-        raise SpecError(
-            f"order_classes_by={order_classes_by!r} is not a fixed effect of the model; give "
-            f"one of the class-varying effects among {list(fixed)}, or leave it out."
-        )
-    if classes == 1:
-        varying = ()
-        member_terms = (INTERCEPT,)
-        if membership_random != "none":
-            _warn_membership_random_dropped(membership_random, f"model {name!r}", stacklevel=3)
-        membership_random = "none"
-        if residual_variance == "class":
-            residual_variance = "common"
-    order = order_classes_by if order_classes_by is not None else _default_order(varying)
-    # the [between] settings are read whatever the number of level-2 classes, as the
-    # class settings are: a model with one level-2 class drops them, but a formula that does
-    # not parse or a name that is no fixed effect is a mistake in any model
-    between_terms: tuple[str, ...] = (INTERCEPT,)
-    if between_membership is not None:
-        between_terms = (INTERCEPT, *_rhs_terms(between_membership, "[between] formula"))
-    if isinstance(between_varying, str):
-        named = {"class_varying": tuple(varying) or fixed, "all": fixed}
-        bvarying = named.get(between_varying, (between_varying,))
-    else:
-        bvarying = tuple(between_varying)
-    _check_fixed_effects(bvarying, fixed, "[between] varying")
-    if between_classes == 1:
-        between_terms, bvarying = (INTERCEPT,), ()
+    fixed = Spec(outcome=formula.lhs, terms=formula.terms, level2=l2, cluster=cluster).fixed_names
+    mixture = _class_settings(
+        classes, class_varying, order_classes_by, fixed, membership_random, residual_variance, name
+    )
+    between_terms, bvarying = _between_settings(
+        between_classes, between_membership, between_varying, mixture.varying, fixed
+    )
     return Spec(
         outcome=formula.lhs,
         terms=formula.terms,
         classes=classes,
-        class_varying=tuple(varying),
-        residual_variance=residual_variance,
-        membership=member_terms,
-        order_classes_by=order if classes > 1 else None,
+        class_varying=mixture.varying,
+        residual_variance=mixture.residual_variance,
+        membership=member_terms if classes > 1 else (INTERCEPT,),
+        order_classes_by=mixture.order if classes > 1 else None,
         cluster=cluster,
         level2=l2,
         random=rand,
-        membership_random=membership_random,
+        membership_random=mixture.membership_random,
         covariance=covariance,
         residual_covariates=_rhs_terms(residual_covariates, "residual_covariates"),
         residual_groups=residual_groups,
@@ -686,44 +489,6 @@ def make_spec(
         name=name,
         description=description,
     )
-
-
-_TOP_KEYS = {
-    "name",
-    "description",
-    "classes",
-    "cluster",
-    "centre",
-    "outcome",
-    "membership",
-    "level2",
-    "random",
-    "between",
-}
-_OUTCOME_KEYS = {
-    "formula",
-    "class_varying",
-    "residual_variance",
-    "order_classes_by",
-    "residual_covariates",
-    "residual_groups",
-}
-_MEMBERSHIP_KEYS = {"formula", "random"}
-_RANDOM_KEYS = {"terms", "covariance"}
-_BETWEEN_KEYS = {"classes", "formula", "varying"}
-
-
-def _check_keys(table: Mapping[str, Any], valid: set[str], where: str) -> None:
-    unknown = sorted(set(table) - valid)
-    if unknown:
-        raise SpecError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(valid)}.")
-
-
-def _table(doc: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
-    value = doc.get(key, {})
-    if not isinstance(value, Mapping):
-        raise SpecError(f"{source}: [{key}] must be a table.")
-    return value
 
 
 def spec_from_dict(
@@ -751,23 +516,11 @@ def spec_from_dict(
     -------
     Spec
     """
-    _check_keys(doc, _TOP_KEYS, source)
-    if "outcome" not in doc or not isinstance(doc["outcome"], Mapping):
-        raise SpecError(f"{source}: needs an [outcome] table with a 'formula'.")
-    outcome = doc["outcome"]
-    _check_keys(outcome, _OUTCOME_KEYS, f"{source} [outcome]")
-    if "formula" not in outcome:
-        raise SpecError(f"{source} [outcome]: needs a 'formula' such as \"y ~ x\".")
-    membership = _table(doc, "membership", source)
-    _check_keys(membership, _MEMBERSHIP_KEYS, f"{source} [membership]")
-    random = _table(doc, "random", source)
-    _check_keys(random, _RANDOM_KEYS, f"{source} [random]")
-    between = _table(doc, "between", source)
-    _check_keys(between, _BETWEEN_KEYS, f"{source} [between]")
+    outcome, membership, random, between = model_tables(doc, source)
     k = doc.get("classes", 1) if classes is None else classes
     membership_random = membership.get("random", "none")
     if k == 1 and not isinstance(k, bool) and membership_random != "none":
-        _warn_membership_random_dropped(membership_random, source, stacklevel=4)
+        warn_membership_random_dropped(membership_random, source, stacklevel=4)
         membership_random = "none"
     try:
         return make_spec(
@@ -779,7 +532,7 @@ def spec_from_dict(
             membership_random=membership_random,
             order_classes_by=outcome.get("order_classes_by"),
             cluster=doc.get("cluster"),
-            level2=_table(doc, "level2", source),
+            level2=model_table(doc, "level2", source),
             random=random.get("terms"),
             covariance=random.get("covariance", "unstructured"),
             residual_covariates=outcome.get("residual_covariates"),
@@ -795,16 +548,6 @@ def spec_from_dict(
         )
     except SpecError as err:
         raise SpecError(f"{source}: {err}") from None
-
-
-def _bundled_hint(path: Path) -> str:
-    """Where the package's copy of a missing model file is, when its name is a bundled one."""
-    from bayesmix.model.catalogue import model_file, model_names
-
-    stem = path.name.removesuffix(".toml")
-    if path.suffix not in ("", ".toml") or stem not in model_names():
-        return ""
-    return f"; bayesmix ships {stem!r} as {str(model_file(stem))!r} (bayesmix.model_file({stem!r}))"
 
 
 def load_spec(
@@ -830,48 +573,8 @@ def load_spec(
     SpecError
         If the file is missing, is not valid TOML or describes an invalid model.
     """
-    if not isinstance(path, str | PathLike):
-        raise SpecError(
-            f"load_spec needs the path of a model file such as 'models/fig1.toml', got "
-            f"{type(path).__name__} {path!r}."
-        )
-    if str(path) == "":  # Path("") is the current folder
-        raise SpecError(
-            f"the model file path {str(path)!r} is empty; give a .toml file such as "
-            "models/fig1.toml."
-        )
-    path = Path(path)
-    if path.is_dir():
-        raise SpecError(
-            f"{str(path)!r} is a folder, not a model file; give a .toml file such as "
-            "models/fig1.toml."
-        )
-    if not path.is_file():
-        raise SpecError(f"model file {str(path)!r} does not exist{_bundled_hint(path)}.")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise SpecError(
-            f"{path}: not a text TOML file (byte 0x{err.object[err.start]:02x} at offset "
-            f"{err.start} is not UTF-8 text); give a model file such as models/fig1.toml, "
-            "saved as plain text."
-        ) from None
-    except OSError as err:
-        raise SpecError(
-            f"cannot read model file {str(path)!r} ({err.strerror}); check its permissions."
-        ) from None
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise SpecError(f"{path}: not valid TOML ({err}).") from None
-    if classes is not None and (
-        isinstance(classes, bool) or not isinstance(classes, int) or classes < 1
-    ):
-        raise SpecError(f"classes must be an integer >= 1, got {classes!r}.")
-    if between_classes is not None and (
-        isinstance(between_classes, bool)
-        or not isinstance(between_classes, int)
-        or between_classes < 1
-    ):
-        raise SpecError(f"between classes must be an integer >= 1, got {between_classes!r}.")
-    return spec_from_dict(doc, source=str(path), classes=classes, between_classes=between_classes)
+    doc = read_model_file(path)
+    check_class_overrides(classes, between_classes)
+    return spec_from_dict(
+        doc, source=str(Path(path)), classes=classes, between_classes=between_classes
+    )
