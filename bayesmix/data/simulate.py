@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayesmix.data.design import _check_school_level, design_matrices
+from bayesmix.data.checks import check_school_level
+from bayesmix.data.design import design_matrices
 from bayesmix.errors import DataError, SpecError
 from bayesmix.model.formula import INTERCEPT
 from bayesmix.model.params import Layout, Params, layout
@@ -367,7 +368,7 @@ def _given_frame(
                 f"clusters have {sizes.min()} to {sizes.max()} rows; the DataFrame sets the "
                 "size: drop cluster_size."
             )
-        _check_school_level(frame, codes, _school_columns(spec), spec.cluster)
+        check_school_level(frame, codes, _school_columns(spec), spec.cluster)
     return frame
 
 
