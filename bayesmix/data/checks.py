@@ -292,14 +292,30 @@ def check_school_columns(
     codes : ndarray of int
         The cluster index of each row.
     """
-    school_cols = list(spec.level2_covariates)
+    check_school_level(numeric.assign(**{cluster: clusters}), codes, school_columns(spec), cluster)
+
+
+def school_columns(spec: Spec) -> list[str]:
+    """Columns constant within a cluster: level-2 covariates, residual groups, [between] terms.
+
+    Parameters
+    ----------
+    spec : Spec
+        The model.
+
+    Returns
+    -------
+    list of str
+        The columns, each once.
+    """
+    cols = list(spec.level2_covariates)
     if spec.residual_groups:
-        school_cols.append(spec.residual_groups)
+        cols.append(spec.residual_groups)
     for term in spec.between_membership:
         for name in term.split(":"):
-            if name != INTERCEPT and name not in school_cols:
-                school_cols.append(name)
-    check_school_level(numeric.assign(**{cluster: clusters}), codes, school_cols, cluster)
+            if name != INTERCEPT and name not in cols:
+                cols.append(name)
+    return cols
 
 
 def residual_group_levels(numeric: pd.DataFrame, spec: Spec) -> tuple[Any, ...]:

@@ -4,69 +4,18 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from bayesmix.data.checks import check_school_level
-from bayesmix.data.design import design_matrices
+from bayesmix.data.covariates import Generator, drawn_covariates, given_covariates, is_number
+from bayesmix.data.design import Matrices, design_matrices
 from bayesmix.errors import DataError, SpecError
-from bayesmix.model.formula import INTERCEPT
 from bayesmix.model.params import Layout, Params, layout
 from bayesmix.model.spec import Spec
 from bayesmix.validate import check_seed
-
-Generator = str | tuple[Any, ...] | Callable[[np.random.Generator, int], np.ndarray]
-
-_GENERATORS = "'normal', ('normal', mean, sd), 'bernoulli', ('bernoulli', p) or a callable"
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _draw_covariate(name: str, how: Generator, rng: np.random.Generator, n: int) -> np.ndarray:
-    if callable(how):
-        try:
-            values = np.asarray(how(rng, n), dtype=float)
-        except (TypeError, ValueError):
-            raise DataError(
-                f"generator for {name!r} returned values that are not numbers; it must "
-                f"return {n} floats."
-            ) from None
-        if values.shape != (n,):
-            raise DataError(f"generator for {name!r} returned shape {values.shape}, not ({n},).")
-        bad = int((~np.isfinite(values)).sum())
-        if bad:
-            raise DataError(
-                f"generator for {name!r} returned {bad} non-finite value(s) (nan or inf); it "
-                "must return finite numbers."
-            )
-        return values
-    parts = (how,) if isinstance(how, str) else how
-    if not isinstance(parts, (tuple, list)) or not parts:
-        raise SpecError(f"covariate generator for {name!r} must be {_GENERATORS}, got {how!r}.")
-    kind, *args = parts
-    prefix = f"covariate generator for {name!r}"
-    if kind == "normal":
-        if len(args) > 2:
-            raise SpecError(f"{prefix}: ('normal', mean, sd) takes 2 numbers, got {len(args)}.")
-        mean, sd = (args + [0.0, 1.0][len(args) :])[:2]
-        if not _is_number(mean) or not np.isfinite(mean):
-            raise SpecError(f"{prefix}: the mean must be a finite number, got {mean!r}.")
-        if not _is_number(sd) or not np.isfinite(sd) or sd < 0:
-            raise SpecError(f"{prefix}: the sd must be a finite number >= 0, got {sd!r}.")
-        return rng.normal(mean, sd, size=n)
-    if kind == "bernoulli":
-        if len(args) > 1:
-            raise SpecError(f"{prefix}: ('bernoulli', p) takes 1 number, got {len(args)}.")
-        p = args[0] if args else 0.5
-        if not _is_number(p) or not 0 <= p <= 1:
-            raise SpecError(f"{prefix}: p must be a number within [0, 1], got {p!r}.")
-        return (rng.random(n) < p).astype(float)
-    raise SpecError(f"{prefix} must be {_GENERATORS}, got {how!r}.")
 
 
 def _count(name: str, value: object) -> int | None:
@@ -92,7 +41,7 @@ def _check_values(spec: Spec, params: Mapping[Any, Any]) -> dict[str, float]:
     values: dict[str, float] = {}
     for key, value in params.items():
         name = str(key)
-        if not _is_number(value):
+        if not is_number(value):
             raise SpecError(f"parameter {name} has the value {value!r}, which is not a number.")
         values[name] = float(value)
     bad = [n for n, v in values.items() if not np.isfinite(v)]
@@ -286,141 +235,6 @@ def _named_params(lay: Layout, values: dict[str, float]) -> Params:
     return lay.from_named(values)
 
 
-def _school_columns(spec: Spec) -> list[str]:
-    """Columns constant within a cluster: level-2 covariates, residual groups, [between] terms."""
-    cols = list(spec.level2_covariates)
-    if spec.residual_groups:
-        cols.append(spec.residual_groups)
-    cols += [
-        name
-        for term in spec.between_membership
-        for name in term.split(":")
-        if name != INTERCEPT and name not in cols
-    ]
-    return cols
-
-
-def _given_frame(
-    spec: Spec,
-    covariates: pd.DataFrame,
-    names: list[str],
-    n: int | None,
-    clusters: int | None,
-    cluster_size: int | None,
-) -> pd.DataFrame:
-    """The covariates DataFrame's columns, checked, with the size arguments it must agree with."""
-    need = names + ([spec.cluster] if spec.cluster else [])
-    missing = [c for c in need if c not in covariates.columns]
-    if missing:
-        raise DataError(
-            f"covariates lack column(s) {missing}; they have {list(covariates.columns)}."
-        )
-    twice = [c for c in need if int((covariates.columns == c).sum()) > 1]
-    if twice:
-        raise DataError(
-            f"covariates have several columns named {twice[0]!r}; rename or drop all but one."
-        )
-    frame = covariates[need].reset_index(drop=True).copy()
-    if len(frame) == 0:
-        raise DataError("the covariates DataFrame has no rows; give at least one row.")
-    if n is not None and n != len(frame):
-        raise DataError(
-            f"n={n} disagrees with the covariates DataFrame's {len(frame)} rows; the DataFrame "
-            "sets the size: drop n."
-        )
-    for col in names:
-        series = frame[col]
-        if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
-            continue
-        coerced = pd.to_numeric(series, errors="coerce")
-        bad = series[coerced.isna() & series.notna()]
-        if len(bad):
-            raise DataError(
-                f"covariate column {col!r} is not numeric (e.g. value {bad.iloc[0]!r} in row "
-                f"{bad.index[0]}); recode it as numbers."
-            )
-        frame[col] = coerced
-    na = frame.isna().sum()
-    if na.any():
-        per_col = {str(c): int(k) for c, k in na.items() if k}
-        raise DataError(
-            f"covariates have missing values (per column: {per_col}); drop or impute those rows "
-            "before simulating."
-        )
-    frame[names] = frame[names].astype(float)
-    for col in names:
-        n_inf = int(np.isinf(frame[col].to_numpy()).sum())
-        if n_inf:
-            raise DataError(
-                f"covariate column {col!r} has {n_inf} infinite value(s); remove or recode them."
-            )
-    if spec.cluster is not None:
-        codes, uniques = pd.factorize(frame[spec.cluster], sort=True)
-        if clusters is not None and clusters != len(uniques):
-            raise DataError(
-                f"clusters={clusters} disagrees with the covariates DataFrame's {len(uniques)} "
-                f"clusters of {spec.cluster!r}; the DataFrame sets the size: drop clusters."
-            )
-        sizes = np.bincount(codes)
-        if cluster_size is not None and (sizes != cluster_size).any():
-            raise DataError(
-                f"cluster_size={cluster_size} disagrees with the covariates DataFrame, whose "
-                f"clusters have {sizes.min()} to {sizes.max()} rows; the DataFrame sets the "
-                "size: drop cluster_size."
-            )
-        check_school_level(frame, codes, _school_columns(spec), spec.cluster)
-    return frame
-
-
-def _drawn_frame(
-    spec: Spec,
-    gens: Mapping[str, Generator],
-    names: list[str],
-    n: int | None,
-    clusters: int | None,
-    cluster_size: int | None,
-    rng: np.random.Generator,
-) -> pd.DataFrame:
-    """Covariates drawn from their generators, school-level columns once per cluster."""
-    unknown = sorted(set(gens) - set(names))
-    if unknown:
-        raise DataError(f"generators given for {unknown}, which the model does not use.")
-    if spec.cluster is None:
-        if n is None:
-            raise DataError(
-                f"model {spec.name!r} is single-level: simulate needs n (the number of "
-                "observations) or a covariates DataFrame."
-            )
-        return pd.DataFrame({c: _draw_covariate(c, gens.get(c, "normal"), rng, n) for c in names})
-    if clusters is None or cluster_size is None:
-        alone = (
-            "; n alone does not say how to split the observations into clusters"
-            if n is not None
-            else ""
-        )
-        raise DataError(
-            f"model {spec.name!r} is two-level (cluster column {spec.cluster!r}): simulate needs "
-            "clusters (the number of clusters) and cluster_size (observations per cluster), or "
-            f"a covariates DataFrame with the cluster column{alone}."
-        )
-    size = clusters * cluster_size
-    if n is not None and n != size:
-        raise DataError(
-            f"n={n} disagrees with clusters * cluster_size = {clusters} * {cluster_size} = "
-            f"{size}; a two-level model takes its size from clusters and cluster_size: drop n."
-        )
-    school_cols = _school_columns(spec)
-    frame = pd.DataFrame({spec.cluster: np.repeat(np.arange(1, clusters + 1), cluster_size)})
-    for col in names:
-        default = "bernoulli" if col == spec.residual_groups else "normal"
-        how = gens.get(col, default)
-        if col in school_cols:
-            frame[col] = np.repeat(_draw_covariate(col, how, rng, clusters), cluster_size)
-        else:
-            frame[col] = _draw_covariate(col, how, rng, size)
-    return frame
-
-
 def _refuse_non_finite(values: np.ndarray, what: str, unit: str = "row") -> None:
     """Refuse entries of ``values`` (1-D, or 2-D with one row per ``unit``) that overflowed."""
     bad = ~np.isfinite(values)
@@ -526,9 +340,11 @@ def simulate(
     rng = np.random.default_rng(random_seed)
     names = [c for c in spec.columns if c not in (spec.outcome, spec.cluster)]
     if isinstance(covariates, pd.DataFrame):
-        frame = _given_frame(spec, covariates, names, n, clusters, cluster_size)
+        frame = given_covariates(spec, covariates, names, n, clusters, cluster_size)
     else:
-        frame = _drawn_frame(spec, dict(covariates or {}), names, n, clusters, cluster_size, rng)
+        frame = drawn_covariates(
+            spec, dict(covariates or {}), names, n, clusters, cluster_size, rng
+        )
     levels: tuple = ()
     if spec.residual_groups:
         levels = tuple(
@@ -541,8 +357,21 @@ def simulate(
     else:
         _check_shapes(spec, lay, arrays)
         structured = params  # type: ignore[assignment]
-    size = len(frame)
-    codes = np.zeros(size, dtype=int)
+    codes, m = _matrices(spec, frame, names, levels)
+    y, cls, between = _draw_outcome(spec, m, codes, structured, rng)
+    out = frame.copy()
+    out[spec.outcome] = y
+    out["C"] = cls + 1
+    if spec.between_classes > 1:
+        out["D"] = between + 1
+    return out
+
+
+def _matrices(
+    spec: Spec, frame: pd.DataFrame, names: list[str], levels: tuple[Any, ...]
+) -> tuple[np.ndarray, Matrices]:
+    """The cluster index of each row and the design matrices of the covariates."""
+    codes = np.zeros(len(frame), dtype=int)
     first = None
     cluster_ids = None
     if spec.cluster is not None:
@@ -551,7 +380,18 @@ def simulate(
         cluster_ids = np.asarray(uniques)
     # the outcome does not exist yet; its placeholder only fills Matrices.y
     numeric = frame[names].astype(float).assign(**{spec.outcome: 0.0})
-    m = design_matrices(spec, numeric, levels, first, cluster_ids)
+    return codes, design_matrices(spec, numeric, levels, first, cluster_ids)
+
+
+def _draw_outcome(
+    spec: Spec, m: Matrices, codes: np.ndarray, structured: Params, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """School effects, then classes, then the outcome: ``(y, class, level-2 class)`` per row.
+
+    The classes are numbered from 0. The draws come from ``rng`` in a fixed order
+    (school effects, classes, level-2 classes, residuals), so a seed fixes the data.
+    """
+    size = len(codes)
     beta = np.asarray(structured.beta, dtype=float)
     gamma = np.asarray(structured.gamma, dtype=float)
     lsig = np.asarray(structured.lsig, dtype=float)
@@ -579,12 +419,7 @@ def simulate(
     sigma = np.exp(0.5 * np.einsum("iv,iv->i", m.V, lsig[cls]))
     _refuse_non_finite(mu, "outcome mean")
     _refuse_non_finite(sigma, "outcome standard deviation")
-    out = frame.copy()
-    out[spec.outcome] = mu + sigma * rng.standard_normal(size)
-    out["C"] = cls + 1
-    if spec.between_classes > 1:
-        out["D"] = between + 1
-    return out
+    return mu + sigma * rng.standard_normal(size), cls, between
 
 
 def _draw_between(
