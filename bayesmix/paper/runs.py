@@ -10,14 +10,12 @@ an output folder with a Markdown report.
 from __future__ import annotations
 
 import json
-import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from bayesmix.analysis.compare import compare, format_table, wald
@@ -27,6 +25,8 @@ from bayesmix.data.datasets import load_hsb
 from bayesmix.ml.fit import fit_ml
 from bayesmix.model.catalogue import model_file
 from bayesmix.model.spec import Spec, load_spec
+from bayesmix.paper.report import ReportInputs, RunLog, add_report_sections, save_figure
+from bayesmix.paper.tables import estimates_table
 from bayesmix.results.fits import BayesResult, MLResult
 
 
@@ -86,21 +86,6 @@ class PaperPlan:
         )
 
 
-@dataclass
-class _Log:
-    """Progress on stdout and the lines of the Markdown report."""
-
-    start: float = field(default_factory=time.perf_counter)
-    lines: list[str] = field(default_factory=list)
-
-    def step(self, text: str) -> None:
-        sys.stdout.write(f"[{time.perf_counter() - self.start:7.1f}s] {text}\n")
-        sys.stdout.flush()
-
-    def md(self, *text: str) -> None:
-        self.lines.extend(text)
-
-
 def paper_spec(model: str, classes: int = 1) -> Spec:
     """The paper's model ``"1"``, ``"1b"``, ``"1c"``, ``"A"``, ``"B"`` or ``"C"`` on HSB."""
     files = {"1": "hsb_1", "1b": "hsb_1b", "1c": "hsb_1c", "A": "hsb_A", "B": "hsb_B"}
@@ -119,37 +104,6 @@ def _label(fit: MLResult | BayesResult) -> str:
         # the paper's C23: two level-2 classes over three level-1 classes
         return f"{letter}{spec.between_classes}{spec.classes}"
     return f"{letter}{spec.classes}"
-
-
-def _table1(ml: MLResult, bayes: BayesResult | None) -> pd.DataFrame:
-    table = ml.params[["estimate", "se", "z", "p"]].copy()
-    if bayes is not None:
-        table["posterior_mean"] = bayes.table["mean"]
-        table["posterior_sd"] = bayes.table["sd"]
-        table["r_hat"] = bayes.table["r_hat"]
-    return table
-
-
-def _markdown(table: pd.DataFrame, digits: int) -> str:
-    """A pipe table; floats with ``digits`` decimals, NaN blank."""
-
-    def cell(v: Any) -> str:
-        if isinstance(v, float | np.floating):
-            return "" if not np.isfinite(v) else f"{v:.{digits}f}"
-        return str(v)
-
-    head = "| " + " | ".join(str(c) for c in table.columns) + " |"
-    rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(False)]
-    return "\n".join([head, rule, *rows])
-
-
-def _save(fig: Any, path: Path, log: _Log) -> None:
-    import matplotlib.pyplot as plt
-
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    log.step(f"wrote {path.name}")
 
 
 def run_paper(
@@ -173,20 +127,12 @@ def run_paper(
     dict
         ``table2`` (DataFrame), ``fits`` (label -> result) and ``elapsed_s``.
     """
-    from bayesmix.analysis.schools import school_effects, share_positive
-    from bayesmix.plots.figures import (
-        plot_class_lines,
-        plot_diagnostics,
-        plot_fig5,
-        plot_membership,
-        plot_ml_vs_bayes,
-        plot_school_effects,
-    )
+    from bayesmix.plots.figures import plot_fig5
 
     if plan is None:
         plan = PaperPlan.quick() if quick else PaperPlan()
     out.mkdir(parents=True, exist_ok=True)
-    log = _Log()
+    log = RunLog()
     data = load_hsb()
     n_schools = data["school"].nunique()
     log.step(f"HSB: {len(data)} students in {n_schools} schools; plan: {plan}")
@@ -198,8 +144,69 @@ def run_paper(
         f"{'Quick run (smaller plan). ' if quick else ''}Seed {seed}.",
         "",
     )
-    _save(plot_fig5(data), out / "fig5.png", log)
+    save_figure(plot_fig5(data), out / "fig5.png", log)
 
+    fits = _fit_ml_models(plan, data, seed, log)
+
+    ml_fits = [f for f in fits.values() if isinstance(f, MLResult)]
+    table2 = compare(ml_fits)
+    table2.insert(0, "label", [_label(f) for f in ml_fits])
+    text2 = format_table(table2)
+    log.step("Table 2 (ML):\n" + text2)
+    table2.to_csv(out / "table2.csv", index=False)
+
+    bayes = _fit_bayes_models(plan, fits, data, seed, log)
+    table_bayes = _bayes_table(bayes, plan, out, log)
+
+    # Table 1 and the school effects of the conventional model
+    table1 = estimates_table(fits["1"], bayes.get("1"))  # type: ignore[arg-type]
+    table1.to_csv(out / "table1.csv")
+    share1, share_mix, main = _school_figures(plan, fits, bayes, out, log)
+
+    wald_text = ""
+    if "A3" in fits and "B3" in fits:
+        extra = [n for n in fits["B3"].names if n not in fits["A3"].names]
+        test = wald(fits["B3"], extra)  # type: ignore[arg-type]
+        wald_text = f"Wald test of B3's {len(extra)} extra parameters over A3: {test}"
+        log.step(wald_text)
+
+    for label, fit in fits.items():
+        (out / f"fit_{label}.json").write_text(
+            json.dumps(fit.to_dict(), indent=2), encoding="utf-8"
+        )
+    for label, b in bayes.items():
+        (out / f"fit_{label}_nuts.json").write_text(
+            json.dumps(b.to_dict(), indent=2), encoding="utf-8"
+        )
+
+    add_report_sections(
+        log,
+        ReportInputs(
+            table1=table1,
+            table2=table2,
+            table_bayes=table_bayes,
+            bayes=bayes,
+            wald_text=wald_text,
+            share1=share1,
+            share_mix=share_mix,
+            main=main,
+        ),
+    )
+    elapsed = time.perf_counter() - log.start
+    log.md(f"Run time: {elapsed:.0f} s.")
+    (out / "report.md").write_text("\n".join(log.lines) + "\n", encoding="utf-8")
+    log.step(f"wrote {out / 'report.md'}; total {elapsed:.0f}s")
+    return {
+        "table2": table2,
+        "fits": {**fits, **{f"{k}_nuts": v for k, v in bayes.items()}},
+        "elapsed_s": elapsed,
+    }
+
+
+def _fit_ml_models(
+    plan: PaperPlan, data: pd.DataFrame, seed: int, log: RunLog
+) -> dict[str, MLResult | BayesResult]:
+    """Models 1, 1b and 1c, the mixtures A and B, and C23 from B3, by ML."""
     fits: dict[str, MLResult | BayesResult] = {}
     for variant in ("1", "1b", "1c"):
         fit = fit_ml(paper_spec(variant), data, random_seed=seed)
@@ -234,14 +241,17 @@ def run_paper(
         )
         fits["C23"] = fit
         log.step(f"model C23: logL {fit.loglik:.3f}, BIC {fit.bic:.2f}")
+    return fits
 
-    ml_fits = [f for f in fits.values() if isinstance(f, MLResult)]
-    table2 = compare(ml_fits)
-    table2.insert(0, "label", [_label(f) for f in ml_fits])
-    text2 = format_table(table2)
-    log.step("Table 2 (ML):\n" + text2)
-    table2.to_csv(out / "table2.csv", index=False)
 
+def _fit_bayes_models(
+    plan: PaperPlan,
+    fits: dict[str, MLResult | BayesResult],
+    data: pd.DataFrame,
+    seed: int,
+    log: RunLog,
+) -> dict[str, BayesResult]:
+    """The plan's models by NUTS from their ML estimates, each with its school-level LOO."""
     bayes: dict[str, BayesResult] = {}
     for label in plan.bayes_models:
         ml = fits[label]
@@ -266,6 +276,13 @@ def run_paper(
             f"model {label} (NUTS): {b.timings['sampling_s']:.0f}s sampling, max R-hat "
             f"{b.rhat_max:.3f}, min ESS {b.ess_bulk_min:.0f}, {b.divergences} divergences; {e}"
         )
+    return bayes
+
+
+def _bayes_table(
+    bayes: dict[str, BayesResult], plan: PaperPlan, out: Path, log: RunLog
+) -> pd.DataFrame | None:
+    """The NUTS fits compared by school-level LOO, written to ``table2_bayes.csv``."""
     table_bayes = None
     if bayes:
         table_bayes = compare(
@@ -274,101 +291,42 @@ def run_paper(
         table_bayes.insert(0, "label", [f"{k} (NUTS)" for k in bayes])
         log.step("Bayes fits, school-level LOO:\n" + format_table(table_bayes))
         table_bayes.to_csv(out / "table2_bayes.csv", index=False)
+    return table_bayes
 
-    # Table 1 and the school effects of the conventional model
-    table1 = _table1(fits["1"], bayes.get("1"))  # type: ignore[arg-type]
-    table1.to_csv(out / "table1.csv")
+
+def _school_figures(
+    plan: PaperPlan,
+    fits: dict[str, MLResult | BayesResult],
+    bayes: dict[str, BayesResult],
+    out: Path,
+    log: RunLog,
+) -> tuple[float, float, str]:
+    """Figs 6 and 8 and the mixture's plots; the shares of schools with a positive female
+    coefficient under model 1 and under the interpreted mixture, and that mixture's label."""
+    from bayesmix.analysis.schools import school_effects, share_positive
+    from bayesmix.plots.figures import (
+        plot_class_lines,
+        plot_diagnostics,
+        plot_membership,
+        plot_ml_vs_bayes,
+        plot_school_effects,
+    )
+
     effects1 = school_effects(fits["1"])
     share1 = share_positive(effects1, "female")
-    _save(plot_school_effects(effects1), out / "fig6.png", log)
+    save_figure(plot_school_effects(effects1), out / "fig6.png", log)
 
     # the mixture the paper interprets: B3 (B2 in the quick plan)
     main = "B3" if "B3" in fits else f"B{max(plan.mixture_classes)}"
     mix = fits[main]
     effects_mix = school_effects(mix)
     share_mix = share_positive(effects_mix, "female")
-    _save(plot_school_effects(effects_mix), out / "fig8.png", log)
-    _save(plot_class_lines(mix, "ses"), out / f"class_lines_{main}.png", log)  # type: ignore[arg-type]
-    _save(plot_membership(mix, "ses"), out / f"membership_{main}.png", log)  # type: ignore[arg-type]
+    save_figure(plot_school_effects(effects_mix), out / "fig8.png", log)
+    save_figure(plot_class_lines(mix, "ses"), out / f"class_lines_{main}.png", log)  # type: ignore[arg-type]
+    save_figure(plot_membership(mix, "ses"), out / f"membership_{main}.png", log)  # type: ignore[arg-type]
     if main in bayes:
-        _save(plot_ml_vs_bayes(mix, bayes[main]), out / f"ml_vs_bayes_{main}.png", log)  # type: ignore[arg-type]
-        _save(plot_diagnostics(bayes[main], "trace"), out / f"trace_{main}.png", log)
+        save_figure(plot_ml_vs_bayes(mix, bayes[main]), out / f"ml_vs_bayes_{main}.png", log)  # type: ignore[arg-type]
+        save_figure(plot_diagnostics(bayes[main], "trace"), out / f"trace_{main}.png", log)
     if "1" in bayes:
-        _save(plot_ml_vs_bayes(fits["1"], bayes["1"]), out / "ml_vs_bayes_1.png", log)  # type: ignore[arg-type]
-
-    wald_text = ""
-    if "A3" in fits and "B3" in fits:
-        extra = [n for n in fits["B3"].names if n not in fits["A3"].names]
-        test = wald(fits["B3"], extra)  # type: ignore[arg-type]
-        wald_text = f"Wald test of B3's {len(extra)} extra parameters over A3: {test}"
-        log.step(wald_text)
-
-    for label, fit in fits.items():
-        (out / f"fit_{label}.json").write_text(
-            json.dumps(fit.to_dict(), indent=2), encoding="utf-8"
-        )
-    for label, b in bayes.items():
-        (out / f"fit_{label}_nuts.json").write_text(
-            json.dumps(b.to_dict(), indent=2), encoding="utf-8"
-        )
-
-    best = table2.loc[table2["best_bic"] == "*", "label"].tolist()
-    log.md(
-        "## Table 1: conventional two-level regression (model 1)",
-        "",
-        "ML estimates with standard errors"
-        + (", beside posterior means and SDs by NUTS" if "1" in bayes else "")
-        + ".",
-        "",
-        _markdown(table1.reset_index(), 4),
-        "",
-        "## Table 2: log-likelihood and BIC of the models",
-        "",
-        _markdown(table2, 3),
-        "",
-        f"BIC minimum: {', '.join(best)}. 'replicated' counts the final-stage starts that "
-        "reached the best log-likelihood.",
-        "",
-    )
-    if wald_text:
-        log.md(wald_text + " (the paper prefers B3 over A3 by this test).", "")
-    if table_bayes is not None:
-        log.md(
-            "## NUTS fits and leave-one-school-out cross-validation",
-            "",
-            "elpd by PSIS-LOO with each school's random effects integrated out for every "
-            "posterior draw (predicting a new school); WAIC from the same values.",
-            "",
-            _markdown(table_bayes, 3),
-            "",
-        )
-        for label, b in bayes.items():
-            log.md(
-                f"* model {label}: max R-hat {b.rhat_max:.3f}, min bulk ESS "
-                f"{b.ess_bulk_min:.0f}, {b.divergences} divergences, "
-                f"{b.timings['sampling_s']:.0f}s sampling"
-                + (f"; diagnostics: {'; '.join(b.diagnostics)}" if b.diagnostics else "")
-            )
-        log.md("")
-    log.md(
-        "## School effects (Figs 6 and 8)",
-        "",
-        f"Schools with a positive female coefficient: {100 * share1:.1f}% under model 1, "
-        f"{100 * share_mix:.1f}% under model {main} (paper, NELS: 38% and 9%).",
-        "",
-        "![Fig 5](fig5.png)",
-        "![Fig 6](fig6.png)",
-        "![Fig 8](fig8.png)",
-        f"![class lines](class_lines_{main}.png)",
-        f"![membership](membership_{main}.png)",
-        "",
-    )
-    elapsed = time.perf_counter() - log.start
-    log.md(f"Run time: {elapsed:.0f} s.")
-    (out / "report.md").write_text("\n".join(log.lines) + "\n", encoding="utf-8")
-    log.step(f"wrote {out / 'report.md'}; total {elapsed:.0f}s")
-    return {
-        "table2": table2,
-        "fits": {**fits, **{f"{k}_nuts": v for k, v in bayes.items()}},
-        "elapsed_s": elapsed,
-    }
+        save_figure(plot_ml_vs_bayes(fits["1"], bayes["1"]), out / "ml_vs_bayes_1.png", log)  # type: ignore[arg-type]
+    return share1, share_mix, main
