@@ -63,7 +63,14 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     commands: dict[str, Command] = {"fit": _cmd_fit, "simulate": _cmd_simulate}
+    _add_fit_parser(sub)
+    _add_simulate_parser(sub)
+    commands.update(_plugin_commands(sub))
+    return parser, commands
 
+
+def _add_fit_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``fit`` subcommand's arguments."""
     fit = sub.add_parser("fit", help="fit a model file to data")
     fit.add_argument("spec", help="model file, e.g. models/fig1.toml")
     fit.add_argument("--data", required=True, help="CSV path or bundled data set name (hsb)")
@@ -113,6 +120,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     )
     fit.add_argument("--quiet", action="store_true", help="no progress and no summary")
 
+
+def _add_simulate_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``simulate`` subcommand's arguments."""
     sim = sub.add_parser("simulate", help="simulate data from a model file")
     sim.add_argument("spec", help="model file")
     sim.add_argument(
@@ -142,9 +152,6 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     sim.add_argument("--seed", type=seed_arg, help=f"random seed, 0 to {SEED_MAX}")
     sim.add_argument("--out", required=True, help="CSV file to write")
     sim.add_argument("--force", action="store_true", help="replace an existing --out file")
-
-    commands.update(_plugin_commands(sub))
-    return parser, commands
 
 
 def _plugin_commands(sub: argparse._SubParsersAction) -> dict[str, Command]:
