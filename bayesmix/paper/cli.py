@@ -15,6 +15,13 @@ from bayesmix.cli import Command, positive_int, seed_arg
 from bayesmix.outputs import check_folder, check_output
 from bayesmix.validate import SEED_MAX
 
+_ESTIMATOR_CHOICES: dict[str, tuple[str, ...]] = {
+    "ml": ("ml",),
+    "bayes": ("bayes",),
+    "both": ("ml", "bayes"),
+}
+"""The estimators each ``--estimator`` choice runs, in order."""
+
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     """Add the paper's subcommands to ``sub``.
@@ -65,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     mc.add_argument("--replications", type=positive_int, default=100)
     mc.add_argument(
         "--estimator",
-        choices=("ml", "bayes", "both"),
+        choices=tuple(_ESTIMATOR_CHOICES),
         default="ml",
         help="both: the same data sets by ML and by NUTS, with coverage side by side",
     )
@@ -105,7 +112,7 @@ def _cmd_montecarlo(args: argparse.Namespace) -> int:
     from bayesmix.formatting import format_table
     from bayesmix.paper.section2 import section2_study
 
-    estimators = ("ml", "bayes") if args.estimator == "both" else (args.estimator,)
+    estimators = _ESTIMATOR_CHOICES[args.estimator]
     outs: dict[str, str | None] = dict.fromkeys(estimators, args.out)
     if args.out is not None and len(estimators) > 1:
         path = Path(args.out)
