@@ -27,7 +27,9 @@ from bayesmix.data.datasets import load_hsb
 from bayesmix.ml.fit import fit_ml
 from bayesmix.model.catalogue import model_file
 from bayesmix.model.spec import Spec, load_spec
-from bayesmix.results.fits import BayesResult, MLResult
+from bayesmix.results.bayes import BayesResult
+from bayesmix.results.interface import FitResult
+from bayesmix.results.ml import MLResult
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ def paper_spec(model: str, classes: int = 1) -> Spec:
     return spec if model in ("1", "1b", "1c") else spec.with_classes(classes)
 
 
-def _label(fit: MLResult | BayesResult) -> str:
+def _label(fit: FitResult) -> str:
     spec = fit.spec
     letter = spec.name.removeprefix("hsb_")
     if spec.classes == 1:
@@ -174,7 +176,7 @@ def run_paper(
         ``table2`` (DataFrame), ``fits`` (label -> result) and ``elapsed_s``.
     """
     from bayesmix.analysis.schools import school_effects, share_positive
-    from bayesmix.plots.figures import (
+    from bayesmix.plots import (
         plot_class_lines,
         plot_diagnostics,
         plot_fig5,
@@ -200,7 +202,8 @@ def run_paper(
     )
     _save(plot_fig5(data), out / "fig5.png", log)
 
-    fits: dict[str, MLResult | BayesResult] = {}
+    # the ML fits; the NUTS fits of some of them are kept apart, in `bayes`
+    fits: dict[str, MLResult] = {}
     for variant in ("1", "1b", "1c"):
         fit = fit_ml(paper_spec(variant), data, random_seed=seed)
         fits[variant] = fit
@@ -229,13 +232,13 @@ def run_paper(
             data,
             starts=n_c,
             random_seed=seed,
-            init=between_start(fits["B3"], spec_c),  # type: ignore[arg-type]
+            init=between_start(fits["B3"], spec_c),
             progress=True,
         )
         fits["C23"] = fit
         log.step(f"model C23: logL {fit.loglik:.3f}, BIC {fit.bic:.2f}")
 
-    ml_fits = [f for f in fits.values() if isinstance(f, MLResult)]
+    ml_fits = list(fits.values())
     table2 = compare(ml_fits)
     table2.insert(0, "label", [_label(f) for f in ml_fits])
     text2 = format_table(table2)
@@ -255,7 +258,7 @@ def run_paper(
                 draws=n_draws,
                 tune=n_draws if ml.spec.classes == 1 else plan.tune,
                 random_seed=seed,
-                init=ml,  # type: ignore[arg-type]
+                init=ml,
                 progress=True,
             )
         for w in caught:
@@ -276,7 +279,7 @@ def run_paper(
         table_bayes.to_csv(out / "table2_bayes.csv", index=False)
 
     # Table 1 and the school effects of the conventional model
-    table1 = _table1(fits["1"], bayes.get("1"))  # type: ignore[arg-type]
+    table1 = _table1(fits["1"], bayes.get("1"))
     table1.to_csv(out / "table1.csv")
     effects1 = school_effects(fits["1"])
     share1 = share_positive(effects1, "female")
@@ -288,18 +291,18 @@ def run_paper(
     effects_mix = school_effects(mix)
     share_mix = share_positive(effects_mix, "female")
     _save(plot_school_effects(effects_mix), out / "fig8.png", log)
-    _save(plot_class_lines(mix, "ses"), out / f"class_lines_{main}.png", log)  # type: ignore[arg-type]
-    _save(plot_membership(mix, "ses"), out / f"membership_{main}.png", log)  # type: ignore[arg-type]
+    _save(plot_class_lines(mix, "ses"), out / f"class_lines_{main}.png", log)
+    _save(plot_membership(mix, "ses"), out / f"membership_{main}.png", log)
     if main in bayes:
-        _save(plot_ml_vs_bayes(mix, bayes[main]), out / f"ml_vs_bayes_{main}.png", log)  # type: ignore[arg-type]
+        _save(plot_ml_vs_bayes(mix, bayes[main]), out / f"ml_vs_bayes_{main}.png", log)
         _save(plot_diagnostics(bayes[main], "trace"), out / f"trace_{main}.png", log)
     if "1" in bayes:
-        _save(plot_ml_vs_bayes(fits["1"], bayes["1"]), out / "ml_vs_bayes_1.png", log)  # type: ignore[arg-type]
+        _save(plot_ml_vs_bayes(fits["1"], bayes["1"]), out / "ml_vs_bayes_1.png", log)
 
     wald_text = ""
     if "A3" in fits and "B3" in fits:
         extra = [n for n in fits["B3"].names if n not in fits["A3"].names]
-        test = wald(fits["B3"], extra)  # type: ignore[arg-type]
+        test = wald(fits["B3"], extra)
         wald_text = f"Wald test of B3's {len(extra)} extra parameters over A3: {test}"
         log.step(wald_text)
 
