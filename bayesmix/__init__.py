@@ -5,6 +5,7 @@ analysis", JRSS A 172(3), fitted from one specification both as Bayesian
 models in PyMC and by maximum likelihood.
 """
 
+from bayesmix._version import __version__
 from bayesmix.analysis.compare import LRTResult, WaldResult, compare, format_table, lrt, wald
 from bayesmix.analysis.loo import ELPD, elpd
 from bayesmix.analysis.montecarlo import (
@@ -33,10 +34,11 @@ from bayesmix.model.catalogue import model_file, model_names
 from bayesmix.model.priors import Prior
 from bayesmix.model.spec import Spec, load_spec, make_spec
 from bayesmix.outputs import OutputError
-from bayesmix.results.fits import BayesResult, MLResult
-from bayesmix.results.persist import ResultFileError, load_result, save_result
-
-__version__ = "0.1.0"
+from bayesmix.results.bayes import BayesResult
+from bayesmix.results.interface import FitResult
+from bayesmix.results.io import load_result, save_result
+from bayesmix.results.ml import MLResult
+from bayesmix.results.persist import ResultFileError
 
 __all__ = [
     "ELPD",
@@ -46,6 +48,7 @@ __all__ = [
     "ClassSelection",
     "DataError",
     "EstimationError",
+    "FitResult",
     "FormulaError",
     "LRTResult",
     "MLResult",

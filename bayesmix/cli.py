@@ -13,6 +13,7 @@ import json
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from bayesmix.validate import SEED_MAX, seed_problem
 
 if TYPE_CHECKING:
     from bayesmix.model.spec import Spec
+    from bayesmix.results.interface import FitResult
 
 Command = Callable[[argparse.Namespace], int]
 """A subcommand's handler: the parsed arguments in, the exit status out."""
@@ -74,7 +76,7 @@ def _add_fit_parser(sub: argparse._SubParsersAction) -> None:
     fit = sub.add_parser("fit", help="fit a model file to data")
     fit.add_argument("spec", help="model file, e.g. models/fig1.toml")
     fit.add_argument("--data", required=True, help="CSV path or bundled data set name (hsb)")
-    fit.add_argument("--estimator", choices=("ml", "bayes"), default="ml")
+    fit.add_argument("--estimator", choices=tuple(_ESTIMATORS), default="ml")
     fit.add_argument(
         "--classes",
         type=positive_int,
@@ -178,10 +180,63 @@ def _data_input(data: str, flag: str = "--data") -> list[tuple[str, str]]:
     return [] if data.lower() in BUNDLED else [(flag, data)]
 
 
+def _fit_ml(spec: Spec, args: argparse.Namespace) -> FitResult:
+    from bayesmix.ml.fit import fit_ml
+
+    return fit_ml(
+        spec,
+        args.data,
+        starts=args.starts,
+        random_seed=args.seed,
+        missing=args.missing,
+        progress=not args.quiet,
+    )
+
+
+def _fit_bayes(spec: Spec, args: argparse.Namespace) -> FitResult:
+    from bayesmix.bayes.fit import fit_bayes
+
+    return fit_bayes(
+        spec,
+        args.data,
+        draws=args.draws,
+        tune=args.tune,
+        chains=args.chains,
+        random_seed=args.seed,
+        init=args.init,
+        missing=args.missing,
+        ml_starts=args.starts,
+        backend=args.backend,
+        progress=not args.quiet,
+    )
+
+
+@dataclass(frozen=True)
+class _Estimator:
+    """What ``bayesmix fit --estimator NAME`` runs.
+
+    Attributes
+    ----------
+    fit : callable
+        Fits a model to ``--data`` with the command's settings.
+    compares_classes : bool
+        Whether several ``--classes`` values may be fitted and compared
+        (ML: each K takes seconds; NUTS would take a run per K).
+    """
+
+    fit: Callable[[Spec, argparse.Namespace], FitResult]
+    compares_classes: bool
+
+
+_ESTIMATORS = {
+    "ml": _Estimator(_fit_ml, compares_classes=True),
+    "bayes": _Estimator(_fit_bayes, compares_classes=False),
+}
+"""The choices of ``--estimator``."""
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     from bayesmix.analysis.compare import compare, format_table
-    from bayesmix.bayes.fit import fit_bayes
-    from bayesmix.ml.fit import fit_ml
     from bayesmix.model.spec import load_spec
 
     if args.json is not None and args.json != "-":
@@ -201,39 +256,18 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             f"--classes gives {' and '.join(map(str, repeated))} more than once, which would "
             f"fit the same model twice; give each number of classes once, e.g. --classes {unique}."
         )
-    if len(ks) > 1 and args.estimator != "ml":
+    estimator = _ESTIMATORS[args.estimator]
+    if len(ks) > 1 and not estimator.compares_classes:
         raise BayesmixError(
             "several --classes values compare ML fits; with --estimator bayes give one K."
         )
     show = not args.quiet
     # With JSON on stdout the human summary goes to stderr.
     stream = sys.stderr if args.json == "-" else sys.stdout
-    results: list[Any] = []
+    results: list[FitResult] = []
     for k in ks:
         spec = load_spec(args.spec, classes=k, between_classes=args.between_classes)
-        if args.estimator == "ml":
-            result: Any = fit_ml(
-                spec,
-                args.data,
-                starts=args.starts,
-                random_seed=args.seed,
-                missing=args.missing,
-                progress=show,
-            )
-        else:
-            result = fit_bayes(
-                spec,
-                args.data,
-                draws=args.draws,
-                tune=args.tune,
-                chains=args.chains,
-                random_seed=args.seed,
-                init=args.init,
-                missing=args.missing,
-                ml_starts=args.starts,
-                backend=args.backend,
-                progress=show,
-            )
+        result = estimator.fit(spec, args)
         if show:
             stream.write(result.summary() + "\n")
         results.append(result)

@@ -13,7 +13,8 @@ import pandas as pd
 from scipy import stats
 
 from bayesmix.errors import BayesmixWarning, EstimationError
-from bayesmix.results.fits import BayesResult, MLResult, information_criteria
+from bayesmix.results.interface import FitResult
+from bayesmix.results.ml import MLResult
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ def wald(result: MLResult, names: list[str], values: list[float] | None = None) 
 
 
 def compare(
-    results: Sequence[MLResult | BayesResult],
+    results: Sequence[FitResult],
     *,
     level: str | None = None,
     max_draws: int = 1000,
@@ -182,9 +183,10 @@ def compare(
 
     Parameters
     ----------
-    results : list of MLResult or BayesResult
+    results : list of FitResult
         Fits of any models (e.g. one spec at K = 1..4, or models A, B, C)
-        to the same observations, by either estimator.
+        to the same observations, by either estimator (MLResult or
+        BayesResult).
     level : {"student", "school", "school_marginal"}, optional
         Level of the Bayes fits' LOO and WAIC (see :mod:`bayesmix.analysis.loo`);
         default ``"school_marginal"`` for two-level data, the only level at
@@ -239,15 +241,11 @@ def compare(
             "n_params": r.n_params,
             "bic": r.bic,
             "aic": r.aic,
-            "sabic": information_criteria(r.loglik, r.n_params, r.n_obs)["sabic"],
+            "sabic": r.sabic,
             "entropy": r.entropy,
-            "replicated": "",
+            "replicated": r.starts_replicated,
         }
-        if isinstance(r, MLResult) and r.spec.classes > 1:
-            st = r.starts
-            n_runs = st.n_final if st.n_final is not None else st.n_starts
-            row["replicated"] = f"{st.replicated}/{n_runs}"
-        if isinstance(r, BayesResult):
+        if r.has_draws:
             e = r.elpd(level, max_draws=max_draws, progress=progress)
             elpds[k] = e
             row.update(
@@ -275,12 +273,13 @@ def compare(
             se[k] = float(np.sqrt(d.size * d.var())) if k != best else 0.0
         table["elpd_diff"] = diff
         table["se_diff"] = se
-        is_bayes = table["estimator"] == "bayes"
-        table["rank_bic"] = table["bic"].where(is_bayes).rank(method="min")
+        # BIC and LOO are ranked among the fits that have both: those with draws
+        with_loo = table.index.isin(list(elpds))
+        table["rank_bic"] = table["bic"].where(with_loo).rank(method="min")
         table["rank_loo"] = (-table["elpd_loo"]).rank(method="min")
         table["best_loo"] = np.where(table.index == best, "*", "")
         table.attrs["rank_disagreement"] = bool(
-            (table.loc[is_bayes, "rank_bic"] != table.loc[is_bayes, "rank_loo"]).any()
+            (table.loc[with_loo, "rank_bic"] != table.loc[with_loo, "rank_loo"]).any()
         )
         table.attrs["level"] = level
     return table

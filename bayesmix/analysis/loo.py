@@ -32,8 +32,9 @@ their standard errors (``sqrt(N var_i)`` of the pointwise values).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import xarray as xr
@@ -41,8 +42,27 @@ import xarray as xr
 from bayesmix.errors import EstimationError
 from bayesmix.progress import Progress
 
-if TYPE_CHECKING:
-    from bayesmix.results.fits import BayesResult
+
+class PosteriorFit(Protocol):
+    """What LOO reads of a fit with draws (a :class:`~bayesmix.BayesResult`).
+
+    Written out here rather than imported, so that the result classes, whose
+    ``elpd`` calls into this module, are not imported back by it.
+    """
+
+    @property
+    def spec(self) -> Any: ...
+    @property
+    def design(self) -> Any: ...
+    @property
+    def names(self) -> tuple[str, ...]: ...
+    @property
+    def draws(self) -> Mapping[str, np.ndarray]: ...
+    @property
+    def idata(self) -> Any: ...
+    @property
+    def cache(self) -> dict[Any, Any]: ...
+
 
 Level = Literal["student", "school", "school_marginal"]
 LEVELS: tuple[str, ...] = ("student", "school", "school_marginal")
@@ -121,7 +141,7 @@ def _thin(n_chain: int, n_draw: int, max_draws: int) -> np.ndarray:
 
 
 def marginal_school_loglik(
-    result: BayesResult,
+    result: PosteriorFit,
     *,
     max_draws: int = 1000,
     points: int | None = None,
@@ -193,7 +213,7 @@ def marginal_school_loglik(
 
 
 def elpd(
-    result: BayesResult,
+    result: PosteriorFit,
     level: Level | None = None,
     *,
     max_draws: int = 1000,

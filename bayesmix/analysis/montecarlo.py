@@ -26,37 +26,44 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from bayesmix.analysis.study import SimulationDesign, read_records, study_header
+from bayesmix.bayes.fit import fit_bayes
 from bayesmix.errors import EstimationError
 from bayesmix.formatting import format_table
+from bayesmix.ml.fit import fit_ml
 from bayesmix.model.spec import Spec
 from bayesmix.outputs import check_output
 from bayesmix.progress import Progress
+from bayesmix.results.interface import FitResult
 from bayesmix.validate import check_seed
 
 Estimator = Literal["ml", "bayes"]
 
 
 @dataclass(frozen=True)
-class SimulationDesign:
-    """What one replication simulates.
+class EstimatorEntry:
+    """How a study fits its models with one estimator.
 
     Attributes
     ----------
-    spec : Spec
-        Generating model.
-    params : dict
-        Its population values by parameter name.
-    n : int or None
-        Observations (single-level models).
-    clusters, cluster_size : int or None
-        Two-level designs.
+    fit : callable
+        ``fit(spec, data, random_seed=..., **fit_kwargs)`` returning a
+        :class:`~bayesmix.results.interface.FitResult`.
+    has_draws : bool
+        Whether its fits carry posterior draws: their intervals are
+        posterior intervals, and a study of several models also ranks them
+        by PSIS-LOO.
     """
 
-    spec: Spec
-    params: dict[str, float]
-    n: int | None = None
-    clusters: int | None = None
-    cluster_size: int | None = None
+    fit: Callable[..., FitResult]
+    has_draws: bool
+
+
+ESTIMATORS: dict[str, EstimatorEntry] = {
+    "ml": EstimatorEntry(fit_ml, has_draws=False),
+    "bayes": EstimatorEntry(fit_bayes, has_draws=True),
+}
+"""The estimators a study can use, by the name ``montecarlo(estimator=...)`` takes."""
 
 
 @dataclass(frozen=True)
@@ -71,40 +78,28 @@ class _Task:
 
 
 def _fit_record(task: _Task, spec: Spec, data: pd.DataFrame) -> dict[str, Any]:
-    from bayesmix.bayes.fit import fit_bayes
-    from bayesmix.ml.fit import fit_ml
-
     record: dict[str, Any] = {"replication": task.replication, "model": spec.name}
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            if task.estimator == "ml":
-                fit = fit_ml(spec, data, random_seed=task.seed, **task.fit_kwargs)
-                est, se = fit.estimates, fit.se
-                lower, upper = est - 1.959964 * se, est + 1.959964 * se
-                record.update(converged=bool(fit.converged))
-            else:
-                fit = fit_bayes(spec, data, random_seed=task.seed, **task.fit_kwargs)
-                est, se = fit.table["mean"].to_numpy(), fit.table["sd"].to_numpy()
-                lower, upper = fit.table["q2.5"].to_numpy(), fit.table["q97.5"].to_numpy()
-                record.update(
-                    converged=bool(fit.rhat_max <= 1.01 and fit.divergences == 0),
-                    rhat_max=fit.rhat_max,
-                    divergences=int(fit.divergences),
-                )
-                if task.loo:
-                    # only needed to rank several models; the costliest step of a record
-                    record["elpd"] = fit.elpd().elpd_loo
+            fit = ESTIMATORS[task.estimator].fit(
+                spec, data, random_seed=task.seed, **task.fit_kwargs
+            )
+            bounds = fit.intervals(0.95)
+            record.update(fit.convergence())
+            if task.loo:
+                # only needed to rank several models; the costliest step of a record
+                record["elpd"] = fit.elpd().elpd_loo
         record.update(
             ok=True,
             loglik=float(fit.loglik),
             bic=float(fit.bic),
             n_params=int(fit.n_params),
             names=list(fit.names),
-            estimate=[float(v) for v in est],
-            se=[float(v) for v in se],
-            lower=[float(v) for v in lower],
-            upper=[float(v) for v in upper],
+            estimate=[float(v) for v in fit.point_estimates],
+            se=[float(v) for v in fit.standard_errors],
+            lower=[float(v) for v in bounds["lower"]],
+            upper=[float(v) for v in bounds["upper"]],
             warnings=sorted({type(w.message).__name__ for w in caught}),
         )
     except Exception as err:
@@ -245,7 +240,7 @@ class MonteCarloResult:
             },
             index=pd.Index(self.models, name="model"),
         )
-        if self.estimator == "bayes" and len(self.models) > 1:
+        if ESTIMATORS[self.estimator].has_draws and len(self.models) > 1:
             best_loo = [max(reps, key=lambda m: reps[m]["elpd"]) for reps in complete]
             out["best_loo"] = [
                 best_loo.count(m) / len(complete) if complete else np.nan for m in self.models
@@ -298,7 +293,8 @@ def compare_estimators(
         ``_bayes``. ``attrs`` holds the paired replications and the Bayes
         fits not converged (R-hat above 1.01 or divergences).
     """
-    if (ml.estimator, bayes.estimator) != ("ml", "bayes"):
+    # Wald intervals against posterior intervals: a study without draws, then one with
+    if ESTIMATORS[ml.estimator].has_draws or not ESTIMATORS[bayes.estimator].has_draws:
         raise EstimationError(
             f"compare_estimators(ml, bayes) takes an ML and a Bayes study, got "
             f"{ml.estimator!r} and {bayes.estimator!r}."
@@ -334,92 +330,6 @@ def compare_estimators(
         if r["model"] == model and r["replication"] in paired and not r.get("converged", True)
     )
     return out
-
-
-def _study_header(
-    design: SimulationDesign,
-    fits: Sequence[Spec],
-    estimator: str,
-    random_seed: int,
-    fit_kwargs: Mapping[str, Any],
-) -> dict[str, Any]:
-    """What must not change between a study and its resumption."""
-    return {
-        "generate": repr(design.spec),
-        "generate_params": {k: float(v) for k, v in sorted(design.params.items())},
-        "size": [design.n, design.clusters, design.cluster_size],
-        "fit": [repr(s) for s in fits],
-        "estimator": estimator,
-        "random_seed": random_seed,
-        "fit_kwargs": json.loads(json.dumps(dict(fit_kwargs), default=repr, sort_keys=True)),
-    }
-
-
-def _read_records(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
-    """Records already in ``path``, after checking it holds the same study.
-
-    A file that is not a study's (a CSV, a binary file, another study) is
-    refused before anything is written to it.
-    """
-    try:
-        text = path.read_text(encoding="utf-8") if path.exists() else ""
-    except UnicodeDecodeError:
-        raise EstimationError(
-            f"{path} is not a bayesmix Monte Carlo file (it is not UTF-8 text); give another "
-            "out= file."
-        ) from None
-    if not text.strip():
-        path.write_text(json.dumps({"study": header}) + "\n", encoding="utf-8")
-        return []
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    rows = []
-    cut = False
-    for i, line in enumerate(lines):
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            if i == 0 or i < len(lines) - 1:
-                raise EstimationError(
-                    f"{path} is not a bayesmix Monte Carlo file (line {i + 1}: {err.msg}); "
-                    "give another out= file."
-                ) from None
-            # the last line was cut short by an interruption: dropped once the header is checked
-            cut = True
-    saved = rows[0].get("study") if isinstance(rows[0], dict) else None
-    if not isinstance(saved, dict):
-        raise EstimationError(
-            f"{path} does not start with a study header, so it cannot be resumed safely; "
-            "give another out= file."
-        )
-    changed = [k for k in header if saved.get(k) != header[k]]
-    if changed:
-        diffs = "; ".join(
-            f"{k} differs"
-            if k in ("generate", "fit")
-            else f"{k}: file {saved.get(k)!r}, now {header[k]!r}"
-            for k in changed
-        )
-        raise EstimationError(
-            f"{path} holds a different study ({diffs}). Resuming would mix two studies: "
-            "give another out= file, or the same settings to resume."
-        )
-    for i, row in enumerate(rows[1:], start=2):
-        if not (
-            isinstance(row, dict) and isinstance(row.get("replication"), int) and "model" in row
-        ):
-            raise EstimationError(
-                f"{path} line {i} is not a replication record ({lines[i - 1][:60]!r}); the "
-                "file was edited or is damaged: give another out= file."
-            )
-    records = rows[1:]
-    # a replication cut short between its models' records runs again, from a clean file
-    models: dict[Any, set[Any]] = {}
-    for r in records:
-        models.setdefault(r["replication"], set()).add(r["model"])
-    whole = [r for r in records if len(models[r["replication"]]) == len(header["fit"])]
-    if cut or len(whole) < len(records):
-        path.write_text("".join(json.dumps(r) + "\n" for r in [rows[0], *whole]), encoding="utf-8")
-    return whole
 
 
 def _executor(
@@ -523,7 +433,7 @@ def montecarlo(
         raise EstimationError(f"fitted models need distinct names, got {names}.")
     if not isinstance(replications, int) or replications < 1:
         raise EstimationError(f"replications must be a positive integer, got {replications!r}.")
-    if estimator not in ("ml", "bayes"):
+    if not isinstance(estimator, str) or estimator not in ESTIMATORS:
         raise EstimationError(f"estimator must be 'ml' or 'bayes', got {estimator!r}.")
     random_seed = check_seed(random_seed)
     seeds = [
@@ -535,10 +445,10 @@ def montecarlo(
         if out is not None
         else None
     )
-    header = _study_header(design, fits, estimator, random_seed, fit_kwargs)
-    records = _read_records(path, header) if path is not None else []
+    header = study_header(design, fits, estimator, random_seed, fit_kwargs)
+    records = read_records(path, header) if path is not None else []
     done = {r["replication"] for r in records}
-    loo = estimator == "bayes" and len(fits) > 1
+    loo = ESTIMATORS[estimator].has_draws and len(fits) > 1
     todo = [
         _Task(design, fits, r, seeds[r], estimator, dict(fit_kwargs), loo)
         for r in range(replications)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from bayesmix.errors import DataError, EstimationError
 from bayesmix.model.params import Params
-from bayesmix.results.fits import BayesResult, MLResult
+from bayesmix.results.interface import FitResult
 from bayesmix.validate import SEED_MAX, check_seed
 
 Statistic = Callable[[np.ndarray], float]
@@ -128,12 +128,14 @@ class PredictiveDraws:
         return pd.DataFrame(rows).set_index(["group", "statistic"])
 
 
-def _draw_params(result: BayesResult | MLResult, draws: int, rng: np.random.Generator) -> list:
-    if isinstance(result, MLResult):
+def _draw_params(result: FitResult, draws: int, rng: np.random.Generator) -> list:
+    """One parameter set per replicate: posterior draws picked at random, or the estimates."""
+    posterior = result.posterior
+    if posterior is None:
         return [result.structured] * draws
     from bayesmix.bayes.fit import structured_draws
 
-    stacked = structured_draws(result.idata["posterior"].to_dataset(), result.design)
+    stacked = structured_draws(posterior, result.design)
     n_chain, n_draw = np.asarray(stacked.beta).shape[:2]
     total = n_chain * n_draw
     picks = rng.choice(total, size=draws, replace=draws > total)
@@ -152,13 +154,13 @@ def _draw_params(result: BayesResult | MLResult, draws: int, rng: np.random.Gene
 
 
 def posterior_predictive(
-    result: BayesResult | MLResult, draws: int = 200, *, random_seed: int | None = None
+    result: FitResult, draws: int = 200, *, random_seed: int | None = None
 ) -> PredictiveDraws:
     """Replicate the outcome under the fitted model.
 
     Parameters
     ----------
-    result : BayesResult or MLResult
+    result : FitResult
         A NUTS fit (one posterior draw per replicate, so parameter
         uncertainty is included) or an ML fit (the estimates for every
         replicate: a plug-in check).
@@ -173,7 +175,7 @@ def posterior_predictive(
     """
     from bayesmix.data.simulate import simulate
 
-    if not isinstance(result, (BayesResult, MLResult)):
+    if not isinstance(result, FitResult):
         raise EstimationError(
             f"posterior_predictive takes a fit_bayes or fit_ml result, got {type(result).__name__}."
         )
@@ -197,5 +199,5 @@ def posterior_predictive(
         y=np.asarray(design.y, dtype=float),
         frame=design.frame.reset_index(drop=True),
         outcome=spec.outcome,
-        source="ml" if isinstance(result, MLResult) else "posterior",
+        source="posterior" if result.has_draws else result.estimator,
     )

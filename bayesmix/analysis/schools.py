@@ -16,7 +16,7 @@ import pandas as pd
 
 from bayesmix.data.design import Design, term_column
 from bayesmix.errors import DataError
-from bayesmix.results.fits import BayesResult, MLResult
+from bayesmix.results.interface import FitResult
 
 
 def _fixed_parts(design: Design, beta: np.ndarray) -> dict[str, np.ndarray]:
@@ -50,13 +50,13 @@ def _posterior_u(
     return means, covs
 
 
-def school_effects(result: MLResult | BayesResult) -> pd.DataFrame:
+def school_effects(result: FitResult) -> pd.DataFrame:
     """Per-school residuals and coefficients with their uncertainty.
 
     Parameters
     ----------
-    result : MLResult or BayesResult
-        A fit of a model with a cluster column.
+    result : FitResult
+        A fit (MLResult or BayesResult) of a model with a cluster column.
 
     Returns
     -------
@@ -88,30 +88,14 @@ def school_effects(result: MLResult | BayesResult) -> pd.DataFrame:
             "n": np.diff(design.bounds),
         }
     )
-    if isinstance(result, MLResult):
-        params = result.structured
-        beta = np.asarray(params.beta, dtype=float)[0]
-        means, covs = _posterior_u(
-            design, beta, np.asarray(params.lsig)[0], np.asarray(params.chol, dtype=float)
-        )
-        fixed = _fixed_parts(design, beta)
-        for k, term in enumerate(spec.random):
-            out[f"u_{term}"] = means[:, k]
-            out[f"sd_u_{term}"] = np.sqrt(np.clip(covs[:, k, k], 0.0, None))
-        for term in spec.terms:
-            coef = fixed[term].copy()
-            sd = np.zeros_like(coef)
-            if term in spec.random:
-                coef += out[f"u_{term}"].to_numpy()
-                sd = out[f"sd_u_{term}"].to_numpy()
-            out[f"coef_{term}"] = coef
-            out[f"sd_coef_{term}"] = sd
-        return out
-    posterior = result.idata["posterior"]
+    posterior = result.posterior
+    if posterior is None:
+        return _empirical_bayes_effects(result, out)
     u = posterior["u"].values if spec.random else None
-    beta = np.stack(
-        [result.draws[name] if name in result.draws else None for name in spec.fixed_names], axis=-1
-    )
+    draws = result.parameter_matrix()
+    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+    columns = [result.names.index(name) for name in spec.fixed_names]
+    beta = draws[:, columns].reshape(n_chain, n_draw, len(columns))
     fixed = _fixed_parts(design, beta)
     for k, term in enumerate(spec.random):
         out[f"u_{term}"] = u[..., k].mean(axis=(0, 1))
@@ -125,7 +109,31 @@ def school_effects(result: MLResult | BayesResult) -> pd.DataFrame:
     return out
 
 
-def _mixture_school_effects(result: MLResult | BayesResult) -> pd.DataFrame:
+def _empirical_bayes_effects(result: FitResult, out: pd.DataFrame) -> pd.DataFrame:
+    """School effects of a fit without draws: empirical Bayes at the point estimates."""
+    design = result.design
+    spec = design.spec
+    params = result.structured
+    beta = np.asarray(params.beta, dtype=float)[0]
+    means, covs = _posterior_u(
+        design, beta, np.asarray(params.lsig)[0], np.asarray(params.chol, dtype=float)
+    )
+    fixed = _fixed_parts(design, beta)
+    for k, term in enumerate(spec.random):
+        out[f"u_{term}"] = means[:, k]
+        out[f"sd_u_{term}"] = np.sqrt(np.clip(covs[:, k, k], 0.0, None))
+    for term in spec.terms:
+        coef = fixed[term].copy()
+        sd = np.zeros_like(coef)
+        if term in spec.random:
+            coef += out[f"u_{term}"].to_numpy()
+            sd = out[f"sd_u_{term}"].to_numpy()
+        out[f"coef_{term}"] = coef
+        out[f"sd_coef_{term}"] = sd
+    return out
+
+
+def _mixture_school_effects(result: FitResult) -> pd.DataFrame:
     """School coefficients of a two-level mixture averaged over class probabilities (Fig 8)."""
     design = result.design
     spec, lay = design.spec, design.layout
@@ -133,11 +141,13 @@ def _mixture_school_effects(result: MLResult | BayesResult) -> pd.DataFrame:
     counts = np.diff(design.bounds)
     post = np.asarray(result.class_probabilities)
     weights = np.add.reduceat(post, design.bounds[:-1], axis=0) / counts[:, None]
-    if isinstance(result, MLResult):
+    params = result.structured
+    posterior = result.posterior
+    if posterior is None:
+        # no draws of the residuals: their posterior given each school's data at the estimates
         from bayesmix.density.quadrature import adapted_quadrature
 
-        params = result.structured
-        theta = lay.to_theta(result.estimates)
+        theta = lay.to_theta(result.point_estimates.to_numpy())
         quad = adapted_quadrature(design, theta, result.quadrature_points)
         _, mean_v, cov_v, *_ = quad.evaluate(theta)
         chol = np.asarray(params.chol, dtype=float)
@@ -145,8 +155,7 @@ def _mixture_school_effects(result: MLResult | BayesResult) -> pd.DataFrame:
         u_cov = np.einsum("ab,jbc,dc->jad", chol, np.asarray(cov_v), chol)
         u_sd = np.sqrt(np.clip(np.einsum("jaa->ja", u_cov), 0.0, None))
     else:
-        params = lay.unpack(result.table["mean"].to_numpy(), natural=True)
-        u_draws = result.idata["posterior"]["u"].values
+        u_draws = posterior["u"].values
         u_mean = u_draws.mean(axis=(0, 1))
         u_sd = u_draws.std(axis=(0, 1), ddof=1)
     fixed = _fixed_parts(design, np.asarray(params.beta, dtype=float))

@@ -21,7 +21,7 @@ from bayesmix.ml.fit import fit_ml, split_class_start
 from bayesmix.model.params import between_label, layout
 from bayesmix.model.spec import Spec
 from bayesmix.progress import Progress
-from bayesmix.results.fits import MLResult
+from bayesmix.results.ml import MLResult
 from bayesmix.validate import check_seed
 
 

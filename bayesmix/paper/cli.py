@@ -8,19 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bayesmix.cli import Command, positive_int, seed_arg
 from bayesmix.outputs import check_folder, check_output
 from bayesmix.validate import SEED_MAX
-
-_ESTIMATOR_CHOICES: dict[str, tuple[str, ...]] = {
-    "ml": ("ml",),
-    "bayes": ("bayes",),
-    "both": ("ml", "bayes"),
-}
-"""The estimators each ``--estimator`` choice runs, in order."""
 
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
@@ -72,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     mc.add_argument("--replications", type=positive_int, default=100)
     mc.add_argument(
         "--estimator",
-        choices=tuple(_ESTIMATOR_CHOICES),
+        choices=tuple(_STUDY_ESTIMATORS),
         default="ml",
         help="both: the same data sets by ML and by NUTS, with coverage side by side",
     )
@@ -107,12 +101,26 @@ def _cmd_paper(args: argparse.Namespace) -> int:
     return 0
 
 
+_STUDY_ESTIMATORS: dict[str, tuple[str, ...]] = {
+    "ml": ("ml",),
+    "bayes": ("bayes",),
+    "both": ("ml", "bayes"),
+}
+"""The studies ``montecarlo --estimator`` runs, by estimator."""
+
+_FIT_OPTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "ml": lambda args: {"starts": args.starts},
+    "bayes": lambda args: {"draws": args.draws, "tune": args.tune, "chains": args.chains},
+}
+"""The command's options each estimator's fits take."""
+
+
 def _cmd_montecarlo(args: argparse.Namespace) -> int:
     from bayesmix.analysis.montecarlo import compare_estimators, montecarlo
     from bayesmix.formatting import format_table
     from bayesmix.paper.section2 import section2_study
 
-    estimators = _ESTIMATOR_CHOICES[args.estimator]
+    estimators = _STUDY_ESTIMATORS[args.estimator]
     outs: dict[str, str | None] = dict.fromkeys(estimators, args.out)
     if args.out is not None and len(estimators) > 1:
         path = Path(args.out)
@@ -123,20 +131,14 @@ def _cmd_montecarlo(args: argparse.Namespace) -> int:
             check_output(out, label="--out", overwrite=True, example="study.jsonl")
     results = {}
     for est in estimators:
-        kwargs: dict[str, Any] = (
-            {"starts": args.starts}
-            if est == "ml"
-            else {"draws": args.draws, "tune": args.tune, "chains": args.chains}
-        )
-        out = outs[est]
         results[est] = montecarlo(
             **section2_study(args.study, args.replications),
             estimator=est,
             random_seed=args.seed,
             workers=args.workers,
             client=args.scheduler,
-            out=out,
-            **kwargs,
+            out=outs[est],
+            **_FIT_OPTIONS[est](args),
         )
         sys.stdout.write(results[est].summary() + "\n\n")
     if len(results) == 2:

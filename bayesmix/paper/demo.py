@@ -13,7 +13,7 @@ from bayesmix.formatting import significant
 from bayesmix.ml.fit import fit_ml
 from bayesmix.model.spec import Spec, make_spec
 from bayesmix.paper.section2 import FIG1_PARAMS
-from bayesmix.plots.figures import plot_fig1
+from bayesmix.plots import plot_fig1
 
 
 def fig1_spec() -> Spec:
@@ -100,7 +100,7 @@ def run_hsb_conventional_demo(out: Path) -> None:
         Folder for ``fig6.png`` and ``hsb_1_ml.json``.
     """
     from bayesmix.analysis.schools import school_effects, share_positive
-    from bayesmix.plots.figures import plot_school_effects
+    from bayesmix.plots import plot_school_effects
 
     out.mkdir(parents=True, exist_ok=True)
     say = sys.stdout.write

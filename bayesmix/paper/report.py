@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from bayesmix.paper.tables import markdown_table
-from bayesmix.results.fits import BayesResult
+from bayesmix.results.bayes import BayesResult
 
 
 @dataclass

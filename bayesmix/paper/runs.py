@@ -27,7 +27,9 @@ from bayesmix.model.catalogue import model_file
 from bayesmix.model.spec import Spec, load_spec
 from bayesmix.paper.report import ReportInputs, RunLog, add_report_sections, save_figure
 from bayesmix.paper.tables import estimates_table
-from bayesmix.results.fits import BayesResult, MLResult
+from bayesmix.results.bayes import BayesResult
+from bayesmix.results.interface import FitResult
+from bayesmix.results.ml import MLResult
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def paper_spec(model: str, classes: int = 1) -> Spec:
     return spec if model in ("1", "1b", "1c") else spec.with_classes(classes)
 
 
-def _label(fit: MLResult | BayesResult) -> str:
+def _label(fit: FitResult) -> str:
     spec = fit.spec
     letter = spec.name.removeprefix("hsb_")
     if spec.classes == 1:
@@ -127,7 +129,7 @@ def run_paper(
     dict
         ``table2`` (DataFrame), ``fits`` (label -> result) and ``elapsed_s``.
     """
-    from bayesmix.plots.figures import plot_fig5
+    from bayesmix.plots import plot_fig5
 
     if plan is None:
         plan = PaperPlan.quick() if quick else PaperPlan()
@@ -148,7 +150,7 @@ def run_paper(
 
     fits = _fit_ml_models(plan, data, seed, log)
 
-    ml_fits = [f for f in fits.values() if isinstance(f, MLResult)]
+    ml_fits = list(fits.values())
     table2 = compare(ml_fits)
     table2.insert(0, "label", [_label(f) for f in ml_fits])
     text2 = format_table(table2)
@@ -205,9 +207,9 @@ def run_paper(
 
 def _fit_ml_models(
     plan: PaperPlan, data: pd.DataFrame, seed: int, log: RunLog
-) -> dict[str, MLResult | BayesResult]:
+) -> dict[str, MLResult]:
     """Models 1, 1b and 1c, the mixtures A and B, and C23 from B3, by ML."""
-    fits: dict[str, MLResult | BayesResult] = {}
+    fits: dict[str, MLResult] = {}
     for variant in ("1", "1b", "1c"):
         fit = fit_ml(paper_spec(variant), data, random_seed=seed)
         fits[variant] = fit
@@ -246,7 +248,7 @@ def _fit_ml_models(
 
 def _fit_bayes_models(
     plan: PaperPlan,
-    fits: dict[str, MLResult | BayesResult],
+    fits: dict[str, MLResult],
     data: pd.DataFrame,
     seed: int,
     log: RunLog,
@@ -296,7 +298,7 @@ def _bayes_table(
 
 def _school_figures(
     plan: PaperPlan,
-    fits: dict[str, MLResult | BayesResult],
+    fits: dict[str, MLResult],
     bayes: dict[str, BayesResult],
     out: Path,
     log: RunLog,
@@ -304,7 +306,7 @@ def _school_figures(
     """Figs 6 and 8 and the mixture's plots; the shares of schools with a positive female
     coefficient under model 1 and under the interpreted mixture, and that mixture's label."""
     from bayesmix.analysis.schools import school_effects, share_positive
-    from bayesmix.plots.figures import (
+    from bayesmix.plots import (
         plot_class_lines,
         plot_diagnostics,
         plot_membership,

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayesmix.results.fits import BayesResult, MLResult
+from bayesmix.results.bayes import BayesResult
+from bayesmix.results.ml import MLResult
 
 
 def estimates_table(ml: MLResult, bayes: BayesResult | None) -> pd.DataFrame:

@@ -1,16 +1,10 @@
 """Figures of fitted results: the paper's Figs 1, 5, 6 and 8, class lines, membership,
 ML against posterior intervals, predictive checks and sampler diagnostics."""
 
-from bayesmix.plots.figures import (
-    plot_class_lines,
-    plot_diagnostics,
-    plot_fig1,
-    plot_fig5,
-    plot_membership,
-    plot_ml_vs_bayes,
-    plot_ppc,
-    plot_school_effects,
-)
+from bayesmix.plots.classes import plot_class_lines, plot_membership
+from bayesmix.plots.comparison import plot_ml_vs_bayes
+from bayesmix.plots.diagnostics import plot_diagnostics, plot_ppc
+from bayesmix.plots.paper_figures import plot_fig1, plot_fig5, plot_school_effects
 
 __all__ = [
     "plot_class_lines",

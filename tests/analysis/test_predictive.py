@@ -7,7 +7,7 @@ import pytest
 
 import bayesmix as bm
 from bayesmix.paper.section2 import FIG1_PARAMS
-from bayesmix.plots.figures import plot_ppc
+from bayesmix.plots import plot_ppc
 
 
 @pytest.fixture(scope="module")

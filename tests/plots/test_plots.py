@@ -18,7 +18,7 @@ from bayesmix.data.datasets import load_hsb
 from bayesmix.data.design import build_design
 from bayesmix.errors import DataError, EstimationError, ReplicationWarning, SamplingWarning
 from bayesmix.paper.section2 import FIG1_PARAMS
-from bayesmix.plots.figures import (
+from bayesmix.plots import (
     plot_class_lines,
     plot_diagnostics,
     plot_fig1,
@@ -26,7 +26,7 @@ from bayesmix.plots.figures import (
     plot_membership,
     plot_ml_vs_bayes,
 )
-from bayesmix.results.fits import MLResult, StartsReport
+from bayesmix.results.ml import MLResult, StartsReport
 
 WALD_Z = 1.959964
 
@@ -69,7 +69,7 @@ def test_fig1_accepts_modal_classes_of_a_fit(gender_data):
 def test_school_effects_plot_reports_share():
     import pandas as pd
 
-    from bayesmix.plots.figures import plot_school_effects
+    from bayesmix.plots import plot_school_effects
 
     eff = pd.DataFrame(
         {

@@ -510,7 +510,7 @@ def test_mixture_saved_without_rows_keeps_its_class_table(tmp_path: Path, ml: bm
     assert back.entropy == ml.entropy
     with pytest.raises(bm.DataError, match="include_data=False"):
         np.asarray(back.class_probabilities)
-    from bayesmix.plots.figures import plot_class_lines
+    from bayesmix.plots import plot_class_lines
 
     with pytest.raises(bm.DataError, match="include_data=False"):
         plot_class_lines(back, "x")

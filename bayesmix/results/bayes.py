@@ -1,0 +1,445 @@
+"""NUTS fits: :class:`BayesResult` and the check of the chains' class labels."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from bayesmix.data.design import Design
+from bayesmix.formatting import format_table
+from bayesmix.model.spec import Spec
+from bayesmix.results.interface import FitResult, sample_size, tail_quantiles
+from bayesmix.results.persist import write_draws
+from bayesmix.results.tables import class_lines, diagnostic_lines, json_float, proportions
+from bayesmix.validate import check_seed
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from bayesmix.model.params import Params
+
+
+@dataclass(frozen=True)
+class LabelCheck:
+    """Agreement of chains on class labels.
+
+    Attributes
+    ----------
+    switched : bool
+        True when some chain's classes match chain 1's only after a
+        permutation.
+    permutations : tuple of tuple of int
+        Per chain, the class of that chain matching each class of chain 1.
+    agreement : tuple of float
+        Per chain, the share of probability mass on matched classes.
+    """
+
+    switched: bool
+    permutations: tuple[tuple[int, ...], ...]
+    agreement: tuple[float, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class BayesResult(FitResult):
+    """A NUTS fit.
+
+    Attributes
+    ----------
+    spec, design
+        Model and data.
+    idata : xarray.DataTree
+        ArviZ DataTree with ``posterior``, ``sample_stats``,
+        ``log_likelihood`` (``y`` per observation; for two-level models also
+        ``y_school``, per school, both conditional on the school residuals;
+        ``y_school`` only for model C, whose schools are the independent
+        units)
+        and ``observed_data``.
+    names : tuple of str
+        Parameter names, as in :class:`MLResult`.
+    table : pandas.DataFrame
+        Posterior mean, sd, 2.5% and 97.5% quantiles, r_hat, ess_bulk and
+        ess_tail of each parameter.
+    draws : dict of str to ndarray
+        Draws (chain, draw) of each named parameter.
+    class_probabilities : ndarray, shape (n, K)
+        Posterior mean of P(C_i = c | y_i) over all draws.
+    loglik : float
+        Log-likelihood at the posterior means (for BIC/AIC beside ML fits).
+    loo : object
+        ArviZ ``ELPDDataLOO`` of the pointwise log-likelihood.
+    divergences : int
+    labels : LabelCheck
+    priors : dict
+    settings, timings : dict
+        Sampler settings (draws, tune, chains, seed, init, sampler) and
+        seconds spent (compile_s, sampling_s, elapsed_s).
+    between_probabilities : ndarray, shape (J, L), or None
+        Posterior mean of P(D_j = d | y_j) over all draws (model C).
+    between_labels : LabelCheck or None
+        Agreement of chains on the level-2 class labels (model C).
+    cache : dict
+        Quantities computed on demand (the school-level LOO of :meth:`elpd`).
+    """
+
+    spec: Spec
+    design: Design = field(repr=False)
+    idata: Any = field(repr=False)
+    names: tuple[str, ...]
+    table: pd.DataFrame
+    draws: dict[str, np.ndarray] = field(repr=False)
+    class_probabilities: np.ndarray = field(repr=False)
+    loglik: float
+    loo: Any = field(repr=False)
+    divergences: int
+    labels: LabelCheck
+    priors: dict[str, Any] = field(repr=False)
+    settings: dict[str, Any]
+    timings: dict[str, float]
+    between_probabilities: np.ndarray | None = field(default=None, repr=False)
+    between_labels: LabelCheck | None = None
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+    estimator: str = "bayes"
+
+    REBUILT: ClassVar[frozenset[str]] = frozenset({"idata", "draws", "table", "loo", "cache"})
+    """Fields not in the JSON block: the draws and DataTree go to the zarr store beside it,
+    and the table, LOO and cache are computed from them again on loading."""
+
+    def elpd(self, level: str | None = None, **kwargs: Any) -> Any:
+        """PSIS-LOO and WAIC at the student or school level: :func:`bayesmix.analysis.loo.elpd`."""
+        from bayesmix.analysis.loo import elpd
+
+        return elpd(self, level, **kwargs)
+
+    @classmethod
+    def from_draws(
+        cls,
+        *,
+        spec: Spec,
+        design: Design,
+        idata: Any,
+        named: dict[str, np.ndarray],
+        chain_post: np.ndarray,
+        divergences: int,
+        labels: LabelCheck,
+        chain_between: np.ndarray | None = None,
+        between_labels: LabelCheck | None = None,
+        loo: Any,
+        priors: dict[str, Any],
+        settings: dict[str, Any],
+        timings: dict[str, float],
+        loglik: float | None = None,
+    ) -> BayesResult:
+        """Summarise posterior draws into a result.
+
+        ``loglik`` (the log-likelihood at the posterior means) is computed
+        from the design unless given, as it is by a loaded result.
+        """
+        import arviz_stats as azs
+
+        from bayesmix.density.likelihood import loglik_and_grad, needs_quadrature
+
+        names = tuple(named)
+        stacked = np.stack([named[n] for n in names], axis=-1)
+        flat = stacked.reshape(-1, len(names))
+        table = pd.DataFrame(
+            {
+                "mean": flat.mean(axis=0),
+                "sd": flat.std(axis=0, ddof=1),
+                "q2.5": np.quantile(flat, 0.025, axis=0),
+                "q97.5": np.quantile(flat, 0.975, axis=0),
+                "r_hat": np.atleast_1d(azs.rhat(stacked)),
+                "ess_bulk": np.atleast_1d(azs.ess(stacked)),
+                "ess_tail": np.atleast_1d(azs.ess(stacked, method="tail", prob=(0.05, 0.95))),
+            },
+            index=pd.Index(names, name="parameter"),
+        )
+        if loglik is None:
+            lay = design.layout
+            theta = lay.to_theta(table["mean"].to_numpy())
+            if needs_quadrature(lay):
+                from bayesmix.density.quadrature import adapted_quadrature
+
+                loglik = float(adapted_quadrature(design, theta, iterations=3).evaluate(theta)[0])
+            else:
+                loglik = float(loglik_and_grad(lay)(theta, *design.likelihood_args())[0])
+        return cls(
+            spec=spec,
+            design=design,
+            idata=idata,
+            names=names,
+            table=table,
+            draws=named,
+            class_probabilities=chain_post.mean(axis=0),
+            loglik=loglik,
+            loo=loo,
+            divergences=divergences,
+            labels=labels,
+            priors=priors,
+            settings=settings,
+            timings=timings,
+            between_probabilities=None if chain_between is None else chain_between.mean(axis=0),
+            between_labels=between_labels,
+        )
+
+    @property
+    def params(self) -> pd.DataFrame:
+        """Alias of :attr:`table`: the tidy parameter table."""
+        return self.table
+
+    @property
+    def point_estimates(self) -> pd.Series:
+        """Posterior means by parameter name."""
+        return self.table["mean"]
+
+    @property
+    def standard_errors(self) -> pd.Series:
+        """Posterior standard deviations by parameter name."""
+        return self.table["sd"]
+
+    @property
+    def structured(self) -> Params:
+        """The posterior means as structured :class:`~bayesmix.model.params.Params`."""
+        return self.design.layout.unpack(self.table["mean"].to_numpy(), natural=True)
+
+    def _flat(self) -> np.ndarray:
+        """Draws (chains stacked) by parameter, shape (S, n_params), columns as ``names``."""
+        stacked = np.stack([self.draws[n] for n in self.names], axis=-1)
+        return stacked.reshape(-1, len(self.names))
+
+    def intervals(self, level: float = 0.95) -> pd.DataFrame:
+        """Equal-tailed posterior intervals: the (1 -+ level) / 2 quantiles of the draws.
+
+        At 0.95 these are the table's ``q2.5`` and ``q97.5``.
+        """
+        low, high = tail_quantiles(level)
+        flat = self._flat()
+        return pd.DataFrame(
+            {"lower": np.quantile(flat, low, axis=0), "upper": np.quantile(flat, high, axis=0)},
+            index=pd.Index(self.names, name="parameter"),
+        )
+
+    def sample_parameters(
+        self, n: int | None = None, *, random_seed: int | None = None
+    ) -> pd.DataFrame:
+        """Posterior draws of the parameters.
+
+        Parameters
+        ----------
+        n : int, optional
+            Draws picked at random from all chains (with replacement only when
+            more are asked for than there are); default every draw, chain by
+            chain.
+        random_seed : int, optional
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per draw, one column per parameter.
+        """
+        flat = self._flat()
+        if n is not None:
+            size = sample_size(n, len(flat))
+            rng = np.random.default_rng(check_seed(random_seed))
+            flat = flat[rng.choice(len(flat), size=size, replace=size > len(flat))]
+        return pd.DataFrame(flat, columns=pd.Index(self.names, name="parameter"))
+
+    @property
+    def has_draws(self) -> bool:
+        """True: a NUTS fit is a posterior sample."""
+        return True
+
+    def parameter_matrix(self) -> np.ndarray:
+        """Every posterior draw, chains stacked: shape (chains x draws, n_params)."""
+        return np.stack([np.asarray(self.draws[n]).reshape(-1) for n in self.names], axis=1)
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        """The DataTree's posterior group as a Dataset."""
+        return self.idata["posterior"].to_dataset()
+
+    @property
+    def estimate_label(self) -> str:
+        """``"posterior mean, 95% band"``."""
+        return "posterior mean, 95% band"
+
+    @property
+    def starts_replicated(self) -> str:
+        """Empty: NUTS runs no competing random starts."""
+        return ""
+
+    @property
+    def converged(self) -> bool:
+        """Largest R-hat at most 1.01 and no divergent transitions."""
+        return bool(self.rhat_max <= 1.01 and self.divergences == 0)
+
+    def convergence(self) -> dict[str, Any]:
+        """``converged``, ``rhat_max`` and ``divergences``."""
+        return {
+            "converged": self.converged,
+            "rhat_max": self.rhat_max,
+            "divergences": int(self.divergences),
+        }
+
+    @property
+    def quadrature_points(self) -> None:
+        """None: quadrature, where used on the draws (the log-likelihood at the posterior
+        means, school-level LOO), takes its default points."""
+        return None
+
+    def _draws_writer(self, rows: bool) -> Callable[[Path], None]:
+        def write(store: Path) -> None:
+            write_draws(self.idata, self.names, self.draws, store, rows)
+
+        return write
+
+    @property
+    def rhat_max(self) -> float:
+        """Largest rank-normalised split R-hat over the parameters."""
+        return float(self.table["r_hat"].max())
+
+    @property
+    def ess_bulk_min(self) -> float:
+        """Smallest bulk effective sample size over the parameters."""
+        return float(self.table["ess_bulk"].min())
+
+    @property
+    def ess_per_second(self) -> float:
+        """Smallest bulk ESS per second of sampling (compile time excluded)."""
+        return self.ess_bulk_min / self.timings["sampling_s"]
+
+    @property
+    def pareto_k_bad(self) -> int:
+        """Observations whose PSIS Pareto k exceeds the reliability threshold."""
+        return int((np.asarray(self.loo.pareto_k) > self.loo.good_k).sum())
+
+    @property
+    def diagnostics(self) -> tuple[str, ...]:
+        """Problems with the posterior sample, also issued as warnings."""
+        notes = []
+        kept = self.settings.get("interrupted_at")
+        if kept is not None:
+            notes.append(
+                f"sampling was interrupted: the result holds the first {kept} of "
+                f"{self.settings['draws']} draws per chain."
+            )
+        bad_rhat = self.table.index[self.table["r_hat"] > 1.01].tolist()
+        if bad_rhat:
+            notes.append(
+                f"R-hat above 1.01 for {bad_rhat} (max {self.rhat_max:.3f}): chains have "
+                "not mixed; run longer or check the model."
+            )
+        low_ess = self.table.index[self.table["ess_bulk"] < 100 * self.settings["chains"]]
+        if len(low_ess):
+            notes.append(
+                f"bulk ESS below {100 * self.settings['chains']} for {low_ess.tolist()} "
+                f"(min {self.ess_bulk_min:.0f}): increase draws."
+            )
+        if self.divergences:
+            notes.append(
+                f"{self.divergences} divergent transitions: the posterior may be biased; "
+                "reparameterise or tighten priors."
+            )
+        if self.labels.switched:
+            notes.append(
+                f"chains disagree on class labels (matching permutations "
+                f"{list(self.labels.permutations)}): label switching between chains."
+            )
+        if self.between_labels is not None and self.between_labels.switched:
+            notes.append(
+                f"chains disagree on level-2 class labels (matching permutations "
+                f"{list(self.between_labels.permutations)}): label switching between chains."
+            )
+        for probs, level in (
+            (self.class_probabilities, "class"),
+            (self.between_probabilities, "school class"),
+        ):
+            if probs is None or probs.shape[1] < 2:
+                continue
+            n = probs.shape[0]
+            for c, count in enumerate(probs.sum(axis=0)):
+                if count < max(1.0, 0.005 * n):
+                    notes.append(
+                        f"{level} {c + 1} holds {count:.2f} of {n} units "
+                        f"({100 * count / n:.2f}%) in the posterior: an (almost) empty class, "
+                        f"or one holding outliers: fit fewer {level}es or check those units."
+                    )
+        if self.pareto_k_bad:
+            unit = "schools" if self.between_probabilities is not None else "observations"
+            notes.append(
+                f"{self.pareto_k_bad} {unit} have Pareto k > {self.loo.good_k:.2f}: "
+                "PSIS-LOO is unreliable for them."
+            )
+        return tuple(notes)
+
+    def summary(self) -> str:
+        """A printable report: settings, diagnostics, posterior table, classes."""
+        s, st = self.spec, self.settings
+        kept = st.get("interrupted_at")
+        n_draws = st["draws"] if kept is None else f"{kept} of {st['draws']} (interrupted)"
+        lines = [
+            f"bayesmix Bayes fit: {s.name}  ({s.classes} class{'es' if s.classes > 1 else ''})",
+            f"  observations {self.n_obs}   parameters {self.n_params}   "
+            f"{st['chains']} chains x {n_draws} draws ({st['tune']} tune), "
+            f"{st['sampler']}, init {st['init']}, seed {st['seed']}",
+            f"  time {self.timings['elapsed_s']:.1f}s (compile {self.timings['compile_s']:.1f}s, "
+            f"sampling {self.timings['sampling_s']:.1f}s)",
+            f"  max R-hat {self.rhat_max:.3f}   min bulk ESS {self.ess_bulk_min:.0f}   "
+            f"divergences {self.divergences}",
+            f"  elpd_loo {self.loo.elpd:.2f} (SE {self.loo.se:.2f}, p_loo {self.loo.p:.2f})   "
+            f"logL at posterior mean {self.loglik:.3f}",
+            "",
+            format_table(self.table),
+        ]
+        lines += class_lines(s, self.classes, self.between_probabilities)
+        lines += ["", *diagnostic_lines(self.diagnostics)]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary (the CLI's ``--json`` contract)."""
+        return {
+            "model": self.spec.name,
+            "estimator": "bayes",
+            "classes": self.spec.classes,
+            "n_obs": self.n_obs,
+            "n_clusters": self.design.n_clusters,
+            "loglik": self.loglik,
+            "n_params": self.n_params,
+            "bic": self.bic,
+            "aic": self.aic,
+            "entropy": json_float(self.entropy),
+            "elapsed_s": self.timings["elapsed_s"],
+            "compile_s": self.timings["compile_s"],
+            "sampling_s": self.timings["sampling_s"],
+            "draws": self.settings["draws"],
+            "tune": self.settings["tune"],
+            "chains": self.settings["chains"],
+            "seed": self.settings["seed"],
+            "rhat_max": self.rhat_max,
+            "ess_bulk_min": self.ess_bulk_min,
+            "divergences": self.divergences,
+            "label_switching": self.labels.switched,
+            "loo": {
+                "elpd": float(self.loo.elpd),
+                "se": float(self.loo.se),
+                "p_loo": float(self.loo.p),
+                "pareto_k_bad": self.pareto_k_bad,
+            },
+            "class_proportions": proportions(self.class_probabilities),
+            "between_proportions": proportions(self.between_probabilities),
+            "params": [
+                {
+                    "name": nm,
+                    "mean": float(row["mean"]),
+                    "sd": float(row["sd"]),
+                    "r_hat": float(row["r_hat"]),
+                    "ess_bulk": float(row["ess_bulk"]),
+                }
+                for nm, row in self.table.iterrows()
+            ],
+            "diagnostics": list(self.diagnostics),
+        }

@@ -1,0 +1,292 @@
+"""Maximum-likelihood fits: :class:`MLResult` and the report of its random starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from bayesmix.data.design import Design
+from bayesmix.errors import EstimationError
+from bayesmix.formatting import format_table
+from bayesmix.model.params import Params
+from bayesmix.model.spec import Spec
+from bayesmix.results.interface import FitResult, sample_size, tail_quantiles
+from bayesmix.results.tables import (
+    class_lines,
+    clusters_text,
+    diagnostic_lines,
+    json_float,
+    proportions,
+)
+from bayesmix.validate import check_seed
+
+
+@dataclass(frozen=True, eq=False)
+class StartsReport:
+    """How the random starts of an ML fit ended.
+
+    Attributes
+    ----------
+    n_starts : int
+        Starts run.
+    logliks : ndarray
+        Final log-likelihood of each start.
+    replicated : int
+        Final-stage starts that reached the best log-likelihood (within 1e-3).
+    converged : int
+        Final-stage starts whose optimiser reported convergence.
+    seed : int or None
+        Seed of the starts.
+    n_final : int or None
+        Starts carried to the final stage (two-level mixtures, Mplus-style
+        ``STARTS = n n/4``); None when every start ran to convergence.
+    """
+
+    n_starts: int
+    logliks: np.ndarray
+    replicated: int
+    converged: int
+    seed: int | None
+    n_final: int | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class MLResult(FitResult):
+    """A maximum-likelihood fit.
+
+    Attributes
+    ----------
+    spec, design
+        Model and data.
+    names : tuple of str
+        Parameter names (see :func:`bayesmix.model.params.param_names`).
+    estimates, se, z, p : ndarray
+        Estimates, standard errors from the observed information, Wald z and
+        two-sided p-values, on the natural scale (variances, not logs).
+    cov : ndarray
+        Covariance matrix of the estimates.
+    loglik : float
+        Maximised log-likelihood.
+    class_probabilities : ndarray, shape (n, K)
+        Posterior class probabilities of each observation at the estimates.
+    starts : StartsReport
+    converged : bool
+        Whether the best solution has a vanishing gradient.
+    max_abs_gradient : float
+    boundary : tuple of str
+        Variances at the lower boundary.
+    singular_information : bool
+    diagnostics : tuple of str
+        Problems found, also issued as warnings.
+    elapsed_s : float
+    timings : dict
+        Seconds spent compiling the likelihood (``compile_s``), optimising
+        from all starts (``optimise_s``) and polishing plus standard errors
+        (``se_s``).
+    quadrature_points : int or None
+        Gauss-Hermite points per dimension (two-level mixtures only).
+    between_probabilities : ndarray, shape (J, L), or None
+        Posterior level-2 class probabilities of each school (model C).
+    """
+
+    spec: Spec
+    design: Design = field(repr=False)
+    names: tuple[str, ...]
+    estimates: np.ndarray
+    se: np.ndarray
+    z: np.ndarray
+    p: np.ndarray
+    cov: np.ndarray = field(repr=False)
+    loglik: float
+    class_probabilities: np.ndarray = field(repr=False)
+    starts: StartsReport
+    converged: bool
+    max_abs_gradient: float
+    boundary: tuple[str, ...]
+    singular_information: bool
+    diagnostics: tuple[str, ...]
+    elapsed_s: float
+    timings: dict[str, float] = field(default_factory=dict)
+    quadrature_points: int | None = None
+    between_probabilities: np.ndarray | None = field(default=None, repr=False)
+    estimator: str = "ml"
+
+    REBUILT: ClassVar[frozenset[str]] = frozenset()
+    """Every field is saved as it is."""
+
+    DEFAULT_SAMPLE: ClassVar[int] = 1000
+    """Draws of :meth:`sample_parameters` when none are asked for."""
+
+    @property
+    def params(self) -> pd.DataFrame:
+        """Table of estimate, se, z and p, indexed by parameter name."""
+        return pd.DataFrame(
+            {"estimate": self.estimates, "se": self.se, "z": self.z, "p": self.p},
+            index=pd.Index(self.names, name="parameter"),
+        )
+
+    @property
+    def point_estimates(self) -> pd.Series:
+        """The estimates by parameter name."""
+        return pd.Series(self.estimates, index=pd.Index(self.names, name="parameter"))
+
+    @property
+    def standard_errors(self) -> pd.Series:
+        """Standard errors from the observed information (NaN where there is none)."""
+        return pd.Series(self.se, index=pd.Index(self.names, name="parameter"))
+
+    @property
+    def structured(self) -> Params:
+        """The estimates as structured :class:`~bayesmix.model.params.Params`."""
+        return self.design.layout.unpack(self.estimates, natural=True)
+
+    def intervals(self, level: float = 0.95) -> pd.DataFrame:
+        """Wald intervals ``estimate -+ z SE`` with z the normal quantile of ``level``.
+
+        NaN where a parameter has no standard error (a variance at its
+        boundary, or singular information).
+        """
+        z = float(stats.norm.ppf(tail_quantiles(level)[1]))
+        return pd.DataFrame(
+            {"lower": self.estimates - z * self.se, "upper": self.estimates + z * self.se},
+            index=pd.Index(self.names, name="parameter"),
+        )
+
+    def sample_parameters(
+        self, n: int | None = None, *, random_seed: int | None = None
+    ) -> pd.DataFrame:
+        """Draws from the asymptotic normal sampling distribution N(estimates, cov).
+
+        Parameters
+        ----------
+        n : int, optional
+            Number of draws (default :attr:`DEFAULT_SAMPLE`).
+        random_seed : int, optional
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per draw, one column per parameter, on the natural scale
+            of the estimates (as the Wald intervals). A parameter without a
+            finite standard error has no sampling distribution: its column
+            is NaN, and the others are drawn from their own block of ``cov``.
+        """
+        size = sample_size(n, self.DEFAULT_SAMPLE)
+        rng = np.random.default_rng(check_seed(random_seed))
+        cov = np.asarray(self.cov, dtype=float)
+        known = np.isfinite(self.se) & np.isfinite(cov).all(axis=1)
+        out = np.full((size, self.n_params), np.nan)
+        if known.any():
+            block = cov[np.ix_(known, known)]
+            out[:, known] = rng.multivariate_normal(
+                np.asarray(self.estimates, dtype=float)[known], block, size=size, method="eigh"
+            )
+        return pd.DataFrame(out, columns=pd.Index(self.names, name="parameter"))
+
+    @property
+    def has_draws(self) -> bool:
+        """False: an ML fit is a point estimate with a sampling distribution, not a sample."""
+        return False
+
+    def parameter_matrix(self) -> np.ndarray:
+        """The estimates as one row, shape (1, n_params)."""
+        return np.asarray(self.estimates, dtype=float)[None, :]
+
+    @property
+    def posterior(self) -> None:
+        """None: an ML fit has no posterior draws."""
+        return None
+
+    @property
+    def estimate_label(self) -> str:
+        """``"ML estimate"``."""
+        return "ML estimate"
+
+    @property
+    def starts_replicated(self) -> str:
+        """``"r/n"`` final-stage starts reaching the best log-likelihood; empty for one class."""
+        if self.spec.classes == 1:
+            return ""
+        st = self.starts
+        n_runs = st.n_final if st.n_final is not None else st.n_starts
+        return f"{st.replicated}/{n_runs}"
+
+    def convergence(self) -> dict[str, Any]:
+        """``{"converged": ...}``: whether the best solution has a vanishing gradient."""
+        return {"converged": bool(self.converged)}
+
+    def elpd(self, level: str | None = None, **kwargs: Any) -> Any:
+        """Not available: LOO and WAIC need posterior draws.
+
+        Raises
+        ------
+        EstimationError
+            Always; compare ML fits by their information criteria.
+        """
+        raise EstimationError(
+            "LOO and WAIC need posterior draws, which an ML fit has not: compare ML fits by "
+            "BIC (bayesmix.compare), or fit the model with fit_bayes."
+        )
+
+    def summary(self) -> str:
+        """A printable report: fit statistics, estimates, classes, diagnostics."""
+        s = self.spec
+        lines = [
+            f"bayesmix ML fit: {s.name}  ({s.classes} class{'es' if s.classes > 1 else ''})",
+            f"  observations {self.n_obs}{clusters_text(self.design)}   parameters "
+            f"{self.n_params}   time {self.elapsed_s:.2f}s",
+            f"  log-likelihood {self.loglik:.3f}   AIC {self.aic:.3f}   BIC {self.bic:.3f}   "
+            f"aBIC {self.sabic:.3f}",
+        ]
+        if s.classes > 1:
+            st = self.starts
+            of = (
+                f"{st.n_final} final-stage starts ({st.n_starts} initial)"
+                if st.n_final is not None
+                else f"{st.n_starts} starts"
+            )
+            lines.append(
+                f"  entropy {self.entropy:.3f}   best logL replicated by {st.replicated} of "
+                f"{of} (seed {st.seed})"
+            )
+        lines.append(
+            f"  converged {'yes' if self.converged else 'NO'} (max |gradient| "
+            f"{self.max_abs_gradient:.1e})"
+        )
+        lines += ["", format_table(self.params)]
+        lines += class_lines(s, self.classes, self.between_probabilities)
+        lines += ["", *diagnostic_lines(self.diagnostics)]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary (the CLI's ``--json`` contract)."""
+        return {
+            "model": self.spec.name,
+            "estimator": "ml",
+            "classes": self.spec.classes,
+            "n_obs": self.n_obs,
+            "n_clusters": self.design.n_clusters,
+            "loglik": self.loglik,
+            "n_params": self.n_params,
+            "bic": self.bic,
+            "aic": self.aic,
+            "sabic": self.sabic,
+            "entropy": json_float(self.entropy),
+            "elapsed_s": self.elapsed_s,
+            "converged": self.converged,
+            "quadrature_points": self.quadrature_points,
+            "starts": self.starts.n_starts,
+            "best_loglik_replicated": self.starts.replicated,
+            "final_stage_starts": self.starts.n_final,
+            "class_proportions": proportions(self.class_probabilities),
+            "between_proportions": proportions(self.between_probabilities),
+            "params": [
+                {"name": nm, "estimate": float(e), "se": json_float(se)}
+                for nm, e, se in zip(self.names, self.estimates, self.se, strict=True)
+            ],
+            "diagnostics": list(self.diagnostics),
+        }
