@@ -131,7 +131,7 @@ class PredictiveDraws:
 def _draw_params(result: BayesResult | MLResult, draws: int, rng: np.random.Generator) -> list:
     if isinstance(result, MLResult):
         return [result.structured] * draws
-    from bayesmix.bayes.fit import structured_draws
+    from bayesmix.bayes.draws import structured_draws
 
     stacked = structured_draws(result.idata["posterior"].to_dataset(), result.design)
     n_chain, n_draw = np.asarray(stacked.beta).shape[:2]

@@ -404,7 +404,8 @@ class BayesResult:
         """
         import arviz_stats as azs
 
-        from bayesmix.density.likelihood import loglik_and_grad, needs_quadrature
+        from bayesmix.density.compiled import loglik_and_grad
+        from bayesmix.density.likelihood import needs_quadrature
 
         names = tuple(named)
         stacked = np.stack([named[n] for n in names], axis=-1)
