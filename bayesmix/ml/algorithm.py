@@ -1,11 +1,14 @@
-"""What the optimiser evaluates: the closed-form objective or adaptive quadrature.
+"""The two ML algorithms: the closed-form objective, or adaptive quadrature.
 
 Models without school residuals in a mixture have a closed-form marginal
 log-likelihood (classes summed out and, for the conventional two-level
 model, random effects integrated exactly; see
-:mod:`bayesmix.density.likelihood`); two-level mixtures integrate the
-residuals by adaptive Gauss-Hermite quadrature
-(:mod:`bayesmix.density.quadrature`).
+:mod:`bayesmix.density.likelihood`): every start is optimised to
+convergence and the best is polished by Newton steps. Two-level mixtures
+integrate the residuals by adaptive Gauss-Hermite quadrature
+(:mod:`bayesmix.density.quadrature`): starts run in two stages, and the
+polish re-adapts the nodes between Newton rounds. :func:`choose_algorithm`
+picks one per fit, as an :class:`Algorithm` whose steps the fit calls.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 
@@ -26,16 +30,86 @@ from bayesmix.ml.optimise import GRADIENT_TOL, _polish, _Run, at_bound, optimise
 from bayesmix.ml.starts import random_start
 from bayesmix.progress import Progress
 
+Bounds = list[tuple[float | None, float | None]]
+"""L-BFGS-B bounds on theta, one (lower, upper) pair per entry."""
+
+Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
+"""Negative mean log-likelihood and its gradient at theta, as scipy minimises."""
+
 
 @dataclass(frozen=True)
-class _Objective:
-    """What the optimiser evaluates: the plain objective, or adaptive quadrature."""
+class Algorithm:
+    """How a fit evaluates and maximises its log-likelihood: :func:`closed_form` or
+    :func:`quadrature`, chosen once by :func:`choose_algorithm`."""
 
-    fun: Callable[[np.ndarray], tuple[float, np.ndarray]]
-    quad: AdaptiveQuadrature | None
+    fun: Objective
     backend: str
+    """Compiler of the objective, ``"jax"`` or ``"numba"``."""
     points: int | None
+    """Gauss-Hermite points per dimension; None for the closed form."""
     compile_s: float
+    maxiter: int
+    """Default iteration budget of each start's optimisation."""
+    staged: bool
+    """Whether the starts run in two stages, the runs returned being the final stage's."""
+    run_starts: Callable[..., list[_Run]]
+    """``f(rng, n_starts, bounds, maxiter, bar, given, extra)``: the runs of all starts."""
+    polish: Callable[[_Run, int, Bounds], tuple[_Run, np.ndarray]]
+    """``f(best, n, bounds)``: the polished best run and the observed information there."""
+    posteriors: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
+    """``f(theta)``: class probabilities of the students and, model C, of the schools."""
+
+
+def choose_algorithm(design: Design, backend: str | None, points: int | None) -> Algorithm:
+    """Quadrature for the models that need it, else the closed form, compiled for ``design``.
+
+    The default backend is JAX for two-level mixtures and for models without
+    random effects, numba for conventional two-level models (see
+    :func:`bayesmix.ml.fit.fit_ml`).
+    """
+    lay = design.layout
+    if needs_quadrature(lay):
+        return quadrature(design, backend or "jax", points or DEFAULT_POINTS.get(lay.n_random, 3))
+    return closed_form(design, backend or ("jax" if lay.n_random == 0 else "numba"))
+
+
+def closed_form(design: Design, backend: str) -> Algorithm:
+    """The closed-form objective, every start optimised to convergence, and the class
+    posteriors (compiled here, so that their compilation counts as such)."""
+    t0 = time.perf_counter()
+    lay = design.layout
+    fun = _objective(design, backend)
+    pointwise(lay, backend, posterior_args(design, lay.unpack(np.zeros(lay.n_params))))
+    return Algorithm(
+        fun=fun,
+        backend=backend,
+        points=None,
+        compile_s=time.perf_counter() - t0,
+        maxiter=2000,
+        staged=False,
+        run_starts=partial(_independent_starts, fun, design),
+        polish=partial(_polish, fun),
+        posteriors=partial(_pointwise_posteriors, design, backend),
+    )
+
+
+def quadrature(design: Design, backend: str, points: int) -> Algorithm:
+    """Adaptive Gauss-Hermite quadrature with ``points`` per dimension, two-stage starts
+    and a polish that re-adapts the nodes; a final-stage start's optimisation costs far
+    more evaluations, so its default iteration budget is lower."""
+    t0 = time.perf_counter()
+    quad = AdaptiveQuadrature(design, points, backend)
+    return Algorithm(
+        fun=quad.fun,
+        backend=backend,
+        points=points,
+        compile_s=time.perf_counter() - t0,
+        maxiter=300,
+        staged=True,
+        run_starts=partial(staged_starts, quad, design),
+        polish=partial(_polish_quadrature, quad),
+        posteriors=partial(_quadrature_posteriors, quad),
+    )
 
 
 def _objective(design: Design, backend: str) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
@@ -53,49 +127,28 @@ def _objective(design: Design, backend: str) -> Callable[[np.ndarray], tuple[flo
     return fun
 
 
-def _build_objective(design: Design, backend: str | None, points: int | None) -> _Objective:
-    """Compile the objective (and, without quadrature, the class posteriors) for ``design``."""
-    lay = design.layout
-    if backend is None:
-        backend = "jax" if needs_quadrature(lay) or lay.n_random == 0 else "numba"
-    t0 = time.perf_counter()
-    if needs_quadrature(lay):
-        points = points or DEFAULT_POINTS.get(lay.n_random, 3)
-        quad = AdaptiveQuadrature(design, points, backend)
-        return _Objective(quad.fun, quad, backend, points, time.perf_counter() - t0)
-    fun = _objective(design, backend)
-    args = posterior_args(design, lay.unpack(np.zeros(lay.n_params)))
-    pointwise(lay, backend, args)
-    return _Objective(fun, None, backend, None, time.perf_counter() - t0)
-
-
-def _run_starts(
+def _independent_starts(
+    fun: Objective,
     design: Design,
-    obj: _Objective,
     rng: np.random.Generator,
     n_starts: int,
-    bounds: list[tuple[float | None, float | None]],
+    bounds: Bounds,
     maxiter: int,
-    progress: bool,
+    bar: Progress,
     given: list[np.ndarray],
     extra: list[np.ndarray],
 ) -> list[_Run]:
-    """Optimise from every start: given, random, then extra (see :func:`bayesmix.ml.fit.fit_ml`)."""
-    bar = Progress(n_starts + len(extra), "ML starts", enabled=progress)
-    if obj.quad is not None:
-        runs = staged_starts(obj.quad, design, rng, n_starts, bounds, maxiter, bar, given, extra)
-    else:
-        runs = [optimise(obj.fun, theta, bounds, design.n_obs, maxiter) for theta in given]
-        thetas = (random_start(design, rng) for _ in range(n_starts))
-        for theta in itertools.chain(thetas, extra):
-            runs.append(optimise(obj.fun, theta, bounds, design.n_obs, maxiter))
-            bar.update(f"best logL {max(r.loglik for r in runs):.3f}")
-    bar.close()
+    """Every start optimised to convergence: given, random, then extra."""
+    runs = [optimise(fun, theta, bounds, design.n_obs, maxiter) for theta in given]
+    thetas = (random_start(design, rng) for _ in range(n_starts))
+    for theta in itertools.chain(thetas, extra):
+        runs.append(optimise(fun, theta, bounds, design.n_obs, maxiter))
+        bar.update(f"best logL {max(r.loglik for r in runs):.3f}")
     return runs
 
 
 def _polish_quadrature(
-    obj: _Objective, best: _Run, n: int, bounds: list[tuple[float | None, float | None]]
+    quad: AdaptiveQuadrature, best: _Run, n: int, bounds: Bounds
 ) -> tuple[_Run, np.ndarray]:
     """Newton steps with the nodes fixed, re-adapting them between rounds until
     re-adapting moves nothing; the nodes move little between rounds, so one
@@ -105,8 +158,7 @@ def _polish_quadrature(
     converge slowly), a last polish with the nodes where they are makes the
     solution the maximum of the quadrature it is evaluated with.
     """
-    quad, fun = obj.quad, obj.fun
-    assert quad is not None
+    fun = quad.fun
     if best.nodes is not None:
         quad.restore(best.nodes)
     else:
@@ -130,12 +182,18 @@ def _polish_quadrature(
     return best, observed_information(fun, best.theta, n)
 
 
-def _posteriors(
-    design: Design, obj: _Objective, theta: np.ndarray
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Posterior class probabilities of the students (and schools, model C) at ``theta``."""
-    if obj.quad is not None:
-        evaluated = obj.quad.evaluate(theta)
-        return evaluated[3], evaluated[5]
+def _pointwise_posteriors(
+    design: Design, backend: str, theta: np.ndarray
+) -> tuple[np.ndarray, None]:
+    """Posterior class probabilities of the students at ``theta``, no school residuals."""
     args = posterior_args(design, design.layout.unpack(theta))
-    return pointwise(design.layout, obj.backend, args)(*args)[1], None
+    return pointwise(design.layout, backend, args)(*args)[1], None
+
+
+def _quadrature_posteriors(
+    quad: AdaptiveQuadrature, theta: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior class probabilities of the students and of the schools' level-2 classes
+    (ones without them) at ``theta``, the school residuals integrated."""
+    evaluated = quad.evaluate(theta)
+    return evaluated[3], evaluated[5]

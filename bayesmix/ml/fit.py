@@ -34,15 +34,9 @@ from bayesmix.errors import (
     IdentificationWarning,
     ReplicationWarning,
 )
-from bayesmix.ml.algorithm import (
-    _build_objective,
-    _Objective,
-    _polish_quadrature,
-    _posteriors,
-    _run_starts,
-)
+from bayesmix.ml.algorithm import Algorithm, choose_algorithm
 from bayesmix.ml.inference import expected_block_diagonal, natural_jacobian, standard_errors
-from bayesmix.ml.optimise import GRADIENT_TOL, _polish, _Run, at_bound
+from bayesmix.ml.optimise import GRADIENT_TOL, _Run, at_bound
 from bayesmix.ml.starts import internal_theta
 from bayesmix.model.params import (
     Layout,
@@ -53,6 +47,7 @@ from bayesmix.model.params import (
     relabel_between,
 )
 from bayesmix.model.spec import Spec
+from bayesmix.progress import Progress
 from bayesmix.results.fits import MLResult, StartsReport
 from bayesmix.validate import check_seed
 
@@ -224,16 +219,15 @@ def fit_internal(
     """
     t0 = time.perf_counter()
     spec, lay, n = design.spec, design.layout, design.n_obs
-    obj = _build_objective(design, backend, points)
-    if maxiter is None:
-        maxiter = 300 if obj.quad is not None else 2000
+    algorithm = choose_algorithm(design, backend, points)
+    maxiter = algorithm.maxiter if maxiter is None else maxiter
     rng = np.random.default_rng(random_seed)
     n_starts = 1 if spec.classes == 1 else starts
     bounds = lay.bounds(float(np.log(_VARIANCE_FLOOR * design.y.var())))
     t_opt = time.perf_counter()
-    runs = _run_starts(
-        design, obj, rng, n_starts, bounds, maxiter, progress, list(given), list(extra)
-    )
+    bar = Progress(n_starts + len(extra), "ML starts", enabled=progress)
+    runs = algorithm.run_starts(rng, n_starts, bounds, maxiter, bar, list(given), list(extra))
+    bar.close()
     finite = [r for r in runs if np.isfinite(r.loglik)]
     if not finite:
         raise EstimationError(
@@ -243,13 +237,10 @@ def fit_internal(
     best = _labelled(max(finite, key=lambda r: r.loglik), spec, lay)
     optimise_s = time.perf_counter() - t_opt
     t_se = time.perf_counter()
-    if obj.quad is not None:
-        best, info = _polish_quadrature(obj, best, n, bounds)
-    else:
-        best, info = _polish(obj.fun, best, n, bounds)
+    best, info = algorithm.polish(best, n, bounds)
     return _ml_result(
         design,
-        obj,
+        algorithm,
         runs,
         best,
         info,
@@ -257,7 +248,7 @@ def fit_internal(
         seed=random_seed,
         maxiter=maxiter,
         n_starts=n_starts + len(extra),
-        timings={"compile_s": obj.compile_s, "optimise_s": optimise_s},
+        timings={"compile_s": algorithm.compile_s, "optimise_s": optimise_s},
         t_se=t_se,
         t0=t0,
     )
@@ -280,7 +271,7 @@ def _labelled(best: _Run, spec: Spec, lay: Layout) -> _Run:
 
 def _ml_result(
     design: Design,
-    obj: _Objective,
+    algorithm: Algorithm,
     runs: list[_Run],
     best: _Run,
     info: np.ndarray,
@@ -295,7 +286,7 @@ def _ml_result(
 ) -> MLResult:
     """Standard errors, class posteriors, replication and diagnostics of the polished best run."""
     spec, lay, n = design.spec, design.layout, design.n_obs
-    grad = -obj.fun(best.theta)[1] * n
+    grad = -algorithm.fun(best.theta)[1] * n
     held = at_bound(best.theta, bounds)
     max_grad = float(np.max(np.abs(grad[~held]), initial=0.0))
     # a start that used up its iteration budget stopped early, whatever the polish did
@@ -310,7 +301,7 @@ def _ml_result(
     cov, se, singular = standard_errors(info, natural_jacobian(lay, best.theta), ~held)
     boundary = _boundary(lay, natural, held, design.y.var())
     se = np.where(np.isin(lay.names, boundary), np.nan, se)
-    post, post_between = _posteriors(design, obj, best.theta)
+    post, post_between = algorithm.posteriors(best.theta)
     notes = _diagnose(
         spec, max_grad, maxiter if exhausted else None, replicated, len(runs), singular, boundary
     )
@@ -339,7 +330,7 @@ def _ml_result(
             replicated=replicated,
             converged=int(sum(r.converged for r in runs)),
             seed=seed,
-            n_final=len(runs) if obj.quad is not None else None,
+            n_final=len(runs) if algorithm.staged else None,
         ),
         converged=converged,
         max_abs_gradient=max_grad,
@@ -348,7 +339,7 @@ def _ml_result(
         diagnostics=tuple(notes),
         elapsed_s=time.perf_counter() - t0,
         timings={**timings, "se_s": time.perf_counter() - t_se},
-        quadrature_points=obj.points,
+        quadrature_points=algorithm.points,
         between_probabilities=(np.asarray(post_between) if spec.between_classes > 1 else None),
     )
 
