@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass
 from typing import Literal
 
 import arviz_stats as azs
@@ -31,14 +31,15 @@ from bayesmix.bayes.draws import (
 from bayesmix.bayes.model import build_model
 from bayesmix.bayes.residuals import between_residual_start
 from bayesmix.bayes.sampling import Sampler, compile_key, run_sampler
-from bayesmix.data.design import DataLike, MissingPolicy, build_design
-from bayesmix.data.standardise import standardise
+from bayesmix.data.design import DataLike, Design, MissingPolicy, build_design
+from bayesmix.data.standardise import Standardisation, standardise
 from bayesmix.errors import (
     EmptyClassWarning,
     EstimationError,
     LabelSwitchingWarning,
     SamplingWarning,
 )
+from bayesmix.model.params import Params
 from bayesmix.model.priors import Prior, resolve_priors
 from bayesmix.model.spec import Spec
 from bayesmix.results.fits import BayesResult, LabelCheck, MLResult
@@ -118,40 +119,13 @@ def fit_bayes(
     draws, another seed or another adaptation does not compile again.
     """
     t_start = time.perf_counter()
-    for label, value in (("draws", draws), ("tune", tune), ("chains", chains)):
-        if not isinstance(value, int) or value < 1:
-            raise EstimationError(f"{label} must be a positive integer, got {value!r}.")
-    given_ml = init if isinstance(init, MLResult) else None
-    if given_ml is None and init not in ("ml", "prior"):
-        raise EstimationError(f"init must be 'ml', 'prior' or an MLResult, got {init!r}.")
-    if sampler not in ("nutpie", "pymc"):
-        raise EstimationError(f"sampler must be 'nutpie' or 'pymc', got {sampler!r}.")
-    if backend not in ("numba", "jax"):
-        raise EstimationError(f"backend must be 'numba' or 'jax', got {backend!r}.")
+    _check_options(draws, tune, chains, init, sampler, backend)
     random_seed = check_seed(random_seed)
     design = build_design(spec, data, missing=missing)
     internal, st = standardise(design)
     full_priors = resolve_priors(internal, priors, st.prior_to_internal)
     seed = int(np.random.default_rng(random_seed).integers(2**31 - 1))
-    init_params = None
-    init_z = None
-    if given_ml is not None:
-        if given_ml.spec != spec or given_ml.n_obs != design.n_obs:
-            raise EstimationError(
-                f"init: the ML fit is of model {given_ml.spec.name!r} on {given_ml.n_obs} "
-                f"observations, not of {spec.name!r} on {design.n_obs}; pass the fit of "
-                "this spec to these data, or init='ml'."
-            )
-    if init == "ml" or given_ml is not None:
-        from bayesmix.ml.fit import fit_internal
-
-        if given_ml is not None:
-            ml = replace(given_ml, design=internal, estimates=st.to_internal(given_ml.estimates))
-        else:
-            ml = fit_internal(internal, starts=ml_starts, random_seed=seed)
-        init_params = ml.structured
-        if spec.between_classes > 1 and spec.random_effects:
-            init_z = between_residual_start(internal, ml)
+    init_params, init_z = _chain_start(init, design, internal, st, ml_starts, seed)
     model = build_model(internal, full_priors, init_params, init_z)
     key = compile_key(internal, full_priors, init_params, init_z, backend)
     idata, compile_s, sampling_s, interrupted_at = run_sampler(
@@ -167,6 +141,112 @@ def fit_bayes(
         key,
         backend,
     )
+    kept = _record_draws(idata, design, internal, st)
+    result = BayesResult.from_draws(
+        spec=spec,
+        design=design,
+        idata=idata,
+        named=kept.named,
+        chain_post=kept.chain_post,
+        chain_between=kept.chain_between,
+        divergences=int(np.asarray(idata["sample_stats"]["diverging"]).sum()),
+        labels=check_labels(kept.chain_post) if spec.classes > 1 else LabelCheck(False, (), ()),
+        between_labels=None if kept.chain_between is None else check_labels(kept.chain_between),
+        loo=azs.loo(idata, var_name="y_school" if kept.chain_between is not None else "y"),
+        priors={name: st.prior_to_user(name, prior) for name, prior in full_priors.items()},
+        settings={
+            "draws": draws,
+            "tune": tune,
+            "chains": chains,
+            "seed": seed,
+            "init": "ml" if isinstance(init, MLResult) else init,
+            "sampler": sampler,
+            "adaptation": adaptation,
+            "backend": backend,
+            "interrupted_at": interrupted_at,
+        },
+        timings={
+            "compile_s": compile_s,
+            "sampling_s": sampling_s,
+            "elapsed_s": time.perf_counter() - t_start,
+        },
+    )
+    for text, category in _diagnose(result):
+        warnings.warn(text, category, stacklevel=2)
+    return result
+
+
+def _check_options(
+    draws: int, tune: int, chains: int, init: Init | MLResult, sampler: str, backend: str
+) -> None:
+    """Refuse option values no fit can use, naming the option."""
+    for label, value in (("draws", draws), ("tune", tune), ("chains", chains)):
+        if not isinstance(value, int) or value < 1:
+            raise EstimationError(f"{label} must be a positive integer, got {value!r}.")
+    if not isinstance(init, MLResult) and init not in ("ml", "prior"):
+        raise EstimationError(f"init must be 'ml', 'prior' or an MLResult, got {init!r}.")
+    if sampler not in ("nutpie", "pymc"):
+        raise EstimationError(f"sampler must be 'nutpie' or 'pymc', got {sampler!r}.")
+    if backend not in ("numba", "jax"):
+        raise EstimationError(f"backend must be 'numba' or 'jax', got {backend!r}.")
+
+
+def _chain_start(
+    init: Init | MLResult,
+    design: Design,
+    internal: Design,
+    st: Standardisation,
+    ml_starts: int,
+    seed: int,
+) -> tuple[Params | None, np.ndarray | None]:
+    """Where every chain starts, on the standardised design ``internal``.
+
+    The structured ML estimates (of a new ML fit with ``init="ml"``, else of
+    the given fit) and, for level-2 classes with school residuals, each
+    school's standardised residuals per level-2 class; ``(None, None)`` for
+    the prior-based start.
+    """
+    given_ml = init if isinstance(init, MLResult) else None
+    if given_ml is None and init == "prior":
+        return None, None
+    if given_ml is None:
+        from bayesmix.ml.fit import fit_internal
+
+        ml = fit_internal(internal, starts=ml_starts, random_seed=seed)
+        estimates, between = ml.estimates, ml.between_probabilities
+    else:
+        spec = design.spec
+        if init.spec != spec or init.n_obs != design.n_obs:
+            raise EstimationError(
+                f"init: the ML fit is of model {init.spec.name!r} on {init.n_obs} "
+                f"observations, not of {spec.name!r} on {design.n_obs}; pass the fit of "
+                "this spec to these data, or init='ml'."
+            )
+        estimates, between = st.to_internal(init.estimates), init.between_probabilities
+    init_z = None
+    if internal.spec.between_classes > 1 and internal.spec.random_effects:
+        init_z = between_residual_start(internal, estimates, between)
+    return internal.layout.unpack(estimates, natural=True), init_z
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """The draws a result is made of besides its DataTree."""
+
+    named: dict[str, np.ndarray]
+    """Draws (chain, draw) of every named parameter, in the user's units."""
+    chain_post: np.ndarray
+    """Per chain, the mean posterior class probabilities of the students (chain, n, K)."""
+    chain_between: np.ndarray | None
+    """Per chain, those of the schools' level-2 classes (chain, J, L), model C only."""
+
+
+def _record_draws(
+    idata: xr.DataTree, design: Design, internal: Design, st: Standardisation
+) -> _Kept:
+    """Write the posterior in the user's units, the pointwise log-likelihood and the
+    observed data into ``idata``; return the named draws and class probabilities."""
+    spec = design.spec
     posterior = idata["posterior"].to_dataset()
     draws_struct = st.params_to_user(structured_draws(posterior, internal))
     u = st.residuals_to_user(posterior["u"].values) if spec.random_effects else None
@@ -193,42 +273,7 @@ def fit_bayes(
     )
     if "observed_data" not in idata.children:
         idata["observed_data"] = xr.DataTree(xr.Dataset({"y": (("obs",), design.y)}))
-    labels = check_labels(chain_post) if spec.classes > 1 else LabelCheck(False, (), ())
-    between_labels = None if chain_between is None else check_labels(chain_between)
-    divergences = int(np.asarray(idata["sample_stats"]["diverging"]).sum())
-    loo = azs.loo(idata, var_name="y_school" if chain_between is not None else "y")
-    result = BayesResult.from_draws(
-        spec=spec,
-        design=design,
-        idata=idata,
-        named=named,
-        chain_post=chain_post,
-        chain_between=chain_between,
-        divergences=divergences,
-        labels=labels,
-        between_labels=between_labels,
-        loo=loo,
-        priors={name: st.prior_to_user(name, prior) for name, prior in full_priors.items()},
-        settings={
-            "draws": draws,
-            "tune": tune,
-            "chains": chains,
-            "seed": seed,
-            "init": "ml" if given_ml is not None else init,
-            "sampler": sampler,
-            "adaptation": adaptation,
-            "backend": backend,
-            "interrupted_at": interrupted_at,
-        },
-        timings={
-            "compile_s": compile_s,
-            "sampling_s": sampling_s,
-            "elapsed_s": time.perf_counter() - t_start,
-        },
-    )
-    for text, category in _diagnose(result):
-        warnings.warn(text, category, stacklevel=2)
-    return result
+    return _Kept(named=named, chain_post=chain_post, chain_between=chain_between)
 
 
 def _diagnose(result: BayesResult) -> list[tuple[str, type[Warning]]]:

@@ -8,13 +8,14 @@ density; classes are labelled by a descending order constraint on the
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from bayesmix.bayes.centring import school_means_plan
+from bayesmix.bayes.centring import SchoolMeans, school_means_plan
 from bayesmix.bayes.coefficients import (
     coef_rv,
     fixed_effect_rows,
@@ -78,6 +79,38 @@ def build_model(
         ``bterm``), and the likelihood is the potential ``y_school`` (one
         term per school, D_j marginalised).
     """
+    plan = school_means_plan(design, init)
+    n_centred = 0 if plan is None else len(plan.terms)
+    order = residual_order(design, init, n_centred)
+    with pm.Model(coords=_coords(design, plan, order)) as model:
+        beta = pt.stack(_fixed_effects(design, priors, init, plan), axis=1)
+        lsig = residual_rvs(design, priors, init)
+        if design.spec.classes > 1:
+            gamma = membership_coefficients(design, priors, init)
+        else:
+            gamma = pt.zeros((0, len(design.spec.membership)))
+        Z = pm.Data("Z", design.Z)
+        V = pm.Data("V", design.V)
+        coefficients = _Coefficients(beta=beta, lsig=lsig, gamma=gamma)
+        if design.spec.between_classes > 1:
+            F = pm.Data("F", design.F)
+            _between_likelihood(design, priors, init, init_z, F, Z, V, beta, lsig, gamma)
+        else:
+            _observed_y(design, priors, init, init_z, plan, order, coefficients, Z, V)
+    return model
+
+
+@dataclass(frozen=True)
+class _Coefficients:
+    """The model's coefficient tensors: ``beta`` (L K, P), ``lsig`` (K, v), ``gamma`` (K-1, m)."""
+
+    beta: Any
+    lsig: Any
+    gamma: Any
+
+
+def _coords(design: Design, plan: SchoolMeans | None, order: np.ndarray) -> dict[str, list[Any]]:
+    """The model's named dimensions (see :func:`build_model`)."""
     spec, lay = design.spec, design.layout
     K = spec.classes
     classes = [class_label(c) for c in range(K)]
@@ -94,19 +127,11 @@ def build_model(
         coords["lterm"] = ["1", *spec.residual_covariates]
     if spec.membership_random == "factor" and K > 2:
         coords["lambda_class"] = [f"C#{c + 1}" for c in range(1, K - 1)]
-    init_beta = None if init is None else np.asarray(init.beta)
-    plan = school_means_plan(design, init)
-    n_centred = 0 if plan is None else len(plan.terms)
-    order = residual_order(design, init, n_centred)
     if plan is not None:
+        n_centred = len(plan.terms)
         coords["oterm"] = list(spec.random[:n_centred])
         # in the order of the sampled Cholesky factor
         coords["mrterm"] = [spec.random_effects[k] for k in order[n_centred:]]
-    whiten = (
-        K == 1
-        and len(spec.fixed_names) > 1
-        and all(priors[name].family == "normal" for name in spec.fixed_names)
-    )
     L = spec.between_classes
     if L > 1:
         coords["between"] = [between_label(d) for d in range(L)]
@@ -114,70 +139,88 @@ def build_model(
         coords["school_logit"] = [f"D#{d + 1}" for d in range(L - 1)]
         if "cluster" not in coords:
             coords["cluster"] = [str(c) for c in design.cluster_ids]
-    with pm.Model(coords=coords) as model:
-        if whiten:
-            columns = whitened_fixed_effects(design, priors, init_beta)
-        elif K > 1 and L == 1:
-            columns = mixture_fixed_effects(design, priors, init_beta, plan)
+    return coords
+
+
+def _fixed_effects(
+    design: Design, priors: Mapping[str, Prior], init: Params | None, plan: SchoolMeans | None
+) -> list[Any]:
+    """Each fixed effect's column of beta, in the coordinates NUTS samples it in."""
+    spec = design.spec
+    init_beta = None if init is None else np.asarray(init.beta)
+    whiten = (
+        spec.classes == 1
+        and len(spec.fixed_names) > 1
+        and all(priors[name].family == "normal" for name in spec.fixed_names)
+    )
+    if whiten:
+        return whitened_fixed_effects(design, priors, init_beta)
+    if spec.classes > 1 and spec.between_classes == 1:
+        return mixture_fixed_effects(design, priors, init_beta, plan)
+    return [
+        fixed_effect_rows(design, priors, name, j, init_beta)
+        for j, name in enumerate(spec.fixed_names)
+    ]
+
+
+def _observed_y(
+    design: Design,
+    priors: Mapping[str, Prior],
+    init: Params | None,
+    init_z: np.ndarray | None,
+    plan: SchoolMeans | None,
+    order: np.ndarray,
+    coefficients: _Coefficients,
+    Z: Any,
+    V: Any,
+) -> None:
+    """The observed ``y`` of one level of classes, with its class-marginal density.
+
+    The mixture graph is written for speed (measured on Fig 3 and NELS B3);
+    the one-class graph keeps its plain form, whose draws the tests pin down.
+    """
+    spec = design.spec
+    K = spec.classes
+    mixture = K > 1
+    mu = linear_predictor(pm.Data("F", design.F), coefficients.beta)
+    eta = None
+    # static shape: two classes take the two-class path of _log_class_probs
+    gamma = pt.specify_shape(coefficients.gamma, (K - 1, len(spec.membership)))
+    if spec.random_effects:
+        r = len(spec.random)
+        if plan is None:
+            u = noncentred_residuals(design, priors, init, order, init_z)
         else:
-            columns = [
-                fixed_effect_rows(design, priors, name, j, init_beta)
-                for j, name in enumerate(spec.fixed_names)
-            ]
-        beta = pt.stack(columns, axis=1)
-        lsig = residual_rvs(design, priors, init)
-        if K > 1:
-            gamma = membership_coefficients(design, priors, init)
-        else:
-            gamma = pt.zeros((0, len(spec.membership)))
-        Z = pm.Data("Z", design.Z)
-        V = pm.Data("V", design.V)
-        if L > 1:
-            F = pm.Data("F", design.F)
-            _between_likelihood(design, priors, init, init_z, F, Z, V, beta, lsig, gamma)
-            return model
-        # The mixture graph is written for speed (measured on Fig 3 and NELS B3); the
-        # one-class graph keeps its plain form, whose draws the tests pin down.
-        mixture = K > 1
-        mu = linear_predictor(pm.Data("F", design.F), beta)
-        eta = None
-        # static shape: two classes take the two-class path of _log_class_probs
-        gamma = pt.specify_shape(gamma, (K - 1, len(spec.membership)))
-        if spec.random_effects:
-            r = len(spec.random)
-            if plan is None:
-                u = noncentred_residuals(design, priors, init, order, init_z)
-            else:
-                u = centred_residuals(design, priors, init, plan, beta, order)
-            cluster = pm.Data("cluster_index", design.cluster, shape=design.cluster.shape)
-            if mixture:
-                # one gather per column: a row gather's gradient is a slow 2-D scatter-add
-                ui = [u[:, k][cluster] for k in range(r)]
-                if r:
-                    mu = mu + _random_part(design, ui)[:, None]
-                if spec.membership_random != "none":
-                    eta = _school_logits(design, u[:, r:], gamma, cluster, priors, init)
-            elif r:
-                mu = mu + pt.sum(pm.Data("R", design.R) * u[cluster][:, :r], axis=1)[:, None]
-        if mixture and eta is None:
-            eta = pt.dot(Z, pt.transpose(gamma))
-        if mixture and design.V.shape[1] == 1 and np.all(design.V == 1.0):
-            # one variance per class: the density and its gradient in one pass
-            params, density = (mu, lsig[:, 0][None, :], eta), _fused_mixture_logp
-        elif mixture:
-            params, density = (mu, residual_variance(V, lsig), _log_class_probs(eta)), mixture_logp
-        else:
-            params = (mu, residual_variance(V, lsig), membership_logprob(Z, gamma))
-            density = mixture_logp
-        pm.CustomDist(
-            "y",
-            *params,
-            logp=density,
-            signature="(k),(k),(j)->()",
-            observed=design.y,
-            dims="obs",
-        )
-    return model
+            u = centred_residuals(design, priors, init, plan, coefficients.beta, order)
+        cluster = pm.Data("cluster_index", design.cluster, shape=design.cluster.shape)
+        if mixture:
+            # one gather per column: a row gather's gradient is a slow 2-D scatter-add
+            ui = [u[:, k][cluster] for k in range(r)]
+            if r:
+                mu = mu + _random_part(design, ui)[:, None]
+            if spec.membership_random != "none":
+                eta = _school_logits(design, u[:, r:], gamma, cluster, priors, init)
+        elif r:
+            mu = mu + pt.sum(pm.Data("R", design.R) * u[cluster][:, :r], axis=1)[:, None]
+    lsig = coefficients.lsig
+    if mixture and eta is None:
+        eta = pt.dot(Z, pt.transpose(gamma))
+    if mixture and design.V.shape[1] == 1 and np.all(design.V == 1.0):
+        # one variance per class: the density and its gradient in one pass
+        params, density = (mu, lsig[:, 0][None, :], eta), _fused_mixture_logp
+    elif mixture:
+        params, density = (mu, residual_variance(V, lsig), _log_class_probs(eta)), mixture_logp
+    else:
+        params = (mu, residual_variance(V, lsig), membership_logprob(Z, gamma))
+        density = mixture_logp
+    pm.CustomDist(
+        "y",
+        *params,
+        logp=density,
+        signature="(k),(k),(j)->()",
+        observed=design.y,
+        dims="obs",
+    )
 
 
 def _fused_mixture_logp(y: Any, mu: Any, lsig: Any, eta: Any) -> Any:

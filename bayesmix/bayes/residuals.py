@@ -219,17 +219,21 @@ def _unidentified_residual_start(design: Design, between: int) -> np.ndarray:
     return np.where(informed == 0, jitter, 0.0)
 
 
-def between_residual_start(design: Design, ml: Any) -> np.ndarray:
+def between_residual_start(
+    design: Design, estimates: np.ndarray, between_probabilities: np.ndarray
+) -> np.ndarray:
     """Posterior means of each school's standardised residuals given each level-2 class.
 
     A school's residual vector for a class it almost surely does not belong
     to has a likelihood gradient of exactly 0 at z = 0, which nutpie rejects
     as an initial point; these means (from the adaptive quadrature at the
-    ML estimates) are where each vector's posterior is, shape (L, J, r).
+    ML ``estimates``, natural values on ``design``'s scale) are where each
+    vector's posterior is, shape (L, J, r). ``between_probabilities`` (J, L)
+    are the schools' level-2 class probabilities at the estimates.
     """
     from bayesmix.density.quadrature import adapted_quadrature
 
-    quad = adapted_quadrature(design, design.layout.to_theta(ml.estimates), iterations=2)
+    quad = adapted_quadrature(design, design.layout.to_theta(estimates), iterations=2)
     centre = np.concatenate(
         [c[: chunk.n_clusters] for c, chunk in zip(quad.centre, quad.chunks, strict=True)]
     )
@@ -237,7 +241,7 @@ def between_residual_start(design: Design, ml: Any) -> np.ndarray:
     # mean: at its conditional posterior mean it would make that class explain
     # the school's data as well as it can, and warm-up would start from schools
     # that look ambiguous
-    share = np.clip(ml.between_probabilities, 0.05, 1.0)[:, :, None]
+    share = np.clip(between_probabilities, 0.05, 1.0)[:, :, None]
     z = np.transpose(share * centre, (1, 0, 2))
     # nutpie refuses a start where any gradient component is exactly 0, as it is
     # for a residual the likelihood ignores (an empty class) at its prior mean 0
