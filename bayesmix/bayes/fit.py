@@ -159,7 +159,7 @@ def fit_bayes(
             "tune": tune,
             "chains": chains,
             "seed": seed,
-            "init": "ml" if isinstance(init, MLResult) else init,
+            "init": "prior" if init == "prior" else "ml",
             "sampler": sampler,
             "adaptation": adaptation,
             "backend": backend,
@@ -183,7 +183,8 @@ def _check_options(
     for label, value in (("draws", draws), ("tune", tune), ("chains", chains)):
         if not isinstance(value, int) or value < 1:
             raise EstimationError(f"{label} must be a positive integer, got {value!r}.")
-    if not isinstance(init, MLResult) and init not in ("ml", "prior"):
+    # a fit given as init is asked for what the start needs, its ML estimates
+    if init not in ("ml", "prior") and getattr(init, "estimates", None) is None:
         raise EstimationError(f"init must be 'ml', 'prior' or an MLResult, got {init!r}.")
     if sampler not in ("nutpie", "pymc"):
         raise EstimationError(f"sampler must be 'nutpie' or 'pymc', got {sampler!r}.")
@@ -206,10 +207,9 @@ def _chain_start(
     school's standardised residuals per level-2 class; ``(None, None)`` for
     the prior-based start.
     """
-    given_ml = init if isinstance(init, MLResult) else None
-    if given_ml is None and init == "prior":
+    if init == "prior":
         return None, None
-    if given_ml is None:
+    if init == "ml":
         from bayesmix.ml.fit import fit_internal
 
         ml = fit_internal(internal, starts=ml_starts, random_seed=seed)
