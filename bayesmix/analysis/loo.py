@@ -166,7 +166,8 @@ def marginal_school_loglik(
     draws : ndarray
         Indices of the draws used within each chain.
     """
-    from bayesmix.density.likelihood import cluster_loglik, needs_quadrature
+    from bayesmix.density.compiled import cluster_loglik
+    from bayesmix.density.likelihood import needs_quadrature
 
     design = result.design
     lay = design.layout

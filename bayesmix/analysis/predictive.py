@@ -133,7 +133,7 @@ def _draw_params(result: FitResult, draws: int, rng: np.random.Generator) -> lis
     posterior = result.posterior
     if posterior is None:
         return [result.structured] * draws
-    from bayesmix.bayes.fit import structured_draws
+    from bayesmix.bayes.draws import structured_draws
 
     stacked = structured_draws(posterior, result.design)
     n_chain, n_draw = np.asarray(stacked.beta).shape[:2]

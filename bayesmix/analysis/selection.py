@@ -17,7 +17,8 @@ import pandas as pd
 from bayesmix.analysis.compare import compare
 from bayesmix.data.design import DataLike, build_design
 from bayesmix.errors import EstimationError
-from bayesmix.ml.fit import fit_ml, split_class_start
+from bayesmix.ml.fit import fit_ml
+from bayesmix.ml.starts import split_class_start
 from bayesmix.model.params import between_label, layout
 from bayesmix.model.spec import Spec
 from bayesmix.progress import Progress
@@ -88,7 +89,7 @@ def select_classes(
     warm_starts : bool
         Give each K, besides its random starts, one start from the K - 1
         solution with its largest class split in two
-        (:func:`bayesmix.ml.fit.split_class_start`). The random starts stay
+        (:func:`bayesmix.ml.starts.split_class_start`). The random starts stay
         those of a fit without it; with quadrature it reaches the final
         stage, as one more start, only when its initial stage ranks it among
         the random starts chosen.

@@ -138,9 +138,16 @@ def numba_kernels() -> tuple[Any, Any, Any]:
     # which keeps the loops free of branches so that LLVM vectorises them; IEEE arithmetic
     # (no fastmath) keeps the two-part reduction exact
     kernel = numba_njit(fastmath=False, error_model="numpy")
+    exp_nonpositive = _exp_kernel(kernel)
+    two_classes = _two_classes_kernel(kernel, exp_nonpositive)
+    any_classes = _any_classes_kernel(kernel, exp_nonpositive)
+    return exp_nonpositive, two_classes, any_classes
+
+
+def _exp_kernel(kernel: Any) -> Any:
+    """``exp_nonpositive(x, bits)``: ``x = exp(x)`` in place for ``x <= 0``."""
     c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12 = _EXP_COEFS
     log2e, ln2_hi, ln2_lo, floor_ = _LOG2E, _LN2_HI, _LN2_LO, _EXP_FLOOR
-    block = _BLOCK
 
     @kernel
     def exp_nonpositive(x, bits):  # type: ignore[no-untyped-def]
@@ -170,6 +177,14 @@ def numba_kernels() -> tuple[Any, Any, Any]:
         scale = bits.view(np.float64)
         for i in range(x.shape[0]):
             x[i] *= scale[i]
+
+    return exp_nonpositive
+
+
+def _two_classes_kernel(kernel: Any, exp_nonpositive: Any) -> Any:
+    """``two_classes(y, mu, prec, const, eta, logp, wr, wq, weta)``: the outputs of
+    :class:`NormalMixtureLogp` for two classes, written into the last four arguments."""
+    block = _BLOCK
 
     @kernel
     def two_classes(y, mu, prec, const, eta, logp, wr, wq, weta):  # type: ignore[no-untyped-def]
@@ -222,6 +237,14 @@ def numba_kernels() -> tuple[Any, Any, Any]:
                 weta[s + i, 0] = w1 - p1
             for i in range(m):
                 logp[s + i] = base[i] + math.log(ratio[i])
+
+    return two_classes
+
+
+def _any_classes_kernel(kernel: Any, exp_nonpositive: Any) -> Any:
+    """``any_classes(y, mu, prec, const, eta, logp, wr, wq, weta)``: the outputs of
+    :class:`NormalMixtureLogp` for any number of classes, written into the last four."""
+    block = _BLOCK
 
     @kernel
     def any_classes(y, mu, prec, const, eta, logp, wr, wq, weta):  # type: ignore[no-untyped-def]
@@ -285,7 +308,7 @@ def numba_kernels() -> tuple[Any, Any, Any]:
                 for i in range(m):
                     weta[s + i, c] = ex[c * m + i] * total[i] - ex[(k + c) * m + i] * norm[i]
 
-    return exp_nonpositive, two_classes, any_classes
+    return any_classes
 
 
 def _register_numba() -> None:

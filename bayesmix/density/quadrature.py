@@ -1,6 +1,6 @@
 """Adaptive Gauss-Hermite quadrature over the school random effects of two-level mixtures.
 
-The objective of :func:`bayesmix.density.likelihood.quadrature_loglik`
+The objective of :func:`bayesmix.density.hermite.quadrature_loglik`
 is evaluated on equal-shaped chunks of whole schools: an evaluation touches
 observations x nodes x classes values, and chunks of about
 :data:`CHUNK_CELLS` of them stay in the processor's cache, where one pass
@@ -20,7 +20,7 @@ import numpy as np
 from pytensor.compile import Function
 
 from bayesmix.data.design import Design
-from bayesmix.density.likelihood import quadrature_functions
+from bayesmix.density.compiled import quadrature_functions
 
 DEFAULT_POINTS = {1: 15, 2: 7, 3: 5}
 """Quadrature points per dimension by number of integration dimensions."""

@@ -141,7 +141,8 @@ class BayesResult(FitResult):
         """
         import arviz_stats as azs
 
-        from bayesmix.density.likelihood import loglik_and_grad, needs_quadrature
+        from bayesmix.density.compiled import loglik_and_grad
+        from bayesmix.density.likelihood import needs_quadrature
 
         names = tuple(named)
         stacked = np.stack([named[n] for n in names], axis=-1)

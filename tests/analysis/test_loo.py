@@ -10,7 +10,7 @@ from arviz_stats import ess
 
 import bayesmix as bm
 from bayesmix.analysis.loo import _thin, waic
-from bayesmix.density.likelihood import cluster_loglik
+from bayesmix.density.compiled import cluster_loglik
 from bayesmix.paper.section2 import CONVENTIONAL_PARAMS
 
 # Section 2.2's conventional model, 30 schools x 10 students

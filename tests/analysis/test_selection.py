@@ -113,7 +113,7 @@ def test_extra_starts_join_the_random_ones_without_changing_them(fig1_data):
 
 def test_split_class_start_refines_the_smaller_solution(fig1_data):
     from bayesmix.data.design import build_design
-    from bayesmix.ml.fit import split_class_start
+    from bayesmix.ml.starts import split_class_start
 
     spec = bm.load_spec("models/fig1.toml")
     one = bm.fit_ml(spec.with_classes(1), fig1_data, random_seed=1)

@@ -11,10 +11,11 @@ import pytensor.tensor as pt
 import pytest
 
 import bayesmix as bm
-from bayesmix.bayes import fit as bayes
-from bayesmix.bayes.fit import build_model, check_labels
+from bayesmix.bayes import sampling
+from bayesmix.bayes.draws import check_labels
+from bayesmix.bayes.model import build_model
 from bayesmix.data.design import build_design
-from bayesmix.density.likelihood import loglik_and_grad
+from bayesmix.density.compiled import loglik_and_grad
 from bayesmix.errors import SamplingWarning
 from bayesmix.model.priors import default_priors, resolve_priors
 from bayesmix.paper.section2 import FIG1_PARAMS
@@ -180,7 +181,7 @@ def test_nutpie_compiles_without_fast_math(fig1_spec, fig1_data, monkeypatch):
     design = build_design(fig1_spec, fig1_data.iloc[:200])
     model = build_model(design, resolve_priors(design, None))
     with pytest.raises(Recorded):
-        bayes._compiled_nutpie(model, False, None, "numba")
+        sampling._compiled_nutpie(model, False, None, "numba")
     assert seen == [False]
     assert pytensor.config.numba__fastmath == before
 
@@ -218,7 +219,7 @@ def test_refit_of_same_model_and_data_skips_compilation(fig1_spec, fig1_data):
     assert again.timings["compile_s"] < 0.01
     # one more student: a new log-density, compiled anew
     assert other.timings["compile_s"] > 0.5
-    assert len(bayes._COMPILED) <= bayes._COMPILED_MAX
+    assert len(sampling._COMPILED) <= sampling._COMPILED_MAX
 
 
 @pytest.mark.slow

@@ -11,9 +11,10 @@ from scipy import stats
 
 import bayesmix as bm
 from bayesmix.bayes.centring import posterior_variance_ratio, school_means_plan
-from bayesmix.bayes.fit import _pointwise_draws, build_model, structured_draws
+from bayesmix.bayes.draws import _pointwise_draws, structured_draws
+from bayesmix.bayes.model import build_model
 from bayesmix.data.design import build_design
-from bayesmix.ml.fit import random_start
+from bayesmix.ml.starts import random_start
 from bayesmix.model.params import order_permutation, relabel
 from bayesmix.model.priors import resolve_priors
 from bayesmix.paper.section2 import FIG3_PARAMS
@@ -39,7 +40,7 @@ def _design_and_start(name: str):
     named |= {k: 0.0 for k in named if k.startswith("cov(")}
     if name == "hsb_B_collinear":
         # corr(u_1, u_female) -0.99, as at the NELS B3 ML estimates: the female slope is
-        # sampled after the membership factor (see bayesmix.bayes.fit.residual_order)
+        # sampled after the membership factor (see bayesmix.bayes.residuals.residual_order)
         named["cov(u_1,u_female)"] = -0.99 * np.sqrt(0.44 * 0.01)
     return design, design.layout.from_named(named)
 

@@ -11,7 +11,8 @@ import pytensor.tensor as pt
 import pytest
 
 import bayesmix as bm
-from bayesmix.bayes.fit import build_model, residual_order
+from bayesmix.bayes.model import build_model
+from bayesmix.bayes.residuals import residual_order
 from bayesmix.data.design import build_design
 from bayesmix.model.priors import resolve_priors
 

@@ -11,7 +11,7 @@ import pytest
 import bayesmix as bm
 from bayesmix.data.design import build_design
 from bayesmix.data.standardise import expansion, standardise
-from bayesmix.density.likelihood import loglik_and_grad
+from bayesmix.density.compiled import loglik_and_grad
 from bayesmix.density.quadrature import adapted_quadrature
 from bayesmix.formatting import significant
 from bayesmix.paper.section2 import CONVENTIONAL_PARAMS, FIG1_PARAMS, FIG3_PARAMS
@@ -310,7 +310,7 @@ def test_replication_counts_the_starts_at_the_best_starts_optimum():
 def test_polish_stops_on_the_gradient_not_on_the_gain():
     # a log-likelihood with the curvature of 10^6 observations: at a gradient of 0.004 a
     # Newton step gains 8e-12, below what a sum over them resolves, and is still needed
-    from bayesmix.ml.fit import GRADIENT_TOL, _polish, _Run
+    from bayesmix.ml.optimise import GRADIENT_TOL, _polish, _Run
 
     n, curvature = 10**6, 1e6
     optimum = np.array([0.3, -0.2])

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import bayesmix as bm
-from bayesmix.bayes.fit import _between_pointwise_draws, build_model
+from bayesmix.bayes.draws import _between_pointwise_draws
+from bayesmix.bayes.model import build_model
 from bayesmix.data.design import build_design
 from bayesmix.density.quadrature import AdaptiveQuadrature, adapted_quadrature
 from bayesmix.model import params as param_layout
@@ -185,7 +186,7 @@ def test_bayes_model_c_with_equal_school_classes_is_model_b_on_hsb():
     """HSB C23 with both school classes equal and each school's two residual vectors
     equal has model B3's density (factor membership effect, three random dimensions)."""
     from bayesmix.analysis.selection import _strip_between
-    from bayesmix.ml.fit import random_start
+    from bayesmix.ml.starts import random_start
     from bayesmix.model.params import order_permutation, relabel
 
     spec_c = bm.load_spec("models/hsb_C.toml", classes=3, between_classes=2)

@@ -7,9 +7,10 @@ import pytest
 import xarray as xr
 
 import bayesmix as bm
-from bayesmix.bayes.fit import build_model, structured_draws
+from bayesmix.bayes.draws import structured_draws
+from bayesmix.bayes.model import build_model
 from bayesmix.data.design import build_design
-from bayesmix.density.likelihood import loglik_and_grad
+from bayesmix.density.compiled import loglik_and_grad
 from bayesmix.model import params as param_layout
 from bayesmix.model.priors import resolve_priors
 

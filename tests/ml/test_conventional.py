@@ -155,9 +155,9 @@ def test_pymc_density_with_random_effects_integrated_equals_ml_loglik():
     import pytensor.tensor as pt
 
     from bayesmix.analysis.schools import _posterior_u
-    from bayesmix.bayes.fit import build_model
+    from bayesmix.bayes.model import build_model
     from bayesmix.data.design import build_design
-    from bayesmix.density.likelihood import loglik_and_grad
+    from bayesmix.density.compiled import loglik_and_grad
     from bayesmix.model.priors import resolve_priors
 
     spec = bm.load_spec("models/hsb_1c.toml")

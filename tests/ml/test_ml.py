@@ -9,7 +9,7 @@ from scipy import special, stats
 
 import bayesmix as bm
 from bayesmix.data.design import build_design
-from bayesmix.density.likelihood import loglik_and_grad
+from bayesmix.density.compiled import loglik_and_grad
 from bayesmix.errors import ReplicationWarning
 from bayesmix.model import params as param_layout
 from bayesmix.model.params import param_names
@@ -190,7 +190,7 @@ def test_single_level_fit_is_the_same_with_either_backend(fig1_spec, fig1_data, 
 def test_polish_damps_a_newton_step_that_fails_on_fresh_information():
     # log cosh: the full Newton step sinh(2t)/2 overshoots for |t| > 1.09, so from t = 1.3
     # (to -2.04, lower logL) it fails on the exact curvature; damped steps reach the optimum
-    from bayesmix.ml.fit import _polish, _Run
+    from bayesmix.ml.optimise import _polish, _Run
 
     n = 1000
 
@@ -207,7 +207,7 @@ def test_polish_damps_a_newton_step_that_fails_on_fresh_information():
 
 
 def test_forward_difference_information_is_close_to_the_exact_hessian():
-    from bayesmix.ml.fit import observed_information
+    from bayesmix.ml.inference import observed_information
 
     n = 500
     A = np.array([[2.0, 0.5, 0.0], [0.5, 1.0, -0.3], [0.0, -0.3, 3.0]])

@@ -10,13 +10,9 @@ import pytest
 
 import bayesmix as bm
 from bayesmix.data.design import build_design
-from bayesmix.density import likelihood
-from bayesmix.density.likelihood import (
-    _outcome_grid,
-    gauss_hermite,
-    loglik_and_grad,
-    quadrature_loglik,
-)
+from bayesmix.density import hermite
+from bayesmix.density.compiled import loglik_and_grad
+from bayesmix.density.hermite import _outcome_grid, gauss_hermite, quadrature_loglik
 from bayesmix.density.quadrature import AdaptiveQuadrature, make_chunks, plan_chunks
 from bayesmix.model import params as param_layout
 from bayesmix.paper.section2 import FIG3_PARAMS
@@ -157,7 +153,7 @@ def test_class_densities_on_the_outcome_grid_equal_the_full_grid(model, monkeypa
         return fn(theta)
 
     coarse = outputs()
-    monkeypatch.setattr(likelihood, "_outcome_grid", lambda nodes, r: (nodes[:, :r], 1))
+    monkeypatch.setattr(hermite, "_outcome_grid", lambda nodes, r: (nodes[:, :r], 1))
     full = outputs()
     assert np.isfinite(coarse[0])
     for a, b in zip(coarse, full, strict=True):

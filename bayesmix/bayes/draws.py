@@ -1,0 +1,269 @@
+"""Posterior draws after sampling: structured and named, in the user's units, pointwise.
+
+The pointwise log-likelihood is stored for LOO, posterior class
+probabilities are computed per chain, and chains are checked for
+disagreeing class labels (:func:`check_labels`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+from scipy.optimize import linear_sum_assignment
+from scipy.special import logsumexp
+
+from bayesmix.bayes.coefficients import fixed_rv_name
+from bayesmix.data.design import Design
+from bayesmix.density.compiled import pointwise
+from bayesmix.density.likelihood import _LOG_2PI, reference_log_probs
+from bayesmix.model.params import Params
+from bayesmix.results.fits import LabelCheck
+
+
+def structured_draws(posterior: xr.Dataset, design: Design) -> Params:
+    """Stack posterior draws into :class:`Params` arrays with leading (chain, draw) dims."""
+    spec, lay = design.spec, design.layout
+    K, L = spec.classes, spec.between_classes
+    columns = []
+    for name in spec.fixed_names:
+        values = posterior[fixed_rv_name(name)].values
+        cv, bv = lay._varies(name)
+        if cv and bv:
+            values = values.reshape(*values.shape[:2], L * K)
+        elif cv:
+            values = np.tile(values, (1, 1, L))
+        elif bv:
+            values = np.repeat(values, K, axis=-1)
+        else:
+            values = np.repeat(values[..., None], K * L, axis=-1)
+        columns.append(values)
+    beta = np.stack(columns, axis=-1)
+    lead = beta.shape[:2]
+    by_class = lay.residual_by_class
+    if spec.residual_covariates:
+        lsig = posterior["lsig"].values
+        if not by_class:
+            lsig = np.repeat(lsig[:, :, None, :], K, axis=2)
+    elif spec.residual_groups:
+        lsig = 2 * np.log(posterior["sigma"].values)
+        if not by_class:
+            lsig = np.repeat(lsig[:, :, None, :], K, axis=2)
+    elif by_class:
+        lsig = 2 * np.log(posterior["sigma"].values)[..., None]
+    else:
+        lsig = np.repeat(2 * np.log(posterior["sigma"].values)[..., None, None], K, axis=2)
+    gamma = posterior["gamma"].values if K > 1 else np.zeros((*lead, 0, len(spec.membership)))
+    r = len(spec.random_effects)
+    if r == 0:
+        chol = np.zeros((*lead, 0, 0))
+    elif "chol_u" in posterior:
+        packed = posterior["chol_u"].values
+        chol = np.zeros((*lead, r, r))
+        rows, cols = np.tril_indices(r)
+        chol[..., rows, cols] = packed
+    else:
+        sd = posterior["sd_u"].values
+        chol = np.zeros((*lead, r, r))
+        for i in range(r):
+            chol[..., i, i] = sd[..., i]
+    if spec.membership_random == "independent":
+        load = np.broadcast_to(np.eye(K - 1), (*lead, K - 1, K - 1))
+    elif spec.membership_random == "factor":
+        lam = posterior["lambda"].values if K > 2 else np.zeros((*lead, 0))
+        load = np.concatenate([np.ones((*lead, 1)), lam], axis=-1)[..., None]
+    else:
+        load = np.zeros((*lead, max(K - 1, 0), 0))
+    if L > 1:
+        delta = posterior["delta"].values
+    else:
+        delta = np.zeros((*lead, 0, len(spec.between_membership)))
+    return Params(beta=beta, lsig=lsig, gamma=gamma, chol=chol, load=load, delta=delta)
+
+
+def named_draws(draws: Params, design: Design) -> dict[str, np.ndarray]:
+    """Posterior draws of every named natural parameter, each (chain, draw)."""
+    lay = design.layout
+    n_chain, n_draw = np.asarray(draws.beta).shape[:2]
+    out = np.empty((n_chain, n_draw, lay.n_params))
+    for ch in range(n_chain):
+        for d in range(n_draw):
+            out[ch, d] = lay.pack(
+                Params(
+                    beta=draws.beta[ch, d],
+                    lsig=draws.lsig[ch, d],
+                    gamma=draws.gamma[ch, d],
+                    chol=draws.chol[ch, d],
+                    load=draws.load[ch, d],
+                    delta=draws.delta[ch, d],
+                ),
+                natural=True,
+            )
+    return {name: out[:, :, k] for k, name in enumerate(lay.names)}
+
+
+def user_posterior(
+    posterior: xr.Dataset, draws: Params, u: np.ndarray | None, design: Design
+) -> xr.Dataset:
+    """The posterior with the model's parameters replaced by their values in the user's units.
+
+    ``draws`` (structured, leading chain and draw dimensions) and ``u`` come
+    from :meth:`~bayesmix.data.standardise.Standardisation.params_to_user`; the
+    variables written are the inverse of :func:`structured_draws`: the fixed
+    effects ``b_<name>``, ``sigma`` or ``lsig``, ``gamma``, ``delta``,
+    ``chol_u`` (with ``chol_u_stds`` and ``chol_u_corr``) or ``sd_u``, and
+    ``u``. The sampler's own coordinates (``z_u``, ``z_member``,
+    ``b_school``, ``b_whitened``, ``chol_u_ordered``, offsets and log gaps)
+    stay on the standardised scale NUTS samples.
+    """
+    spec, lay = design.spec, design.layout
+    K, L = spec.classes, spec.between_classes
+    out = posterior.copy()
+
+    def put(name: str, values: np.ndarray) -> None:
+        out[name] = (posterior[name].dims, np.asarray(values).reshape(posterior[name].shape))
+
+    beta = np.asarray(draws.beta)
+    for j, name in enumerate(spec.fixed_names):
+        cv, bv = lay._varies(name)
+        if cv and bv:
+            values = beta[..., j]
+        elif cv:
+            values = beta[..., :K, j]
+        elif bv:
+            values = beta[..., ::K, j]
+        else:
+            values = beta[..., 0, j]
+        put(fixed_rv_name(name), values)
+    lsig = np.asarray(draws.lsig)
+    by_class = lay.residual_by_class
+    if spec.residual_covariates:
+        put("lsig", lsig if by_class else lsig[..., 0, :])
+    elif spec.residual_groups:
+        put("sigma", np.exp(0.5 * (lsig if by_class else lsig[..., 0, :])))
+    else:
+        put("sigma", np.exp(0.5 * (lsig[..., 0] if by_class else lsig[..., 0, 0])))
+    if K > 1:
+        put("gamma", draws.gamma)
+    if L > 1:
+        put("delta", draws.delta)
+    chol = np.asarray(draws.chol)
+    if chol.shape[-1]:
+        cov = chol @ np.swapaxes(chol, -1, -2)
+        stds = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+        if "chol_u" in posterior:
+            rows, cols = np.tril_indices(chol.shape[-1])
+            put("chol_u", chol[..., rows, cols])
+            if "chol_u_stds" in posterior:
+                put("chol_u_stds", stds)
+                put("chol_u_corr", cov / (stds[..., :, None] * stds[..., None, :]))
+        else:
+            put("sd_u", stds)
+    if u is not None:
+        put("u", u)
+    return out
+
+
+def _pointwise_draws(
+    draws: Params, design: Design, u: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log-likelihood (chain, draw, n) and per-chain mean class probabilities (chain, n, K)."""
+    f = pointwise(design.layout)
+    n_chain, n_draw = draws.beta.shape[:2]
+    loglik = np.empty((n_chain, n_draw, design.n_obs))
+    post = np.zeros((n_chain, design.n_obs, design.spec.classes))
+    spec = design.spec
+    r = len(spec.random)
+    offset = np.zeros(design.n_obs)
+    member = np.zeros((design.n_obs, spec.classes - 1))
+    for ch in range(n_chain):
+        for d in range(n_draw):
+            if u is not None:
+                ui = u[ch, d][design.cluster]
+                offset = np.einsum("ir,ir->i", design.R, ui[:, :r])
+                if spec.membership_random != "none":
+                    member = ui[:, r:] @ np.asarray(draws.load[ch, d]).T
+            ll, pp = f(
+                draws.beta[ch, d],
+                draws.lsig[ch, d],
+                draws.gamma[ch, d],
+                offset,
+                member,
+                design.y,
+                design.F,
+                design.Z,
+                design.V,
+            )
+            loglik[ch, d] = ll
+            post[ch] += pp
+    post /= n_draw
+    return loglik, post
+
+
+def _between_pointwise_draws(
+    draws: Params, design: Design, u: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Model C, per draw and conditional on the school residuals.
+
+    ``u`` (chain, draw, L, J, r) holds each school's residuals per level-2
+    class (see :func:`bayesmix.bayes.model._between_likelihood`). Returns the school
+    log-likelihoods (chain, draw, J) with D_j marginalised, and per chain
+    the mean P(C_ij = c | y_j) (chain, n, K) and P(D_j = d | y_j) (chain,
+    J, L).
+    """
+    spec = design.spec
+    K, L, r = spec.classes, spec.between_classes, len(spec.random)
+    n_chain, n_draw = draws.beta.shape[:2]
+    J, n = len(design.cluster_ids), design.n_obs
+    loglik = np.empty((n_chain, n_draw, J))
+    post = np.zeros((n_chain, n, K))
+    post_d = np.zeros((n_chain, J, L))
+    starts = design.bounds[:-1]
+    offset = np.zeros((n, L))
+    member = np.zeros((n, L, K - 1))
+    for ch in range(n_chain):
+        for d in range(n_draw):
+            if u is not None:
+                # one residual vector per level-2 class: (L, n, r)
+                ui = u[ch, d][:, design.cluster]
+                offset = np.einsum("ir,lir->il", design.R, ui[:, :, :r])
+                if spec.membership_random != "none":
+                    member = np.einsum("lim,km->ilk", ui[:, :, r:], np.asarray(draws.load[ch, d]))
+            logs2 = design.V @ draws.lsig[ch, d].T
+            logw = reference_log_probs((design.Z @ draws.gamma[ch, d].T)[:, None, :] + member)
+            fitted = (design.F @ draws.beta[ch, d].T).reshape(n, L, K) + offset[:, :, None]
+            resid = design.y[:, None, None] - fitted
+            joint = logw - 0.5 * (
+                _LOG_2PI + logs2[:, None, :] + resid**2 / np.exp(logs2)[:, None, :]
+            )
+            per_obs = logsumexp(joint, axis=2)
+            a = np.add.reduceat(per_obs, starts, axis=0) + reference_log_probs(
+                design.W @ draws.delta[ch, d].T
+            )
+            total = logsumexp(a, axis=1)
+            weight = np.exp(a - total[:, None])
+            loglik[ch, d] = total
+            post_d[ch] += weight
+            within = np.exp(joint - per_obs[:, :, None])
+            post[ch] += np.einsum("id,idk->ik", weight[design.cluster], within)
+    return loglik, post / n_draw, post_d / n_draw
+
+
+def check_labels(chain_post: np.ndarray) -> LabelCheck:
+    """Do all chains agree with chain 1 on which class is which?
+
+    For each chain the mean posterior class probabilities of the
+    observations are matched to chain 1's by maximising their overlap; a
+    matching other than the identity means the chains label classes
+    differently (label switching between chains).
+    """
+    n_chain, _, K = chain_post.shape
+    perms: list[tuple[int, ...]] = []
+    agreement: list[float] = []
+    for ch in range(n_chain):
+        overlap = chain_post[0].T @ chain_post[ch] / chain_post.shape[1]
+        rows, cols = linear_sum_assignment(-overlap)
+        perm = tuple(int(c) for c in cols[np.argsort(rows)])
+        perms.append(perm)
+        agreement.append(float(overlap[rows, cols].sum()))
+    switched = any(p != tuple(range(K)) for p in perms)
+    return LabelCheck(switched=switched, permutations=tuple(perms), agreement=tuple(agreement))

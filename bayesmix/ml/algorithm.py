@@ -1,0 +1,199 @@
+"""The two ML algorithms: the closed-form objective, or adaptive quadrature.
+
+Models without school residuals in a mixture have a closed-form marginal
+log-likelihood (classes summed out and, for the conventional two-level
+model, random effects integrated exactly; see
+:mod:`bayesmix.density.likelihood`): every start is optimised to
+convergence and the best is polished by Newton steps. Two-level mixtures
+integrate the residuals by adaptive Gauss-Hermite quadrature
+(:mod:`bayesmix.density.quadrature`): starts run in two stages, and the
+polish re-adapts the nodes between Newton rounds. :func:`choose_algorithm`
+picks one per fit, as an :class:`Algorithm` whose steps the fit calls.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
+
+import numpy as np
+
+from bayesmix.data.design import Design
+from bayesmix.density.compiled import loglik_and_grad, pointwise
+from bayesmix.density.likelihood import needs_quadrature
+from bayesmix.density.quadrature import DEFAULT_POINTS, AdaptiveQuadrature
+from bayesmix.ml.inference import observed_information, posterior_args
+from bayesmix.ml.optimise import GRADIENT_TOL, _polish, _Run, at_bound, optimise, staged_starts
+from bayesmix.ml.starts import random_start
+from bayesmix.progress import Progress
+
+Bounds = list[tuple[float | None, float | None]]
+"""L-BFGS-B bounds on theta, one (lower, upper) pair per entry."""
+
+Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
+"""Negative mean log-likelihood and its gradient at theta, as scipy minimises."""
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """How a fit evaluates and maximises its log-likelihood: :func:`closed_form` or
+    :func:`quadrature`, chosen once by :func:`choose_algorithm`."""
+
+    fun: Objective
+    backend: str
+    """Compiler of the objective, ``"jax"`` or ``"numba"``."""
+    points: int | None
+    """Gauss-Hermite points per dimension; None for the closed form."""
+    compile_s: float
+    maxiter: int
+    """Default iteration budget of each start's optimisation."""
+    staged: bool
+    """Whether the starts run in two stages, the runs returned being the final stage's."""
+    run_starts: Callable[..., list[_Run]]
+    """``f(rng, n_starts, bounds, maxiter, bar, given, extra)``: the runs of all starts."""
+    polish: Callable[[_Run, int, Bounds], tuple[_Run, np.ndarray]]
+    """``f(best, n, bounds)``: the polished best run and the observed information there."""
+    posteriors: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
+    """``f(theta)``: class probabilities of the students and, model C, of the schools."""
+
+
+def choose_algorithm(design: Design, backend: str | None, points: int | None) -> Algorithm:
+    """Quadrature for the models that need it, else the closed form, compiled for ``design``.
+
+    The default backend is JAX for two-level mixtures and for models without
+    random effects, numba for conventional two-level models (see
+    :func:`bayesmix.ml.fit.fit_ml`).
+    """
+    lay = design.layout
+    if needs_quadrature(lay):
+        return quadrature(design, backend or "jax", points or DEFAULT_POINTS.get(lay.n_random, 3))
+    return closed_form(design, backend or ("jax" if lay.n_random == 0 else "numba"))
+
+
+def closed_form(design: Design, backend: str) -> Algorithm:
+    """The closed-form objective, every start optimised to convergence, and the class
+    posteriors (compiled here, so that their compilation counts as such)."""
+    t0 = time.perf_counter()
+    lay = design.layout
+    fun = _objective(design, backend)
+    pointwise(lay, backend, posterior_args(design, lay.unpack(np.zeros(lay.n_params))))
+    return Algorithm(
+        fun=fun,
+        backend=backend,
+        points=None,
+        compile_s=time.perf_counter() - t0,
+        maxiter=2000,
+        staged=False,
+        run_starts=partial(_independent_starts, fun, design),
+        polish=partial(_polish, fun),
+        posteriors=partial(_pointwise_posteriors, design, backend),
+    )
+
+
+def quadrature(design: Design, backend: str, points: int) -> Algorithm:
+    """Adaptive Gauss-Hermite quadrature with ``points`` per dimension, two-stage starts
+    and a polish that re-adapts the nodes; a final-stage start's optimisation costs far
+    more evaluations, so its default iteration budget is lower."""
+    t0 = time.perf_counter()
+    quad = AdaptiveQuadrature(design, points, backend)
+    return Algorithm(
+        fun=quad.fun,
+        backend=backend,
+        points=points,
+        compile_s=time.perf_counter() - t0,
+        maxiter=300,
+        staged=True,
+        run_starts=partial(staged_starts, quad, design),
+        polish=partial(_polish_quadrature, quad),
+        posteriors=partial(_quadrature_posteriors, quad),
+    )
+
+
+def _objective(design: Design, backend: str) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+    """Negative mean log-likelihood and its gradient, as scipy expects."""
+    args = design.likelihood_args()
+    f = loglik_and_grad(design.layout, args, backend)
+    n = design.n_obs
+
+    def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        ll, grad = f(np.ascontiguousarray(theta, dtype=float), *args)
+        if not np.isfinite(ll):
+            return np.inf, np.zeros_like(theta)
+        return -float(ll) / n, -np.asarray(grad) / n
+
+    return fun
+
+
+def _independent_starts(
+    fun: Objective,
+    design: Design,
+    rng: np.random.Generator,
+    n_starts: int,
+    bounds: Bounds,
+    maxiter: int,
+    bar: Progress,
+    given: list[np.ndarray],
+    extra: list[np.ndarray],
+) -> list[_Run]:
+    """Every start optimised to convergence: given, random, then extra."""
+    runs = [optimise(fun, theta, bounds, design.n_obs, maxiter) for theta in given]
+    thetas = (random_start(design, rng) for _ in range(n_starts))
+    for theta in itertools.chain(thetas, extra):
+        runs.append(optimise(fun, theta, bounds, design.n_obs, maxiter))
+        bar.update(f"best logL {max(r.loglik for r in runs):.3f}")
+    return runs
+
+
+def _polish_quadrature(
+    quad: AdaptiveQuadrature, best: _Run, n: int, bounds: Bounds
+) -> tuple[_Run, np.ndarray]:
+    """Newton steps with the nodes fixed, re-adapting them between rounds until
+    re-adapting moves nothing; the nodes move little between rounds, so one
+    information matrix serves them all.
+
+    When re-adaptation has not settled after the rounds (a few schools' nodes
+    converge slowly), a last polish with the nodes where they are makes the
+    solution the maximum of the quadrature it is evaluated with.
+    """
+    fun = quad.fun
+    if best.nodes is not None:
+        quad.restore(best.nodes)
+    else:
+        quad.reset()
+    quad.adapt(best.theta, iterations=6 if best.nodes is None else 1, settle=True)
+    info, last = None, best.loglik
+    for _ in range(10):
+        best, info = _polish(fun, best, n, bounds, final_info=False, info=info, central=False)
+        final = quad.adapt(best.theta, settle=True)
+        best = replace(best, loglik=final)
+        held_now = at_bound(best.theta, bounds)
+        size = np.max(np.abs(fun(best.theta)[1][~held_now]), initial=0.0) * n
+        # each round moves logL by less as the nodes settle; 1e-5 is far below the
+        # precision reported
+        if size < 0.1 * GRADIENT_TOL or (size < GRADIENT_TOL and abs(final - last) < 1e-5):
+            break
+        last = final
+    else:
+        best, info = _polish(fun, best, n, bounds, final_info=False, info=info, central=False)
+        best = replace(best, loglik=quad.value_and_grad(best.theta)[0])
+    return best, observed_information(fun, best.theta, n)
+
+
+def _pointwise_posteriors(
+    design: Design, backend: str, theta: np.ndarray
+) -> tuple[np.ndarray, None]:
+    """Posterior class probabilities of the students at ``theta``, no school residuals."""
+    args = posterior_args(design, design.layout.unpack(theta))
+    return pointwise(design.layout, backend, args)(*args)[1], None
+
+
+def _quadrature_posteriors(
+    quad: AdaptiveQuadrature, theta: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior class probabilities of the students and of the schools' level-2 classes
+    (ones without them) at ``theta``, the school residuals integrated."""
+    evaluated = quad.evaluate(theta)
+    return evaluated[3], evaluated[5]
