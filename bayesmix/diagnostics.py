@@ -11,6 +11,8 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
+
 from bayesmix import errors
 
 RHAT_MAX = 1.01
@@ -61,3 +63,40 @@ class Diagnostic:
         if not (isinstance(category, type) and issubclass(category, Warning)):
             category = errors.BayesmixWarning
         return cls(code=record["code"], message=record["message"], category=category)
+
+
+def empty_classes(
+    counts: np.ndarray, n: int, level: str = "class", where: str = ""
+) -> list[Diagnostic]:
+    """Classes holding under :data:`EMPTY_CLASS_SHARE` of the units, or under one unit.
+
+    Parameters
+    ----------
+    counts : ndarray
+        Estimated units per class (sums of the units' class probabilities).
+    n : int
+        Units in all.
+    level : str
+        ``"class"`` or ``"school class"``, for the message.
+    where : str
+        Where the counts come from, e.g. ``" in the posterior"``, for the message.
+
+    Returns
+    -------
+    list of Diagnostic
+        One ``"empty_class"`` record (an :class:`~bayesmix.errors.EmptyClassWarning`)
+        per such class.
+    """
+    found = []
+    for c, count in enumerate(counts):
+        if count < max(1.0, EMPTY_CLASS_SHARE * n):
+            found.append(
+                Diagnostic(
+                    "empty_class",
+                    f"{level} {c + 1} holds {count:.2f} of {n} units ({100 * count / n:.2f}%)"
+                    f"{where}: an (almost) empty class, or one holding outliers: fit fewer "
+                    f"{level}es or check those units.",
+                    errors.EmptyClassWarning,
+                )
+            )
+    return found

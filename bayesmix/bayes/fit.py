@@ -11,15 +11,15 @@ computed, and chains are checked for disagreeing class labels.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import arviz_stats as azs
 import numpy as np
 import xarray as xr
 
+from bayesmix.bayes.diagnose import posterior_diagnostics
 from bayesmix.bayes.draws import (
     _between_pointwise_draws,
     _pointwise_draws,
@@ -34,10 +34,7 @@ from bayesmix.bayes.sampling import Sampler, compile_key, run_sampler
 from bayesmix.data.design import DataLike, Design, MissingPolicy, build_design
 from bayesmix.data.standardise import Standardisation, standardise
 from bayesmix.errors import (
-    EmptyClassWarning,
     EstimationError,
-    LabelSwitchingWarning,
-    SamplingWarning,
 )
 from bayesmix.model.params import Params
 from bayesmix.model.priors import Prior, resolve_priors
@@ -46,12 +43,6 @@ from bayesmix.results.fits import BayesResult, LabelCheck, MLResult
 from bayesmix.validate import check_seed
 
 Init = Literal["ml", "prior"]
-
-
-RHAT_MAX = 1.01
-
-
-ESS_MIN = 400
 
 
 def fit_bayes(
@@ -171,8 +162,9 @@ def fit_bayes(
             "elapsed_s": time.perf_counter() - t_start,
         },
     )
-    for text, category in _diagnose(result):
-        warnings.warn(text, category, stacklevel=2)
+    result = replace(result, diagnostics=posterior_diagnostics(result))
+    for diagnostic in result.diagnostics:
+        diagnostic.warn(stacklevel=2)
     return result
 
 
@@ -274,16 +266,3 @@ def _record_draws(
     if "observed_data" not in idata.children:
         idata["observed_data"] = xr.DataTree(xr.Dataset({"y": (("obs",), design.y)}))
     return _Kept(named=named, chain_post=chain_post, chain_between=chain_between)
-
-
-def _diagnose(result: BayesResult) -> list[tuple[str, type[Warning]]]:
-    notes = []
-    for text in result.diagnostics:
-        if "label" in text:
-            category: type[Warning] = LabelSwitchingWarning
-        elif " holds " in text:
-            category = EmptyClassWarning
-        else:
-            category = SamplingWarning
-        notes.append((text, category))
-    return notes

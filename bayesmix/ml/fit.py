@@ -17,7 +17,6 @@ information is set to its expectation, zero, as lme4 and SAS PROC MIXED do.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
@@ -27,14 +26,12 @@ from scipy import stats
 from bayesmix.data.design import DataLike, Design, MissingPolicy, build_design
 from bayesmix.data.standardise import Standardisation, standardise
 from bayesmix.density.compiled import BACKENDS
+from bayesmix.diagnostics import empty_classes
 from bayesmix.errors import (
-    BoundaryWarning,
-    ConvergenceWarning,
     EstimationError,
-    IdentificationWarning,
-    ReplicationWarning,
 )
 from bayesmix.ml.algorithm import Algorithm, choose_algorithm
+from bayesmix.ml.diagnose import convergence_diagnostics, estimate_diagnostics
 from bayesmix.ml.inference import expected_block_diagonal, natural_jacobian, standard_errors
 from bayesmix.ml.optimise import GRADIENT_TOL, _Run, at_bound
 from bayesmix.ml.starts import internal_theta
@@ -302,15 +299,17 @@ def _ml_result(
     boundary = _boundary(lay, natural, held, design.y.var())
     se = np.where(np.isin(lay.names, boundary), np.nan, se)
     post, post_between = algorithm.posteriors(best.theta)
-    notes = _diagnose(
-        spec, max_grad, maxiter if exhausted else None, replicated, len(runs), singular, boundary
-    )
+    found = convergence_diagnostics(max_grad, maxiter if exhausted else None)
+    found += estimate_diagnostics(spec.classes, replicated, len(runs), singular, boundary)
     if spec.classes > 1:
-        notes += empty_class_notes(np.asarray(post).sum(axis=0), len(design.y))
+        found += empty_classes(np.asarray(post).sum(axis=0), len(design.y))
     if spec.between_classes > 1:
-        notes += empty_class_notes(
+        found += empty_classes(
             np.asarray(post_between).sum(axis=0), design.n_clusters, "school class"
         )
+    for diagnostic in found:
+        # fit_ml -> fit_internal -> here: the warning points at the user's call
+        diagnostic.warn(stacklevel=4)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = natural / se
     return MLResult(
@@ -336,7 +335,7 @@ def _ml_result(
         max_abs_gradient=max_grad,
         boundary=tuple(boundary),
         singular_information=singular,
-        diagnostics=tuple(notes),
+        diagnostics=tuple(found),
         elapsed_s=time.perf_counter() - t0,
         timings={**timings, "se_s": time.perf_counter() - t_se},
         quadrature_points=algorithm.points,
@@ -359,92 +358,3 @@ def _boundary(lay: Layout, natural: np.ndarray, held: np.ndarray, y_var: float) 
             and natural[names.index(nm)] < 1e-8 * y_var
         ]
     return boundary
-
-
-def empty_class_notes(counts: np.ndarray, n: int, level: str = "class") -> list[str]:
-    """Warn about classes holding fewer than 0.5% of the units (or under one unit).
-
-    Parameters
-    ----------
-    counts : ndarray
-        Estimated units per class (sums of posterior class probabilities).
-    n : int
-        Units in all.
-    level : str
-        ``"class"`` or ``"school class"``, for the message.
-    """
-    from bayesmix.errors import EmptyClassWarning
-
-    notes = []
-    for c, count in enumerate(counts):
-        if count < max(1.0, 0.005 * n):
-            text = (
-                f"{level} {c + 1} holds {count:.2f} of {n} units ({100 * count / n:.2f}%): an "
-                f"(almost) empty class, or one holding outliers: fit fewer {level}es or check "
-                "those units."
-            )
-            warnings.warn(text, EmptyClassWarning, stacklevel=3)
-            notes.append(text)
-    return notes
-
-
-def _diagnose(
-    spec: Spec,
-    max_grad: float,
-    exhausted: int | None,
-    replicated: int,
-    n_starts: int,
-    singular: bool,
-    boundary: list[str],
-) -> list[str]:
-    """Issue warnings for the problems Mplus would flag, and list them.
-
-    ``exhausted`` is the iteration limit the best start reached, if it did.
-    """
-    notes: list[tuple[str, type[Warning]]] = []
-    if exhausted is not None:
-        notes.append(
-            (
-                f"the best solution did not converge: its optimisation stopped at the limit "
-                f"of maxiter={exhausted} iterations (max |gradient| {max_grad:.2g}); raise "
-                "maxiter.",
-                ConvergenceWarning,
-            )
-        )
-    elif max_grad >= GRADIENT_TOL:
-        notes.append(
-            (
-                f"the best solution did not converge (max |gradient| {max_grad:.2g} on the "
-                f"standardised scale, above {GRADIENT_TOL:g}); raise maxiter or simplify the "
-                "model.",
-                ConvergenceWarning,
-            )
-        )
-    if spec.classes > 1 and replicated < 2:
-        notes.append(
-            (
-                f"the best log-likelihood was reached by only {replicated} of {n_starts} starts; "
-                "it may be a local maximum: increase starts.",
-                ReplicationWarning,
-            )
-        )
-    if singular:
-        notes.append(
-            (
-                "the observed information matrix is singular: some parameters are not "
-                "identified (standard errors set to NaN); consider fewer classes.",
-                IdentificationWarning,
-            )
-        )
-    if boundary:
-        notes.append(
-            (
-                f"variance(s) {boundary} are at the boundary 0 (standard errors not defined); "
-                "for a random effect, consider fixing its variance at 0 (drop it from "
-                "random); for a class, consider fewer classes or a common residual variance.",
-                BoundaryWarning,
-            )
-        )
-    for text, category in notes:
-        warnings.warn(text, category, stacklevel=3)
-    return [text for text, _ in notes]

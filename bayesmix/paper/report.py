@@ -126,7 +126,7 @@ def add_report_sections(log: RunLog, r: ReportInputs) -> None:
                 f"* model {label}: max R-hat {b.rhat_max:.3f}, min bulk ESS "
                 f"{b.ess_bulk_min:.0f}, {b.divergences} divergences, "
                 f"{b.timings['sampling_s']:.0f}s sampling"
-                + (f"; diagnostics: {'; '.join(b.diagnostics)}" if b.diagnostics else "")
+                + (f"; diagnostics: {'; '.join(map(str, b.diagnostics))}" if b.diagnostics else "")
             )
         log.md("")
     log.md(

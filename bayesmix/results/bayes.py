@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.data.design import Design
+from bayesmix.diagnostics import RHAT_MAX, Diagnostic
 from bayesmix.formatting import format_table
 from bayesmix.model.spec import Spec
 from bayesmix.results.interface import FitResult, sample_size, tail_quantiles
@@ -82,6 +83,9 @@ class BayesResult(FitResult):
         Posterior mean of P(D_j = d | y_j) over all draws (model C).
     between_labels : LabelCheck or None
         Agreement of chains on the level-2 class labels (model C).
+    diagnostics : tuple of Diagnostic
+        Problems with the posterior sample, found by the estimator (and again
+        on loading, from the same draws) and issued as warnings there.
     cache : dict
         Quantities computed on demand (the school-level LOO of :meth:`elpd`).
     """
@@ -102,10 +106,13 @@ class BayesResult(FitResult):
     timings: dict[str, float]
     between_probabilities: np.ndarray | None = field(default=None, repr=False)
     between_labels: LabelCheck | None = None
+    diagnostics: tuple[Diagnostic, ...] = ()
     cache: dict[Any, Any] = field(default_factory=dict, repr=False)
     estimator: str = "bayes"
 
-    REBUILT: ClassVar[frozenset[str]] = frozenset({"idata", "draws", "table", "loo", "cache"})
+    REBUILT: ClassVar[frozenset[str]] = frozenset(
+        {"idata", "draws", "table", "loo", "cache", "diagnostics"}
+    )
     """Fields not in the JSON block: the draws and DataTree go to the zarr store beside it,
     and the table, LOO and cache are computed from them again on loading."""
 
@@ -275,8 +282,8 @@ class BayesResult(FitResult):
 
     @property
     def converged(self) -> bool:
-        """Largest R-hat at most 1.01 and no divergent transitions."""
-        return bool(self.rhat_max <= 1.01 and self.divergences == 0)
+        """Largest R-hat at most :data:`~bayesmix.diagnostics.RHAT_MAX`, no divergences."""
+        return bool(self.rhat_max <= RHAT_MAX and self.divergences == 0)
 
     def convergence(self) -> dict[str, Any]:
         """``converged``, ``rhat_max`` and ``divergences``."""
@@ -317,65 +324,6 @@ class BayesResult(FitResult):
     def pareto_k_bad(self) -> int:
         """Observations whose PSIS Pareto k exceeds the reliability threshold."""
         return int((np.asarray(self.loo.pareto_k) > self.loo.good_k).sum())
-
-    @property
-    def diagnostics(self) -> tuple[str, ...]:
-        """Problems with the posterior sample, also issued as warnings."""
-        notes = []
-        kept = self.settings.get("interrupted_at")
-        if kept is not None:
-            notes.append(
-                f"sampling was interrupted: the result holds the first {kept} of "
-                f"{self.settings['draws']} draws per chain."
-            )
-        bad_rhat = self.table.index[self.table["r_hat"] > 1.01].tolist()
-        if bad_rhat:
-            notes.append(
-                f"R-hat above 1.01 for {bad_rhat} (max {self.rhat_max:.3f}): chains have "
-                "not mixed; run longer or check the model."
-            )
-        low_ess = self.table.index[self.table["ess_bulk"] < 100 * self.settings["chains"]]
-        if len(low_ess):
-            notes.append(
-                f"bulk ESS below {100 * self.settings['chains']} for {low_ess.tolist()} "
-                f"(min {self.ess_bulk_min:.0f}): increase draws."
-            )
-        if self.divergences:
-            notes.append(
-                f"{self.divergences} divergent transitions: the posterior may be biased; "
-                "reparameterise or tighten priors."
-            )
-        if self.labels.switched:
-            notes.append(
-                f"chains disagree on class labels (matching permutations "
-                f"{list(self.labels.permutations)}): label switching between chains."
-            )
-        if self.between_labels is not None and self.between_labels.switched:
-            notes.append(
-                f"chains disagree on level-2 class labels (matching permutations "
-                f"{list(self.between_labels.permutations)}): label switching between chains."
-            )
-        for probs, level in (
-            (self.class_probabilities, "class"),
-            (self.between_probabilities, "school class"),
-        ):
-            if probs is None or probs.shape[1] < 2:
-                continue
-            n = probs.shape[0]
-            for c, count in enumerate(probs.sum(axis=0)):
-                if count < max(1.0, 0.005 * n):
-                    notes.append(
-                        f"{level} {c + 1} holds {count:.2f} of {n} units "
-                        f"({100 * count / n:.2f}%) in the posterior: an (almost) empty class, "
-                        f"or one holding outliers: fit fewer {level}es or check those units."
-                    )
-        if self.pareto_k_bad:
-            unit = "schools" if self.between_probabilities is not None else "observations"
-            notes.append(
-                f"{self.pareto_k_bad} {unit} have Pareto k > {self.loo.good_k:.2f}: "
-                "PSIS-LOO is unreliable for them."
-            )
-        return tuple(notes)
 
     def summary(self) -> str:
         """A printable report: settings, diagnostics, posterior table, classes."""
@@ -442,5 +390,5 @@ class BayesResult(FitResult):
                 }
                 for nm, row in self.table.iterrows()
             ],
-            "diagnostics": list(self.diagnostics),
+            "diagnostics": [d.to_dict() for d in self.diagnostics],
         }

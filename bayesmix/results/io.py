@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from bayesmix.bayes.diagnose import posterior_diagnostics
+from bayesmix.diagnostics import Diagnostic
 from bayesmix.errors import BayesmixError
 from bayesmix.results.bayes import BayesResult, LabelCheck
 from bayesmix.results.interface import FitResult, saved_fields
@@ -149,6 +151,29 @@ def _label_check(read: FieldReader, values: Any, field: str) -> LabelCheck | Non
     )
 
 
+def _diagnostics(read: FieldReader, value: Any, field: str) -> tuple[Diagnostic, ...]:
+    """Records as :meth:`Diagnostic.to_dict` writes them, or the plain messages of files
+    written before diagnostics were records (read as ``"saved_as_text"``)."""
+    if not isinstance(value, list):
+        read.fail(field, f"is {show(value)}, not a list")
+    found = []
+    for i, item in enumerate(value):
+        where = f"{field}[{i}]"
+        if isinstance(item, str):
+            found.append(Diagnostic("saved_as_text", item))
+            continue
+        record = read.mapping(item, where)
+        found.append(
+            Diagnostic.from_dict(
+                {
+                    key: read.text(read.get(record, key, where), f"{where}.{key}")  # type: ignore[misc]
+                    for key in ("code", "message", "category")
+                }
+            )
+        )
+    return tuple(found)
+
+
 def _chain_labels(read: FieldReader, value: Any, field: str) -> LabelCheck:
     if value is None:
         read.fail(field, "is null, not the chains' label check")
@@ -168,7 +193,7 @@ ML_READERS: dict[str, Reader] = {
     "max_abs_gradient": lambda read, value, field, names: read.number(value, field),
     "boundary": lambda read, value, field, names: tuple(read.texts(value, field)),
     "singular_information": lambda read, value, field, names: read.boolean(value, field),
-    "diagnostics": lambda read, value, field, names: tuple(read.texts(value, field)),
+    "diagnostics": lambda read, value, field, names: _diagnostics(read, value, field),
     "elapsed_s": lambda read, value, field, names: read.number(value, field),
     "timings": lambda read, value, field, names: read_timings(read, value, field),
     "quadrature_points": lambda read, value, field, names: read.integer(
@@ -297,7 +322,8 @@ def _load_bayes(target: Path, file: Path, payload: dict[str, Any], verify: bool)
         loo=azs.loo(idata, var_name=var),
         **values,
     )
-    return replace(result, class_probabilities=post, between_probabilities=between)
+    result = replace(result, class_probabilities=post, between_probabilities=between)
+    return replace(result, diagnostics=posterior_diagnostics(result))
 
 
 _LOADERS: dict[str, Callable[[Path, Path, dict[str, Any], bool], FitResult]] = {

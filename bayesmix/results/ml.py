@@ -10,6 +10,7 @@ import pandas as pd
 from scipy import stats
 
 from bayesmix.data.design import Design
+from bayesmix.diagnostics import Diagnostic
 from bayesmix.errors import EstimationError
 from bayesmix.formatting import format_table
 from bayesmix.model.params import Params
@@ -80,7 +81,7 @@ class MLResult(FitResult):
     boundary : tuple of str
         Variances at the lower boundary.
     singular_information : bool
-    diagnostics : tuple of str
+    diagnostics : tuple of Diagnostic
         Problems found, also issued as warnings.
     elapsed_s : float
     timings : dict
@@ -108,7 +109,7 @@ class MLResult(FitResult):
     max_abs_gradient: float
     boundary: tuple[str, ...]
     singular_information: bool
-    diagnostics: tuple[str, ...]
+    diagnostics: tuple[Diagnostic, ...]
     elapsed_s: float
     timings: dict[str, float] = field(default_factory=dict)
     quadrature_points: int | None = None
@@ -288,5 +289,5 @@ class MLResult(FitResult):
                 {"name": nm, "estimate": float(e), "se": json_float(se)}
                 for nm, e, se in zip(self.names, self.estimates, self.se, strict=True)
             ],
-            "diagnostics": list(self.diagnostics),
+            "diagnostics": [d.to_dict() for d in self.diagnostics],
         }

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from bayesmix._version import __version__
+from bayesmix.diagnostics import Diagnostic
 from bayesmix.errors import DataError, ResultFileWarning
 from bayesmix.model.spec import Spec
 from bayesmix.outputs import RESULT_FORMAT, RESULT_JSON, check_output, write_file, write_folder
@@ -73,6 +74,8 @@ def encode(value: Any) -> Any:
     A dataclass instance (a start report, a label check, a prior) becomes
     the object of its fields.
     """
+    if isinstance(value, Diagnostic):
+        return value.to_dict()
     if isinstance(value, np.ndarray):
         return encode(value.tolist())
     if isinstance(value, (list, tuple)):

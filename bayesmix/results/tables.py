@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bayesmix.diagnostics import Diagnostic
 from bayesmix.model.params import between_label, class_label
 from bayesmix.results.rowless import ClassSummary
 
@@ -88,7 +89,7 @@ def class_lines(spec: Any, classes: pd.DataFrame, between: Any) -> list[str]:
     return lines
 
 
-def diagnostic_lines(diagnostics: tuple[str, ...]) -> list[str]:
+def diagnostic_lines(diagnostics: tuple[Diagnostic, ...]) -> list[str]:
     """The closing block of a summary: each problem found, or none."""
     if diagnostics:
         return ["Diagnostics:", *(f"  ! {d}" for d in diagnostics)]

@@ -157,7 +157,8 @@ def test_same_seed_reproduces_draws(fig1_spec, fig1_data):
         b = bm.fit_bayes(fig1_spec, small, draws=60, tune=60, chains=2, random_seed=4)
     np.testing.assert_array_equal(a.draws["x[c1]"], b.draws["x[c1]"])
     assert a.settings["seed"] == b.settings["seed"]
-    assert any("bulk ESS below 200" in d for d in a.diagnostics)
+    assert [d.code for d in a.diagnostics if "bulk ESS below 200" in d.message] == ["ess"]
+    assert all(d.category is SamplingWarning for d in a.diagnostics if d.code == "ess")
 
 
 def test_nutpie_compiles_without_fast_math(fig1_spec, fig1_data, monkeypatch):

@@ -304,7 +304,7 @@ def test_replication_counts_the_starts_at_the_best_starts_optimum():
     spec, data, _ = _base("fig1")
     fit = bm.fit_ml(spec, data.assign(x=50000 + 1e4 * data["x"]), starts=2, random_seed=1)
     assert fit.starts.replicated >= 1
-    assert not any("only 0 of" in note for note in fit.diagnostics)
+    assert not any("only 0 of" in note.message for note in fit.diagnostics)
 
 
 def test_polish_stops_on_the_gradient_not_on_the_gain():

@@ -169,7 +169,9 @@ def test_relabelled_estimates_give_same_loglik(fig1_spec, fig1_fit, fig1_data):
 def test_single_start_warns_about_replication(fig1_spec, fig1_data):
     with pytest.warns(ReplicationWarning, match="only 1 of 1 starts"):
         fit = bm.fit_ml(fig1_spec, fig1_data.iloc[:2000], starts=1, random_seed=3)
-    assert any("only 1 of 1" in d for d in fit.diagnostics)
+    (note,) = fit.diagnostics
+    assert (note.code, note.category) == ("not_replicated", ReplicationWarning)
+    assert "only 1 of 1" in note.message
     assert "Diagnostics:" in fit.summary() and "only 1 of 1" in fit.summary()
 
 

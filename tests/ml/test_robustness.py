@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import bayesmix as bm
 from bayesmix.data.design import build_design
-from bayesmix.ml.fit import empty_class_notes
+from bayesmix.diagnostics import empty_classes
 
 
 def frame(n: int = 60, clusters: int = 6, seed: int = 0) -> pd.DataFrame:
@@ -89,12 +89,18 @@ def test_weak_designs_warn():
 
 
 def test_empty_classes_are_flagged():
+    (note,) = empty_classes(np.array([600.0, 399.6, 0.4]), 1000)
+    assert (note.code, note.category) == ("empty_class", bm.errors.EmptyClassWarning)
+    assert note.message.startswith("class 3 holds 0.40 of 1000 units (0.04%): ")
     with pytest.warns(bm.errors.EmptyClassWarning, match="class 3 holds 0.40 of 1000"):
-        notes = empty_class_notes(np.array([600.0, 399.6, 0.4]), 1000)
-    assert len(notes) == 1
+        note.warn()
+    # the threshold: 0.5% of the units, and at least one unit
+    assert empty_classes(np.array([995.0, 5.0]), 1000) == []
+    assert len(empty_classes(np.array([995.1, 4.9]), 1000)) == 1
+    assert len(empty_classes(np.array([99.1, 0.9]), 100)) == 1
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert empty_class_notes(np.array([500.0, 500.0]), 1000) == []
+        assert empty_classes(np.array([500.0, 500.0]), 1000) == []
 
 
 def test_a_class_of_one_outlier_is_reported_by_the_fit():
