@@ -29,6 +29,7 @@ from bayesmix.bayes.draws import (
     user_posterior,
 )
 from bayesmix.bayes.model import build_model
+from bayesmix.bayes.posterior import bayes_result
 from bayesmix.bayes.residuals import between_residual_start
 from bayesmix.bayes.sampling import Sampler, compile_key, run_sampler
 from bayesmix.data.design import DataLike, Design, MissingPolicy, build_design
@@ -133,7 +134,7 @@ def fit_bayes(
         backend,
     )
     kept = _record_draws(idata, design, internal, st)
-    result = BayesResult.from_draws(
+    result = bayes_result(
         spec=spec,
         design=design,
         idata=idata,

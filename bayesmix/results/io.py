@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from bayesmix.bayes.diagnose import posterior_diagnostics
+from bayesmix.bayes.posterior import bayes_result
 from bayesmix.diagnostics import Diagnostic
 from bayesmix.errors import BayesmixError
 from bayesmix.results.bayes import BayesResult, LabelCheck
@@ -309,10 +310,10 @@ def _load_bayes(target: Path, file: Path, payload: dict[str, Any], verify: bool)
     if var not in idata["log_likelihood"].to_dataset():
         read.fail(f"{IDATA_NAME}/log_likelihood", f"has no variable {var!r}")
     values = _read_fields(read, block, BayesResult, BAYES_READERS, names)
-    del values["names"]  # from_draws takes them from the draws
-    # from_draws averages per-chain class probabilities; the saved ones are averages already
+    del values["names"]  # bayes_result takes them from the draws
+    # bayes_result averages per-chain class probabilities; the saved ones are averages already
     # (or, without rows, their summary), so they are put in place afterwards as saved
-    result = BayesResult.from_draws(
+    result = bayes_result(
         spec=design.spec,
         design=design,
         idata=idata,
