@@ -27,6 +27,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from bayesmix.data.design import Design
+from bayesmix.density.primitives import std_normal_logpdf
 from bayesmix.model.params import Params
 from bayesmix.model.priors import Prior, prior_arrays
 from bayesmix.model.spec import fixed_effect_name
@@ -216,9 +217,7 @@ def centred_school_effects(
     z_o = _forward_substitution(L, resid, r)
     # a_j ~ N(m_j, L_oo L_oo'): the density of z_o and the Jacobian of a_j -> z_oj
     log_diag = sum(pt.log(L[k, k]) for k in range(r))
-    pm.Potential(
-        "prior_b_school", -0.5 * pt.sum(z_o**2) - J * (log_diag + 0.5 * r * np.log(2 * np.pi))
-    )
+    pm.Potential("prior_b_school", pt.sum(std_normal_logpdf(z_o, pt, r)) - J * log_diag)
     if r_all == r:
         return pm.Deterministic("u", resid, dims=("cluster", "rterm"))
     z_m = pm.Normal("z_member", 0.0, 1.0, dims=("cluster", "mrterm"), initval=init_z)

@@ -15,7 +15,7 @@ from scipy.special import logsumexp
 from bayesmix.bayes.coefficients import fixed_rv_name
 from bayesmix.data.design import Design
 from bayesmix.density.compiled import pointwise
-from bayesmix.density.likelihood import _LOG_2PI, reference_log_probs
+from bayesmix.density.primitives import log_softmax_ref, normal_logpdf
 from bayesmix.model.params import Params
 from bayesmix.results.fits import LabelCheck
 
@@ -229,15 +229,13 @@ def _between_pointwise_draws(
                 if spec.membership_random != "none":
                     member = np.einsum("lim,km->ilk", ui[:, :, r:], np.asarray(draws.load[ch, d]))
             logs2 = design.V @ draws.lsig[ch, d].T
-            logw = reference_log_probs((design.Z @ draws.gamma[ch, d].T)[:, None, :] + member)
+            logw = log_softmax_ref((design.Z @ draws.gamma[ch, d].T)[:, None, :] + member, np)
             fitted = (design.F @ draws.beta[ch, d].T).reshape(n, L, K) + offset[:, :, None]
             resid = design.y[:, None, None] - fitted
-            joint = logw - 0.5 * (
-                _LOG_2PI + logs2[:, None, :] + resid**2 / np.exp(logs2)[:, None, :]
-            )
+            joint = logw + normal_logpdf(resid, logs2[:, None, :], np)
             per_obs = logsumexp(joint, axis=2)
-            a = np.add.reduceat(per_obs, starts, axis=0) + reference_log_probs(
-                design.W @ draws.delta[ch, d].T
+            a = np.add.reduceat(per_obs, starts, axis=0) + log_softmax_ref(
+                design.W @ draws.delta[ch, d].T, np
             )
             total = logsumexp(a, axis=1)
             weight = np.exp(a - total[:, None])

@@ -29,12 +29,16 @@ from bayesmix.bayes.residuals import centred_residuals, noncentred_residuals, re
 from bayesmix.data.design import Design
 from bayesmix.density.fused import normal_mixture_logp
 from bayesmix.density.likelihood import (
-    _LOG_2PI,
     linear_predictor,
     log_class_probs,
     membership_logprob,
     mixture_logp,
     residual_variance,
+)
+from bayesmix.density.primitives import (
+    log_softmax_ref,
+    log_softmax_ref_clipped,
+    normal_logpdf,
     segment_sum,
 )
 from bayesmix.model.params import Params, between_label, class_label
@@ -291,12 +295,11 @@ def _between_likelihood(
         if spec.membership_random != "none":
             load = loadings(spec, priors, init)
             eta = eta + pt.transpose(pt.matmul(ui[:, :, r:], pt.transpose(load)), (1, 0, 2))
-    full = pt.concatenate([eta, pt.zeros_like(eta[..., :1])], axis=-1)
-    logw = full - pt.logsumexp(full, axis=-1, keepdims=True)
+    logw = log_softmax_ref(eta, pt)
     logs2 = pt.dot(V, pt.transpose(lsig))[:, None, :]
-    joint = logw - 0.5 * (_LOG_2PI + logs2 + (y[:, None, None] - mu) ** 2 / pt.exp(logs2))
+    joint = logw + normal_logpdf(y[:, None, None] - mu, logs2, pt)
     per_obs = pt.logsumexp(joint, axis=2)
-    school = segment_sum(per_obs, design.bounds)
+    school = segment_sum(per_obs, design.bounds, pt)
     log_pi = membership_logprob(W, delta)
     pm.Potential("y_school", pt.sum(pt.logsumexp(school + log_pi, axis=1)))
 
@@ -336,18 +339,10 @@ def _school_logits(
 
 
 def _log_class_probs(eta: Any) -> Any:
-    """:func:`bayesmix.density.likelihood.log_class_probs` for the compiled NUTS graph.
-
-    With two classes as the logs of ``sigmoid(eta)`` and ``1 - sigmoid(eta)``:
-    ``softplus`` needs ``log1p``, for which numba calls the C library's
-    scalar function, dearer in a sampling step than the two ``log`` calls
-    on one sigmoid here. The clip keeps
-    ``1 - sigmoid`` above 0 (it changes the density by less than 1e-13
-    beyond it). The ML objective keeps the shared softplus form: XLA has its
-    own ``log1p``, and an optimiser can take a logit past the clip, where the
-    flat density would stall it.
-    """
+    """:func:`bayesmix.density.likelihood.log_class_probs` for the compiled NUTS graph:
+    with two classes the clipped sigmoid form of
+    :func:`~bayesmix.density.primitives.log_softmax_ref_clipped`, cheaper in a
+    sampling step than the softplus form the ML objective keeps."""
     if eta.type.shape[-1] != 1:
         return log_class_probs(eta)
-    prob = pt.sigmoid(pt.clip(eta, -30.0, 30.0))
-    return pt.log(pt.concatenate([prob, 1.0 - prob], axis=1))
+    return log_softmax_ref_clipped(eta, pt, axis=1)

@@ -20,12 +20,8 @@ import pytensor
 import pytensor.tensor as pt
 
 from bayesmix.density.hermite import gauss_hermite, quadrature_loglik
-from bayesmix.density.likelihood import (
-    gaussian_multilevel_loglik,
-    model_log_joint,
-    segment_sum,
-    total_loglik,
-)
+from bayesmix.density.likelihood import gaussian_multilevel_loglik, model_log_joint, total_loglik
+from bayesmix.density.primitives import segment_sum
 from bayesmix.model.params import Layout, Params
 
 
@@ -260,7 +256,7 @@ def _cluster_loglik(lay: Layout) -> Callable[..., list[np.ndarray]]:
     if lay.spec.random:
         out = gaussian_multilevel_loglik(y, F, R, V, bounds, params, lay.n_random)
     else:
-        out = segment_sum(pt.logsumexp(model_log_joint(y, F, Z, V, params), axis=1), bounds)
+        out = segment_sum(pt.logsumexp(model_log_joint(y, F, Z, V, params), axis=1), bounds, pt)
     return pytensor.function([theta, y, F, R, Z, V, bounds], out, on_unused_input="ignore")
 
 

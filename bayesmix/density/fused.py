@@ -34,7 +34,7 @@ from pytensor.gradient import DisconnectedType
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
-from bayesmix.density.likelihood import _LOG_2PI
+from bayesmix.density.primitives import normal_logpdf, reference_logits
 
 # numba's on-disk cache knows the op by its class name; a key from this file's text
 # keeps a kernel compiled by another version of it from being loaded
@@ -42,15 +42,20 @@ _SOURCE_KEY = int(hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12], 
 
 
 def _mixture_terms(y: Any, mu: Any, lsig: Any, eta: Any, xp: Any = np) -> tuple[Any, Any, Any, Any]:
-    """Array reference (``xp`` numpy or jax.numpy): log density (n,) and the gradient factors."""
-    logits = xp.concatenate([eta, xp.zeros((eta.shape[0], 1), dtype=eta.dtype)], axis=1)
+    """Array reference (``xp`` numpy or jax.numpy): log density (n,) and the gradient factors.
+
+    The joint log densities are the primitives'; the log-sum-exps over the
+    logits and over the joint densities share the shifts that the gradient
+    factors need.
+    """
+    logits = reference_logits(eta, xp, axis=1)
     top_eta = logits.max(axis=1, keepdims=True)
     ex_eta = xp.exp(logits - top_eta)
     norm = ex_eta.sum(axis=1, keepdims=True)
     prec = xp.exp(-lsig)
     resid = y[:, None] - mu
     quad = resid**2 * prec
-    joint = logits - 0.5 * (_LOG_2PI + lsig + quad)
+    joint = logits + normal_logpdf(resid, lsig, xp)
     top = joint.max(axis=1, keepdims=True)
     ex = xp.exp(joint - top)
     total = ex.sum(axis=1, keepdims=True)
@@ -312,15 +317,19 @@ def _any_classes_kernel(kernel: Any, exp_nonpositive: Any) -> Any:
 
 
 def _register_numba() -> None:
+    # the kernel keeps its own loop, the normal constant included; the tests check it
+    # against the primitives
     from pytensor.link.numba.dispatch.basic import (
         numba_njit,
         register_funcify_default_op_cache_key,
     )
 
+    from bayesmix.density.primitives import LOG_2PI
+
     @register_funcify_default_op_cache_key(NormalMixtureLogp)
     def _funcify(op: NormalMixtureLogp, node: Apply | None = None, **kwargs: Any) -> Any:
         _, two_classes, any_classes = numba_kernels()
-        log_2pi = _LOG_2PI
+        log_2pi = LOG_2PI
 
         @numba_njit
         def normal_mixture(y, mu, lsig, eta):  # type: ignore[no-untyped-def]

@@ -7,13 +7,16 @@ level of classes or with level-2 classes (model C).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytensor.tensor as pt
 from pytensor.gradient import zero_grad
 
-from bayesmix.density.likelihood import _LOG_2PI
+from bayesmix.density.primitives import (
+    log_softmax_ref,
+    normal_logpdf,
+    reference_logits,
+    std_normal_logpdf,
+)
 from bayesmix.model.params import Params
 
 
@@ -24,12 +27,13 @@ def gauss_hermite(points: int, dims: int) -> tuple[np.ndarray, np.ndarray]:
     ``int f(z) dz ~= sum_k exp(logw_k) f(z_k)`` for a density-like ``f``.
     """
     z, w = np.polynomial.hermite_e.hermegauss(points)
-    w = w / math.sqrt(2.0 * math.pi)
+    # hermegauss integrates against exp(-z^2 / 2) = phi(z) / phi(0)
+    log_w = np.log(w) + std_normal_logpdf(np.zeros(1), np)
     grids = np.meshgrid(*([z] * dims), indexing="ij")
     nodes = np.stack([g.ravel() for g in grids], axis=1) if dims else np.zeros((1, 0))
-    wgrids = np.meshgrid(*([np.log(w)] * dims), indexing="ij")
+    wgrids = np.meshgrid(*([log_w] * dims), indexing="ij")
     logw = sum(g.ravel() for g in wgrids) if dims else np.zeros(1)
-    logw = logw + 0.5 * np.sum(nodes**2, axis=1) + 0.5 * dims * _LOG_2PI
+    logw = logw - std_normal_logpdf(nodes, np, dims)
     return nodes, np.asarray(logw, dtype=float)
 
 
@@ -154,7 +158,7 @@ def quadrature_loglik(
     else:
         resid = e0[:, None, :]
     logs2 = pt.dot(params.lsig, pt.transpose(V))
-    logn = (-0.5 * (_LOG_2PI + logs2))[:, None, :] - 0.5 * pt.exp(-logs2)[:, None, :] * resid**2
+    logn = normal_logpdf(resid, logs2[:, None, :], pt)
     eta = pt.dot(params.gamma, pt.transpose(Z))[:, None, :]
     # an array of (., Q, n) whose zeros (not symbolic shapes) keep shapes static for JAX
     every_node = logn
@@ -164,9 +168,9 @@ def quadrature_loglik(
         if params.load is not None:
             eta = eta + pt.tensordot(params.load, every_node, axes=[[1], [0]])
     eta = eta + pt.zeros_like(pt.sum(every_node[:1], axis=0, keepdims=True))
-    full = pt.concatenate([eta, pt.zeros_like(pt.sum(eta, axis=0, keepdims=True))], axis=0)
+    full = reference_logits(eta, pt, axis=0)
     per_obs, cls = _class_mixture(_shifted_exp(full), logn, axis=0, inner=inner)
-    log_phi = -0.5 * pt.sum(v**2, axis=-1) - 0.5 * nodes.shape[1] * _LOG_2PI
+    log_phi = std_normal_logpdf(v, pt, nodes.shape[1])
     log_det = pt.sum(pt.log(pt.diagonal(scale, axis1=1, axis2=2)), axis=1)
     # a scatter-add, not differences of a cumulative sum: XLA lowers cumsum to
     # a windowed reduction that is slow on CPU
@@ -208,20 +212,19 @@ def _between_quadrature(
     else:
         resid = e0
     logs2 = pt.dot(params.lsig, pt.transpose(V))[None, :, None, :]
-    logn = -0.5 * (_LOG_2PI + logs2) - 0.5 * pt.exp(-logs2) * resid**2
+    logn = normal_logpdf(resid, logs2, pt)
     eta = pt.dot(params.gamma, pt.transpose(Z))[None, :, None, :]
     if params.load is not None and dim > r:
         member = pt.tensordot(params.load, bq[r:], axes=[[1], [0]])
         eta = eta + member.reshape((member.shape[0], L, Q, n)).dimshuffle(1, 0, 2, 3)
     eta = eta + pt.zeros_like(pt.sum(logn, axis=1, keepdims=True))
-    full = pt.concatenate([eta, pt.zeros_like(pt.sum(eta, axis=1, keepdims=True))], axis=1)
+    full = reference_logits(eta, pt, axis=1)
     per_obs, cls = _class_mixture(_shifted_exp(full, axis=1), logn, axis=1)
-    log_phi = (-0.5 * pt.sum(v**2, axis=-1) - 0.5 * dim * _LOG_2PI).dimshuffle(0, 2, 1)
+    log_phi = std_normal_logpdf(v, pt, dim).dimshuffle(0, 2, 1)
     log_det = pt.sum(pt.log(pt.diagonal(scale, axis1=2, axis2=3)), axis=2)
     school = pt.inc_subtensor(pt.zeros_like(log_phi)[cluster], per_obs.dimshuffle(2, 1, 0))
     eta_d = pt.dot(pt.as_tensor_variable(W), pt.transpose(params.delta))
-    full_d = pt.concatenate([eta_d, pt.zeros_like(pt.sum(eta_d, axis=1, keepdims=True))], 1)
-    log_pi_d = full_d - pt.logsumexp(full_d, axis=1, keepdims=True)
+    log_pi_d = log_softmax_ref(eta_d, pt, axis=1)
     a3 = (
         pt.as_tensor_variable(logw)[None, :, None]
         + log_phi

@@ -21,14 +21,16 @@ Compiled numpy-facing versions are in :mod:`bayesmix.density.compiled`.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytensor.tensor as pt
 
+from bayesmix.density.primitives import (
+    log_softmax_ref,
+    log_softmax_ref_binary,
+    normal_logpdf,
+    school_gaussian_logpdf,
+)
 from bayesmix.model.params import Layout, Params
-
-_LOG_2PI = math.log(2.0 * math.pi)
 
 
 def linear_predictor(F: pt.TensorLike, beta: pt.TensorLike) -> pt.TensorVariable:
@@ -61,21 +63,14 @@ def log_class_probs(eta: pt.TensorLike) -> pt.TensorVariable:
     reference class with logit 0."""
     eta = pt.as_tensor_variable(eta)
     if eta.type.shape[-1] == 1:
-        # two classes: log sigmoid(eta) = eta - softplus(eta), log sigmoid(-eta) =
-        # -softplus(eta), one exponential and one logarithm per row
-        spread = pt.softplus(eta)
-        return pt.concatenate([eta - spread, -spread], axis=1)
-    # zeros shaped from eta (not from Z.shape) keep shapes static for JAX
-    full = pt.concatenate([eta, pt.zeros_like(pt.sum(eta, axis=1, keepdims=True))], axis=1)
-    return full - pt.logsumexp(full, axis=1, keepdims=True)
+        return log_softmax_ref_binary(eta, pt, axis=1)
+    return log_softmax_ref(eta, pt, axis=1)
 
 
 def reference_log_probs(eta: np.ndarray) -> np.ndarray:
     """numpy :func:`membership_logprob`: log probabilities of logits ``eta`` (..., C-1)
     against a last, reference class with logit 0, shape (..., C)."""
-    from scipy.special import log_softmax
-
-    return log_softmax(np.concatenate([eta, np.zeros((*eta.shape[:-1], 1))], axis=-1), axis=-1)
+    return log_softmax_ref(np.asarray(eta, dtype=float), np)
 
 
 def class_log_joint(
@@ -83,8 +78,7 @@ def class_log_joint(
 ) -> pt.TensorVariable:
     """``log pi[i, c] + log N(y_i | mu[i, c], sigma2[i, c])``, shape (n, K)."""
     y = pt.as_tensor_variable(y)
-    resid = y[..., None] - mu
-    return logw - 0.5 * (_LOG_2PI + pt.log(sigma2) + resid**2 / sigma2)
+    return logw + normal_logpdf(y[..., None] - mu, pt.log(sigma2), pt)
 
 
 def mixture_logp(
@@ -113,41 +107,6 @@ def model_log_joint(
     return class_log_joint(y, mu, residual_variance(V, params.lsig), logw)
 
 
-def segment_sum(values: pt.TensorLike, bounds: pt.TensorLike) -> pt.TensorVariable:
-    """Sums of ``values`` (rows) over contiguous segments ``bounds[j]:bounds[j + 1]``."""
-    values = pt.as_tensor_variable(values)
-    zero = pt.zeros_like(values[:1])
-    cum = pt.concatenate([zero, pt.cumsum(values, axis=0)], axis=0)
-    return cum[bounds[1:]] - cum[bounds[:-1]]
-
-
-def _batched_cholesky_solve(
-    M: pt.TensorVariable, s: pt.TensorVariable, r: int
-) -> tuple[pt.TensorVariable, pt.TensorVariable]:
-    """Per-cluster Cholesky of small r x r matrices, unrolled over r.
-
-    Returns ``log|M_j|`` and ``|chol(M_j)^-1 s_j|^2`` as (J,) tensors; unrolling keeps every
-    operation elementwise over clusters, which is far faster than batched
-    linear algebra for the r <= 4 of these models.
-    """
-    lower: list[list[pt.TensorVariable]] = [[None] * r for _ in range(r)]  # type: ignore[list-item]
-    for i in range(r):
-        for j in range(i + 1):
-            acc = M[:, i, j]
-            for k in range(j):
-                acc = acc - lower[i][k] * lower[j][k]
-            lower[i][j] = pt.sqrt(acc) if i == j else acc / lower[j][j]
-    xs: list[pt.TensorVariable] = []
-    for i in range(r):
-        acc = s[:, i]
-        for k in range(i):
-            acc = acc - lower[i][k] * xs[k]
-        xs.append(acc / lower[i][i])
-    logdet = 2.0 * sum(pt.log(lower[i][i]) for i in range(r))
-    quad = sum(x**2 for x in xs)
-    return logdet, quad
-
-
 def gaussian_multilevel_loglik(
     y: pt.TensorLike,
     F: pt.TensorLike,
@@ -159,32 +118,15 @@ def gaussian_multilevel_loglik(
 ) -> pt.TensorVariable:
     """Exact marginal log-likelihood of each cluster, one-class model, shape (J,).
 
-    With u_j ~ N(0, L L') and diagonal residual covariance D_j,
-    ``V_j = D_j + R_j L L' R_j'`` and, by the matrix determinant lemma and
-    Woodbury's identity with ``M_j = I + L' R_j' D_j^-1 R_j L``,
-    ``log|V_j| = log|D_j| + log|M_j|`` and
-    ``e' V_j^-1 e = e' D_j^-1 e - |chol(M_j)^-1 L' R_j' D_j^-1 e|^2``.
-    The factor L may be singular (variances at 0).
+    The Gaussian marginal of
+    :func:`~bayesmix.density.primitives.school_gaussian_logpdf` with
+    u_j ~ N(0, L L'); the factor L may be singular (variances at 0).
     """
     y = pt.as_tensor_variable(y)
     R = pt.as_tensor_variable(R)
-    e = y - pt.dot(F, params.beta[0])
-    log_s2 = pt.dot(V, params.lsig[0])
-    w = pt.exp(-log_s2)
-    n_j = segment_sum(pt.ones_like(y), bounds)
-    c = segment_sum(w * e**2, bounds)
-    log_d = segment_sum(log_s2, bounds)
-    if r == 0:
-        return -0.5 * (n_j * _LOG_2PI + log_d + c)
-    L = params.chol
-    outer = (R[:, :, None] * R[:, None, :]).reshape((R.shape[0], r * r))
-    A = segment_sum(outer * w[:, None], bounds).reshape((-1, r, r))
-    b = segment_sum(R * (w * e)[:, None], bounds)
-    AL = pt.tensordot(A, L, axes=[[2], [0]])
-    M = pt.tensordot(AL, L, axes=[[1], [0]]).dimshuffle(0, 2, 1) + pt.eye(r)[None]
-    s = pt.dot(b, L)
-    logdet, quad = _batched_cholesky_solve(M, s, r)
-    return -0.5 * (n_j * _LOG_2PI + log_d + logdet + c - quad)
+    resid = y - pt.dot(F, params.beta[0])
+    log_var = pt.dot(V, params.lsig[0])
+    return school_gaussian_logpdf(resid, log_var, R, params.chol, bounds, pt, r)
 
 
 def needs_quadrature(lay: Layout) -> bool:
