@@ -8,17 +8,18 @@ import pytest
 import bayesmix as bm
 from bayesmix.paper.section2 import FIG1_PARAMS
 from bayesmix.plots.figures import plot_ppc
+from tests.support.paths import MODELS
 
 
 @pytest.fixture(scope="module")
 def fig1_data():
-    spec = bm.load_spec("models/fig1.toml")
+    spec = bm.load_spec(MODELS / "fig1.toml")
     return bm.simulate(spec, FIG1_PARAMS, n=3000, covariates={"x": "bernoulli"}, random_seed=5)
 
 
 @pytest.fixture(scope="module")
 def fits(fig1_data):
-    mixture = bm.fit_ml(bm.load_spec("models/fig1.toml"), fig1_data, starts=4, random_seed=1)
+    mixture = bm.fit_ml(bm.load_spec(MODELS / "fig1.toml"), fig1_data, starts=4, random_seed=1)
     normal = bm.fit_ml(bm.make_spec("y ~ x", name="ols"), fig1_data)
     return mixture, normal
 

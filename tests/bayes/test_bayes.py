@@ -18,6 +18,7 @@ from bayesmix.density.likelihood import loglik_and_grad
 from bayesmix.errors import SamplingWarning
 from bayesmix.model.priors import default_priors, resolve_priors
 from bayesmix.paper.section2 import FIG1_PARAMS
+from tests.support.paths import MODELS
 
 # Small draws keep CI fast; raise for a thorough local check.
 DRAWS = int(os.environ.get("BAYESMIX_TEST_DRAWS", "400"))
@@ -25,7 +26,7 @@ DRAWS = int(os.environ.get("BAYESMIX_TEST_DRAWS", "400"))
 
 @pytest.fixture(scope="module")
 def fig1_spec() -> bm.Spec:
-    return bm.load_spec("models/fig1.toml")
+    return bm.load_spec(MODELS / "fig1.toml")
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,9 @@ from bayesmix import simulate
 from bayesmix.cli import main
 from bayesmix.model.spec import load_spec
 from bayesmix.paper.section2 import FIG1_PARAMS
+from tests.support.paths import MODELS
 
-FIG1 = str(Path(__file__).resolve().parents[2] / "models" / "fig1.toml")
+FIG1 = str(MODELS / "fig1.toml")
 HSB_COLUMNS = [
     "school", "math", "female", "minority", "ses", "meanses",
     "catholic", "size", "pracad", "disclim", "himinty",

@@ -34,8 +34,8 @@ from hypothesis import strategies as st
 from bayesmix.cli import main
 from bayesmix.errors import BayesmixError, BayesmixWarning
 from bayesmix.paper.section2 import FIG1_PARAMS, FIG3_PARAMS
+from tests.support.paths import MODELS
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
 MODEL_NAMES = sorted(p.stem for p in MODELS.glob("*.toml"))
 DIR = object()
 """A ``Case.files`` value: the path is a folder."""

@@ -17,8 +17,8 @@ import bayesmix as bm
 from bayesmix.analysis.montecarlo import SimulationDesign, montecarlo
 from bayesmix.cli import main
 from bayesmix.paper.section2 import FIG1_PARAMS, FIG3_PARAMS
+from tests.support.paths import MODELS
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
 FIG1 = str(MODELS / "fig1.toml")
 FIG3 = str(MODELS / "fig3.toml")
 MONTECARLO = ["montecarlo", "section2", "--study", "recovery", "--replications", "1",

@@ -14,8 +14,8 @@ from bayesmix.errors import DataError, SpecError
 from bayesmix.model.params import Params, from_named
 from bayesmix.model.spec import Spec, load_spec, make_spec
 from bayesmix.paper.section2 import CONVENTIONAL_PARAMS, FIG1_PARAMS, FIG3_PARAMS
+from tests.support.paths import MODELS
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
 FIG1 = str(MODELS / "fig1.toml")
 FIG3 = str(MODELS / "fig3.toml")
 CONVENTIONAL = str(MODELS / "conventional.toml")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,9 +13,8 @@ from bayesmix.density.likelihood import loglik_and_grad
 from bayesmix.density.quadrature import adapted_quadrature
 from bayesmix.formatting import significant
 from bayesmix.paper.section2 import CONVENTIONAL_PARAMS, FIG1_PARAMS, FIG3_PARAMS
+from tests.support.paths import MODELS
 from tests.support.scale_check import TRANSFORMS, expected, mismatch, transformed
-
-MODELS = Path(__file__).resolve().parents[2] / "models"
 
 HSB_1B_PARAMS = {
     "1": 12.0, "pracad": 3.0, "catholic": 1.0, "meanses": 2.5,

@@ -12,6 +12,7 @@ from bayesmix.density.quadrature import AdaptiveQuadrature, adapted_quadrature
 from bayesmix.model import params as param_layout
 from bayesmix.model.params import Params, relabel, relabel_between
 from bayesmix.model.priors import resolve_priors
+from tests.support.paths import MODELS
 
 # K = 2 student classes in L = 2 school classes, 300 schools x 20 students.
 C22_PARAMS = {
@@ -44,13 +45,13 @@ def c22_data():
 
 def test_model_c_names_and_count():
     assert param_layout.param_names(c22_spec()) == list(C22_PARAMS)
-    spec = bm.load_spec("models/hsb_C.toml")
+    spec = bm.load_spec(MODELS / "hsb_C.toml")
     assert (spec.classes, spec.between_classes) == (3, 2)
     assert param_layout.count_params(spec) == 51
     # L = 1 is model B exactly
-    one = bm.load_spec("models/hsb_C.toml", between_classes=1)
+    one = bm.load_spec(MODELS / "hsb_C.toml", between_classes=1)
     assert param_layout.param_names(one) == param_layout.param_names(
-        bm.load_spec("models/hsb_B.toml")
+        bm.load_spec(MODELS / "hsb_B.toml")
     )
 
 
@@ -188,8 +189,8 @@ def test_bayes_model_c_with_equal_school_classes_is_model_b_on_hsb():
     from bayesmix.ml.fit import random_start
     from bayesmix.model.params import order_permutation, relabel
 
-    spec_c = bm.load_spec("models/hsb_C.toml", classes=3, between_classes=2)
-    spec_b = bm.load_spec("models/hsb_B.toml", classes=3)
+    spec_c = bm.load_spec(MODELS / "hsb_C.toml", classes=3, between_classes=2)
+    spec_b = bm.load_spec(MODELS / "hsb_B.toml", classes=3)
     dc, db = build_design(spec_c, "hsb"), build_design(spec_b, "hsb")
     rng = np.random.default_rng(0)
     pb = db.layout.unpack(random_start(db, rng))

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import bayesmix as bm
 from bayesmix.errors import BoundaryWarning
+from tests.support.paths import MODELS, REFERENCE
 
-REF = json.loads((Path(__file__).resolve().parents[1] / "reference" / "hsb_lme4.json").read_text())[
-    "models"
-]
+REF = json.loads((REFERENCE / "hsb_lme4.json").read_text())["models"]
 LME4_NAMES = {"(Intercept)": "1"}
 
 
@@ -30,7 +28,7 @@ def _sig3(a: float, b: float) -> bool:
 
 @pytest.fixture(scope="module")
 def hsb1() -> bm.MLResult:
-    return bm.fit_ml(bm.load_spec("models/hsb_1.toml"), "hsb")
+    return bm.fit_ml(bm.load_spec(MODELS / "hsb_1.toml"), "hsb")
 
 
 def test_hsb1_loglik_and_parameters_match_lme4(hsb1):
@@ -65,7 +63,7 @@ def test_hsb1_variance_components_close_to_lme4(hsb1):
 @pytest.mark.parametrize("model", ["hsb_1b", "hsb_1c"])
 def test_heteroscedastic_models_match_lme4_profile(model):
     ref = REF[model]
-    fit = bm.fit_ml(bm.load_spec(f"models/{model}.toml"), "hsb")
+    fit = bm.fit_ml(bm.load_spec(MODELS / f"{model}.toml"), "hsb")
     assert fit.loglik == pytest.approx(ref["logLik"], abs=2e-3)
     assert fit.n_params == ref["n_params"]
     if model == "hsb_1c":
@@ -81,8 +79,8 @@ def test_heteroscedastic_models_match_lme4_profile(model):
 
 
 def test_heteroscedastic_models_improve_on_model_1(hsb1):
-    b = bm.fit_ml(bm.load_spec("models/hsb_1b.toml"), "hsb")
-    c = bm.fit_ml(bm.load_spec("models/hsb_1c.toml"), "hsb")
+    b = bm.fit_ml(bm.load_spec(MODELS / "hsb_1b.toml"), "hsb")
+    c = bm.fit_ml(bm.load_spec(MODELS / "hsb_1c.toml"), "hsb")
     # as in the paper's Table 2: both improve the log-likelihood, 1c the most
     assert hsb1.loglik < b.loglik < c.loglik
     lrt = bm.lrt(hsb1, c)
@@ -160,7 +158,7 @@ def test_pymc_density_with_random_effects_integrated_equals_ml_loglik():
     from bayesmix.density.likelihood import loglik_and_grad
     from bayesmix.model.priors import resolve_priors
 
-    spec = bm.load_spec("models/hsb_1c.toml")
+    spec = bm.load_spec(MODELS / "hsb_1c.toml")
     design = build_design(spec, "hsb")
     lay = design.layout
     values = dict(zip(lay.names, bm.fit_ml(spec, "hsb").estimates, strict=True))
@@ -206,7 +204,10 @@ def test_cli_fit_hsb1_json(capsys):
     from bayesmix.cli import main
 
     assert (
-        main(["fit", "models/hsb_1.toml", "--data", "hsb", "--estimator", "ml", "--json", "-"]) == 0
+        main(
+            ["fit", str(MODELS / "hsb_1.toml"), "--data", "hsb", "--estimator", "ml", "--json", "-"]
+        )
+        == 0
     )
     out = json.loads(capsys.readouterr().out)
     assert out["loglik"] == pytest.approx(-23214.496, abs=1e-3)
@@ -224,7 +225,7 @@ def test_bayes_hsb1_agrees_with_ml(hsb1):
         # the random-effect covariance (rank 2 at the ML estimate) mixes slowly: with
         # few draws its R-hat and ESS are flagged, which is what the warning reports
         fit = bm.fit_bayes(
-            bm.load_spec("models/hsb_1.toml"), "hsb", draws=draws, tune=draws, random_seed=3
+            bm.load_spec(MODELS / "hsb_1.toml"), "hsb", draws=draws, tune=draws, random_seed=3
         )
     fixed = list(hsb1.spec.fixed_names)
     table = fit.table

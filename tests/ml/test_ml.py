@@ -14,11 +14,12 @@ from bayesmix.errors import ReplicationWarning
 from bayesmix.model import params as param_layout
 from bayesmix.model.params import param_names
 from bayesmix.paper.section2 import FIG1_PARAMS
+from tests.support.paths import MODELS
 
 
 @pytest.fixture(scope="module")
 def fig1_spec() -> bm.Spec:
-    return bm.load_spec("models/fig1.toml")
+    return bm.load_spec(MODELS / "fig1.toml")
 
 
 @pytest.fixture(scope="module")

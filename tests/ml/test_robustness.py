@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import bayesmix as bm
 from bayesmix.data.design import build_design
 from bayesmix.ml.fit import empty_class_notes
+from tests.support.paths import MODELS
 
 
 def frame(n: int = 60, clusters: int = 6, seed: int = 0) -> pd.DataFrame:
@@ -184,7 +185,7 @@ def _outcome_scale_map(lay, scale: float) -> tuple[np.ndarray, np.ndarray]:
 def test_estimates_follow_the_outcome_scale_from_1e_minus_6_to_1e6(model):
     from bayesmix.paper.section2 import CONVENTIONAL_PARAMS, FIG3_PARAMS
 
-    spec = bm.load_spec(f"models/{model}.toml")
+    spec = bm.load_spec(MODELS / f"{model}.toml")
     values = FIG3_PARAMS if model == "fig3" else CONVENTIONAL_PARAMS
     data = bm.simulate(spec, values, clusters=60, cluster_size=10, random_seed=1)
     base = bm.fit_ml(spec, data, starts=4, random_seed=1)
@@ -200,7 +201,7 @@ def test_estimates_follow_the_outcome_scale_from_1e_minus_6_to_1e6(model):
 def test_standardisation_maps_every_parameter_kind():
     from bayesmix.data.standardise import standardise
 
-    spec = bm.load_spec("models/fig3.toml")
+    spec = bm.load_spec(MODELS / "fig3.toml")
     design = build_design(spec, frame_fig3())
     _, st = standardise(design)
     s_y, s_x, s_w = st.y_scale, st.scale["x"], st.scale["w"]
@@ -223,7 +224,7 @@ def test_standardisation_maps_every_parameter_kind():
 def frame_fig3() -> pd.DataFrame:
     from bayesmix.paper.section2 import FIG3_PARAMS
 
-    return bm.simulate(bm.load_spec("models/fig3.toml"), FIG3_PARAMS, clusters=20,
+    return bm.simulate(bm.load_spec(MODELS / "fig3.toml"), FIG3_PARAMS, clusters=20,
                        cluster_size=5, random_seed=2)  # fmt: skip
 
 
@@ -233,7 +234,7 @@ def test_clusters_of_1_to_500_students_give_finite_fits():
     rng = np.random.default_rng(4)
     sizes = np.concatenate([[1, 1, 2, 500, 350], rng.integers(1, 60, size=40)])
     for name, values in (("conventional", CONVENTIONAL_PARAMS), ("fig3", FIG3_PARAMS)):
-        spec = bm.load_spec(f"models/{name}.toml")
+        spec = bm.load_spec(MODELS / f"{name}.toml")
         base = bm.simulate(spec, values, clusters=len(sizes), cluster_size=500, random_seed=4)
         keep = base.groupby("cluster").cumcount() < np.repeat(sizes, 500)
         with warnings.catch_warnings():

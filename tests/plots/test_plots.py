@@ -27,13 +27,14 @@ from bayesmix.plots.figures import (
     plot_ml_vs_bayes,
 )
 from bayesmix.results.fits import MLResult, StartsReport
+from tests.support.paths import MODELS
 
 WALD_Z = 1.959964
 
 
 @pytest.fixture(scope="module")
 def gender_data():
-    spec = bm.load_spec("models/fig1.toml")
+    spec = bm.load_spec(MODELS / "fig1.toml")
     return bm.simulate(spec, FIG1_PARAMS, n=4000, covariates={"x": "bernoulli"}, random_seed=5)
 
 
@@ -92,7 +93,7 @@ def test_school_effects_plot_reports_share():
 
 @pytest.fixture(scope="module")
 def fig1_spec():
-    return bm.load_spec("models/fig1.toml")
+    return bm.load_spec(MODELS / "fig1.toml")
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +123,7 @@ def fig1_bayes(fig1_spec, fig1_data):
 @pytest.fixture(scope="module")
 def model_c_result():
     """Model C (K = 3, L = 2) on HSB with made-up estimates: plots need no optimum."""
-    spec = bm.load_spec("models/hsb_C.toml")
+    spec = bm.load_spec(MODELS / "hsb_C.toml")
     design = build_design(spec, "hsb")
     rng = np.random.default_rng(3)
     names = tuple(design.layout.names)

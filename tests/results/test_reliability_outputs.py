@@ -22,8 +22,8 @@ import bayesmix.paper.runs
 import bayesmix.results.persist
 from bayesmix.cli import main
 from bayesmix.paper.section2 import FIG1_PARAMS
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 FIG1 = str(ROOT / "models" / "fig1.toml")
 
 
