@@ -9,6 +9,7 @@ import bayesmix as bm
 from bayesmix.paper.section2 import FIG1_PARAMS
 from bayesmix.plots.figures import plot_ppc
 from tests.support.paths import MODELS
+from tests.support.settings import SHORT
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def test_ppc_plot_has_one_panel_per_group(fits):
 @pytest.mark.slow
 def test_posterior_replicates_use_posterior_draws(fig1_data):
     spec = bm.make_spec("y ~ x", name="ols")
-    post = bm.fit_bayes(spec, fig1_data, draws=200, tune=200, chains=2, random_seed=1)
+    post = bm.fit_bayes(spec, fig1_data, **SHORT.kwargs(random_seed=1))
     pred = bm.posterior_predictive(post, 100, random_seed=1)
     assert pred.source == "posterior" and pred.y_rep.shape == (100, 3000)
     # replicated means vary with the posterior of the intercept and slope, plus noise

@@ -12,6 +12,7 @@ from bayesmix.paper.runs import PaperPlan, run_paper
 from bayesmix.paper.section2 import FIG1_PARAMS
 from tests.ml.test_between_classes import C22_PARAMS, c22_spec
 from tests.support.paths import MODELS
+from tests.support.settings import SHORT
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def test_bayes_starts_from_a_given_ml_fit_without_refitting():
     # swap labels on their own, a second posterior mode a short chain may visit
     data = bm.simulate(spec, FIG1_PARAMS, n=3000, random_seed=2)
     ml = bm.fit_ml(spec, data, starts=4, random_seed=1)
-    fit = bm.fit_bayes(spec, data, draws=200, tune=200, chains=2, random_seed=1, init=ml)
+    fit = bm.fit_bayes(spec, data, **SHORT.kwargs(random_seed=1, init=ml))
     assert fit.settings["init"] == "ml"
     assert fit.timings["elapsed_s"] - fit.timings["compile_s"] - fit.timings["sampling_s"] < 10
     z = (fit.table["mean"] - ml.params["estimate"]) / fit.table["sd"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 import pymc as pm
@@ -19,9 +17,7 @@ from bayesmix.errors import SamplingWarning
 from bayesmix.model.priors import default_priors, resolve_priors
 from bayesmix.paper.section2 import FIG1_PARAMS
 from tests.support.paths import MODELS
-
-# Small draws keep CI fast; raise for a thorough local check.
-DRAWS = int(os.environ.get("BAYESMIX_TEST_DRAWS", "400"))
+from tests.support.settings import SCALED
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +103,7 @@ def test_label_check_detects_permuted_chain():
 @pytest.mark.slow
 def test_nuts_agrees_with_ml_on_fig1(fig1_spec, fig1_data):
     ml = bm.fit_ml(fig1_spec, fig1_data, starts=20, random_seed=1)
-    fit = bm.fit_bayes(fig1_spec, fig1_data, draws=DRAWS, tune=DRAWS, chains=4, random_seed=11)
+    fit = bm.fit_bayes(fig1_spec, fig1_data, **SCALED.kwargs(random_seed=11))
     table = fit.table
     assert list(table.index) == list(ml.names)
     for name in ml.names:
@@ -118,7 +114,7 @@ def test_nuts_agrees_with_ml_on_fig1(fig1_spec, fig1_data):
     assert fit.rhat_max <= 1.01
     assert fit.divergences == 0
     assert not fit.labels.switched
-    assert fit.idata["log_likelihood"]["y"].shape == (4, DRAWS, 10000)
+    assert fit.idata["log_likelihood"]["y"].shape == (4, SCALED.draws, 10000)
     assert fit.loo.elpd == pytest.approx(ml.loglik, abs=40)
     assert fit.loo.p == pytest.approx(8, abs=2)
     assert fit.loglik == pytest.approx(ml.loglik, abs=0.5)

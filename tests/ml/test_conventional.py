@@ -15,6 +15,7 @@ import pytest
 import bayesmix as bm
 from bayesmix.errors import BoundaryWarning
 from tests.support.paths import MODELS, REFERENCE
+from tests.support.settings import SCALED
 
 REF = json.loads((REFERENCE / "hsb_lme4.json").read_text())["models"]
 LME4_NAMES = {"(Intercept)": "1"}
@@ -220,12 +221,11 @@ def test_cli_fit_hsb1_json(capsys):
 
 @pytest.mark.slow
 def test_bayes_hsb1_agrees_with_ml(hsb1):
-    draws = int(__import__("os").environ.get("BAYESMIX_TEST_DRAWS", "400"))
     with pytest.warns(bm.BayesmixWarning):
         # the random-effect covariance (rank 2 at the ML estimate) mixes slowly: with
         # few draws its R-hat and ESS are flagged, which is what the warning reports
         fit = bm.fit_bayes(
-            bm.load_spec(MODELS / "hsb_1.toml"), "hsb", draws=draws, tune=draws, random_seed=3
+            bm.load_spec(MODELS / "hsb_1.toml"), "hsb", **SCALED.kwargs(random_seed=3)
         )
     fixed = list(hsb1.spec.fixed_names)
     table = fit.table

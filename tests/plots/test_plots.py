@@ -28,6 +28,7 @@ from bayesmix.plots.figures import (
 )
 from bayesmix.results.fits import MLResult, StartsReport
 from tests.support.paths import MODELS
+from tests.support.settings import PLOTS
 
 WALD_Z = 1.959964
 
@@ -115,9 +116,7 @@ def fig1_bayes(fig1_spec, fig1_data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SamplingWarning)
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
-        return bm.fit_bayes(
-            fig1_spec, fig1_data, draws=100, tune=100, chains=2, random_seed=1, ml_starts=4
-        )
+        return bm.fit_bayes(fig1_spec, fig1_data, **PLOTS.kwargs(random_seed=1, ml_starts=4))
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import pytest
 import bayesmix as bm
 from bayesmix.paper.section2 import FIG1_PARAMS
 from tests.support.paths import MODELS
+from tests.support.settings import SHORT
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +72,8 @@ def test_bad_files_are_named(tmp_path):
 @pytest.mark.slow
 def test_bayes_fit_round_trips_and_its_seed_reproduces_it(tmp_path, fig1_data):
     spec = bm.load_spec(MODELS / "fig1.toml")
-    post = bm.fit_bayes(spec, fig1_data, draws=200, tune=200, chains=2, random_seed=4)
-    again = bm.fit_bayes(spec, fig1_data, draws=200, tune=200, chains=2, random_seed=4)
+    post = bm.fit_bayes(spec, fig1_data, **SHORT.kwargs(random_seed=4))
+    again = bm.fit_bayes(spec, fig1_data, **SHORT.kwargs(random_seed=4))
     np.testing.assert_array_equal(again.draws["x[c1]"], post.draws["x[c1]"])
     folder = post.save(tmp_path / "post")
     back = bm.load_result(folder)

@@ -23,6 +23,7 @@ import bayesmix.results.persist
 from bayesmix.cli import main
 from bayesmix.paper.section2 import FIG1_PARAMS
 from tests.support.paths import ROOT
+from tests.support.settings import TINY
 
 FIG1 = str(ROOT / "models" / "fig1.toml")
 
@@ -43,13 +44,7 @@ def post(fig1_data: pd.DataFrame) -> bm.BayesResult:
         # 2 x 50 draws: the R-hat, ESS and Pareto k warnings are expected
         warnings.simplefilter("ignore")
         return bm.fit_bayes(
-            bm.load_spec(FIG1),
-            fig1_data,
-            draws=50,
-            tune=50,
-            chains=2,
-            random_seed=1,
-            ml_starts=2,
+            bm.load_spec(FIG1), fig1_data, **TINY.kwargs(random_seed=1, ml_starts=2)
         )
 
 
