@@ -10,7 +10,7 @@ from bayesmix.analysis.selection import _strip_between
 from bayesmix.model import params as param_layout
 from bayesmix.paper.runs import PaperPlan, run_paper
 from bayesmix.paper.section2 import FIG1_PARAMS
-from tests.ml.test_between_classes import C22_PARAMS, c22_spec
+from tests.support.models import C22_PARAMS, c22_spec
 from tests.support.paths import MODELS
 from tests.support.settings import SHORT
 

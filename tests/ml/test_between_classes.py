@@ -12,34 +12,13 @@ from bayesmix.density.quadrature import AdaptiveQuadrature, adapted_quadrature
 from bayesmix.model import params as param_layout
 from bayesmix.model.params import Params, relabel, relabel_between
 from bayesmix.model.priors import resolve_priors
+from tests.support.models import C22_PARAMS, c22_spec
 from tests.support.paths import MODELS
-
-# K = 2 student classes in L = 2 school classes, 300 schools x 20 students.
-C22_PARAMS = {
-    "1[c1,d1]": 4.0, "1[c2,d1]": 1.0, "1[c1,d2]": 1.5, "1[c2,d2]": -1.5, "w": 0.5,
-    "x[c1]": -1.0, "x[c2]": 0.5, "var(u_1)": 0.3, "sigma2": 1.0,
-    "C#1 ~ 1": 0.0, "C#1 ~ x": 1.0, "D#1 ~ 1": 0.3, "D#1 ~ w": 1.0,
-}  # fmt: skip
-
-
-def c22_spec(between: int = 2) -> bm.Spec:
-    return bm.make_spec(
-        "y ~ x",
-        classes=2,
-        class_varying=["1", "x"],
-        membership="x",
-        cluster="cluster",
-        level2={"1": "w"},
-        random="1",
-        between_classes=between,
-        between_membership="w",
-        between_varying=["1"],
-        name="c22",
-    )
 
 
 @pytest.fixture(scope="module")
 def c22_data():
+    """K = 2 student classes in L = 2 school classes, 300 schools x 20 students."""
     return bm.simulate(c22_spec(), C22_PARAMS, clusters=300, cluster_size=20, random_seed=1)
 
 

@@ -22,6 +22,7 @@ import bayesmix.paper.runs
 import bayesmix.results.persist
 from bayesmix.cli import main
 from bayesmix.paper.section2 import FIG1_PARAMS
+from tests.support.cli import param_args
 from tests.support.paths import ROOT
 from tests.support.settings import TINY
 
@@ -76,9 +77,7 @@ def fit_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 def _sim_argv(out: Path, *extra: str) -> list[str]:
     argv = ["simulate", FIG1, "--n", "50", "--seed", "2", "--out", str(out), *extra]
-    for name, value in FIG1_PARAMS.items():
-        argv += ["--param", f"{name}={value}"]
-    return argv
+    return [*argv, *param_args(FIG1_PARAMS)]
 
 
 def _edit(path: Path, change) -> None:
