@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import bayesmix as bm
 from bayesmix.data.design import build_design
 from bayesmix.ml.fit import empty_class_notes
+from tests.support.fits import two_level_60x10
 from tests.support.paths import MODELS
 
 
@@ -183,12 +184,9 @@ def _outcome_scale_map(lay, scale: float) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("model", ["conventional", "fig3"])
 def test_estimates_follow_the_outcome_scale_from_1e_minus_6_to_1e6(model):
-    from bayesmix.paper.section2 import CONVENTIONAL_PARAMS, FIG3_PARAMS
-
-    spec = bm.load_spec(MODELS / f"{model}.toml")
-    values = FIG3_PARAMS if model == "fig3" else CONVENTIONAL_PARAMS
-    data = bm.simulate(spec, values, clusters=60, cluster_size=10, random_seed=1)
-    base = bm.fit_ml(spec, data, starts=4, random_seed=1)
+    # 60 schools x 10 students (seed 1) and their fit from 4 starts (seed 1)
+    shared = two_level_60x10(model)
+    spec, data, base = shared.spec, shared.data, shared.ml
     for scale in (1e-6, 1e6):
         fit = bm.fit_ml(spec, data.assign(y=data["y"] * scale), starts=4, random_seed=1)
         a, b = _outcome_scale_map(fit.design.layout, scale)

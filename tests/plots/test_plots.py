@@ -34,9 +34,8 @@ WALD_Z = 1.959964
 
 
 @pytest.fixture(scope="module")
-def gender_data():
-    spec = bm.load_spec(MODELS / "fig1.toml")
-    return bm.simulate(spec, FIG1_PARAMS, n=4000, covariates={"x": "bernoulli"}, random_seed=5)
+def gender_data(fig1_spec):
+    return bm.simulate(fig1_spec, FIG1_PARAMS, n=4000, covariates={"x": "bernoulli"}, random_seed=5)
 
 
 def test_fig1_panels_count_every_student_once(gender_data, tmp_path):
@@ -90,11 +89,6 @@ def test_school_effects_plot_reports_share():
 
 
 # -- fitted models ----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def fig1_spec():
-    return bm.load_spec(MODELS / "fig1.toml")
 
 
 @pytest.fixture(scope="module")
