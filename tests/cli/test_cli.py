@@ -15,13 +15,10 @@ from bayesmix.cli import main
 from bayesmix.model.spec import load_spec
 from bayesmix.paper.section2 import FIG1_PARAMS
 from tests.support.cli import param_args
+from tests.support.data import HSB_COLUMNS
 from tests.support.paths import MODELS
 
 FIG1 = str(MODELS / "fig1.toml")
-HSB_COLUMNS = [
-    "school", "math", "female", "minority", "ses", "meanses",
-    "catholic", "size", "pracad", "disclim", "himinty",
-]  # fmt: skip
 
 
 def test_main_restores_warning_format() -> None:

@@ -35,6 +35,7 @@ from bayesmix.cli import main
 from bayesmix.errors import BayesmixError, BayesmixWarning
 from bayesmix.paper.section2 import FIG1_PARAMS, FIG3_PARAMS
 from tests.support.cli import param_args
+from tests.support.data import HSB_COLUMNS
 from tests.support.paths import MODELS
 
 MODEL_NAMES = sorted(p.stem for p in MODELS.glob("*.toml"))
@@ -80,10 +81,6 @@ def _table(seed: int = 3, clusters: int = 8, size: int = 5) -> tuple[list[str], 
 
 def _csv(header: list[str], rows: list[list[str]], sep: str = ",") -> bytes:
     return ("\n".join(sep.join(r) for r in [header, *rows]) + "\n").encode()
-
-
-HSB_COLUMNS = ["school", "math", "female", "minority", "ses", "meanses", "catholic", "size",
-               "pracad", "disclim", "himinty"]  # fmt: skip
 
 
 def _poisoned() -> bytes:
