@@ -3,14 +3,16 @@ ones carry the outputs of a full run."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+from tests.support import paths
+from tests.support.settings import NOTEBOOK_DRAWS
+
+NOTEBOOKS = sorted(paths.NOTEBOOKS.glob("*.ipynb"))
 EXPECTED = [
     "01_quickstart",
     "02_single_level_mixture",
@@ -47,7 +49,7 @@ def test_committed_notebooks_hold_a_full_run_with_figures(path: Path) -> None:
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_executes(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BAYESMIX_NOTEBOOK_DRAWS", os.environ.get("BAYESMIX_NOTEBOOK_DRAWS", "150"))
+    monkeypatch.setenv("BAYESMIX_NOTEBOOK_DRAWS", NOTEBOOK_DRAWS)
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb,

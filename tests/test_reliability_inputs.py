@@ -25,8 +25,8 @@ from bayesmix import errors
 from bayesmix.cli import main
 from bayesmix.data.design import build_design
 from bayesmix.model.spec import load_spec, spec_from_dict
+from tests.support.paths import MODELS
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
 FIG1 = str(MODELS / "fig1.toml")
 
 

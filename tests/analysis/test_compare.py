@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +12,9 @@ import bayesmix as bm
 from bayesmix.cli import main
 from bayesmix.paper.demo import fig1_spec
 from bayesmix.paper.section2 import FIG1_PARAMS
+from tests.support.paths import MODELS
 
-FIG1 = str(Path(__file__).resolve().parents[2] / "models" / "fig1.toml")
+FIG1 = str(MODELS / "fig1.toml")
 
 
 @pytest.fixture(scope="module")

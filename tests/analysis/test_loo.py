@@ -12,6 +12,7 @@ import bayesmix as bm
 from bayesmix.analysis.loo import _thin, waic
 from bayesmix.density.compiled import cluster_loglik
 from bayesmix.paper.section2 import CONVENTIONAL_PARAMS
+from tests.support.paths import MODELS
 
 # Section 2.2's conventional model, 30 schools x 10 students
 CONV = CONVENTIONAL_PARAMS
@@ -37,13 +38,13 @@ def test_thinning_keeps_at_most_the_budget():
 
 @pytest.fixture(scope="module")
 def conv_data():
-    spec = bm.load_spec("models/conventional.toml")
+    spec = bm.load_spec(MODELS / "conventional.toml")
     return bm.simulate(spec, CONV, clusters=30, cluster_size=10, random_seed=3)
 
 
 @pytest.fixture(scope="module")
 def conv_fit(conv_data):
-    return bm.fit_bayes(bm.load_spec("models/conventional.toml"), conv_data, **SETTINGS)
+    return bm.fit_bayes(bm.load_spec(MODELS / "conventional.toml"), conv_data, **SETTINGS)
 
 
 @pytest.mark.slow

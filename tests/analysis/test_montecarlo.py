@@ -11,10 +11,11 @@ import bayesmix as bm
 from bayesmix.analysis.montecarlo import SimulationDesign, montecarlo
 from bayesmix.model import params as param_layout
 from bayesmix.paper.section2 import FIG1_PARAMS, section2_study
+from tests.support.paths import MODELS
 
 
 def fig1() -> bm.Spec:
-    return bm.load_spec("models/fig1.toml")
+    return bm.load_spec(MODELS / "fig1.toml")
 
 
 def one_class() -> bm.Spec:

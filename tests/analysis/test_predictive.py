@@ -8,17 +8,19 @@ import pytest
 import bayesmix as bm
 from bayesmix.paper.section2 import FIG1_PARAMS
 from bayesmix.plots import plot_ppc
+from tests.support.paths import MODELS
+from tests.support.settings import SHORT
 
 
 @pytest.fixture(scope="module")
 def fig1_data():
-    spec = bm.load_spec("models/fig1.toml")
+    spec = bm.load_spec(MODELS / "fig1.toml")
     return bm.simulate(spec, FIG1_PARAMS, n=3000, covariates={"x": "bernoulli"}, random_seed=5)
 
 
 @pytest.fixture(scope="module")
 def fits(fig1_data):
-    mixture = bm.fit_ml(bm.load_spec("models/fig1.toml"), fig1_data, starts=4, random_seed=1)
+    mixture = bm.fit_ml(bm.load_spec(MODELS / "fig1.toml"), fig1_data, starts=4, random_seed=1)
     normal = bm.fit_ml(bm.make_spec("y ~ x", name="ols"), fig1_data)
     return mixture, normal
 
@@ -77,7 +79,7 @@ def test_ppc_plot_has_one_panel_per_group(fits):
 @pytest.mark.slow
 def test_posterior_replicates_use_posterior_draws(fig1_data):
     spec = bm.make_spec("y ~ x", name="ols")
-    post = bm.fit_bayes(spec, fig1_data, draws=200, tune=200, chains=2, random_seed=1)
+    post = bm.fit_bayes(spec, fig1_data, **SHORT.kwargs(random_seed=1))
     pred = bm.posterior_predictive(post, 100, random_seed=1)
     assert pred.source == "posterior" and pred.y_rep.shape == (100, 3000)
     # replicated means vary with the posterior of the intercept and slope, plus noise

@@ -10,18 +10,20 @@ from bayesmix.analysis.selection import _strip_between
 from bayesmix.model import params as param_layout
 from bayesmix.paper.runs import PaperPlan, run_paper
 from bayesmix.paper.section2 import FIG1_PARAMS
-from tests.ml.test_between_classes import C22_PARAMS, c22_spec
+from tests.support.models import C22_PARAMS, c22_spec
+from tests.support.paths import MODELS
+from tests.support.settings import SHORT
 
 
 @pytest.fixture(scope="module")
 def fig1_data():
-    spec = bm.load_spec("models/fig1.toml")
+    spec = bm.load_spec(MODELS / "fig1.toml")
     return bm.simulate(spec, FIG1_PARAMS, n=3000, covariates={"x": "bernoulli"}, random_seed=2)
 
 
 def test_select_classes_stops_when_bic_gets_worse(fig1_data):
     sel = bm.select_classes(
-        bm.load_spec("models/fig1.toml"), fig1_data, max_classes=4, starts=4, random_seed=1
+        bm.load_spec(MODELS / "fig1.toml"), fig1_data, max_classes=4, starts=4, random_seed=1
     )
     ks = [f.spec.classes for f in sel.fits]
     # two true classes: K = 3 is fitted, is worse by BIC, and K = 4 is not tried
@@ -32,12 +34,12 @@ def test_select_classes_stops_when_bic_gets_worse(fig1_data):
     assert sel.table["bic"].iloc[2] > sel.table["bic"].iloc[1]
     assert "smallest BIC: fig1 with K = 2" in str(sel)
     with pytest.raises(bm.EstimationError, match="smaller than min_classes"):
-        bm.select_classes(bm.load_spec("models/fig1.toml"), fig1_data, max_classes=1,
+        bm.select_classes(bm.load_spec(MODELS / "fig1.toml"), fig1_data, max_classes=1,
                           min_classes=2)  # fmt: skip
 
 
 def test_user_starting_values_are_one_more_start(fig1_data):
-    spec = bm.load_spec("models/fig1.toml")
+    spec = bm.load_spec(MODELS / "fig1.toml")
     fit = bm.fit_ml(spec, fig1_data, starts=1, random_seed=3, init=FIG1_PARAMS)
     assert fit.starts.n_starts == 1 and len(fit.starts.logliks) == 2
     assert fit.loglik == pytest.approx(max(fit.starts.logliks), abs=1e-6)
@@ -63,17 +65,17 @@ def test_between_start_carries_model_b_into_model_c():
     assert start["D#1 ~ w"] == 0.0
     assert list(start) == param_layout.param_names(c22_spec())
     with pytest.raises(bm.EstimationError, match="one level-2 class"):
-        bm.between_start(b, bm.load_spec("models/hsb_C.toml"))
+        bm.between_start(b, bm.load_spec(MODELS / "hsb_C.toml"))
 
 
 @pytest.mark.slow
 def test_bayes_starts_from_a_given_ml_fit_without_refitting():
-    spec = bm.load_spec("models/fig1.toml")
+    spec = bm.load_spec(MODELS / "fig1.toml")
     # a continuous x: with the 0/1 x of fig1_data the classes of the x = 1 students can
     # swap labels on their own, a second posterior mode a short chain may visit
     data = bm.simulate(spec, FIG1_PARAMS, n=3000, random_seed=2)
     ml = bm.fit_ml(spec, data, starts=4, random_seed=1)
-    fit = bm.fit_bayes(spec, data, draws=200, tune=200, chains=2, random_seed=1, init=ml)
+    fit = bm.fit_bayes(spec, data, **SHORT.kwargs(random_seed=1, init=ml))
     assert fit.settings["init"] == "ml"
     assert fit.timings["elapsed_s"] - fit.timings["compile_s"] - fit.timings["sampling_s"] < 10
     z = (fit.table["mean"] - ml.params["estimate"]) / fit.table["sd"]
@@ -102,7 +104,7 @@ def test_paper_run_writes_tables_figures_and_report(tmp_path):
 
 
 def test_extra_starts_join_the_random_ones_without_changing_them(fig1_data):
-    spec = bm.load_spec("models/fig1.toml")
+    spec = bm.load_spec(MODELS / "fig1.toml")
     plain = bm.fit_ml(spec, fig1_data, starts=3, random_seed=4)
     more = bm.fit_ml(spec, fig1_data, starts=3, random_seed=4, extra_starts=[FIG1_PARAMS])
     assert more.starts.n_starts == 4 and len(more.starts.logliks) == 4
@@ -115,7 +117,7 @@ def test_split_class_start_refines_the_smaller_solution(fig1_data):
     from bayesmix.data.design import build_design
     from bayesmix.ml.starts import split_class_start
 
-    spec = bm.load_spec("models/fig1.toml")
+    spec = bm.load_spec(MODELS / "fig1.toml")
     one = bm.fit_ml(spec.with_classes(1), fig1_data, random_seed=1)
     two = bm.fit_ml(spec, fig1_data, starts=8, random_seed=1)
     design = build_design(spec, fig1_data)
@@ -133,7 +135,7 @@ def test_split_class_start_refines_the_smaller_solution(fig1_data):
 
 
 def test_select_classes_gives_each_larger_k_a_warm_start(fig1_data):
-    spec = bm.load_spec("models/fig1.toml")
+    spec = bm.load_spec(MODELS / "fig1.toml")
     kw = {"max_classes": 3, "starts": 2, "random_seed": 5}
     warm = bm.select_classes(spec, fig1_data, **kw)
     cold = bm.select_classes(spec, fig1_data, warm_starts=False, **kw)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 import pymc as pm
@@ -19,19 +17,7 @@ from bayesmix.density.compiled import loglik_and_grad
 from bayesmix.errors import SamplingWarning
 from bayesmix.model.priors import default_priors, resolve_priors
 from bayesmix.paper.section2 import FIG1_PARAMS
-
-# Small draws keep CI fast; raise for a thorough local check.
-DRAWS = int(os.environ.get("BAYESMIX_TEST_DRAWS", "400"))
-
-
-@pytest.fixture(scope="module")
-def fig1_spec() -> bm.Spec:
-    return bm.load_spec("models/fig1.toml")
-
-
-@pytest.fixture(scope="module")
-def fig1_data(fig1_spec: bm.Spec) -> pd.DataFrame:
-    return bm.simulate(fig1_spec, FIG1_PARAMS, n=10000, random_seed=2009)
+from tests.support.settings import SCALED
 
 
 def _transformed_point(model: pm.Model, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -46,13 +32,13 @@ def _transformed_point(model: pm.Model, values: dict[str, np.ndarray]) -> dict[s
 
 
 @pytest.mark.parametrize("residual", ["class", "common"])
-def test_pymc_density_equals_ml_loglik(fig1_data, residual):
+def test_pymc_density_equals_ml_loglik(fig1_10k, residual):
     spec = bm.make_spec("y ~ x", classes=2, membership="x", residual_variance=residual)
     values = {**FIG1_PARAMS, "1[c2]": 0.4, "C#1 ~ 1": 0.2}
     if residual == "common":
         del values["sigma2[c1]"], values["sigma2[c2]"]
         values["sigma2"] = 1.3
-    design = build_design(spec, fig1_data)
+    design = build_design(spec, fig1_10k)
     lay = design.layout
     params = lay.from_named(values)
     model = build_model(design, resolve_priors(design, None))
@@ -67,21 +53,21 @@ def test_pymc_density_equals_ml_loglik(fig1_data, residual):
     assert float(obs_logp) == pytest.approx(float(ml_ll), abs=1e-8)
 
 
-def test_default_priors_scale_with_data(fig1_spec, fig1_data):
-    design = build_design(fig1_spec, fig1_data)
-    wide = fig1_data.assign(y=fig1_data["y"] * 1000.0)
+def test_default_priors_scale_with_data(fig1_spec, fig1_10k):
+    design = build_design(fig1_spec, fig1_10k)
+    wide = fig1_10k.assign(y=fig1_10k["y"] * 1000.0)
     wide_design = build_design(fig1_spec, wide)
     small, big = default_priors(design), default_priors(wide_design)
     assert big["x[c1]"].sigma == pytest.approx(1000 * small["x[c1]"].sigma)
     assert big["sigma"].sigma == pytest.approx(1000 * small["sigma"].sigma)
     assert big["C#1 ~ x"].sigma == pytest.approx(small["C#1 ~ x"].sigma)
     assert small["x[c1]"].sigma == pytest.approx(
-        2.5 * fig1_data["y"].std(ddof=0) / fig1_data["x"].std(ddof=0)
+        2.5 * fig1_10k["y"].std(ddof=0) / fig1_10k["x"].std(ddof=0)
     )
 
 
-def test_prior_overrides_are_checked(fig1_spec, fig1_data):
-    design = build_design(fig1_spec, fig1_data)
+def test_prior_overrides_are_checked(fig1_spec, fig1_10k):
+    design = build_design(fig1_spec, fig1_10k)
     priors = resolve_priors(design, {"x": bm.Prior("normal", 0.0, 10.0)})
     assert priors["x[c1]"].sigma == 10.0 and priors["x[c2]"].sigma == 10.0
     with pytest.raises(bm.SpecError, match="names no parameter"):
@@ -105,9 +91,9 @@ def test_label_check_detects_permuted_chain():
 
 
 @pytest.mark.slow
-def test_nuts_agrees_with_ml_on_fig1(fig1_spec, fig1_data):
-    ml = bm.fit_ml(fig1_spec, fig1_data, starts=20, random_seed=1)
-    fit = bm.fit_bayes(fig1_spec, fig1_data, draws=DRAWS, tune=DRAWS, chains=4, random_seed=11)
+def test_nuts_agrees_with_ml_on_fig1(fig1_spec, fig1_10k, fig1_10k_ml):
+    ml = fig1_10k_ml
+    fit = bm.fit_bayes(fig1_spec, fig1_10k, **SCALED.kwargs(random_seed=11))
     table = fit.table
     assert list(table.index) == list(ml.names)
     for name in ml.names:
@@ -118,7 +104,7 @@ def test_nuts_agrees_with_ml_on_fig1(fig1_spec, fig1_data):
     assert fit.rhat_max <= 1.01
     assert fit.divergences == 0
     assert not fit.labels.switched
-    assert fit.idata["log_likelihood"]["y"].shape == (4, DRAWS, 10000)
+    assert fit.idata["log_likelihood"]["y"].shape == (4, SCALED.draws, 10000)
     assert fit.loo.elpd == pytest.approx(ml.loglik, abs=40)
     assert fit.loo.p == pytest.approx(8, abs=2)
     assert fit.loglik == pytest.approx(ml.loglik, abs=0.5)
@@ -148,8 +134,8 @@ def test_nuts_agrees_with_ml_on_fig1(fig1_spec, fig1_data):
 
 
 @pytest.mark.slow
-def test_same_seed_reproduces_draws(fig1_spec, fig1_data):
-    small = fig1_data.iloc[:1500]
+def test_same_seed_reproduces_draws(fig1_spec, fig1_10k):
+    small = fig1_10k.iloc[:1500]
     # 60 draws are too few for reliable diagnostics: the fit must say so.
     with pytest.warns(SamplingWarning, match="bulk ESS below 200"):
         a = bm.fit_bayes(fig1_spec, small, draws=60, tune=60, chains=2, random_seed=4)
@@ -161,7 +147,7 @@ def test_same_seed_reproduces_draws(fig1_spec, fig1_data):
     assert all(d.category is SamplingWarning for d in a.diagnostics if d.code == "ess")
 
 
-def test_nutpie_compiles_without_fast_math(fig1_spec, fig1_data, monkeypatch):
+def test_nutpie_compiles_without_fast_math(fig1_spec, fig1_10k, monkeypatch):
     # nutpie's outer function inlines freshly compiled inner functions but calls cached
     # ones; with fast-math the two round differently and a seed's draws depended on
     # the state of the compile cache
@@ -179,7 +165,7 @@ def test_nutpie_compiles_without_fast_math(fig1_spec, fig1_data, monkeypatch):
 
     monkeypatch.setattr(nutpie, "compile_pymc_model", record)
     before = pytensor.config.numba__fastmath
-    design = build_design(fig1_spec, fig1_data.iloc[:200])
+    design = build_design(fig1_spec, fig1_10k.iloc[:200])
     model = build_model(design, resolve_priors(design, None))
     with pytest.raises(Recorded):
         sampling._compiled_nutpie(model, False, None, "numba")
@@ -205,8 +191,8 @@ def test_ml_start_has_no_exactly_flat_residual():
 
 
 @pytest.mark.slow
-def test_refit_of_same_model_and_data_skips_compilation(fig1_spec, fig1_data):
-    data = fig1_data.iloc[:900]
+def test_refit_of_same_model_and_data_skips_compilation(fig1_spec, fig1_10k):
+    data = fig1_10k.iloc[:900]
     kw = dict(draws=40, tune=40, chains=2, progress=False)
     ml = bm.fit_ml(fig1_spec, data, random_seed=1)
     with pytest.warns(SamplingWarning):
@@ -214,7 +200,7 @@ def test_refit_of_same_model_and_data_skips_compilation(fig1_spec, fig1_data):
     with pytest.warns(SamplingWarning):
         again = bm.fit_bayes(fig1_spec, data, random_seed=12, init=ml, **kw)
     with pytest.warns(SamplingWarning):
-        other = bm.fit_bayes(fig1_spec, fig1_data.iloc[:901], random_seed=11, **kw)
+        other = bm.fit_bayes(fig1_spec, fig1_10k.iloc[:901], random_seed=11, **kw)
     # the same spec, data, priors and ML start: the compiled model is reused
     assert first.timings["compile_s"] > 0.5
     assert again.timings["compile_s"] < 0.01
@@ -224,8 +210,8 @@ def test_refit_of_same_model_and_data_skips_compilation(fig1_spec, fig1_data):
 
 
 @pytest.mark.slow
-def test_jax_backend_samples_the_same_posterior(fig1_spec, fig1_data):
-    data = fig1_data.iloc[:1200]
+def test_jax_backend_samples_the_same_posterior(fig1_spec, fig1_10k):
+    data = fig1_10k.iloc[:1200]
     ml = bm.fit_ml(fig1_spec, data, random_seed=1)
     kw = dict(draws=300, tune=300, chains=2, init=ml, random_seed=5, progress=False)
     numba_fit = bm.fit_bayes(fig1_spec, data, **kw)
@@ -236,6 +222,6 @@ def test_jax_backend_samples_the_same_posterior(fig1_spec, fig1_data):
     assert (gap < 0.35).all(), gap.to_dict()
 
 
-def test_unknown_backend_is_refused(fig1_spec, fig1_data):
+def test_unknown_backend_is_refused(fig1_spec, fig1_10k):
     with pytest.raises(bm.EstimationError, match="backend must be 'numba' or 'jax'"):
-        bm.fit_bayes(fig1_spec, fig1_data.iloc[:100], backend="cuda", init="prior")
+        bm.fit_bayes(fig1_spec, fig1_10k.iloc[:100], backend="cuda", init="prior")

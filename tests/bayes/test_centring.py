@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import xarray as xr
@@ -18,8 +16,7 @@ from bayesmix.ml.starts import random_start
 from bayesmix.model.params import order_permutation, relabel
 from bayesmix.model.priors import resolve_priors
 from bayesmix.paper.section2 import FIG3_PARAMS
-
-MODELS = Path(__file__).resolve().parents[2] / "models"
+from tests.support.paths import MODELS
 
 
 def _design_and_start(name: str):

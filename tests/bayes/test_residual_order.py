@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pymc as pm
@@ -15,8 +14,7 @@ from bayesmix.bayes.model import build_model
 from bayesmix.bayes.residuals import residual_order
 from bayesmix.data.design import build_design
 from bayesmix.model.priors import resolve_priors
-
-MODELS = Path(__file__).resolve().parents[2] / "models"
+from tests.support.paths import MODELS
 
 
 @pytest.fixture(scope="module")

@@ -14,25 +14,17 @@ from bayesmix import simulate
 from bayesmix.cli import main
 from bayesmix.model.spec import load_spec
 from bayesmix.paper.section2 import FIG1_PARAMS
+from tests.support.cli import param_args
+from tests.support.data import HSB_COLUMNS
+from tests.support.paths import MODELS
 
-FIG1 = str(Path(__file__).resolve().parents[2] / "models" / "fig1.toml")
-HSB_COLUMNS = [
-    "school", "math", "female", "minority", "ses", "meanses",
-    "catholic", "size", "pracad", "disclim", "himinty",
-]  # fmt: skip
+FIG1 = str(MODELS / "fig1.toml")
 
 
 def test_main_restores_warning_format() -> None:
     before = warnings.formatwarning
     assert main(["fit", "no/such/model.toml", "--data", "hsb"]) == 2
     assert warnings.formatwarning is before
-
-
-def _param_args(values: dict[str, float]) -> list[str]:
-    args: list[str] = []
-    for name, value in values.items():
-        args += ["--param", f"{name}={value}"]
-    return args
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -97,7 +89,7 @@ def test_argparse_rejects_non_positive_starts(capsys: pytest.CaptureFixture[str]
 def test_simulate_writes_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_path = tmp_path / "sim.csv"
     argv = ["simulate", FIG1, "--n", "123", "--seed", "5", "--out", str(out_path)]
-    code = main(argv + _param_args(FIG1_PARAMS))
+    code = main(argv + param_args(FIG1_PARAMS))
     out, err = capsys.readouterr()
     assert code == 0
     assert err == ""
@@ -113,7 +105,7 @@ def test_simulate_writes_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 def test_simulate_missing_parameter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     values = {k: v for k, v in FIG1_PARAMS.items() if k != "x[c2]"}
     out_path = tmp_path / "sim.csv"
-    code = main(["simulate", FIG1, "--n", "10", "--out", str(out_path), *_param_args(values)])
+    code = main(["simulate", FIG1, "--n", "10", "--out", str(out_path), *param_args(values)])
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("bayesmix: error: missing parameter value(s) ['x[c2]']")

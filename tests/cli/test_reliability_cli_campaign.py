@@ -34,8 +34,10 @@ from hypothesis import strategies as st
 from bayesmix.cli import main
 from bayesmix.errors import BayesmixError, BayesmixWarning
 from bayesmix.paper.section2 import FIG1_PARAMS, FIG3_PARAMS
+from tests.support.cli import param_args
+from tests.support.data import HSB_COLUMNS
+from tests.support.paths import MODELS
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
 MODEL_NAMES = sorted(p.stem for p in MODELS.glob("*.toml"))
 DIR = object()
 """A ``Case.files`` value: the path is a folder."""
@@ -79,10 +81,6 @@ def _table(seed: int = 3, clusters: int = 8, size: int = 5) -> tuple[list[str], 
 
 def _csv(header: list[str], rows: list[list[str]], sep: str = ",") -> bytes:
     return ("\n".join(sep.join(r) for r in [header, *rows]) + "\n").encode()
-
-
-HSB_COLUMNS = ["school", "math", "female", "minority", "ses", "meanses", "catholic", "size",
-               "pracad", "disclim", "himinty"]  # fmt: skip
 
 
 def _poisoned() -> bytes:
@@ -425,10 +423,6 @@ OTHER_COMMANDS = ["montecarlo study", "montecarlo replications", "montecarlo see
                   "unknown command"]  # fmt: skip
 
 
-def _params(values: dict[str, float]) -> list[str]:
-    return [arg for name, v in values.items() for arg in ("--param", f"{name}={v}")]
-
-
 @st.composite
 def flag_cases(draw: Any) -> Case:
     command = draw(st.sampled_from(["fit", "fit", "simulate", "simulate", "other"]))
@@ -447,7 +441,7 @@ def flag_cases(draw: Any) -> Case:
         model = draw(st.sampled_from(["fig1", "fig1", "fig3"]))
         values = dict(FIG1_PARAMS if model == "fig1" else FIG3_PARAMS)
         sizes = ["--n", "40"] if model == "fig1" else ["--clusters", "5", "--cluster-size", "4"]
-        params = _params(values)
+        params = param_args(values)
         what = draw(st.sampled_from(SIMULATE_DEFECTS))
         name = draw(st.sampled_from(sorted(values)))
         needles: list[str] = []
@@ -476,7 +470,7 @@ def flag_cases(draw: Any) -> Case:
             params = [p if p != f"{name}={values[name]}" else f"{name}={text}" for p in params]
             needles = [name]
         elif what == "missing value":
-            params = _params({k: v for k, v in values.items() if k != name})
+            params = param_args({k: v for k, v in values.items() if k != name})
             needles = [name]
         elif what == "sizes":
             options = {
@@ -577,7 +571,7 @@ def output_cases(draw: Any) -> Case:
                 ok = True
             if target == "covariates file":
                 force = ["--force"]
-            argv = ["simulate", "{d}/model.toml", "--n", "40", *_params(FIG1_PARAMS),
+            argv = ["simulate", "{d}/model.toml", "--n", "40", *param_args(FIG1_PARAMS),
                     "--out", path, *force, "--seed", "1"]  # fmt: skip
             if target in ("data file", "covariates file"):
                 argv[2:4] = ["--covariates", "{d}/data.csv"]

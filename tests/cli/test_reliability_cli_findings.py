@@ -17,8 +17,9 @@ import bayesmix as bm
 from bayesmix.analysis.montecarlo import SimulationDesign, montecarlo
 from bayesmix.cli import main
 from bayesmix.paper.section2 import FIG1_PARAMS, FIG3_PARAMS
+from tests.support.cli import param_args
+from tests.support.paths import MODELS
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
 FIG1 = str(MODELS / "fig1.toml")
 FIG3 = str(MODELS / "fig3.toml")
 MONTECARLO = ["montecarlo", "section2", "--study", "recovery", "--replications", "1",
@@ -35,10 +36,6 @@ def _data(folder: Path, clusters: int = 8, size: int = 5) -> str:
         path, index=False
     )
     return str(path)
-
-
-def _params(values: dict[str, float]) -> list[str]:
-    return [arg for name, v in values.items() for arg in ("--param", f"{name}={v}")]
 
 
 def _error(capsys: pytest.CaptureFixture[str]) -> str:
@@ -77,7 +74,7 @@ def test_more_parameters_than_rows_names_the_number_of_classes(
 def test_simulate_with_a_huge_number_of_classes_is_refused_before_naming_its_parameters(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["simulate", FIG3, "--clusters", "5", "--cluster-size", "4", *_params(FIG3_PARAMS),
+    argv = ["simulate", FIG3, "--clusters", "5", "--cluster-size", "4", *param_args(FIG3_PARAMS),
             "--classes", "100000000000", "--out", str(tmp_path / "sim.csv")]  # fmt: skip
     assert main(argv) == 2
     assert _error(capsys) == (
@@ -93,14 +90,15 @@ def test_simulate_size_beyond_memory_is_refused_before_drawing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = str(tmp_path / "sim.csv")
-    assert main(["simulate", FIG1, "--n", "100000000000", *_params(FIG1_PARAMS), "--out", out]) == 2
+    argv = ["simulate", FIG1, "--n", "100000000000", *param_args(FIG1_PARAMS), "--out", out]
+    assert main(argv) == 2
     err = _error(capsys)
     assert err.startswith(
         "bayesmix: error: simulating n = 100000000000 rows of model 'fig1' needs about "
     )
     assert "GiB of memory, more than the" in err and err.endswith("give a smaller size.\n")
     argv = ["simulate", FIG3, "--clusters", "1000000", "--cluster-size", "1000000",
-            *_params(FIG3_PARAMS), "--out", out]  # fmt: skip
+            *param_args(FIG3_PARAMS), "--out", out]  # fmt: skip
     assert main(argv) == 2
     assert "clusters * cluster_size = 1000000 * 1000000 = 1000000000000 rows" in _error(capsys)
 
@@ -188,7 +186,7 @@ def test_simulate_out_onto_the_covariates_file_is_refused_even_with_force(
 ) -> None:
     data = _data(tmp_path)
     before = Path(data).read_bytes()
-    argv = ["simulate", FIG1, "--covariates", data, *_params(FIG1_PARAMS), "--out", data,
+    argv = ["simulate", FIG1, "--covariates", data, *param_args(FIG1_PARAMS), "--out", data,
             "--force"]  # fmt: skip
     assert main(argv) == 2
     assert _error(capsys) == (
@@ -276,7 +274,7 @@ def test_empty_out_folder_is_refused_not_read_as_the_current_folder(
 def test_empty_out_of_simulate_and_montecarlo_is_named_as_empty(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["simulate", FIG1, "--n", "40", *_params(FIG1_PARAMS), "--out", ""]) == 2
+    assert main(["simulate", FIG1, "--n", "40", *param_args(FIG1_PARAMS), "--out", ""]) == 2
     assert _error(capsys) == (
         "bayesmix: error: --out is an empty path; give a file name such as 'simulated.csv'.\n"
     )

@@ -14,11 +14,7 @@ from bayesmix.data.datasets import BUNDLED, load_hsb
 from bayesmix.data.design import Design, build_design, resolve_data
 from bayesmix.errors import DataError, MissingDataWarning
 from bayesmix.model.spec import Spec, make_spec
-
-HSB_COLUMNS = [
-    "school", "math", "female", "minority", "ses", "meanses",
-    "catholic", "size", "pracad", "disclim", "himinty",
-]  # fmt: skip
+from tests.support.data import HSB_COLUMNS
 
 
 @pytest.fixture

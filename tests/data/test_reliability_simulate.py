@@ -14,8 +14,9 @@ from bayesmix.errors import DataError, SpecError
 from bayesmix.model.params import Params, from_named
 from bayesmix.model.spec import Spec, load_spec, make_spec
 from bayesmix.paper.section2 import CONVENTIONAL_PARAMS, FIG1_PARAMS, FIG3_PARAMS
+from tests.support.cli import param_args
+from tests.support.paths import MODELS
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
 FIG1 = str(MODELS / "fig1.toml")
 FIG3 = str(MODELS / "fig3.toml")
 CONVENTIONAL = str(MODELS / "conventional.toml")
@@ -36,13 +37,6 @@ def fig3() -> Spec:
     return load_spec(FIG3)
 
 
-def _param_args(values: dict[str, float]) -> list[str]:
-    args: list[str] = []
-    for name, value in values.items():
-        args += ["--param", f"{name}={value}"]
-    return args
-
-
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     code = main(argv)
     out, err = capsys.readouterr()
@@ -58,7 +52,7 @@ def test_cli_non_positive_residual_variance_is_refused(
 ) -> None:
     out_path = tmp_path / "sim.csv"
     values = {**FIG1_PARAMS, "sigma2[c1]": value}
-    argv = ["simulate", FIG1, "--n", "10", "--out", str(out_path), *_param_args(values)]
+    argv = ["simulate", FIG1, "--n", "10", "--out", str(out_path), *param_args(values)]
     code, out, err = _run(argv, capsys)
     assert code == 2
     assert out == ""
@@ -75,7 +69,7 @@ def test_cli_non_finite_residual_variance_is_refused(
 ) -> None:
     out_path = tmp_path / "sim.csv"
     values = {**FIG1_PARAMS, "sigma2[c1]": value}
-    argv = ["simulate", FIG1, "--n", "10", "--out", str(out_path), *_param_args(values)]
+    argv = ["simulate", FIG1, "--n", "10", "--out", str(out_path), *param_args(values)]
     code, out, err = _run(argv, capsys)
     assert code == 2
     assert out == ""
@@ -141,7 +135,7 @@ def test_cli_non_positive_definite_school_covariance_is_refused(
     values = {**CONVENTIONAL_PARAMS, "cov(u_1,u_x)": -0.5}  # correlation -1
     argv = [
         "simulate", CONVENTIONAL, "--clusters", "10", "--cluster-size", "5",
-        "--out", str(out_path), *_param_args(values),
+        "--out", str(out_path), *param_args(values),
     ]  # fmt: skip
     code, _, err = _run(argv, capsys)
     assert code == 2
@@ -361,7 +355,7 @@ def test_overflowing_mean_is_refused(fig1: Spec) -> None:
 
 def test_repeated_param_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_path = tmp_path / "sim.csv"
-    argv = ["simulate", FIG1, "--n", "10", "--out", str(out_path), *_param_args(FIG1_PARAMS)]
+    argv = ["simulate", FIG1, "--n", "10", "--out", str(out_path), *param_args(FIG1_PARAMS)]
     code, out, err = _run([*argv, "--param", "x[c1]=2"], capsys)
     assert code == 2
     assert out == ""
@@ -378,7 +372,7 @@ def test_cli_simulates_a_two_level_model_with_clusters(
     out_path = tmp_path / "fig3.csv"
     argv = [
         "simulate", FIG3, "--clusters", "40", "--cluster-size", "15", "--seed", "7",
-        "--out", str(out_path), *_param_args(FIG3_PARAMS),
+        "--out", str(out_path), *param_args(FIG3_PARAMS),
     ]  # fmt: skip
     code, out, err = _run(argv, capsys)
     assert (code, err) == (0, "")
@@ -413,7 +407,7 @@ def test_cli_simulates_a_two_level_model_from_a_covariates_file(
     out_path = tmp_path / "conventional.csv"
     argv = [
         "simulate", CONVENTIONAL, "--covariates", str(cov_path), "--seed", "4",
-        "--out", str(out_path), *_param_args(CONVENTIONAL_PARAMS),
+        "--out", str(out_path), *param_args(CONVENTIONAL_PARAMS),
     ]  # fmt: skip
     code, out, err = _run(argv, capsys)
     assert (code, err) == (0, "")
@@ -435,7 +429,7 @@ def test_cli_covariates_file_for_a_single_level_model(
     pd.DataFrame({"x": [0.0, 1.0, 2.0]}).to_csv(cov_path, index=False)
     out_path = tmp_path / "sim.csv"
     argv = ["simulate", FIG1, "--covariates", str(cov_path), "--out", str(out_path)]
-    code, out, _ = _run([*argv, *_param_args(FIG1_PARAMS)], capsys)
+    code, out, _ = _run([*argv, *param_args(FIG1_PARAMS)], capsys)
     assert code == 0
     assert out == f"wrote 3 rows to {out_path}\n"
     assert pd.read_csv(out_path)["x"].tolist() == [0.0, 1.0, 2.0]
@@ -446,7 +440,7 @@ def test_cli_missing_covariates_file_is_the_usual_data_error(
 ) -> None:
     missing = tmp_path / "none.csv"
     argv = ["simulate", CONVENTIONAL, "--covariates", str(missing), "--out", "x.csv"]
-    code, _, err = _run([*argv, *_param_args(CONVENTIONAL_PARAMS)], capsys)
+    code, _, err = _run([*argv, *param_args(CONVENTIONAL_PARAMS)], capsys)
     assert code == 2
     assert err.startswith(f"bayesmix: error: data {str(missing)!r} is neither a CSV file")
 
@@ -455,7 +449,7 @@ def test_cli_two_level_without_sizes_names_the_flags(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out_path = tmp_path / "sim.csv"
-    argv = ["simulate", FIG3, "--n", "100", "--out", str(out_path), *_param_args(FIG3_PARAMS)]
+    argv = ["simulate", FIG3, "--n", "100", "--out", str(out_path), *param_args(FIG3_PARAMS)]
     code, _, err = _run(argv, capsys)
     assert code == 2
     assert err == (
@@ -469,7 +463,7 @@ def test_cli_two_level_without_sizes_names_the_flags(
 def test_cli_single_level_without_n_names_the_flag(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["simulate", FIG1, "--out", str(tmp_path / "s.csv"), *_param_args(FIG1_PARAMS)]
+    argv = ["simulate", FIG1, "--out", str(tmp_path / "s.csv"), *param_args(FIG1_PARAMS)]
     code, _, err = _run(argv, capsys)
     assert code == 2
     assert err == (
@@ -483,7 +477,7 @@ def test_cli_single_level_with_clusters_is_refused(
 ) -> None:
     argv = [
         "simulate", FIG1, "--clusters", "10", "--cluster-size", "5",
-        "--out", str(tmp_path / "s.csv"), *_param_args(FIG1_PARAMS),
+        "--out", str(tmp_path / "s.csv"), *param_args(FIG1_PARAMS),
     ]  # fmt: skip
     code, _, err = _run(argv, capsys)
     assert code == 2
@@ -508,7 +502,7 @@ def test_cli_negative_seed_names_the_flag(
 ) -> None:
     argv = ["simulate", FIG1, "--n", "10", "--seed", "-1", "--out", str(tmp_path / "s.csv")]
     with pytest.raises(SystemExit) as info:
-        main([*argv, *_param_args(FIG1_PARAMS)])
+        main([*argv, *param_args(FIG1_PARAMS)])
     err = capsys.readouterr().err
     assert info.value.code == 2
     assert "--seed" in err and "'-1'" in err and "0 to 4294967295" in err

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,8 +13,9 @@ from bayesmix.errors import DataError, SpecError
 from bayesmix.model.params import from_named
 from bayesmix.model.spec import Spec, load_spec, make_spec
 from bayesmix.paper.section2 import FIG1_PARAMS
+from tests.support.paths import MODELS
 
-FIG1 = Path(__file__).resolve().parents[2] / "models" / "fig1.toml"
+FIG1 = MODELS / "fig1.toml"
 N = 20_000
 
 

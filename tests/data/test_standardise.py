@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,10 +12,10 @@ from bayesmix.data.standardise import expansion, standardise
 from bayesmix.density.compiled import loglik_and_grad
 from bayesmix.density.quadrature import adapted_quadrature
 from bayesmix.formatting import significant
-from bayesmix.paper.section2 import CONVENTIONAL_PARAMS, FIG1_PARAMS, FIG3_PARAMS
+from bayesmix.paper.section2 import FIG1_PARAMS
+from tests.support.fits import two_level_60x10
+from tests.support.paths import MODELS
 from tests.support.scale_check import TRANSFORMS, expected, mismatch, transformed
-
-MODELS = Path(__file__).resolve().parents[2] / "models"
 
 HSB_1B_PARAMS = {
     "1": 12.0, "pracad": 3.0, "catholic": 1.0, "meanses": 2.5,
@@ -54,24 +52,9 @@ DESIGNS = {
         ("x",),
         4,
     ),
-    "fig3": (
-        "fig3.toml",
-        lambda: bm.simulate(
-            bm.load_spec(f"{MODELS}/fig3.toml"), FIG3_PARAMS, clusters=60, cluster_size=10,
-            random_seed=1,
-        ),
-        ("x", "w"),
-        4,
-    ),
-    "conventional": (
-        "conventional.toml",
-        lambda: bm.simulate(
-            bm.load_spec(f"{MODELS}/conventional.toml"), CONVENTIONAL_PARAMS, clusters=60,
-            cluster_size=10, random_seed=1,
-        ),
-        ("x", "w"),
-        1,
-    ),
+    # None: 60 schools x 10 students, the data and fit of tests.support.fits.two_level_60x10
+    "fig3": ("fig3.toml", None, ("x", "w"), 4),
+    "conventional": ("conventional.toml", None, ("x", "w"), 1),
     "1b": (
         "hsb_1b.toml",
         _hsb_like,
@@ -92,8 +75,11 @@ _BASE: dict[str, tuple[bm.Spec, pd.DataFrame, bm.MLResult]] = {}
 
 def _base(name: str) -> tuple[bm.Spec, pd.DataFrame, bm.MLResult]:
     """The design's data and its fit on the units as simulated, made once per session."""
+    file, make, _, starts = DESIGNS[name]
+    if make is None:
+        shared = two_level_60x10(name)
+        return shared.spec, shared.data, shared.ml
     if name not in _BASE:
-        file, make, _, starts = DESIGNS[name]
         spec = bm.load_spec(f"{MODELS}/{file}")
         data = make()
         _BASE[name] = (spec, data, bm.fit_ml(spec, data, starts=starts, random_seed=1))

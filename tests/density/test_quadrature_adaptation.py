@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +12,7 @@ from bayesmix.data.design import build_design
 from bayesmix.data.standardise import standardise
 from bayesmix.density.quadrature import AdaptiveQuadrature
 from bayesmix.paper.section2 import FIG3_PARAMS
-
-MODELS = Path(__file__).resolve().parents[2] / "models"
+from tests.support.paths import MODELS
 
 # near the ML estimates of the 300 000-student Fig 3 data below, on the standardised scale
 THETA = np.array(

@@ -13,45 +13,31 @@ from bayesmix.density.quadrature import AdaptiveQuadrature, adapted_quadrature
 from bayesmix.model import params as param_layout
 from bayesmix.model.params import Params, relabel, relabel_between
 from bayesmix.model.priors import resolve_priors
-
-# K = 2 student classes in L = 2 school classes, 300 schools x 20 students.
-C22_PARAMS = {
-    "1[c1,d1]": 4.0, "1[c2,d1]": 1.0, "1[c1,d2]": 1.5, "1[c2,d2]": -1.5, "w": 0.5,
-    "x[c1]": -1.0, "x[c2]": 0.5, "var(u_1)": 0.3, "sigma2": 1.0,
-    "C#1 ~ 1": 0.0, "C#1 ~ x": 1.0, "D#1 ~ 1": 0.3, "D#1 ~ w": 1.0,
-}  # fmt: skip
-
-
-def c22_spec(between: int = 2) -> bm.Spec:
-    return bm.make_spec(
-        "y ~ x",
-        classes=2,
-        class_varying=["1", "x"],
-        membership="x",
-        cluster="cluster",
-        level2={"1": "w"},
-        random="1",
-        between_classes=between,
-        between_membership="w",
-        between_varying=["1"],
-        name="c22",
-    )
+from tests.support.models import C22_PARAMS, c22_spec
+from tests.support.paths import MODELS
 
 
 @pytest.fixture(scope="module")
 def c22_data():
+    """K = 2 student classes in L = 2 school classes, 300 schools x 20 students."""
     return bm.simulate(c22_spec(), C22_PARAMS, clusters=300, cluster_size=20, random_seed=1)
+
+
+@pytest.fixture(scope="module")
+def c22_ml(c22_data):
+    """Model C's ML fit to :func:`c22_data` from 20 starts (seed 1)."""
+    return bm.fit_ml(c22_spec(), c22_data, starts=20, random_seed=1)
 
 
 def test_model_c_names_and_count():
     assert param_layout.param_names(c22_spec()) == list(C22_PARAMS)
-    spec = bm.load_spec("models/hsb_C.toml")
+    spec = bm.load_spec(MODELS / "hsb_C.toml")
     assert (spec.classes, spec.between_classes) == (3, 2)
     assert param_layout.count_params(spec) == 51
     # L = 1 is model B exactly
-    one = bm.load_spec("models/hsb_C.toml", between_classes=1)
+    one = bm.load_spec(MODELS / "hsb_C.toml", between_classes=1)
     assert param_layout.param_names(one) == param_layout.param_names(
-        bm.load_spec("models/hsb_B.toml")
+        bm.load_spec(MODELS / "hsb_B.toml")
     )
 
 
@@ -111,8 +97,8 @@ def test_relabelling_keeps_the_likelihood(c22_data):
 
 
 @pytest.mark.slow
-def test_model_c_ml_recovers_all_parameters(c22_data):
-    fit = bm.fit_ml(c22_spec(), c22_data, starts=20, random_seed=1)
+def test_model_c_ml_recovers_all_parameters(c22_data, c22_ml):
+    fit = c22_ml
     for name, truth in C22_PARAMS.items():
         est, se = fit.params.loc[name, ["estimate", "se"]]
         assert abs(est - truth) < 3 * se, f"{name}: {est:.3f} vs {truth} (SE {se:.3f})"
@@ -165,8 +151,8 @@ def test_bayes_density_marginalises_level2_classes_per_school(c22_data):
 
 
 @pytest.mark.slow
-def test_model_c_bayes_agrees_with_ml(c22_data):
-    ml = bm.fit_ml(c22_spec(), c22_data, starts=20, random_seed=1)
+def test_model_c_bayes_agrees_with_ml(c22_data, c22_ml):
+    ml = c22_ml
     # 2000 draws: with 1000 the largest R-hat of this model's parameters ranged over
     # 1.0076-1.0128 with the rounding of the compiled log-density (1.0033 with 2000)
     fit = bm.fit_bayes(c22_spec(), c22_data, draws=2000, tune=1000, random_seed=2)
@@ -189,8 +175,8 @@ def test_bayes_model_c_with_equal_school_classes_is_model_b_on_hsb():
     from bayesmix.ml.starts import random_start
     from bayesmix.model.params import order_permutation, relabel
 
-    spec_c = bm.load_spec("models/hsb_C.toml", classes=3, between_classes=2)
-    spec_b = bm.load_spec("models/hsb_B.toml", classes=3)
+    spec_c = bm.load_spec(MODELS / "hsb_C.toml", classes=3, between_classes=2)
+    spec_b = bm.load_spec(MODELS / "hsb_B.toml", classes=3)
     dc, db = build_design(spec_c, "hsb"), build_design(spec_b, "hsb")
     rng = np.random.default_rng(0)
     pb = db.layout.unpack(random_start(db, rng))

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 import bayesmix as bm
 from bayesmix.errors import BoundaryWarning
+from tests.support.paths import MODELS, REFERENCE
+from tests.support.settings import SCALED
 
-REF = json.loads((Path(__file__).resolve().parents[1] / "reference" / "hsb_lme4.json").read_text())[
-    "models"
-]
+REF = json.loads((REFERENCE / "hsb_lme4.json").read_text())["models"]
 LME4_NAMES = {"(Intercept)": "1"}
 
 
@@ -29,8 +29,21 @@ def _sig3(a: float, b: float) -> bool:
 
 
 @pytest.fixture(scope="module")
-def hsb1() -> bm.MLResult:
-    return bm.fit_ml(bm.load_spec("models/hsb_1.toml"), "hsb")
+def hsb_ml() -> Callable[[str], bm.MLResult]:
+    """The ML fit of an HSB model file (default settings), made on first use."""
+    fits: dict[str, bm.MLResult] = {}
+
+    def fit(model: str) -> bm.MLResult:
+        if model not in fits:
+            fits[model] = bm.fit_ml(bm.load_spec(MODELS / f"{model}.toml"), "hsb")
+        return fits[model]
+
+    return fit
+
+
+@pytest.fixture(scope="module")
+def hsb1(hsb_ml: Callable[[str], bm.MLResult]) -> bm.MLResult:
+    return hsb_ml("hsb_1")
 
 
 def test_hsb1_loglik_and_parameters_match_lme4(hsb1):
@@ -63,9 +76,9 @@ def test_hsb1_variance_components_close_to_lme4(hsb1):
 
 
 @pytest.mark.parametrize("model", ["hsb_1b", "hsb_1c"])
-def test_heteroscedastic_models_match_lme4_profile(model):
+def test_heteroscedastic_models_match_lme4_profile(model, hsb_ml):
     ref = REF[model]
-    fit = bm.fit_ml(bm.load_spec(f"models/{model}.toml"), "hsb")
+    fit = hsb_ml(model)
     assert fit.loglik == pytest.approx(ref["logLik"], abs=2e-3)
     assert fit.n_params == ref["n_params"]
     if model == "hsb_1c":
@@ -80,9 +93,8 @@ def test_heteroscedastic_models_match_lme4_profile(model):
         assert params["log(sigma2) ~ ses"] == pytest.approx(-0.02888, abs=2e-4)
 
 
-def test_heteroscedastic_models_improve_on_model_1(hsb1):
-    b = bm.fit_ml(bm.load_spec("models/hsb_1b.toml"), "hsb")
-    c = bm.fit_ml(bm.load_spec("models/hsb_1c.toml"), "hsb")
+def test_heteroscedastic_models_improve_on_model_1(hsb1, hsb_ml):
+    b, c = hsb_ml("hsb_1b"), hsb_ml("hsb_1c")
     # as in the paper's Table 2: both improve the log-likelihood, 1c the most
     assert hsb1.loglik < b.loglik < c.loglik
     lrt = bm.lrt(hsb1, c)
@@ -149,7 +161,7 @@ def test_variance_at_boundary_is_flagged():
     assert math.isnan(fit.params.loc["var(u_x)", "se"])
 
 
-def test_pymc_density_with_random_effects_integrated_equals_ml_loglik():
+def test_pymc_density_with_random_effects_integrated_equals_ml_loglik(hsb_ml):
     """The PyMC model's density of y given u, with u integrated out exactly
     (Laplace is exact for a Gaussian integrand), equals the ML marginal likelihood."""
     import pytensor.tensor as pt
@@ -160,10 +172,10 @@ def test_pymc_density_with_random_effects_integrated_equals_ml_loglik():
     from bayesmix.density.compiled import loglik_and_grad
     from bayesmix.model.priors import resolve_priors
 
-    spec = bm.load_spec("models/hsb_1c.toml")
+    spec = bm.load_spec(MODELS / "hsb_1c.toml")
     design = build_design(spec, "hsb")
     lay = design.layout
-    values = dict(zip(lay.names, bm.fit_ml(spec, "hsb").estimates, strict=True))
+    values = dict(zip(lay.names, hsb_ml("hsb_1c").estimates, strict=True))
     values.update({"var(u_ses)": 0.3, "cov(u_female,u_ses)": -0.05, "sigma2[catholic=1]": 30.0})
     params = lay.from_named(values)
     beta, lsig, chol = params.beta[0], params.lsig[0], params.chol
@@ -206,7 +218,10 @@ def test_cli_fit_hsb1_json(capsys):
     from bayesmix.cli import main
 
     assert (
-        main(["fit", "models/hsb_1.toml", "--data", "hsb", "--estimator", "ml", "--json", "-"]) == 0
+        main(
+            ["fit", str(MODELS / "hsb_1.toml"), "--data", "hsb", "--estimator", "ml", "--json", "-"]
+        )
+        == 0
     )
     out = json.loads(capsys.readouterr().out)
     assert out["loglik"] == pytest.approx(-23214.496, abs=1e-3)
@@ -219,12 +234,11 @@ def test_cli_fit_hsb1_json(capsys):
 
 @pytest.mark.slow
 def test_bayes_hsb1_agrees_with_ml(hsb1):
-    draws = int(__import__("os").environ.get("BAYESMIX_TEST_DRAWS", "400"))
     with pytest.warns(bm.BayesmixWarning):
         # the random-effect covariance (rank 2 at the ML estimate) mixes slowly: with
         # few draws its R-hat and ESS are flagged, which is what the warning reports
         fit = bm.fit_bayes(
-            bm.load_spec("models/hsb_1.toml"), "hsb", draws=draws, tune=draws, random_seed=3
+            bm.load_spec(MODELS / "hsb_1.toml"), "hsb", **SCALED.kwargs(random_seed=3)
         )
     fixed = list(hsb1.spec.fixed_names)
     table = fit.table

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 import bayesmix as bm
 from bayesmix.data.design import build_design
 from bayesmix.diagnostics import empty_classes
+from tests.support.fits import two_level_60x10
+from tests.support.paths import MODELS
 
 
 def frame(n: int = 60, clusters: int = 6, seed: int = 0) -> pd.DataFrame:
@@ -188,12 +190,9 @@ def _outcome_scale_map(lay, scale: float) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("model", ["conventional", "fig3"])
 def test_estimates_follow_the_outcome_scale_from_1e_minus_6_to_1e6(model):
-    from bayesmix.paper.section2 import CONVENTIONAL_PARAMS, FIG3_PARAMS
-
-    spec = bm.load_spec(f"models/{model}.toml")
-    values = FIG3_PARAMS if model == "fig3" else CONVENTIONAL_PARAMS
-    data = bm.simulate(spec, values, clusters=60, cluster_size=10, random_seed=1)
-    base = bm.fit_ml(spec, data, starts=4, random_seed=1)
+    # 60 schools x 10 students (seed 1) and their fit from 4 starts (seed 1)
+    shared = two_level_60x10(model)
+    spec, data, base = shared.spec, shared.data, shared.ml
     for scale in (1e-6, 1e6):
         fit = bm.fit_ml(spec, data.assign(y=data["y"] * scale), starts=4, random_seed=1)
         a, b = _outcome_scale_map(fit.design.layout, scale)
@@ -206,7 +205,7 @@ def test_estimates_follow_the_outcome_scale_from_1e_minus_6_to_1e6(model):
 def test_standardisation_maps_every_parameter_kind():
     from bayesmix.data.standardise import standardise
 
-    spec = bm.load_spec("models/fig3.toml")
+    spec = bm.load_spec(MODELS / "fig3.toml")
     design = build_design(spec, frame_fig3())
     _, st = standardise(design)
     s_y, s_x, s_w = st.y_scale, st.scale["x"], st.scale["w"]
@@ -229,7 +228,7 @@ def test_standardisation_maps_every_parameter_kind():
 def frame_fig3() -> pd.DataFrame:
     from bayesmix.paper.section2 import FIG3_PARAMS
 
-    return bm.simulate(bm.load_spec("models/fig3.toml"), FIG3_PARAMS, clusters=20,
+    return bm.simulate(bm.load_spec(MODELS / "fig3.toml"), FIG3_PARAMS, clusters=20,
                        cluster_size=5, random_seed=2)  # fmt: skip
 
 
@@ -239,7 +238,7 @@ def test_clusters_of_1_to_500_students_give_finite_fits():
     rng = np.random.default_rng(4)
     sizes = np.concatenate([[1, 1, 2, 500, 350], rng.integers(1, 60, size=40)])
     for name, values in (("conventional", CONVENTIONAL_PARAMS), ("fig3", FIG3_PARAMS)):
-        spec = bm.load_spec(f"models/{name}.toml")
+        spec = bm.load_spec(MODELS / f"{name}.toml")
         base = bm.simulate(spec, values, clusters=len(sizes), cluster_size=500, random_seed=4)
         keep = base.groupby("cluster").cumcount() < np.repeat(sizes, 500)
         with warnings.catch_warnings():

@@ -16,11 +16,12 @@ from bayesmix.density.hermite import _outcome_grid, gauss_hermite, quadrature_lo
 from bayesmix.density.quadrature import AdaptiveQuadrature, make_chunks, plan_chunks
 from bayesmix.model import params as param_layout
 from bayesmix.paper.section2 import FIG3_PARAMS
+from tests.support.paths import MODELS
 
 
 @pytest.fixture(scope="module")
 def fig3_spec() -> bm.Spec:
-    return bm.load_spec("models/fig3.toml")
+    return bm.load_spec(MODELS / "fig3.toml")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def test_fig3_has_the_paper_parameter_count(fig3_spec):
 def test_quadrature_with_one_class_equals_exact_gaussian(points):
     """With K = 1 the integrand is Gaussian: adaptive quadrature is exact with any number of points,
     once the nodes sit at each school's posterior (starting from the prior)."""
-    spec = bm.load_spec("models/hsb_1.toml")
+    spec = bm.load_spec(MODELS / "hsb_1.toml")
     design = build_design(spec, "hsb")
     lay = design.layout
     values = {
@@ -123,7 +124,7 @@ def test_outcome_grid_splits_the_tensor_rule():
 def test_class_densities_on_the_outcome_grid_equal_the_full_grid(model, monkeypatch):
     """The class densities, computed on the outcome terms' coarser grid and repeated, give
     the objective, its gradient and the posteriors of the densities on every node."""
-    spec = bm.load_spec(f"models/{model}.toml", classes=3 if model == "hsb_B" else None)
+    spec = bm.load_spec(MODELS / f"{model}.toml", classes=3 if model == "hsb_B" else None)
     if model == "fig3":
         data = bm.simulate(spec, FIG3_PARAMS, clusters=20, cluster_size=8, random_seed=3)
         theta = build_design(spec, data).layout.to_theta(np.array(list(FIG3_PARAMS.values())))
@@ -182,7 +183,7 @@ def test_fig3_loglik_stable_when_points_are_raised(fig3_spec, fig3_data, fig3_fi
 def test_conventional_model_on_fig3_data_finds_spurious_cross_level_effect(fig3_data, fig3_fit):
     """Section 2.2: fitted to Fig 3 data, the conventional model has a worse logL and BIC
     and a negative significant x:w."""
-    conv = bm.fit_ml(bm.load_spec("models/conventional.toml"), fig3_data)
+    conv = bm.fit_ml(bm.load_spec(MODELS / "conventional.toml"), fig3_data)
     assert conv.n_params == 8
     assert conv.loglik < fig3_fit.loglik
     assert conv.bic > fig3_fit.bic
@@ -308,7 +309,7 @@ def test_plan_chunks_covers_every_school_once_within_the_limit():
 
 
 def test_chunks_pad_to_one_shape_with_a_zero_weight_school():
-    design = build_design(bm.load_spec("models/hsb_A.toml", classes=2), "hsb")
+    design = build_design(bm.load_spec(MODELS / "hsb_A.toml", classes=2), "hsb")
     chunks = make_chunks(design, cells_per_row=98, target=100_000)
     shapes = {tuple(a.shape for a in c.args) for c in chunks}
     assert len(shapes) == 1
@@ -329,7 +330,7 @@ def test_hsb_model_a_two_classes_beats_one_class():
     -22917.164 is the A2 maximum found from 20 starts (seeds 1 and 2, 7 and 11 points).
     """
     fits = [
-        bm.fit_ml(bm.load_spec("models/hsb_A.toml", classes=k), "hsb", starts=8, random_seed=1)
+        bm.fit_ml(bm.load_spec(MODELS / "hsb_A.toml", classes=k), "hsb", starts=8, random_seed=1)
         for k in (1, 2)
     ]
     assert fits[1].loglik == pytest.approx(-22917.164, abs=0.01)

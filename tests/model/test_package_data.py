@@ -12,8 +12,8 @@ import pytest
 
 import bayesmix as bm
 from bayesmix.model import catalogue
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 PACKAGED = ROOT / "bayesmix" / "model" / "bundled"
 
 # name -> (K, L) as the files set them

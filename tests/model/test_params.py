@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +18,9 @@ from bayesmix.model.params import (
     relabel,
 )
 from bayesmix.model.spec import Spec, load_spec, make_spec
+from tests.support.paths import MODELS
 
-FIG1 = Path(__file__).resolve().parents[2] / "models" / "fig1.toml"
+FIG1 = MODELS / "fig1.toml"
 FIG1_NAMES = [
     "1[c1]", "1[c2]", "x[c1]", "x[c2]", "sigma2[c1]", "sigma2[c2]", "C#1 ~ 1", "C#1 ~ x",
 ]  # fmt: skip

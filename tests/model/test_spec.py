@@ -9,8 +9,8 @@ import pytest
 
 from bayesmix.errors import FormulaError, SpecError
 from bayesmix.model.spec import Spec, load_spec, make_spec
+from tests.support.paths import MODELS
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
 FIG1 = MODELS / "fig1.toml"
 FIG1_DESCRIPTION = "Single-level regression mixture of the paper's Fig 1 (eqs 1-2)"
 
@@ -401,7 +401,7 @@ def test_hsb_model_files_equal_demo_specs(variant: str) -> None:
 
     from bayesmix.paper.demo import hsb_conventional_spec
 
-    path = Path(__file__).resolve().parents[2] / "models" / f"hsb_{variant}.toml"
+    path = MODELS / f"hsb_{variant}.toml"
     from_file = dataclasses.replace(load_spec(path), description="")
     assert from_file == hsb_conventional_spec(variant)
 
@@ -409,7 +409,7 @@ def test_hsb_model_files_equal_demo_specs(variant: str) -> None:
 def test_conventional_model_file_has_paper_parameter_count() -> None:
     from bayesmix.model.params import param_names
 
-    spec = load_spec(Path(__file__).resolve().parents[2] / "models" / "conventional.toml")
+    spec = load_spec(MODELS / "conventional.toml")
     # Section 2.2: the conventional model has eight parameters
     assert param_names(spec) == [
         "1",

@@ -27,14 +27,15 @@ from bayesmix.plots import (
     plot_ml_vs_bayes,
 )
 from bayesmix.results.ml import MLResult, StartsReport
+from tests.support.paths import MODELS
+from tests.support.settings import PLOTS
 
 WALD_Z = 1.959964
 
 
 @pytest.fixture(scope="module")
-def gender_data():
-    spec = bm.load_spec("models/fig1.toml")
-    return bm.simulate(spec, FIG1_PARAMS, n=4000, covariates={"x": "bernoulli"}, random_seed=5)
+def gender_data(fig1_spec):
+    return bm.simulate(fig1_spec, FIG1_PARAMS, n=4000, covariates={"x": "bernoulli"}, random_seed=5)
 
 
 def test_fig1_panels_count_every_student_once(gender_data, tmp_path):
@@ -91,11 +92,6 @@ def test_school_effects_plot_reports_share():
 
 
 @pytest.fixture(scope="module")
-def fig1_spec():
-    return bm.load_spec("models/fig1.toml")
-
-
-@pytest.fixture(scope="module")
 def fig1_data(fig1_spec):
     return bm.simulate(fig1_spec, FIG1_PARAMS, n=2000, covariates={"x": "bernoulli"}, random_seed=5)
 
@@ -114,15 +110,13 @@ def fig1_bayes(fig1_spec, fig1_data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SamplingWarning)
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
-        return bm.fit_bayes(
-            fig1_spec, fig1_data, draws=100, tune=100, chains=2, random_seed=1, ml_starts=4
-        )
+        return bm.fit_bayes(fig1_spec, fig1_data, **PLOTS.kwargs(random_seed=1, ml_starts=4))
 
 
 @pytest.fixture(scope="module")
 def model_c_result():
     """Model C (K = 3, L = 2) on HSB with made-up estimates: plots need no optimum."""
-    spec = bm.load_spec("models/hsb_C.toml")
+    spec = bm.load_spec(MODELS / "hsb_C.toml")
     design = build_design(spec, "hsb")
     rng = np.random.default_rng(3)
     names = tuple(design.layout.names)

@@ -11,16 +11,18 @@ import pytest
 
 import bayesmix as bm
 from bayesmix.paper.section2 import FIG1_PARAMS
+from tests.support.paths import MODELS
+from tests.support.settings import SHORT
 
 
 @pytest.fixture(scope="module")
 def fig1_data() -> pd.DataFrame:
-    spec = bm.load_spec("models/fig1.toml")
+    spec = bm.load_spec(MODELS / "fig1.toml")
     return bm.simulate(spec, FIG1_PARAMS, n=1500, random_seed=3)
 
 
 def test_ml_fit_round_trips_through_json(tmp_path, fig1_data):
-    ml = bm.fit_ml(bm.load_spec("models/fig1.toml"), fig1_data, starts=4, random_seed=1)
+    ml = bm.fit_ml(bm.load_spec(MODELS / "fig1.toml"), fig1_data, starts=4, random_seed=1)
     path = ml.save(tmp_path / "fig1")
     assert path.name == "fig1.json"
     back = bm.load_result(path)
@@ -35,7 +37,7 @@ def test_ml_fit_round_trips_through_json(tmp_path, fig1_data):
 
 
 def test_two_level_fit_with_string_schools_and_nan_se_round_trips(tmp_path):
-    spec = bm.load_spec("models/conventional.toml")
+    spec = bm.load_spec(MODELS / "conventional.toml")
     from bayesmix.paper.section2 import CONVENTIONAL_PARAMS
 
     data = bm.simulate(spec, CONVENTIONAL_PARAMS, clusters=40, cluster_size=10, random_seed=2)
@@ -69,9 +71,9 @@ def test_bad_files_are_named(tmp_path):
 
 @pytest.mark.slow
 def test_bayes_fit_round_trips_and_its_seed_reproduces_it(tmp_path, fig1_data):
-    spec = bm.load_spec("models/fig1.toml")
-    post = bm.fit_bayes(spec, fig1_data, draws=200, tune=200, chains=2, random_seed=4)
-    again = bm.fit_bayes(spec, fig1_data, draws=200, tune=200, chains=2, random_seed=4)
+    spec = bm.load_spec(MODELS / "fig1.toml")
+    post = bm.fit_bayes(spec, fig1_data, **SHORT.kwargs(random_seed=4))
+    again = bm.fit_bayes(spec, fig1_data, **SHORT.kwargs(random_seed=4))
     np.testing.assert_array_equal(again.draws["x[c1]"], post.draws["x[c1]"])
     folder = post.save(tmp_path / "post")
     back = bm.load_result(folder)
@@ -110,7 +112,7 @@ def test_an_interrupted_fit_keeps_its_draws_and_says_so(monkeypatch, fig1_data):
         return running
 
     monkeypatch.setattr(nutpie, "sample", interrupted)
-    spec = bm.load_spec("models/fig1.toml")
+    spec = bm.load_spec(MODELS / "fig1.toml")
     with pytest.warns(bm.BayesmixWarning, match="interrupted: the result holds the first"):
         post = bm.fit_bayes(spec, fig1_data, draws=50000, tune=100, chains=2, random_seed=1)
     kept = post.settings["interrupted_at"]

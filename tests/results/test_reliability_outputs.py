@@ -22,8 +22,10 @@ import bayesmix.paper.runs
 import bayesmix.results.persist
 from bayesmix.cli import main
 from bayesmix.paper.section2 import FIG1_PARAMS
+from tests.support.cli import param_args
+from tests.support.paths import ROOT
+from tests.support.settings import TINY
 
-ROOT = Path(__file__).resolve().parents[2]
 FIG1 = str(ROOT / "models" / "fig1.toml")
 
 
@@ -43,13 +45,7 @@ def post(fig1_data: pd.DataFrame) -> bm.BayesResult:
         # 2 x 50 draws: the R-hat, ESS and Pareto k warnings are expected
         warnings.simplefilter("ignore")
         return bm.fit_bayes(
-            bm.load_spec(FIG1),
-            fig1_data,
-            draws=50,
-            tune=50,
-            chains=2,
-            random_seed=1,
-            ml_starts=2,
+            bm.load_spec(FIG1), fig1_data, **TINY.kwargs(random_seed=1, ml_starts=2)
         )
 
 
@@ -81,9 +77,7 @@ def fit_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 def _sim_argv(out: Path, *extra: str) -> list[str]:
     argv = ["simulate", FIG1, "--n", "50", "--seed", "2", "--out", str(out), *extra]
-    for name, value in FIG1_PARAMS.items():
-        argv += ["--param", f"{name}={value}"]
-    return argv
+    return [*argv, *param_args(FIG1_PARAMS)]
 
 
 def _edit(path: Path, change) -> None:

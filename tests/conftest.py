@@ -1,0 +1,35 @@
+"""Fits shared by the whole session.
+
+Each fixture here is a fit (or the data it is made from) that tests in more than one file
+inspect without changing: it is made once, on first use, with exactly the arguments each of
+those tests used before. A test that changes a result, or checks how a fit is made (its
+seed, its compile cache, its warnings), makes its own.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import bayesmix as bm
+from bayesmix.paper.section2 import FIG1_PARAMS
+from tests.support.paths import MODELS
+
+
+@pytest.fixture(scope="session")
+def fig1_spec() -> bm.Spec:
+    """The Fig 1 single-level mixture (models/fig1.toml)."""
+    return bm.load_spec(MODELS / "fig1.toml")
+
+
+@pytest.fixture(scope="session")
+def fig1_10k(fig1_spec: bm.Spec) -> pd.DataFrame:
+    """Section 2.1's data: n = 10000 from the Fig 1 population values, x with mean 0 and
+    variance 1."""
+    return bm.simulate(fig1_spec, FIG1_PARAMS, n=10000, random_seed=2009)
+
+
+@pytest.fixture(scope="session")
+def fig1_10k_ml(fig1_spec: bm.Spec, fig1_10k: pd.DataFrame) -> bm.MLResult:
+    """The ML fit of Fig 1 to :func:`fig1_10k` from 20 starts (seed 1)."""
+    return bm.fit_ml(fig1_spec, fig1_10k, starts=20, random_seed=1)

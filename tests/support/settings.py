@@ -1,0 +1,45 @@
+"""The NUTS settings the tests use, read in one place.
+
+``BAYESMIX_TEST_DRAWS`` raises the draws (and tuning steps) of the tests that compare NUTS
+with ML for a thorough local check; ``BAYESMIX_NOTEBOOK_DRAWS`` sets the draws the notebooks
+run with under ``make notebooks``. Every other test keeps the fixed settings named here,
+which are part of what it checks (a warning expected from few draws, a seed's draws).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+TEST_DRAWS = int(os.environ.get("BAYESMIX_TEST_DRAWS", "400"))
+"""Draws (and tuning steps) of the NUTS-against-ML tests; small by default to keep CI fast."""
+
+NOTEBOOK_DRAWS = os.environ.get("BAYESMIX_NOTEBOOK_DRAWS", "150")
+"""Draws the notebooks read from ``BAYESMIX_NOTEBOOK_DRAWS`` when they are executed."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Draws, tuning steps and chains of one NUTS run (4 chains, as fit_bayes's default)."""
+
+    draws: int
+    tune: int
+    chains: int = 4
+
+    def kwargs(self, **extra: Any) -> dict[str, Any]:
+        """Keyword arguments of :func:`bayesmix.fit_bayes`, with ``extra`` added."""
+        return {"draws": self.draws, "tune": self.tune, "chains": self.chains, **extra}
+
+
+SCALED = Sampling(TEST_DRAWS, TEST_DRAWS)
+"""NUTS against ML at ``TEST_DRAWS`` draws after as many tuning steps, 4 chains."""
+
+SHORT = Sampling(200, 200, 2)
+"""Two short chains: enough for a posterior that is only read, not judged on convergence."""
+
+PLOTS = Sampling(100, 100, 2)
+"""Draws that cannot mix: plots need draws, not a converged posterior."""
+
+TINY = Sampling(50, 50, 2)
+"""The fewest draws a saved result or a summary can be built from."""
