@@ -17,7 +17,7 @@ from bayesmix.data.design import Design
 from bayesmix.density.compiled import pointwise
 from bayesmix.density.primitives import log_softmax_ref, normal_logpdf
 from bayesmix.model.params import Params
-from bayesmix.results.fits import LabelCheck
+from bayesmix.results.bayes import LabelCheck
 
 
 def structured_draws(posterior: xr.Dataset, design: Design) -> Params:

@@ -40,7 +40,8 @@ from bayesmix.errors import (
 from bayesmix.model.params import Params
 from bayesmix.model.priors import Prior, resolve_priors
 from bayesmix.model.spec import Spec
-from bayesmix.results.fits import BayesResult, LabelCheck, MLResult
+from bayesmix.results.bayes import BayesResult, LabelCheck
+from bayesmix.results.ml import MLResult
 from bayesmix.validate import check_seed
 
 Init = Literal["ml", "prior"]

@@ -45,7 +45,7 @@ from bayesmix.model.params import (
 )
 from bayesmix.model.spec import Spec
 from bayesmix.progress import Progress
-from bayesmix.results.fits import MLResult, StartsReport
+from bayesmix.results.ml import MLResult, StartsReport
 from bayesmix.validate import check_seed
 
 REPLICATION_TOL = 1e-3

@@ -18,7 +18,7 @@ from bayesmix.data.design import Design
 from bayesmix.data.standardise import Standardisation
 from bayesmix.errors import EstimationError
 from bayesmix.model.params import Layout, Params
-from bayesmix.results.fits import MLResult
+from bayesmix.results.ml import MLResult
 
 
 def _initial_theta(lay: Layout, init: Mapping[str, float] | Params) -> np.ndarray:
