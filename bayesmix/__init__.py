@@ -30,9 +30,10 @@ from bayesmix.errors import (
     SpecError,
 )
 from bayesmix.ml.fit import fit_ml
+from bayesmix.model.build import load_spec, make_spec
 from bayesmix.model.catalogue import model_file, model_names
 from bayesmix.model.priors import Prior
-from bayesmix.model.spec import Spec, load_spec, make_spec
+from bayesmix.model.spec import Spec
 from bayesmix.outputs import OutputError
 from bayesmix.results.bayes import BayesResult
 from bayesmix.results.interface import FitResult

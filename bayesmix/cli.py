@@ -237,7 +237,7 @@ _ESTIMATORS = {
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     from bayesmix.analysis.compare import compare, format_table
-    from bayesmix.model.spec import load_spec
+    from bayesmix.model.build import load_spec
 
     if args.json is not None and args.json != "-":
         # before the fit: a long run must not be lost to a path that cannot take its JSON
@@ -342,7 +342,7 @@ def _check_sizes(spec: Spec, args: argparse.Namespace) -> None:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from bayesmix.data.design import resolve_data
     from bayesmix.data.simulate import simulate
-    from bayesmix.model.spec import load_spec
+    from bayesmix.model.build import load_spec
 
     # a CSV carries no bayesmix marker, so any existing file is kept unless --force
     check_output(

@@ -79,3 +79,18 @@ class LabelSwitchingWarning(BayesmixWarning):
 
 class ResultFileWarning(BayesmixWarning):
     """A saved result was loaded without verifying its checksum, or carries none."""
+
+
+def type_name(value: object) -> str:
+    """The name of a value's type, as messages about a wrong argument show it.
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    str
+        E.g. ``"int"``, ``"DataFrame"``.
+    """
+    return type(value).__qualname__

@@ -24,7 +24,7 @@ import bayesmix as bm
 from bayesmix import errors
 from bayesmix.cli import main
 from bayesmix.data.design import build_design
-from bayesmix.model.spec import load_spec, spec_from_dict
+from bayesmix.model.build import load_spec, spec_from_dict
 from tests.support.paths import MODELS
 
 FIG1 = str(MODELS / "fig1.toml")

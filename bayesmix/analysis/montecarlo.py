@@ -28,7 +28,7 @@ import pandas as pd
 
 from bayesmix.analysis.study import SimulationDesign, read_records, study_header
 from bayesmix.bayes.fit import fit_bayes
-from bayesmix.errors import EstimationError
+from bayesmix.errors import EstimationError, type_name
 from bayesmix.formatting import format_table
 from bayesmix.ml.fit import fit_ml
 from bayesmix.model.spec import Spec
@@ -100,11 +100,11 @@ def _fit_record(task: _Task, spec: Spec, data: pd.DataFrame) -> dict[str, Any]:
             se=[float(v) for v in fit.standard_errors],
             lower=[float(v) for v in bounds["lower"]],
             upper=[float(v) for v in bounds["upper"]],
-            warnings=sorted({type(w.message).__name__ for w in caught}),
+            warnings=sorted({w.category.__name__ for w in caught}),
         )
     except Exception as err:
         # a failed replication is data, not a crash: it is counted and reported
-        record.update(ok=False, error=f"{type(err).__name__}: {err}")
+        record.update(ok=False, error=f"{type_name(err)}: {err}")
         record["traceback"] = traceback.format_exc(limit=3)
     return record
 

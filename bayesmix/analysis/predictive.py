@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bayesmix.errors import DataError, EstimationError
+from bayesmix.errors import DataError, EstimationError, type_name
 from bayesmix.model.params import Params
 from bayesmix.results.interface import FitResult
 from bayesmix.validate import SEED_MAX, check_seed
@@ -177,7 +177,7 @@ def posterior_predictive(
 
     if not isinstance(result, FitResult):
         raise EstimationError(
-            f"posterior_predictive takes a fit_bayes or fit_ml result, got {type(result).__name__}."
+            f"posterior_predictive takes a fit_bayes or fit_ml result, got {type_name(result)}."
         )
     if not isinstance(draws, (int, np.integer)) or draws < 1:
         raise EstimationError(f"draws must be a positive integer, got {draws!r}.")

@@ -20,7 +20,7 @@ from bayesmix.errors import DataError, DesignWarning, MissingDataWarning
 from bayesmix.model.formula import INTERCEPT
 
 if TYPE_CHECKING:
-    from bayesmix.data.design import Matrices
+    from bayesmix.data.matrices import Matrices
     from bayesmix.model.spec import Spec
 
 MissingPolicy = Literal["error", "listwise"]

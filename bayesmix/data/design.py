@@ -26,8 +26,9 @@ from bayesmix.data.checks import (
     handle_missing,
     residual_group_levels,
 )
+from bayesmix.data.matrices import Matrices
 from bayesmix.data.reading import DataLike, resolve_data
-from bayesmix.errors import DataError, SpecError
+from bayesmix.errors import DataError, SpecError, type_name
 from bayesmix.model.formula import INTERCEPT
 from bayesmix.model.params import Layout
 from bayesmix.model.spec import Spec
@@ -151,20 +152,6 @@ def _matrix(frame: pd.DataFrame, terms: tuple[str, ...]) -> np.ndarray:
     return np.column_stack([term_column(frame, t) for t in terms])
 
 
-@dataclass(frozen=True, eq=False)
-class Matrices:
-    """The design matrices of a spec on numeric data (see :class:`Design` for shapes)."""
-
-    y: np.ndarray
-    X: np.ndarray
-    F: np.ndarray
-    R: np.ndarray
-    Z: np.ndarray
-    V: np.ndarray
-    W: np.ndarray
-    schools: pd.DataFrame
-
-
 def design_matrices(
     spec: Spec,
     numeric: pd.DataFrame,
@@ -271,7 +258,7 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
     if not isinstance(spec, Spec):
         raise SpecError(
             f"the model must be a Spec made by bayesmix.load_spec or bayesmix.make_spec, got "
-            f"{type(spec).__name__} {spec!r:.80}; e.g. bayesmix.load_spec('models/fig1.toml')."
+            f"{type_name(spec)} {spec!r:.80}; e.g. bayesmix.load_spec('models/fig1.toml')."
         )
     frame = resolve_data(data)
     check_columns(frame, spec)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from bayesmix.data.datasets import BUNDLED
-from bayesmix.errors import DataError, DataWarning
+from bayesmix.errors import DataError, DataWarning, type_name
 
 DataLike = pd.DataFrame | str | Path
 
@@ -94,7 +94,7 @@ def resolve_data(data: DataLike) -> pd.DataFrame:
         return frame
     raise DataError(
         f"data must be a pandas DataFrame, a CSV path or one of {sorted(BUNDLED)}, "
-        f"got {type(data).__name__}."
+        f"got {type_name(data)}."
     )
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from bayesmix.data.covariates import Generator, drawn_covariates, given_covariates, is_number
 from bayesmix.data.design import Matrices, design_matrices
-from bayesmix.errors import DataError, SpecError
+from bayesmix.errors import DataError, SpecError, type_name
 from bayesmix.model.params import Layout, Params, layout
 from bayesmix.model.spec import Spec
 from bayesmix.validate import check_seed
@@ -332,7 +332,7 @@ def simulate(
     else:
         raise SpecError(
             "params must be a mapping of parameter names to values (see "
-            f"bayesmix.model.params.param_names) or a Params, got {type(params).__name__}."
+            f"bayesmix.model.params.param_names) or a Params, got {type_name(params)}."
         )
 
     if not isinstance(covariates, pd.DataFrame):

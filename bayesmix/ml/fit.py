@@ -29,6 +29,7 @@ from bayesmix.density.compiled import BACKENDS
 from bayesmix.diagnostics import empty_classes
 from bayesmix.errors import (
     EstimationError,
+    type_name,
 )
 from bayesmix.ml.algorithm import Algorithm, choose_algorithm
 from bayesmix.ml.diagnose import convergence_diagnostics, estimate_diagnostics
@@ -150,7 +151,7 @@ def fit_ml(
     if isinstance(extra_starts, (str, Mapping, Params)) or not isinstance(extra_starts, Sequence):
         raise EstimationError(
             "extra_starts must be a list of starting values (mappings of parameter names "
-            f"to values, or Params), got {type(extra_starts).__name__}."
+            f"to values, or Params), got {type_name(extra_starts)}."
         )
     extra = [internal_theta(st, v, "extra_starts") for v in extra_starts]
     extra = extra if spec.classes > 1 else []

@@ -16,7 +16,7 @@ import numpy as np
 
 from bayesmix.data.design import Design
 from bayesmix.data.standardise import Standardisation
-from bayesmix.errors import EstimationError
+from bayesmix.errors import EstimationError, type_name
 from bayesmix.model.params import Layout, Params
 from bayesmix.results.ml import MLResult
 
@@ -57,7 +57,7 @@ def internal_theta(
     else:
         raise EstimationError(
             f"{label} must map parameter names to values (e.g. {{'x[c1]': 0.5, ...}}, the "
-            f"names of MLResult.names) or be a Params, got {type(values).__name__}."
+            f"names of MLResult.names) or be a Params, got {type_name(values)}."
         )
     if not np.all(np.isfinite(natural)):
         raise EstimationError(f"{label} has non-finite values; give finite starting values.")

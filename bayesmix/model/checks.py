@@ -1,9 +1,9 @@
-"""Checks of a model specification: of the values given to build one, and of a built Spec.
+"""Checks of the values given to build a model specification, before a Spec exists.
 
 Every check raises :class:`~bayesmix.errors.SpecError` with a message that names
 the setting and says how to fix it. :func:`check_spec` runs when a
 :class:`~bayesmix.model.spec.Spec` is created; the others check the arguments of
-:func:`~bayesmix.model.spec.make_spec` and the tables of a model file before a
+:func:`~bayesmix.model.build.make_spec` and the tables of a model file before a
 Spec exists.
 """
 
@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bayesmix.errors import SpecError, SpecWarning
-from bayesmix.model.formula import INTERCEPT
-
-if TYPE_CHECKING:
-    from bayesmix.model.spec import Spec
 
 MEMBERSHIP_RANDOM = ("none", "independent", "factor")
 """The kinds of school random intercepts of the membership logits."""
@@ -27,213 +23,6 @@ RESIDUAL_CHOICES = ("common", "class")
 
 COVARIANCE_CHOICES = ("unstructured", "diagonal")
 """The covariance structures of the school residuals."""
-
-
-def check_spec(spec: Spec) -> None:
-    """Refuse a specification whose settings do not make one model.
-
-    The checks run in a fixed order, so that of several problems the same one
-    is always named.
-
-    Parameters
-    ----------
-    spec : Spec
-        The specification, just built.
-
-    Raises
-    ------
-    SpecError
-        Naming the first problem found and its fix.
-    """
-    _check_class_count(spec)
-    _check_choices(spec)
-    _check_terms_known(spec)
-    _check_membership_random(spec)
-    _check_cluster_given(spec)
-    _check_names_once(spec)
-    if INTERCEPT in spec.residual_covariates:
-        raise SpecError(
-            "residual_covariates names '1', but the log-linear residual variance always "
-            'has an intercept; list only covariates, e.g. ["x"].'
-        )
-    for label, text in (("name", spec.name), ("description", spec.description)):
-        if not isinstance(text, str):
-            raise SpecError(f"{label} must be text, got {text!r}.")
-    _check_cluster_not_a_covariate(spec)
-    _check_outcome_not_a_covariate(spec)
-    if spec.residual_covariates and spec.residual_groups:
-        raise SpecError(
-            "use either residual_covariates (model 1b) or residual_groups (model 1c), not both."
-        )
-    check_fixed_effects(spec.class_varying, spec.fixed_names, "class_varying")
-    if spec.membership and spec.membership[0] != INTERCEPT:
-        raise SpecError("the membership regression must include an intercept.")
-    _check_between(spec)
-    _check_mixture(spec)
-
-
-def _check_class_count(spec: Spec) -> None:
-    if not isinstance(spec.classes, int) or isinstance(spec.classes, bool):
-        raise SpecError(f"classes must be an integer >= 1, got {spec.classes!r}.")
-    if spec.classes < 1:
-        raise SpecError(
-            f"classes must be at least 1, got {spec.classes}; use classes=1 for an "
-            "ordinary (single-class) regression."
-        )
-
-
-def _check_choices(spec: Spec) -> None:
-    if spec.residual_variance not in RESIDUAL_CHOICES:
-        raise SpecError(
-            f"residual_variance must be one of {RESIDUAL_CHOICES}, got {spec.residual_variance!r}."
-        )
-    if spec.covariance not in COVARIANCE_CHOICES:
-        raise SpecError(f"covariance must be one of {COVARIANCE_CHOICES}, got {spec.covariance!r}.")
-
-
-def _check_terms_known(spec: Spec) -> None:
-    """Level-2 regressions and random effects belong to terms of the outcome formula."""
-    for term, _ in spec.level2:
-        if term not in spec.terms:
-            raise SpecError(
-                f"[level2] regresses {term!r}, which is not a term of the outcome "
-                f"formula; its terms are {list(spec.terms)}."
-            )
-    bad_random = [t for t in spec.random if t not in spec.terms]
-    if bad_random:
-        raise SpecError(
-            f"random names {bad_random}, which are not terms of the outcome formula; "
-            f"its terms are {list(spec.terms)}."
-        )
-
-
-def _check_membership_random(spec: Spec) -> None:
-    if spec.membership_random not in MEMBERSHIP_RANDOM:
-        raise SpecError(
-            f"membership random must be one of {MEMBERSHIP_RANDOM}, got {spec.membership_random!r}."
-        )
-    if spec.membership_random != "none" and spec.classes < 2:
-        raise SpecError("membership random intercepts need at least 2 classes.")
-
-
-def _check_cluster_given(spec: Spec) -> None:
-    """Settings that act per school need the column that names the schools."""
-    if spec.cluster is not None:
-        return
-    needs = [
-        f"{label} {value!r}"
-        for label, value in (
-            ("random", list(spec.random)),
-            ("level2", dict(spec.level2)),
-            ("residual_groups", spec.residual_groups),
-            ("membership random", spec.membership_random),
-        )
-        if value and value != "none"
-    ]
-    if needs:
-        raise SpecError(
-            f"random effects, level-2 regressions and residual groups need a cluster "
-            f'column ({", ".join(needs)}): set cluster = "school" (or your level-2 '
-            "identifier)."
-        )
-
-
-def _check_names_once(spec: Spec) -> None:
-    for label, names in (
-        ("random", spec.random),
-        ("class_varying", spec.class_varying),
-        ("residual_covariates", spec.residual_covariates),
-        ("centre", spec.centre),
-        ("between varying", spec.between_varying),
-    ):
-        twice = sorted({t for t in names if names.count(t) > 1})
-        if twice:
-            raise SpecError(
-                f"{label} names {', '.join(map(repr, twice))} more than once; list each term once."
-            )
-
-
-def _check_cluster_not_a_covariate(spec: Spec) -> None:
-    """The cluster column labels schools; as a variable it would be read as numbers."""
-    c = spec.cluster
-    if c is None:
-        return
-    uses = (
-        ("the outcome", (spec.outcome,)),
-        ("a term of the outcome formula", spec.terms),
-        ("a term of the membership formula", spec.membership),
-        ("a [level2] covariate", spec.level2_covariates),
-        ("a residual_covariates term", spec.residual_covariates),
-        ("the residual_groups column", (spec.residual_groups or "",)),
-        ("a term of the [between] formula", spec.between_membership),
-    )
-    for where, terms in uses:
-        if any(c in term.split(":") for term in terms):
-            raise SpecError(
-                f"cluster column {c!r} identifies the clusters (schools) and cannot also "
-                f"be {where}; remove it from there, or, if the column also holds a numeric "
-                f"school-level variable, use a copy of it under another name "
-                f'(e.g. data["{c}_value"] = data["{c}"]).'
-            )
-
-
-def _check_outcome_not_a_covariate(spec: Spec) -> None:
-    """The outcome explains nothing in its own model (the outcome formula is checked
-    where it is parsed)."""
-    uses = (
-        ("the membership formula", spec.membership),
-        ("a [level2] covariate", spec.level2_covariates),
-        ("residual_covariates", spec.residual_covariates),
-        ("residual_groups", (spec.residual_groups or "",)),
-        ("the [between] formula", spec.between_membership),
-    )
-    for where, terms in uses:
-        if any(spec.outcome in term.split(":") for term in terms):
-            raise SpecError(
-                f"outcome {spec.outcome!r} also appears in {where}; the outcome cannot "
-                f"explain itself: remove {spec.outcome!r} there."
-            )
-
-
-def _check_between(spec: Spec) -> None:
-    L = spec.between_classes
-    if not isinstance(L, int) or isinstance(L, bool) or L < 1:
-        raise SpecError(f"between classes must be an integer >= 1, got {L!r}.")
-    if L == 1:
-        return
-    if spec.cluster is None:
-        raise SpecError('level-2 latent classes need a cluster column: set cluster = "school".')
-    if not spec.between_varying:
-        raise SpecError(
-            f"{L} level-2 classes need at least one outcome coefficient that varies "
-            f"across them; set [between] varying to some of {list(spec.fixed_names)}."
-        )
-    check_fixed_effects(spec.between_varying, spec.fixed_names, "[between] varying")
-    order = spec.between_order_by
-    if order not in spec.between_varying:
-        raise SpecError(
-            f"level-2 classes are labelled by decreasing {order!r}, which must vary "
-            f"across them; add it to [between] varying {list(spec.between_varying)}."
-        )
-    if spec.between_membership[:1] != (INTERCEPT,):
-        raise SpecError("the level-2 class regression must include an intercept.")
-
-
-def _check_mixture(spec: Spec) -> None:
-    """A mixture needs something that differs across classes, and a label for them."""
-    if spec.classes == 1:
-        return
-    if not spec.class_varying:
-        raise SpecError(
-            f"a {spec.classes}-class mixture needs at least one class-varying "
-            f"outcome coefficient; set class_varying to some of "
-            f"{list(spec.fixed_names)}."
-        )
-    if spec.order_classes_by not in spec.class_varying:
-        raise SpecError(
-            f"order_classes_by={spec.order_classes_by!r} must be one of the "
-            f"class-varying effects {list(spec.class_varying)}."
-        )
 
 
 def check_fixed_effects(names: tuple[str, ...], fixed: tuple[str, ...], setting: str) -> None:
@@ -325,7 +114,7 @@ def check_argument_types(**values: Any) -> None:
     Parameters
     ----------
     **values : Any
-        The arguments of :func:`~bayesmix.model.spec.make_spec` that a model
+        The arguments of :func:`~bayesmix.model.build.make_spec` that a model
         file can set to a value of the wrong type, by name.
     """
     for key in _INTEGERS:

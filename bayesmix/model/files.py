@@ -12,7 +12,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from bayesmix.errors import SpecError
+from bayesmix.errors import SpecError, type_name
 from bayesmix.model.catalogue import model_file, model_names
 
 TOP_KEYS = {
@@ -148,7 +148,7 @@ def read_model_file(path: Any) -> dict[str, Any]:
     if not isinstance(path, str | PathLike):
         raise SpecError(
             f"load_spec needs the path of a model file such as 'models/fig1.toml', got "
-            f"{type(path).__name__} {path!r}."
+            f"{type_name(path)} {path!r}."
         )
     if str(path) == "":  # Path("") is the current folder
         raise SpecError(

@@ -1,8 +1,8 @@
 """Model specifications: what is fitted, independent of data and estimator.
 
-A :class:`Spec` is a frozen dataclass. It is built in Python with
-:func:`make_spec` or read from a TOML file in ``models/`` with
-:func:`load_spec`. The TOML layout is::
+A :class:`Spec` is a frozen dataclass, checked when it is created. It is built in Python with
+:func:`~bayesmix.model.build.make_spec` or read from a TOML file in ``models/`` with
+:func:`~bayesmix.model.build.load_spec`. The TOML layout is::
 
     name = "fig1"
     description = "Single-level regression mixture (paper eqs 1-2)"
@@ -27,21 +27,17 @@ A :class:`Spec` is a frozen dataclass. It is built in Python with
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Literal
 
 from bayesmix.errors import SpecError
 from bayesmix.model.checks import (
-    check_argument_types,
-    check_class_overrides,
+    COVARIANCE_CHOICES,
+    MEMBERSHIP_RANDOM,
+    RESIDUAL_CHOICES,
     check_fixed_effects,
-    check_spec,
-    warn_membership_random_dropped,
 )
-from bayesmix.model.files import model_table, model_tables, read_model_file
-from bayesmix.model.formula import INTERCEPT, parse_formula
+from bayesmix.model.formula import INTERCEPT
 
 ResidualVariance = Literal["common", "class"]
 Covariance = Literal["unstructured", "diagonal"]
@@ -152,7 +148,7 @@ class Spec:
             return None
         if self.order_classes_by in self.between_varying:
             return self.order_classes_by
-        return _default_order(self.between_varying)
+        return default_order(self.between_varying)
 
     @property
     def n_classes(self) -> int:
@@ -258,323 +254,223 @@ class Spec:
                 membership_random="none",
             )
         varying = self.class_varying or tuple(self.fixed_names)
-        order = self.order_classes_by or _default_order(varying)
+        order = self.order_classes_by or default_order(varying)
         return dataclasses.replace(
             self, classes=classes, class_varying=varying, order_classes_by=order
         )
 
 
-def _default_order(varying: tuple[str, ...]) -> str | None:
+def default_order(varying: tuple[str, ...]) -> str | None:
     if not varying:
         return None
     return INTERCEPT if INTERCEPT in varying else varying[0]
 
 
-def _rhs_terms(value: str | Iterable[str] | None, where: str) -> tuple[str, ...]:
-    """Terms of a one-sided formula or list, without the intercept."""
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        if not value.strip():
-            return ()
-        form = parse_formula(value, where=where)
-        if form.lhs is not None:
-            raise SpecError(f"{where}: expected a right-hand side such as 'w1 + w2'.")
-        return tuple(t for t in form.terms if t != INTERCEPT)
-    return tuple(value)
+# --- the checks a Spec runs when it is created ------------------------------------------------
 
 
-class _ClassSettings(NamedTuple):
-    """The level-1 class settings of :func:`make_spec`, resolved for the number of classes."""
+def check_spec(spec: Spec) -> None:
+    """Refuse a specification whose settings do not make one model.
 
-    varying: tuple[str, ...]
-    order: str | None
-    membership_random: MembershipRandom
-    residual_variance: ResidualVariance
-
-
-def _class_settings(
-    classes: int,
-    class_varying: str | Iterable[str],
-    order_classes_by: str | None,
-    fixed: tuple[str, ...],
-    membership_random: MembershipRandom,
-    residual_variance: ResidualVariance,
-    name: str,
-) -> _ClassSettings:
-    """Resolve ``class_varying`` and the label order; a one-class model drops its mixture."""
-    if isinstance(class_varying, str):
-        varying = fixed if class_varying == "all" else (class_varying,)
-    else:
-        varying = tuple(class_varying)
-    check_fixed_effects(varying, fixed, "class_varying")
-    # checked whatever the number of classes, as class_varying is: a one-class model drops
-    # the setting, but a name that is no term of the model is a mistake in any model
-    if order_classes_by is not None and order_classes_by not in fixed:
-        raise SpecError(
-            f"order_classes_by={order_classes_by!r} is not a fixed effect of the model; give "
-            f"one of the class-varying effects among {list(fixed)}, or leave it out."
-        )
-    if classes == 1:
-        varying = ()
-        if membership_random != "none":
-            # 4: this function, make_spec, then make_spec's caller is named
-            warn_membership_random_dropped(membership_random, f"model {name!r}", stacklevel=4)
-        membership_random = "none"
-        if residual_variance == "class":
-            residual_variance = "common"
-    order = order_classes_by if order_classes_by is not None else _default_order(varying)
-    return _ClassSettings(varying, order, membership_random, residual_variance)
-
-
-def _between_settings(
-    between_classes: int,
-    between_membership: str | None,
-    between_varying: str | Iterable[str],
-    varying: tuple[str, ...],
-    fixed: tuple[str, ...],
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The level-2 class formula's terms and the effects varying across level-2 classes."""
-    # the [between] settings are read whatever the number of level-2 classes, as the
-    # class settings are: a model with one level-2 class drops them, but a formula that does
-    # not parse or a name that is no fixed effect is a mistake in any model
-    between_terms: tuple[str, ...] = (INTERCEPT,)
-    if between_membership is not None:
-        between_terms = (INTERCEPT, *_rhs_terms(between_membership, "[between] formula"))
-    if isinstance(between_varying, str):
-        named = {"class_varying": tuple(varying) or fixed, "all": fixed}
-        bvarying = named.get(between_varying, (between_varying,))
-    else:
-        bvarying = tuple(between_varying)
-    check_fixed_effects(bvarying, fixed, "[between] varying")
-    if between_classes == 1:
-        return (INTERCEPT,), ()
-    return between_terms, bvarying
-
-
-def make_spec(
-    outcome: str,
-    *,
-    classes: int = 1,
-    class_varying: str | Iterable[str] = "all",
-    residual_variance: ResidualVariance = "common",
-    membership: str | None = None,
-    order_classes_by: str | None = None,
-    cluster: str | None = None,
-    level2: Mapping[str, str | Iterable[str]] | None = None,
-    random: str | Iterable[str] | None = None,
-    membership_random: MembershipRandom = "none",
-    covariance: Covariance = "unstructured",
-    residual_covariates: str | Iterable[str] | None = None,
-    residual_groups: str | None = None,
-    centre: str | Iterable[str] = (),
-    between_classes: int = 1,
-    between_membership: str | None = None,
-    between_varying: str | Iterable[str] = "class_varying",
-    name: str = "model",
-    description: str = "",
-) -> Spec:
-    """Build a :class:`Spec` from formulas.
+    The checks run in a fixed order, so that of several problems the same one
+    is always named.
 
     Parameters
     ----------
-    outcome : str
-        Outcome formula such as ``"y ~ x"``.
-    classes : int
-        Number of latent classes K.
-    class_varying : "all" or iterable of str
-        Fixed effects whose values vary across classes (ignored when K = 1).
-    residual_variance : {"common", "class"}
-        Class-invariant or class-specific residual variance.
-    membership : str, optional
-        Membership formula such as ``"x"`` or ``"C ~ x"``; intercept only
-        when omitted.
-    order_classes_by : str, optional
-        Class-varying effect that labels the classes in decreasing order;
-        defaults to the intercept when it varies, else the first varying one.
-    cluster : str, optional
-        Column of level-2 unit identifiers.
-    level2 : mapping, optional
-        ``{term: "w1 + w2"}``: school covariates of each term's coefficient
-        (``"1"`` for the intercept).
-    random : str or iterable of str, optional
-        Terms with a school residual, e.g. ``["1", "x"]`` or ``"1 + x"``.
-    membership_random : {"none", "independent", "factor"}
-        School random intercepts of the membership logits (mixtures only:
-        with ``classes=1`` they are dropped with a
-        :class:`~bayesmix.errors.SpecWarning`).
-    covariance : {"unstructured", "diagonal"}
-        Covariance of the school residuals.
-    residual_covariates : str or iterable, optional
-        Log-linear residual variance on these level-1 terms (model 1b).
-    residual_groups : str, optional
-        Separate residual variance per level of this school column (model 1c).
-    centre : str or iterable of str
-        Columns to grand-mean centre, e.g. ``["ses"]`` or ``"ses + meanses"``.
-    between_classes : int
-        Number of level-2 latent classes L (model C); 1 for none.
-    between_membership : str, optional
-        School covariates of the multinomial logit of the level-2 classes
-        (eq 32), e.g. ``"pracad + catholic"``; intercept only when omitted.
-    between_varying : "class_varying", "all" or iterable of str
-        Fixed effects whose values vary across the level-2 classes (those
-        that are also class-varying vary over both); by default the
-        class-varying ones.
-    name, description : str
-        Labels for tables.
-
-    Returns
-    -------
-    Spec
-    """
-    check_argument_types(
-        classes=classes,
-        between_classes=between_classes,
-        class_varying=class_varying,
-        membership=membership,
-        order_classes_by=order_classes_by,
-        cluster=cluster,
-        level2=level2,
-        random=random,
-        residual_covariates=residual_covariates,
-        residual_groups=residual_groups,
-        centre=centre,
-        between_membership=between_membership,
-        between_varying=between_varying,
-    )
-    formula = parse_formula(outcome, where="outcome formula")
-    if formula.lhs is None:
-        raise SpecError(f"the outcome formula {outcome!r} needs an outcome: write 'y ~ ...'.")
-    member_terms: tuple[str, ...] = (INTERCEPT,)
-    if membership is not None:
-        mform = parse_formula(membership, where="membership formula")
-        member_terms = (INTERCEPT, *(t for t in mform.terms if t != INTERCEPT))
-    if formula.lhs in formula.variables:
-        raise SpecError(
-            f"outcome {formula.lhs!r} also appears on the right-hand side of {outcome!r}."
-        )
-    l2 = tuple(
-        (str(term), _rhs_terms(covs, f"[level2] {term}")) for term, covs in (level2 or {}).items()
-    )
-    if isinstance(random, str):
-        rand = parse_formula(random, where="random terms").terms
-    else:
-        rand = tuple(random or ())
-    fixed = Spec(outcome=formula.lhs, terms=formula.terms, level2=l2, cluster=cluster).fixed_names
-    mixture = _class_settings(
-        classes, class_varying, order_classes_by, fixed, membership_random, residual_variance, name
-    )
-    between_terms, bvarying = _between_settings(
-        between_classes, between_membership, between_varying, mixture.varying, fixed
-    )
-    return Spec(
-        outcome=formula.lhs,
-        terms=formula.terms,
-        classes=classes,
-        class_varying=mixture.varying,
-        residual_variance=mixture.residual_variance,
-        membership=member_terms if classes > 1 else (INTERCEPT,),
-        order_classes_by=mixture.order if classes > 1 else None,
-        cluster=cluster,
-        level2=l2,
-        random=rand,
-        membership_random=mixture.membership_random,
-        covariance=covariance,
-        residual_covariates=_rhs_terms(residual_covariates, "residual_covariates"),
-        residual_groups=residual_groups,
-        centre=_rhs_terms(centre, "centre") if isinstance(centre, str) else tuple(centre),
-        between_classes=between_classes,
-        between_membership=between_terms,
-        between_varying=bvarying,
-        name=name,
-        description=description,
-    )
-
-
-def spec_from_dict(
-    doc: Mapping[str, Any],
-    *,
-    source: str = "spec",
-    classes: int | None = None,
-    between_classes: int | None = None,
-) -> Spec:
-    """Build a :class:`Spec` from the parsed contents of a TOML model file.
-
-    Parameters
-    ----------
-    doc : mapping
-        Parsed TOML document.
-    source : str
-        Where the document comes from, for error messages.
-    classes : int, optional
-        Number of classes overriding the document's ``classes``; the file's
-        mixture settings (class-varying terms, membership...) apply to it.
-    between_classes : int, optional
-        Number of level-2 classes overriding ``[between] classes``.
-
-    Returns
-    -------
-    Spec
-    """
-    outcome, membership, random, between = model_tables(doc, source)
-    k = doc.get("classes", 1) if classes is None else classes
-    membership_random = membership.get("random", "none")
-    if k == 1 and not isinstance(k, bool) and membership_random != "none":
-        warn_membership_random_dropped(membership_random, source, stacklevel=4)
-        membership_random = "none"
-    try:
-        return make_spec(
-            outcome["formula"],
-            classes=k,
-            class_varying=outcome.get("class_varying", "all"),
-            residual_variance=outcome.get("residual_variance", "common"),
-            membership=membership.get("formula"),
-            membership_random=membership_random,
-            order_classes_by=outcome.get("order_classes_by"),
-            cluster=doc.get("cluster"),
-            level2=model_table(doc, "level2", source),
-            random=random.get("terms"),
-            covariance=random.get("covariance", "unstructured"),
-            residual_covariates=outcome.get("residual_covariates"),
-            residual_groups=outcome.get("residual_groups"),
-            centre=doc.get("centre", ()),
-            between_classes=(
-                between.get("classes", 1) if between_classes is None else between_classes
-            ),
-            between_membership=between.get("formula"),
-            between_varying=between.get("varying", "class_varying"),
-            name=doc.get("name", Path(source).stem),
-            description=doc.get("description", ""),
-        )
-    except SpecError as err:
-        raise SpecError(f"{source}: {err}") from None
-
-
-def load_spec(
-    path: str | Path, *, classes: int | None = None, between_classes: int | None = None
-) -> Spec:
-    """Read a model specification from a TOML file.
-
-    Parameters
-    ----------
-    path : str or Path
-        The ``.toml`` file, e.g. ``models/fig1.toml``.
-    classes : int, optional
-        Override the number of latent classes in the file.
-    between_classes : int, optional
-        Override the number of level-2 latent classes (model C).
-
-    Returns
-    -------
-    Spec
+    spec : Spec
+        The specification, just built.
 
     Raises
     ------
     SpecError
-        If the file is missing, is not valid TOML or describes an invalid model.
+        Naming the first problem found and its fix.
     """
-    doc = read_model_file(path)
-    check_class_overrides(classes, between_classes)
-    return spec_from_dict(
-        doc, source=str(Path(path)), classes=classes, between_classes=between_classes
+    _check_class_count(spec)
+    _check_choices(spec)
+    _check_terms_known(spec)
+    _check_membership_random(spec)
+    _check_cluster_given(spec)
+    _check_names_once(spec)
+    if INTERCEPT in spec.residual_covariates:
+        raise SpecError(
+            "residual_covariates names '1', but the log-linear residual variance always "
+            'has an intercept; list only covariates, e.g. ["x"].'
+        )
+    for label, text in (("name", spec.name), ("description", spec.description)):
+        if not isinstance(text, str):
+            raise SpecError(f"{label} must be text, got {text!r}.")
+    _check_cluster_not_a_covariate(spec)
+    _check_outcome_not_a_covariate(spec)
+    if spec.residual_covariates and spec.residual_groups:
+        raise SpecError(
+            "use either residual_covariates (model 1b) or residual_groups (model 1c), not both."
+        )
+    check_fixed_effects(spec.class_varying, spec.fixed_names, "class_varying")
+    if spec.membership and spec.membership[0] != INTERCEPT:
+        raise SpecError("the membership regression must include an intercept.")
+    _check_between(spec)
+    _check_mixture(spec)
+
+
+def _check_class_count(spec: Spec) -> None:
+    if not isinstance(spec.classes, int) or isinstance(spec.classes, bool):
+        raise SpecError(f"classes must be an integer >= 1, got {spec.classes!r}.")
+    if spec.classes < 1:
+        raise SpecError(
+            f"classes must be at least 1, got {spec.classes}; use classes=1 for an "
+            "ordinary (single-class) regression."
+        )
+
+
+def _check_choices(spec: Spec) -> None:
+    if spec.residual_variance not in RESIDUAL_CHOICES:
+        raise SpecError(
+            f"residual_variance must be one of {RESIDUAL_CHOICES}, got {spec.residual_variance!r}."
+        )
+    if spec.covariance not in COVARIANCE_CHOICES:
+        raise SpecError(f"covariance must be one of {COVARIANCE_CHOICES}, got {spec.covariance!r}.")
+
+
+def _check_terms_known(spec: Spec) -> None:
+    """Level-2 regressions and random effects belong to terms of the outcome formula."""
+    for term, _ in spec.level2:
+        if term not in spec.terms:
+            raise SpecError(
+                f"[level2] regresses {term!r}, which is not a term of the outcome "
+                f"formula; its terms are {list(spec.terms)}."
+            )
+    bad_random = [t for t in spec.random if t not in spec.terms]
+    if bad_random:
+        raise SpecError(
+            f"random names {bad_random}, which are not terms of the outcome formula; "
+            f"its terms are {list(spec.terms)}."
+        )
+
+
+def _check_membership_random(spec: Spec) -> None:
+    if spec.membership_random not in MEMBERSHIP_RANDOM:
+        raise SpecError(
+            f"membership random must be one of {MEMBERSHIP_RANDOM}, got {spec.membership_random!r}."
+        )
+    if spec.membership_random != "none" and spec.classes < 2:
+        raise SpecError("membership random intercepts need at least 2 classes.")
+
+
+def _check_cluster_given(spec: Spec) -> None:
+    """Settings that act per school need the column that names the schools."""
+    if spec.cluster is not None:
+        return
+    needs = [
+        f"{label} {value!r}"
+        for label, value in (
+            ("random", list(spec.random)),
+            ("level2", dict(spec.level2)),
+            ("residual_groups", spec.residual_groups),
+            ("membership random", spec.membership_random),
+        )
+        if value and value != "none"
+    ]
+    if needs:
+        raise SpecError(
+            f"random effects, level-2 regressions and residual groups need a cluster "
+            f'column ({", ".join(needs)}): set cluster = "school" (or your level-2 '
+            "identifier)."
+        )
+
+
+def _check_names_once(spec: Spec) -> None:
+    for label, names in (
+        ("random", spec.random),
+        ("class_varying", spec.class_varying),
+        ("residual_covariates", spec.residual_covariates),
+        ("centre", spec.centre),
+        ("between varying", spec.between_varying),
+    ):
+        twice = sorted({t for t in names if names.count(t) > 1})
+        if twice:
+            raise SpecError(
+                f"{label} names {', '.join(map(repr, twice))} more than once; list each term once."
+            )
+
+
+def _check_cluster_not_a_covariate(spec: Spec) -> None:
+    """The cluster column labels schools; as a variable it would be read as numbers."""
+    c = spec.cluster
+    if c is None:
+        return
+    uses = (
+        ("the outcome", (spec.outcome,)),
+        ("a term of the outcome formula", spec.terms),
+        ("a term of the membership formula", spec.membership),
+        ("a [level2] covariate", spec.level2_covariates),
+        ("a residual_covariates term", spec.residual_covariates),
+        ("the residual_groups column", (spec.residual_groups or "",)),
+        ("a term of the [between] formula", spec.between_membership),
     )
+    for where, terms in uses:
+        if any(c in term.split(":") for term in terms):
+            raise SpecError(
+                f"cluster column {c!r} identifies the clusters (schools) and cannot also "
+                f"be {where}; remove it from there, or, if the column also holds a numeric "
+                f"school-level variable, use a copy of it under another name "
+                f'(e.g. data["{c}_value"] = data["{c}"]).'
+            )
+
+
+def _check_outcome_not_a_covariate(spec: Spec) -> None:
+    """The outcome explains nothing in its own model (the outcome formula is checked
+    where it is parsed)."""
+    uses = (
+        ("the membership formula", spec.membership),
+        ("a [level2] covariate", spec.level2_covariates),
+        ("residual_covariates", spec.residual_covariates),
+        ("residual_groups", (spec.residual_groups or "",)),
+        ("the [between] formula", spec.between_membership),
+    )
+    for where, terms in uses:
+        if any(spec.outcome in term.split(":") for term in terms):
+            raise SpecError(
+                f"outcome {spec.outcome!r} also appears in {where}; the outcome cannot "
+                f"explain itself: remove {spec.outcome!r} there."
+            )
+
+
+def _check_between(spec: Spec) -> None:
+    L = spec.between_classes
+    if not isinstance(L, int) or isinstance(L, bool) or L < 1:
+        raise SpecError(f"between classes must be an integer >= 1, got {L!r}.")
+    if L == 1:
+        return
+    if spec.cluster is None:
+        raise SpecError('level-2 latent classes need a cluster column: set cluster = "school".')
+    if not spec.between_varying:
+        raise SpecError(
+            f"{L} level-2 classes need at least one outcome coefficient that varies "
+            f"across them; set [between] varying to some of {list(spec.fixed_names)}."
+        )
+    check_fixed_effects(spec.between_varying, spec.fixed_names, "[between] varying")
+    order = spec.between_order_by
+    if order not in spec.between_varying:
+        raise SpecError(
+            f"level-2 classes are labelled by decreasing {order!r}, which must vary "
+            f"across them; add it to [between] varying {list(spec.between_varying)}."
+        )
+    if spec.between_membership[:1] != (INTERCEPT,):
+        raise SpecError("the level-2 class regression must include an intercept.")
+
+
+def _check_mixture(spec: Spec) -> None:
+    """A mixture needs something that differs across classes, and a label for them."""
+    if spec.classes == 1:
+        return
+    if not spec.class_varying:
+        raise SpecError(
+            f"a {spec.classes}-class mixture needs at least one class-varying "
+            f"outcome coefficient; set class_varying to some of "
+            f"{list(spec.fixed_names)}."
+        )
+    if spec.order_classes_by not in spec.class_varying:
+        raise SpecError(
+            f"order_classes_by={spec.order_classes_by!r} must be one of the "
+            f"class-varying effects {list(spec.class_varying)}."
+        )

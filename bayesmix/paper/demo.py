@@ -11,7 +11,8 @@ from bayesmix.bayes.fit import fit_bayes
 from bayesmix.data.simulate import simulate
 from bayesmix.formatting import significant
 from bayesmix.ml.fit import fit_ml
-from bayesmix.model.spec import Spec, make_spec
+from bayesmix.model.build import make_spec
+from bayesmix.model.spec import Spec
 from bayesmix.paper.section2 import FIG1_PARAMS
 from bayesmix.plots import plot_fig1
 

@@ -23,8 +23,9 @@ from bayesmix.analysis.selection import between_start
 from bayesmix.bayes.fit import fit_bayes
 from bayesmix.data.datasets import load_hsb
 from bayesmix.ml.fit import fit_ml
+from bayesmix.model.build import load_spec
 from bayesmix.model.catalogue import model_file
-from bayesmix.model.spec import Spec, load_spec
+from bayesmix.model.spec import Spec
 from bayesmix.paper.report import ReportInputs, RunLog, add_report_sections, save_figure
 from bayesmix.paper.tables import estimates_table
 from bayesmix.results.bayes import BayesResult

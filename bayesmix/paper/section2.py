@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from bayesmix.errors import EstimationError
+from bayesmix.model.build import load_spec
 from bayesmix.model.catalogue import model_file
-from bayesmix.model.spec import load_spec
 
 FIG1_PARAMS: dict[str, float] = {
     "1[c1]": 3.0,

@@ -12,7 +12,7 @@ import pytest
 
 from bayesmix import simulate
 from bayesmix.cli import main
-from bayesmix.model.spec import load_spec
+from bayesmix.model.build import load_spec
 from bayesmix.paper.section2 import FIG1_PARAMS
 from tests.support.cli import param_args
 from tests.support.data import HSB_COLUMNS

@@ -13,7 +13,8 @@ import pytest
 from bayesmix.data.datasets import BUNDLED, load_hsb
 from bayesmix.data.design import Design, build_design, resolve_data
 from bayesmix.errors import DataError, MissingDataWarning
-from bayesmix.model.spec import Spec, make_spec
+from bayesmix.model.build import make_spec
+from bayesmix.model.spec import Spec
 from tests.support.data import HSB_COLUMNS
 
 

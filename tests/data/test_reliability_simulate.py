@@ -11,8 +11,9 @@ import pytest
 from bayesmix import simulate
 from bayesmix.cli import main
 from bayesmix.errors import DataError, SpecError
+from bayesmix.model.build import load_spec, make_spec
 from bayesmix.model.params import Params, from_named
-from bayesmix.model.spec import Spec, load_spec, make_spec
+from bayesmix.model.spec import Spec
 from bayesmix.paper.section2 import CONVENTIONAL_PARAMS, FIG1_PARAMS, FIG3_PARAMS
 from tests.support.cli import param_args
 from tests.support.paths import MODELS

@@ -10,8 +10,9 @@ import pytest
 
 from bayesmix import simulate
 from bayesmix.errors import DataError, SpecError
+from bayesmix.model.build import load_spec, make_spec
 from bayesmix.model.params import from_named
-from bayesmix.model.spec import Spec, load_spec, make_spec
+from bayesmix.model.spec import Spec
 from bayesmix.paper.section2 import FIG1_PARAMS
 from tests.support.paths import MODELS
 

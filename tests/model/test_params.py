@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from bayesmix.model.build import load_spec, make_spec
 from bayesmix.model.params import (
     Layout,
     Params,
@@ -17,7 +18,7 @@ from bayesmix.model.params import (
     param_names,
     relabel,
 )
-from bayesmix.model.spec import Spec, load_spec, make_spec
+from bayesmix.model.spec import Spec
 from tests.support.paths import MODELS
 
 FIG1 = MODELS / "fig1.toml"

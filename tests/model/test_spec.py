@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bayesmix.errors import FormulaError, SpecError
-from bayesmix.model.spec import Spec, load_spec, make_spec
+from bayesmix.model.build import load_spec, make_spec
+from bayesmix.model.spec import Spec
 from tests.support.paths import MODELS
 
 FIG1 = MODELS / "fig1.toml"
