@@ -117,7 +117,7 @@ class Design:
         """``(y, F, R, Z, V, bounds)`` as the compiled likelihoods take them.
 
         Contiguous float64 arrays and int64 cluster offsets, in the order of
-        :func:`bayesmix.density.likelihood.loglik_and_grad`.
+        :func:`bayesmix.density.compiled.loglik_and_grad`.
         """
         return (
             np.ascontiguousarray(self.y, dtype=float),
