@@ -165,7 +165,7 @@ EXEMPT = {
     ("density/fused.py", "_register_numba"),
     # draws each student's class from the membership probabilities (a softmax used to
     # sample the data, not a log density)
-    ("data/simulate.py", "simulate"),
+    ("data/simulate.py", "_draw_outcome"),
     ("data/simulate.py", "_draw_between"),
 }
 
