@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from bayesmix.errors import BayesmixError, DataError, SpecError
 from bayesmix.outputs import CLI_FORMAT, check_output, write_file
-from bayesmix.validate import SEED_MAX, seed_problem
+from bayesmix.validate import SAMPLERS, SEED_MAX, seed_problem
 
 if TYPE_CHECKING:
     from bayesmix.model.spec import Spec
@@ -103,10 +103,16 @@ def _add_fit_parser(sub: argparse._SubParsersAction) -> None:
         "--init", choices=("ml", "prior"), default="ml", help="where chains start (Bayes)"
     )
     fit.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default=SAMPLERS[0],
+        help="NUTS implementation (Bayes); numpyro and blackjax need pip install 'bayesmix[jax]'",
+    )
+    fit.add_argument(
         "--backend",
         choices=("numba", "jax"),
-        default="numba",
-        help="compiler of the NUTS log-density (Bayes); jax uses a GPU when JAX has one",
+        help="compiler of nutpie's log-density (Bayes; default numba); jax uses a GPU when "
+        "JAX has one",
     )
     fit.add_argument(
         "--missing",
@@ -206,6 +212,7 @@ def _fit_bayes(spec: Spec, args: argparse.Namespace) -> FitResult:
         init=args.init,
         missing=args.missing,
         ml_starts=args.starts,
+        sampler=args.sampler,
         backend=args.backend,
         progress=not args.quiet,
     )

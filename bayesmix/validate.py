@@ -11,6 +11,10 @@ from bayesmix.errors import BayesmixError, EstimationError
 #: result file should mean the same wherever it is read back.
 SEED_MAX = 2**32 - 1
 
+#: The NUTS implementations of ``fit_bayes(sampler=...)`` and ``bayesmix fit --sampler``,
+#: the default first: nutpie, and ``pm.sample``'s other ``nuts_sampler`` choices.
+SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax")
+
 
 def seed_problem(value: object) -> str | None:
     """Why ``value`` is not a random seed, or None when it is one (None included)."""

@@ -31,7 +31,7 @@ from bayesmix.bayes.draws import (
 from bayesmix.bayes.model import build_model
 from bayesmix.bayes.posterior import bayes_result
 from bayesmix.bayes.residuals import between_residual_start
-from bayesmix.bayes.sampling import Sampler, compile_key, run_sampler
+from bayesmix.bayes.sampling import Sampler, compile_key, run_sampler, sampler_backend
 from bayesmix.data.design import DataLike, Design, MissingPolicy, build_design
 from bayesmix.data.standardise import Standardisation, standardise
 from bayesmix.errors import (
@@ -61,7 +61,7 @@ def fit_bayes(
     missing: MissingPolicy = "error",
     ml_starts: int = 20,
     adaptation: Literal["diag", "low_rank"] = "diag",
-    backend: Literal["numba", "jax"] = "numba",
+    backend: Literal["numba", "jax"] | None = None,
     progress: bool = False,
 ) -> BayesResult:
     """Fit a model by NUTS.
@@ -84,8 +84,18 @@ def fit_bayes(
     priors : mapping of str to Prior, optional
         Overrides of the data-scaled default priors
         (see :mod:`bayesmix.model.priors`).
-    sampler : {"nutpie", "pymc"}
-        NUTS implementation.
+    sampler : {"nutpie", "pymc", "numpyro", "blackjax"}
+        NUTS implementation: nutpie (default; its compiled model is kept for
+        refits, see Notes), or one of ``pm.sample``'s ``nuts_sampler``
+        choices: PyMC's own NUTS, numpyro's or blackjax's. numpyro and
+        blackjax run the log density in JAX, the fused mixture density through
+        its JAX implementation, and need their packages
+        (``pip install "bayesmix[jax]"``). They run the chains in parallel on
+        one JAX device each where JAX has enough devices (on CPU when
+        ``pymc.sampling.jax`` was imported before JAX first ran), else one
+        after another (numpyro) or vectorised (blackjax). All return the same
+        result: the same posterior variables, ``sample_stats`` with
+        ``diverging``, the same diagnostics.
     missing : {"error", "listwise"}
         Handling of rows with missing values.
     ml_starts : int
@@ -93,11 +103,14 @@ def fit_bayes(
     adaptation : {"diag", "low_rank"}
         nutpie's mass-matrix adaptation: diagonal, or diagonal plus a
         low-rank correction that captures strong posterior correlations
-        (e.g. between fixed effects of uncentred covariates).
-    backend : {"numba", "jax"}
-        Compiler of the log-density and its gradient for nutpie. ``"jax"``
-        runs on a GPU when JAX has one; on CPU numba is faster for models of
-        the paper's size (JAX pays a dispatch cost per gradient).
+        (e.g. between fixed effects of uncentred covariates). The other
+        samplers adapt a diagonal mass matrix and refuse ``"low_rank"``.
+    backend : {"numba", "jax"}, optional
+        Compiler of the log-density and its gradient for nutpie (default
+        numba). ``"jax"`` runs on a GPU when JAX has one; on CPU numba is
+        faster for models of the paper's size (JAX pays a dispatch cost per
+        gradient). The other samplers compile with their own (pymc numba,
+        numpyro and blackjax JAX) and refuse the other value.
     progress : bool
         Show progress.
 
@@ -109,10 +122,30 @@ def fit_bayes(
     -----
     The nutpie model compiled for a spec, data, priors and ML start is kept
     (the last four in the process), so a refit of the same model with more
-    draws, another seed or another adaptation does not compile again.
+    draws, another seed or another adaptation does not compile again. The
+    other samplers compile on every call, inside ``pm.sample``.
+
+    With ``init="ml"`` or an ML fit every sampler starts its chains at the
+    ML solution, without jitter; with ``init="prior"`` at jittered points
+    around the prior-based start.
+
+    Ctrl-C while sampling: nutpie stops and the result keeps the draws that
+    every chain finished, with a warning that the run was interrupted. PyMC's
+    own sampler does the same through ``pm.sample``, which may drop chains
+    that stopped early to keep more draws. numpyro and blackjax sample in one
+    compiled JAX call that Python interrupts only when it returns: Ctrl-C
+    takes effect after sampling, as a ``KeyboardInterrupt`` with no result.
+    An interruption before any draw was kept raises
+    :class:`~bayesmix.errors.EstimationError`.
+
+    Timings: ``compile_s`` is nutpie's compilation, or ``pm.sample``'s time
+    outside its sampling loop for the other samplers; numpyro and blackjax
+    compile their sampling loop with XLA when it starts, and that counts in
+    ``sampling_s``.
     """
     t_start = time.perf_counter()
-    _check_options(draws, tune, chains, init, sampler, backend)
+    _check_options(draws, tune, chains, init)
+    backend = sampler_backend(sampler, backend, adaptation)
     random_seed = check_seed(random_seed)
     design = build_design(spec, data, missing=missing)
     internal, st = standardise(design)
@@ -120,7 +153,9 @@ def fit_bayes(
     seed = int(np.random.default_rng(random_seed).integers(2**31 - 1))
     init_params, init_z = _chain_start(init, design, internal, st, ml_starts, seed)
     model = build_model(internal, full_priors, init_params, init_z)
-    key = compile_key(internal, full_priors, init_params, init_z, backend)
+    key = None
+    if sampler == "nutpie":
+        key = compile_key(internal, full_priors, init_params, init_z, backend)
     idata, compile_s, sampling_s, interrupted_at = run_sampler(
         model,
         sampler,
@@ -170,20 +205,15 @@ def fit_bayes(
     return result
 
 
-def _check_options(
-    draws: int, tune: int, chains: int, init: Init | MLResult, sampler: str, backend: str
-) -> None:
-    """Refuse option values no fit can use, naming the option."""
+def _check_options(draws: int, tune: int, chains: int, init: Init | MLResult) -> None:
+    """Refuse option values no fit can use, naming the option (the sampler's own options
+    are checked by :func:`bayesmix.bayes.sampling.sampler_backend`)."""
     for label, value in (("draws", draws), ("tune", tune), ("chains", chains)):
         if not isinstance(value, int) or value < 1:
             raise EstimationError(f"{label} must be a positive integer, got {value!r}.")
     # a fit given as init is asked for what the start needs, its ML estimates
     if init not in ("ml", "prior") and getattr(init, "estimates", None) is None:
         raise EstimationError(f"init must be 'ml', 'prior' or an MLResult, got {init!r}.")
-    if sampler not in ("nutpie", "pymc"):
-        raise EstimationError(f"sampler must be 'nutpie' or 'pymc', got {sampler!r}.")
-    if backend not in ("numba", "jax"):
-        raise EstimationError(f"backend must be 'numba' or 'jax', got {backend!r}.")
 
 
 def _chain_start(

@@ -1,9 +1,17 @@
-"""Running NUTS on a PyMC model: nutpie's compiled models kept per process, or PyMC's sampler."""
+"""Running NUTS on a PyMC model: nutpie's compiled models kept per process, or ``pm.sample``.
+
+nutpie is called directly, so that its compiled model can be kept and reused
+and an interrupted run returns its draws. The other NUTS implementations
+(PyMC's own, numpyro's and blackjax's) run through ``pm.sample(nuts_sampler=...)``;
+the JAX ones evaluate the model's log density, the fused mixture op included,
+through its JAX implementation.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -19,8 +27,63 @@ from bayesmix.data.design import Design
 from bayesmix.errors import EstimationError
 from bayesmix.model.params import Params
 from bayesmix.model.priors import Prior
+from bayesmix.validate import SAMPLERS
 
-Sampler = Literal["nutpie", "pymc"]
+Sampler = Literal["nutpie", "pymc", "numpyro", "blackjax"]
+
+_JAX_SAMPLERS = ("numpyro", "blackjax")
+
+
+def sampler_backend(sampler: str, backend: str | None, adaptation: str) -> str:
+    """The log-density compiler a sampler uses, after refusing options it cannot take.
+
+    Parameters
+    ----------
+    sampler : str
+        One of :data:`SAMPLERS`.
+    backend : {"numba", "jax"} or None
+        The compiler asked for; None for the sampler's own (numba for nutpie
+        and PyMC, JAX for numpyro and blackjax).
+    adaptation : {"diag", "low_rank"}
+        The mass-matrix adaptation asked for; ``"low_rank"`` is nutpie's.
+
+    Returns
+    -------
+    str
+        ``"numba"`` or ``"jax"``.
+
+    Raises
+    ------
+    EstimationError
+        For an unknown sampler or backend, a combination the sampler does not
+        run, or a JAX sampler whose package is not installed.
+    """
+    if sampler not in SAMPLERS:
+        choices = ", ".join(repr(s) for s in SAMPLERS)
+        raise EstimationError(f"sampler must be one of {choices}, got {sampler!r}.")
+    if backend not in (None, "numba", "jax"):
+        raise EstimationError(f"backend must be 'numba' or 'jax' (or None), got {backend!r}.")
+    if adaptation not in ("diag", "low_rank"):
+        raise EstimationError(f"adaptation must be 'diag' or 'low_rank', got {adaptation!r}.")
+    if sampler != "nutpie" and adaptation != "diag":
+        raise EstimationError(
+            f"adaptation={adaptation!r} is nutpie's; sampler={sampler!r} adapts a diagonal "
+            "mass matrix: leave adaptation='diag', or use sampler='nutpie'."
+        )
+    own = "jax" if sampler in _JAX_SAMPLERS else "numba"
+    if sampler == "nutpie":
+        return backend or own
+    if backend not in (None, own):
+        raise EstimationError(
+            f"backend={backend!r} does not apply to sampler={sampler!r}, which always compiles "
+            f"with {own}: leave backend unset, or use sampler='nutpie' with backend={backend!r}."
+        )
+    if sampler in _JAX_SAMPLERS and importlib.util.find_spec(sampler) is None:
+        raise EstimationError(
+            f"sampler={sampler!r} needs the {sampler} package, which is not installed: "
+            f"pip install 'bayesmix[jax]' (or pip install {sampler})."
+        )
+    return own
 
 
 # nutpie models compiled in this process, by :func:`compile_key`; a refit of the same
@@ -88,36 +151,79 @@ def run_sampler(
     key: str | None = None,
     backend: str = "numba",
 ) -> tuple[xr.DataTree, float, float, int | None]:
-    """Draws, compile and sampling seconds, and the draws kept per chain if interrupted."""
-    if sampler == "nutpie":
-        import nutpie
+    """Draws, compile and sampling seconds, and the draws kept per chain if interrupted.
 
-        t0 = time.perf_counter()
-        compiled = _compiled_nutpie(model, ml_init, key, backend)
-        t1 = time.perf_counter()
-        running = nutpie.sample(
-            compiled,
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            seed=seed,
-            progress_bar=progress,
-            save_warmup=False,
-            adaptation=adaptation,
-            blocking=False,
+    ``adaptation``, ``key`` (the compile cache's) and ``backend`` are nutpie's;
+    the other samplers take them as :func:`sampler_backend` resolved them.
+    """
+    if sampler == "nutpie":
+        return _run_nutpie(
+            model, draws, tune, chains, seed, ml_init, progress, adaptation, key, backend
         )
-        try:
-            idata = running.wait()
-        except KeyboardInterrupt:
-            idata = running.abort()
-            kept = _complete_draws(idata)
-            if kept == 0:
-                raise EstimationError(
-                    f"sampling was interrupted during tuning (after {time.perf_counter() - t1:.0f}"
-                    " s), before any draw was kept; nothing to return."
-                ) from None
-            return _first_draws(idata, kept), t1 - t0, time.perf_counter() - t1, kept
-        return idata, t1 - t0, time.perf_counter() - t1, None
+    return _run_pm_sample(model, sampler, draws, tune, chains, seed, ml_init, progress)
+
+
+def _run_nutpie(
+    model: pm.Model,
+    draws: int,
+    tune: int,
+    chains: int,
+    seed: int,
+    ml_init: bool,
+    progress: bool,
+    adaptation: str,
+    key: str | None,
+    backend: str,
+) -> tuple[xr.DataTree, float, float, int | None]:
+    """nutpie on the compiled model of ``key``; Ctrl-C keeps the draws every chain finished."""
+    import nutpie
+
+    t0 = time.perf_counter()
+    compiled = _compiled_nutpie(model, ml_init, key, backend)
+    t1 = time.perf_counter()
+    running = nutpie.sample(
+        compiled,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        seed=seed,
+        progress_bar=progress,
+        save_warmup=False,
+        adaptation=adaptation,
+        blocking=False,
+    )
+    try:
+        idata = running.wait()
+    except KeyboardInterrupt:
+        idata = running.abort()
+        kept = _complete_draws(idata)
+        if kept == 0:
+            raise _interrupted_in_tuning(time.perf_counter() - t1) from None
+        return _first_draws(idata, kept), t1 - t0, time.perf_counter() - t1, kept
+    return idata, t1 - t0, time.perf_counter() - t1, None
+
+
+def _run_pm_sample(
+    model: pm.Model,
+    sampler: Sampler,
+    draws: int,
+    tune: int,
+    chains: int,
+    seed: int,
+    ml_init: bool,
+    progress: bool,
+) -> tuple[xr.DataTree, float, float, int | None]:
+    """``pm.sample`` with the NUTS implementation ``sampler`` (pymc, numpyro or blackjax).
+
+    Chains start at the model's initial point, unjittered when that is the
+    ML solution, as nutpie's do. The compile seconds are ``pm.sample``'s time
+    outside its sampling loop; numpyro and blackjax compile their loop with
+    XLA when it starts, so that compilation counts as sampling.
+    """
+    if sampler == "pymc":
+        options: dict[str, Any] = {"init": "adapt_diag" if ml_init else "jitter+adapt_diag"}
+    else:
+        options = {"nuts": {"jitter": not ml_init, "chain_method": _chain_method(sampler, chains)}}
     t0 = time.perf_counter()
     with model:
         idata = pm.sample(
@@ -127,8 +233,41 @@ def run_sampler(
             random_seed=seed,
             progressbar=progress,
             compute_convergence_checks=False,
+            nuts_sampler=sampler,
+            **options,
         )
-    return idata, 0.0, time.perf_counter() - t0, None
+    total = time.perf_counter() - t0
+    sampling_s = float(idata["posterior"].attrs.get("sampling_time", total))
+    # PyMC's own sampler stops at Ctrl-C and returns the draws so far (chains that stopped
+    # early may be dropped to keep more draws); the JAX samplers run as one compiled call,
+    # which Python interrupts only once it returns
+    kept = int(idata["posterior"].sizes.get("draw", 0))
+    if kept == 0:
+        raise _interrupted_in_tuning(sampling_s)
+    return idata, total - sampling_s, sampling_s, kept if kept < draws else None
+
+
+def _chain_method(sampler: str, chains: int) -> str:
+    """How a JAX sampler runs its chains: on one JAX device each, where there are enough.
+
+    Else one after another (numpyro) or vectorised (blackjax, which has no
+    sequential mode). pymc.sampling.jax asks XLA for many host devices when it
+    is imported before JAX starts; a process that ran JAX before has one CPU
+    device.
+    """
+    import jax
+    import pymc.sampling.jax  # noqa: F401  (its import sets XLA's host device count)
+
+    if jax.local_device_count() >= chains:
+        return "parallel"
+    return "sequential" if sampler == "numpyro" else "vectorized"
+
+
+def _interrupted_in_tuning(seconds: float) -> EstimationError:
+    return EstimationError(
+        f"sampling was interrupted during tuning (after {seconds:.0f} s), before any draw "
+        "was kept; nothing to return."
+    )
 
 
 def _complete_draws(idata: xr.DataTree) -> int:
