@@ -83,6 +83,26 @@ def test_argparse_rejects_non_positive_starts(capsys: pytest.CaptureFixture[str]
     assert "argument --starts: expected a positive integer, got 0" in capsys.readouterr().err
 
 
+def test_sampler_choices_are_listed(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["fit", FIG1, "--data", "hsb", "--estimator", "bayes", "--sampler", "stan"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --sampler: invalid choice: 'stan'" in err
+    for name in ("nutpie", "pymc", "numpyro", "blackjax"):
+        assert name in err
+
+
+def test_backend_a_jax_sampler_cannot_use(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["fit", FIG1, "--data", "hsb", "--estimator", "bayes", "--quiet"]
+    code = main([*argv, "--sampler", "numpyro", "--backend", "numba"])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "bayesmix: error: backend='numba' does not apply to sampler='numpyro', which always "
+        "compiles with jax: leave backend unset, or use sampler='nutpie' with backend='numba'.\n"
+    )
+
+
 # --- simulate ----------------------------------------------------------------------------------
 
 

@@ -1,0 +1,138 @@
+"""NUTS implementations: pm.sample's numpyro and blackjax against nutpie on the Fig 3 model.
+
+The JAX samplers must evaluate the fused mixture density through the op's JAX
+implementation, return the result nutpie's run returns (same posterior variables,
+``diverging``, diagnostics) with posterior means within Monte Carlo error of it, and
+reproduce their draws from the same seed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from typing import Any
+
+import jax
+import numpy as np
+import pytensor
+import pytest
+from pymc.sampling.jax import get_jaxified_logp
+
+import bayesmix as bm
+from bayesmix.bayes.model import build_model
+from bayesmix.data.design import build_design
+from bayesmix.density import fused
+from bayesmix.density.fused import NormalMixtureLogp
+from bayesmix.model.priors import resolve_priors
+from tests.support.fits import Fitted, two_level_60x10
+
+JAX_SAMPLERS = ("numpyro", "blackjax")
+
+# two chains, enough for means within a few Monte Carlo errors of nutpie's
+RUN = {"draws": 300, "tune": 300, "chains": 2, "random_seed": 7, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def fig3() -> Fitted:
+    """Fig 3 data, 60 schools x 10 students, and their ML fit (the chains' start)."""
+    return two_level_60x10("fig3")
+
+
+@pytest.fixture(scope="module")
+def nutpie_fit(fig3: Fitted) -> bm.BayesResult:
+    return bm.fit_bayes(fig3.spec, fig3.data, init=fig3.ml, **RUN)
+
+
+def _spy_fused(monkeypatch: pytest.MonkeyPatch) -> list[type]:
+    """Record the array types that the fused op's array implementation is called with.
+
+    The op's JAX dispatch calls this module-level function with ``jax.numpy``; under
+    ``jax.jit`` its arguments are tracers.
+    """
+    seen: list[type] = []
+    original = fused._mixture_terms
+
+    def spy(y: Any, mu: Any, lsig: Any, eta: Any, xp: Any = np) -> Any:
+        seen.append(type(y))
+        return original(y, mu, lsig, eta, xp)
+
+    monkeypatch.setattr(fused, "_mixture_terms", spy)
+    return seen
+
+
+def _traced(seen: list[type]) -> bool:
+    return any(issubclass(kind, jax.core.Tracer) for kind in seen)
+
+
+def test_jax_log_density_runs_the_fused_op(fig3: Fitted, monkeypatch: pytest.MonkeyPatch):
+    design = build_design(fig3.spec, fig3.data)
+    model = build_model(design, resolve_priors(design, None))
+    # the op stays in the graph that pytensor's JAX rewrites leave
+    compiled = pytensor.function(model.value_vars, model.logp(), mode="JAX")
+    assert any(isinstance(n.op, NormalMixtureLogp) for n in compiled.maker.fgraph.apply_nodes)
+    # and the log density that pm.sample's JAX samplers compile runs its JAX implementation
+    seen = _spy_fused(monkeypatch)
+    logp = jax.jit(get_jaxified_logp(model))
+    point = model.initial_point()
+    value = logp([point[v.name] for v in model.value_vars])
+    assert _traced(seen)
+    assert float(value) == pytest.approx(float(model.compile_logp()(point)), rel=1e-9)
+
+
+@pytest.mark.parametrize("sampler", JAX_SAMPLERS)
+def test_jax_sampler_agrees_with_nutpie(
+    fig3: Fitted, nutpie_fit: bm.BayesResult, sampler: str, monkeypatch: pytest.MonkeyPatch
+):
+    seen = _spy_fused(monkeypatch)
+    fit = bm.fit_bayes(fig3.spec, fig3.data, init=fig3.ml, sampler=sampler, **RUN)
+    # the sampler's compiled log density ran the fused op's JAX implementation
+    assert _traced(seen)
+    assert isinstance(fit, bm.BayesResult)
+    assert fit.settings["sampler"] == sampler
+    assert fit.settings["backend"] == "jax"
+    ref = nutpie_fit
+    assert set(fit.idata["posterior"].data_vars) == set(ref.idata["posterior"].data_vars)
+    assert set(fit.idata["log_likelihood"].data_vars) == {"y", "y_school"}
+    assert fit.idata["sample_stats"]["diverging"].shape == (2, 300)
+    assert fit.divergences == 0
+    assert not fit.labels.switched
+    assert list(fit.table.index) == list(ref.table.index)
+    assert [d.code for d in fit.diagnostics] == [d.code for d in ref.diagnostics]
+    # posterior means within four Monte Carlo standard errors of the difference
+    a, b = fit.table, ref.table
+    mcse = np.sqrt(a["sd"] ** 2 / a["ess_bulk"] + b["sd"] ** 2 / b["ess_bulk"])
+    z = (a["mean"] - b["mean"]).abs() / mcse
+    assert (z < 4.0).all(), z.round(2).to_dict()
+    assert a["sd"].to_numpy() == pytest.approx(b["sd"].to_numpy(), rel=0.3)
+    # the same seed, the same draws
+    again = bm.fit_bayes(fig3.spec, fig3.data, init=fig3.ml, sampler=sampler, **RUN)
+    for name in fit.names:
+        np.testing.assert_array_equal(again.draws[name], fit.draws[name])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"sampler": "stan"},
+            "sampler must be one of 'nutpie', 'pymc', 'numpyro', 'blackjax', got 'stan'",
+        ),
+        ({"sampler": "numpyro", "backend": "numba"}, "backend='numba' does not apply to"),
+        ({"sampler": "pymc", "backend": "jax"}, "sampler='nutpie' with backend='jax'"),
+        ({"sampler": "blackjax", "adaptation": "low_rank"}, "adaptation='low_rank' is nutpie's"),
+    ],
+)
+def test_sampler_options_are_checked(fig1_spec, fig1_10k, options, message):
+    with pytest.raises(bm.EstimationError, match=re.escape(message)):
+        bm.fit_bayes(fig1_spec, fig1_10k.iloc[:100], init="prior", **options)
+
+
+def test_missing_jax_sampler_package_is_named(fig1_spec, fig1_10k, monkeypatch):
+    find_spec = importlib.util.find_spec
+
+    def without_blackjax(name: str, *args: Any) -> Any:
+        return None if name == "blackjax" else find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_blackjax)
+    with pytest.raises(bm.EstimationError, match=re.escape("pip install 'bayesmix[jax]'")):
+        bm.fit_bayes(fig1_spec, fig1_10k.iloc[:100], init="prior", sampler="blackjax")
