@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.metadata
 import importlib.util
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -56,7 +58,8 @@ def sampler_backend(sampler: str, backend: str | None, adaptation: str) -> str:
     ------
     EstimationError
         For an unknown sampler or backend, a combination the sampler does not
-        run, or a JAX sampler whose package is not installed.
+        run, a JAX sampler whose package is not installed, or a blackjax
+        release that PyMC 6.4 cannot run (1.6 and later).
     """
     if sampler not in SAMPLERS:
         choices = ", ".join(repr(s) for s in SAMPLERS)
@@ -83,7 +86,21 @@ def sampler_backend(sampler: str, backend: str | None, adaptation: str) -> str:
             f"sampler={sampler!r} needs the {sampler} package, which is not installed: "
             f"pip install 'bayesmix[jax]' (or pip install {sampler})."
         )
+    if sampler == "blackjax" and _release(importlib.metadata.version("blackjax")) >= (1, 6):
+        # blackjax 1.6 dropped window_adaptation's progress_bar, which PyMC 6.4 still passes:
+        # the first warm-up step fails inside JAX (pymc-devs/pymc#8367)
+        raise EstimationError(
+            f"sampler='blackjax' fails with blackjax {importlib.metadata.version('blackjax')} "
+            "under PyMC 6.4, which supports blackjax before 1.6: pip install 'blackjax<1.6' "
+            "(or 'bayesmix[jax]')."
+        )
     return own
+
+
+def _release(version: str) -> tuple[int, int]:
+    """The major and minor release of a version string: ``"1.5.2"`` -> ``(1, 5)``."""
+    found = re.match(r"(\d+)\.(\d+)", version)
+    return (int(found[1]), int(found[2])) if found else (0, 0)
 
 
 # nutpie models compiled in this process, by :func:`compile_key`; a refit of the same
