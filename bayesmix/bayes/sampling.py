@@ -255,6 +255,9 @@ def _run_pm_sample(
         )
     total = time.perf_counter() - t0
     sampling_s = float(idata["posterior"].attrs.get("sampling_time", total))
+    if "constant_data" in idata.children:
+        # the design's arrays, which the result holds already; nutpie's DataTree has none
+        del idata["constant_data"]
     # PyMC's own sampler stops at Ctrl-C and returns the draws so far (chains that stopped
     # early may be dropped to keep more draws); the JAX samplers run as one compiled call,
     # which Python interrupts only once it returns

@@ -82,19 +82,11 @@ def test_jax_log_density_runs_the_fused_op(fig3: Fitted, monkeypatch: pytest.Mon
     assert float(value) == pytest.approx(float(model.compile_logp()(point)), rel=1e-9)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("sampler", JAX_SAMPLERS)
-def test_jax_sampler_agrees_with_nutpie(
-    fig3: Fitted, nutpie_fit: bm.BayesResult, sampler: str, monkeypatch: pytest.MonkeyPatch
-):
-    seen = _spy_fused(monkeypatch)
-    fit = bm.fit_bayes(fig3.spec, fig3.data, init=fig3.ml, sampler=sampler, **RUN)
-    # the sampler's compiled log density ran the fused op's JAX implementation
-    assert _traced(seen)
+def _check_same_result(fit: bm.BayesResult, ref: bm.BayesResult, sampler: str) -> None:
+    """``fit`` is the result nutpie's run ``ref`` gives, its posterior the same within MC error."""
     assert isinstance(fit, bm.BayesResult)
     assert fit.settings["sampler"] == sampler
-    assert fit.settings["backend"] == "jax"
-    ref = nutpie_fit
+    assert set(fit.idata.children) == set(ref.idata.children)
     assert set(fit.idata["posterior"].data_vars) == set(ref.idata["posterior"].data_vars)
     assert set(fit.idata["log_likelihood"].data_vars) == {"y", "y_school"}
     assert fit.idata["sample_stats"]["diverging"].shape == (2, 300)
@@ -111,10 +103,31 @@ def test_jax_sampler_agrees_with_nutpie(
     z = (a["mean"] - b["mean"]).abs() / mcse
     assert (z < 4.0).all(), z.round(2).to_dict()
     assert a["sd"].to_numpy() == pytest.approx(b["sd"].to_numpy(), rel=0.3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampler", JAX_SAMPLERS)
+def test_jax_sampler_agrees_with_nutpie(
+    fig3: Fitted, nutpie_fit: bm.BayesResult, sampler: str, monkeypatch: pytest.MonkeyPatch
+):
+    seen = _spy_fused(monkeypatch)
+    fit = bm.fit_bayes(fig3.spec, fig3.data, init=fig3.ml, sampler=sampler, **RUN)
+    # the sampler's compiled log density ran the fused op's JAX implementation
+    assert _traced(seen)
+    assert fit.settings["backend"] == "jax"
+    _check_same_result(fit, nutpie_fit, sampler)
     # the same seed, the same draws
     again = bm.fit_bayes(fig3.spec, fig3.data, init=fig3.ml, sampler=sampler, **RUN)
     for name in fit.names:
         np.testing.assert_array_equal(again.draws[name], fit.draws[name])
+
+
+@pytest.mark.slow
+def test_pymc_sampler_agrees_with_nutpie(fig3: Fitted, nutpie_fit: bm.BayesResult):
+    fit = bm.fit_bayes(fig3.spec, fig3.data, init=fig3.ml, sampler="pymc", **RUN)
+    assert fit.settings["backend"] == "numba"
+    assert fit.timings["compile_s"] > 0.0
+    _check_same_result(fit, nutpie_fit, "pymc")
 
 
 @pytest.mark.parametrize(
