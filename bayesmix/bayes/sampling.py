@@ -258,6 +258,9 @@ def _run_pm_sample(
     if "constant_data" in idata.children:
         # the design's arrays, which the result holds already; nutpie's DataTree has none
         del idata["constant_data"]
+    for name in list(idata.children):
+        # the JAX samplers' draws are JAX arrays; a result holds NumPy arrays, as nutpie's
+        idata[name] = xr.DataTree(idata[name].to_dataset().as_numpy())
     # PyMC's own sampler stops at Ctrl-C and returns the draws so far (chains that stopped
     # early may be dropped to keep more draws); the JAX samplers run as one compiled call,
     # which Python interrupts only once it returns
