@@ -76,7 +76,9 @@ def fit_bayes(
         Posterior draws kept per chain, warm-up draws per chain, chains.
     random_seed : int, optional
         Seed of the ML starts and of the sampler; the same seed reproduces
-        the run on the same machine.
+        the run on the same machine (for numpyro and blackjax, with as many
+        JAX devices: chains run in parallel and one after another round
+        differently).
     init : {"ml", "prior"} or MLResult
         Start every chain at the ML estimates (default: avoids chains
         settling in different modes), at those of a given ML fit of the same
