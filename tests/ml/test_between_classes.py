@@ -150,7 +150,7 @@ def test_bayes_density_marginalises_level2_classes_per_school(c22_data):
     np.testing.assert_allclose(post_d.sum(axis=2), 1.0, atol=1e-12)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_model_c_bayes_agrees_with_ml(c22_data, c22_ml):
     ml = c22_ml
     # 2000 draws: with 1000 the largest R-hat of this model's parameters ranged over
