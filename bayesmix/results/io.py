@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bayesmix.bayes.datatree import SCHOOL_LOGLIK, STUDENT_LOGLIK, current_layout
+from bayesmix.bayes.datatree import SAMPLE_SPACE, SCHOOL_LOGLIK, STUDENT_LOGLIK, current_layout
 from bayesmix.bayes.diagnose import posterior_diagnostics
 from bayesmix.bayes.posterior import bayes_result
 from bayesmix.diagnostics import Diagnostic
@@ -312,8 +312,15 @@ def _load_bayes(target: Path, file: Path, payload: dict[str, Any], verify: bool)
     if var not in idata["log_likelihood"].to_dataset():
         read.fail(f"{IDATA_NAME}/log_likelihood", f"has no variable {var!r}")
     named = {n: stacked[:, :, k] for k, n in enumerate(names)}
+    if SAMPLE_SPACE in idata.children:
+        missing = [n for n in names if n not in idata["posterior"].data_vars]
+        if missing:
+            read.fail(f"{IDATA_NAME}/posterior", f"lacks the parameters {missing}")
     # a fit saved before the paper-named layout is read into it
     idata = current_layout(idata, named)
+    arrays = list(idata["log_likelihood"].data_vars)
+    if arrays != [var]:
+        read.fail(f"{IDATA_NAME}/log_likelihood", f"holds {arrays}, not {var!r} alone")
     values = _read_fields(read, block, BayesResult, BAYES_READERS, names)
     del values["names"]  # bayes_result takes them from the draws
     # bayes_result averages per-chain class probabilities; the saved ones are averages already

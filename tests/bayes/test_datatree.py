@@ -8,8 +8,10 @@ import warnings
 import arviz_stats as azs
 import numpy as np
 import pytest
+import xarray as xr
 
 import bayesmix as bm
+from bayesmix.bayes.datatree import current_layout
 from bayesmix.errors import SamplingWarning
 from tests.support.models import C22_PARAMS, c22_spec
 from tests.support.settings import PLOTS
@@ -75,3 +77,47 @@ def test_model_c_log_likelihood_holds_the_school_terms_alone():
     assert loo.elpd == pytest.approx(post.loo.elpd, abs=1e-8)
     with pytest.raises(bm.EstimationError, match="level-2 classes"):
         post.loo_data("student")
+
+
+def test_a_tree_in_the_old_layout_is_read_into_the_new_one():
+    rng = np.random.default_rng(0)
+    sample = {"chain": [0, 1], "draw": [0, 1, 2]}
+    old = xr.Dataset(
+        {
+            "b_1": (("chain", "draw", "class"), rng.normal(size=(2, 3, 2))),
+            "z_u": (("chain", "draw", "cluster", "rterm"), rng.normal(size=(2, 3, 4, 1))),
+            "u": (("chain", "draw", "cluster", "rterm"), rng.normal(size=(2, 3, 4, 1))),
+        },
+        coords={**sample, "class": ["c1", "c2"], "cluster": list("abcd"), "rterm": ["1"]},
+    )
+    loglik = xr.Dataset(
+        {
+            "y": (("chain", "draw", "obs"), rng.normal(size=(2, 3, 8))),
+            "y_school": (("chain", "draw", "school"), rng.normal(size=(2, 3, 4))),
+        },
+        coords=sample,
+    )
+    stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((2, 3), bool))}, coords=sample)
+    tree = xr.DataTree.from_dict(
+        {"/posterior": old, "/log_likelihood": loglik, "/sample_stats": stats}
+    )
+    named = {"1[c1]": old["b_1"].values[..., 0], "1[c2]": old["b_1"].values[..., 1]}
+    new = current_layout(tree, named)
+    assert list(new.children) == ["posterior", "log_likelihood", "sample_stats", "sample_space"]
+    assert list(new["posterior"].data_vars) == ["1[c1]", "1[c2]", "u"]
+    np.testing.assert_array_equal(new["posterior"]["1[c2]"].values, old["b_1"].values[..., 1])
+    xr.testing.assert_identical(new["posterior"]["u"], old["u"])
+    xr.testing.assert_identical(new["sample_space"].to_dataset(), old)
+    assert list(new["log_likelihood"].data_vars) == ["y"]
+    # a tree in the new layout keeps its groups, its posterior put in the table's order
+    shuffled = new["posterior"].to_dataset()[["u", "1[c2]", "1[c1]"]]
+    stored = xr.DataTree.from_dict(
+        {
+            "/sample_space": old,
+            "/posterior": shuffled,
+            "/log_likelihood": new["log_likelihood"].to_dataset(),
+        }
+    )
+    again = current_layout(stored, named)
+    assert list(again.children) == ["posterior", "sample_space", "log_likelihood"]
+    assert list(again["posterior"].data_vars) == ["1[c1]", "1[c2]", "u"]
