@@ -172,8 +172,8 @@ def test_arviz_compare_agrees_with_bm_compare_at_both_levels(
             assert ours.loc[name, "elpd"] == pytest.approx(row["elpd_loo"], abs=1e-8)
             assert ours.loc[name, "se"] == pytest.approx(row["se_loo"], abs=1e-8)
             assert ours.loc[name, "p"] == pytest.approx(row["p_loo"], abs=1e-8)
-            # ArviZ's difference is best minus this one, bayesmix's this one minus best
-            assert ours.loc[name, "elpd_diff"] == pytest.approx(-row["elpd_diff"], abs=1e-8)
+            # both this fit's elpd minus the best one's
+            assert ours.loc[name, "elpd_diff"] == pytest.approx(row["elpd_diff"], abs=1e-8)
             assert ours.loc[name, "dse"] == pytest.approx(row["se_diff"], abs=1e-8)
     # the data come from the mixture, which predicts new schools better
     assert ours.index[0] == "fig3"
