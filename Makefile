@@ -11,7 +11,7 @@ PYTHON_BOOT ?= $(shell v=$$(cat .python-version 2>/dev/null); \
 	  if [ -x "$$c" ] && "$$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then \
 	    echo "$$c"; break; fi; done)
 
-.PHONY: venv test test-fast notebooks wheel-check demo bench lint clean
+.PHONY: venv test test-long test-fast notebooks wheel-check demo bench lint clean
 
 venv: $(STAMP)
 
@@ -24,8 +24,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# Two workers, one test file each at a time: a file's fixtures are made once, in its worker.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
+
+# The NUTS runs of several minutes (model C against ML), outside the developer's loop.
+test-long: $(STAMP)
+	$(PY) -m pytest -q -m long
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

@@ -13,7 +13,9 @@ import pytest
 
 import bayesmix as bm
 from bayesmix.paper.section2 import FIG1_PARAMS
+from tests.support.fits import two_level_60x10
 from tests.support.paths import MODELS
+from tests.support.settings import READ
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +35,21 @@ def fig1_10k(fig1_spec: bm.Spec) -> pd.DataFrame:
 def fig1_10k_ml(fig1_spec: bm.Spec, fig1_10k: pd.DataFrame) -> bm.MLResult:
     """The ML fit of Fig 1 to :func:`fig1_10k` from 20 starts (seed 1)."""
     return bm.fit_ml(fig1_spec, fig1_10k, starts=20, random_seed=1)
+
+
+@pytest.fixture(scope="session")
+def fig3_bayes() -> bm.BayesResult:
+    """NUTS fit of the Fig 3 model to :func:`tests.support.fits.two_level_60x10` ("fig3"),
+    2 chains x 300 draws (seed 1), started at that ML fit."""
+    fitted = two_level_60x10("fig3")
+    return bm.fit_bayes(fitted.spec, fitted.data, **READ.kwargs(random_seed=1, init=fitted.ml))
+
+
+@pytest.fixture(scope="session")
+def conventional_on_fig3_bayes() -> bm.BayesResult:
+    """NUTS fit of the conventional model (models/conventional.toml) to the data of
+    :func:`fig3_bayes`, as :func:`fig3_bayes` is made: the paper's Section 2.2 pair."""
+    fitted = two_level_60x10("fig3")
+    spec = bm.load_spec(MODELS / "conventional.toml")
+    ml = bm.fit_ml(spec, fitted.data, random_seed=1)
+    return bm.fit_bayes(spec, fitted.data, **READ.kwargs(random_seed=1, init=ml))

@@ -25,6 +25,13 @@ pointwise log-likelihood decides which one LOO estimates:
     and C, whose differences lie in the school level, and the level at which
     models with and without level-2 classes can be compared at all.
 
+Each level comes as a DataTree of its own, the posterior and one
+log-likelihood array (:func:`loo_data`, ``post.loo_data(level)``), so that
+ArviZ's ``loo`` and ``compare`` work on it with their defaults; :func:`elpd`
+and :func:`bayesmix.compare` compute from the same trees. The student level
+is also the fit's own ``idata``'s (``az.loo(post.idata)``), except for
+model C, whose ``idata`` holds the conditional school level.
+
 WAIC is computed from the same pointwise log-likelihood; both come with
 their standard errors (``sqrt(N var_i)`` of the pointwise values).
 """
@@ -41,6 +48,11 @@ import xarray as xr
 
 from bayesmix.errors import EstimationError
 from bayesmix.progress import Progress
+
+# the log-likelihood arrays as bayesmix.bayes.datatree names them (not imported from there:
+# the result classes import this module, and the draws module imports theirs)
+STUDENT_LOGLIK = "y"
+SCHOOL_LOGLIK = "y_school"
 
 
 class PosteriorFit(Protocol):
@@ -213,6 +225,114 @@ def marginal_school_loglik(
     return out, keep
 
 
+def _check_level(spec: Any, level: str | None) -> str:
+    """The level asked for, or the default: ``"school_marginal"`` with clusters, else
+    ``"student"``."""
+    if level is None:
+        return "school_marginal" if spec.cluster is not None else "student"
+    if level not in LEVELS:
+        raise EstimationError(f"level must be one of {LEVELS}, got {level!r}.")
+    return level
+
+
+def _unavailable(spec: Any, level: str) -> EstimationError:
+    """The error for a level the model does not define."""
+    if spec.between_classes > 1:
+        return EstimationError(
+            f"level={level!r} is not available for model {spec.name!r}: it has level-2 "
+            "classes, which tie a school's students together; use level='school_marginal' "
+            "or 'school'."
+        )
+    return EstimationError(
+        f"level={level!r} is not available for model {spec.name!r}: it has no clusters; "
+        "use level='student'."
+    )
+
+
+def loo_data(
+    result: PosteriorFit,
+    level: Level | None = None,
+    *,
+    max_draws: int = 1000,
+    points: int | None = None,
+    progress: bool = False,
+) -> xr.DataTree:
+    """A DataTree of the posterior and one pointwise log-likelihood array at ``level``.
+
+    ArviZ's defaults then work on it: ``az.loo(loo_data(fit, "school_marginal"))``,
+    ``az.compare({"A3": loo_data(a, level), "B3": loo_data(b, level)})``.
+    :func:`elpd` and :func:`bayesmix.compare` compute from the same trees.
+
+    Parameters
+    ----------
+    result : BayesResult
+    level : {"student", "school", "school_marginal"}, optional
+        See the module docstring; default ``"school_marginal"`` for
+        two-level models, ``"student"`` otherwise.
+    max_draws, points, progress
+        Draws, quadrature points and progress of the integration of
+        ``"school_marginal"`` (see :func:`marginal_school_loglik`).
+
+    Returns
+    -------
+    xarray.DataTree
+        ``posterior`` (the fit's, for ``"school_marginal"`` only the draws
+        integrated) and ``log_likelihood`` with ``y`` (dims chain, draw,
+        obs) at the student level or ``y_school`` (chain, draw, school) at
+        the school levels. Cached on the result: asking again costs nothing.
+
+    Raises
+    ------
+    EstimationError
+        For an unknown level, a school level of a model without clusters,
+        or the student level of a model with level-2 classes.
+    DataError
+        For the school levels of a fit loaded without its data rows.
+    """
+    spec = result.spec
+    level = _check_level(spec, level)
+    key = ("loo_data", level, *((max_draws, points) if level == "school_marginal" else ()))
+    if key in result.cache:
+        return result.cache[key]
+    if level != "student" and spec.cluster is None:
+        raise _unavailable(spec, level)
+    posterior = result.idata["posterior"].to_dataset()
+    stored = result.idata["log_likelihood"].to_dataset()
+    if level == "school_marginal":
+        loglik, keep = marginal_school_loglik(
+            result, max_draws=max_draws, points=points, progress=progress
+        )
+        posterior = posterior.isel(draw=keep)
+        values = xr.DataArray(
+            loglik,
+            dims=("chain", "draw", "school"),
+            coords={"chain": posterior["chain"], "draw": posterior["draw"]},
+        )
+    elif spec.between_classes > 1:
+        if level == "student":
+            raise _unavailable(spec, level)
+        values = stored[SCHOOL_LOGLIK]
+    else:
+        values = stored[STUDENT_LOGLIK]
+        if level == "school":
+            # conditional on the school residuals, a school's students are independent
+            bounds = result.design.bounds
+            values = xr.DataArray(
+                np.add.reduceat(values.transpose("chain", "draw", ...).values, bounds[:-1], axis=2),
+                dims=("chain", "draw", "school"),
+                coords={"chain": values["chain"], "draw": values["draw"]},
+            )
+    name = STUDENT_LOGLIK if level == "student" else SCHOOL_LOGLIK
+    tree = xr.DataTree.from_dict(
+        {
+            "posterior": posterior,
+            "log_likelihood": xr.Dataset({name: values.transpose("chain", "draw", ...)}),
+        }
+    )
+    result.cache[key] = tree
+    return tree
+
+
 def elpd(
     result: PosteriorFit,
     level: Level | None = None,
@@ -240,47 +360,19 @@ def elpd(
     Returns
     -------
     ELPD
-        Cached on the result: asking again costs nothing.
+        PSIS-LOO by ``arviz_stats.loo`` on :func:`loo_data`'s tree, with its
+        defaults, and WAIC from the same values. Cached on the result:
+        asking again costs nothing.
     """
     import arviz_stats as azs
 
-    spec = result.spec
-    if level is None:
-        level = "school_marginal" if spec.cluster is not None else "student"
-    if level not in LEVELS:
-        raise EstimationError(f"level must be one of {LEVELS}, got {level!r}.")
+    level = _check_level(result.spec, level)
     key = ("elpd", level, max_draws, points)
     if key in result.cache:
         return result.cache[key]
-    posterior = result.idata["posterior"].to_dataset()
-    if level == "school_marginal":
-        loglik, keep = marginal_school_loglik(
-            result, max_draws=max_draws, points=points, progress=progress
-        )
-        posterior = posterior.isel(draw=keep)
-        values = xr.DataArray(loglik, dims=("chain", "draw", "school"))
-    else:
-        var = "y" if level == "student" else "y_school"
-        group = result.idata["log_likelihood"].to_dataset()
-        if var not in group:
-            why = (
-                "it has level-2 classes, which tie a school's students together"
-                if spec.between_classes > 1
-                else "it has no clusters"
-            )
-            raise EstimationError(
-                f"level={level!r} is not available for model {spec.name!r}: {why}; "
-                "use level='school_marginal'"
-                + (" or 'school'." if spec.between_classes > 1 else " or 'student'.")
-            )
-        values = group[var]
-    tree = xr.DataTree.from_dict(
-        {
-            "posterior": posterior,
-            "log_likelihood": xr.Dataset({"ll": values.transpose("chain", "draw", ...)}),
-        }
-    )
-    loo = azs.loo(tree, var_name="ll", pointwise=True)
+    tree = loo_data(result, level, max_draws=max_draws, points=points, progress=progress)
+    loo = azs.loo(tree, pointwise=True)
+    (values,) = tree["log_likelihood"].to_dataset().data_vars.values()
     flat = np.asarray(values).reshape(-1, values.shape[-1])
     w_elpd, w_se, w_p = waic(flat)
     out = ELPD(

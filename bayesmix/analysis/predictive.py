@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.errors import DataError, EstimationError, type_name
-from bayesmix.model.params import Params
 from bayesmix.results.interface import FitResult
 from bayesmix.validate import SEED_MAX, check_seed
 
@@ -130,27 +129,13 @@ class PredictiveDraws:
 
 def _draw_params(result: FitResult, draws: int, rng: np.random.Generator) -> list:
     """One parameter set per replicate: posterior draws picked at random, or the estimates."""
-    posterior = result.posterior
-    if posterior is None:
+    if not result.has_draws:
         return [result.structured] * draws
-    from bayesmix.bayes.draws import structured_draws
-
-    stacked = structured_draws(posterior, result.design)
-    n_chain, n_draw = np.asarray(stacked.beta).shape[:2]
-    total = n_chain * n_draw
-    picks = rng.choice(total, size=draws, replace=draws > total)
-    out = []
-    for k in picks:
-        c, d = divmod(int(k), n_draw)
-        out.append(
-            Params(
-                **{
-                    name: None if value is None else np.asarray(value)[c, d]
-                    for name, value in vars(stacked).items()
-                }
-            )
-        )
-    return out
+    # every draw of the named parameters, chain by chain
+    matrix = result.parameter_matrix()
+    picks = rng.choice(len(matrix), size=draws, replace=draws > len(matrix))
+    layout = result.design.layout
+    return [layout.unpack(matrix[int(k)], natural=True) for k in picks]
 
 
 def posterior_predictive(

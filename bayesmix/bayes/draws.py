@@ -1,11 +1,17 @@
 """Posterior draws after sampling: structured and named, in the user's units, pointwise.
 
-The pointwise log-likelihood is stored for LOO, posterior class
-probabilities are computed per chain, and chains are checked for
-disagreeing class labels (:func:`check_labels`).
+:func:`structured_draws` reads the sampler's variables (the DataTree's
+``sample_space`` group, see :mod:`bayesmix.bayes.datatree`) into
+:class:`~bayesmix.model.params.Params`, :func:`named_draws` turns those into
+the paper's parameters; one pass over the draws (:class:`Pointwise`) gives
+the pointwise log-likelihood for LOO, the posterior class probabilities per
+chain and the class shares per draw, and chains are checked for disagreeing
+class labels (:func:`check_labels`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
@@ -101,76 +107,41 @@ def named_draws(draws: Params, design: Design) -> dict[str, np.ndarray]:
     return {name: out[:, :, k] for k, name in enumerate(lay.names)}
 
 
-def user_posterior(
-    posterior: xr.Dataset, draws: Params, u: np.ndarray | None, design: Design
-) -> xr.Dataset:
-    """The posterior with the model's parameters replaced by their values in the user's units.
+@dataclass(frozen=True)
+class Pointwise:
+    """What one pass over the posterior draws computes for each student or school.
 
-    ``draws`` (structured, leading chain and draw dimensions) and ``u`` come
-    from :meth:`~bayesmix.data.standardise.Standardisation.params_to_user`; the
-    variables written are the inverse of :func:`structured_draws`: the fixed
-    effects ``b_<name>``, ``sigma`` or ``lsig``, ``gamma``, ``delta``,
-    ``chol_u`` (with ``chol_u_stds`` and ``chol_u_corr``) or ``sd_u``, and
-    ``u``. The sampler's own coordinates (``z_u``, ``z_member``,
-    ``b_school``, ``b_whitened``, ``chol_u_ordered``, offsets and log gaps)
-    stay on the standardised scale NUTS samples.
+    Attributes
+    ----------
+    loglik : ndarray
+        Log-likelihood per draw: (chain, draw, n) per student, or for level-2
+        classes (chain, draw, J) per school, D_j marginalised.
+    chain_post : ndarray, shape (chain, n, K)
+        Per chain, the mean over draws of P(C_i = c | y, theta, u).
+    class_share : ndarray, shape (chain, draw, K)
+        Per draw, the mean over students of P(C_i = c | y, theta, u): the
+        share of the students in each class. Its mean over draws is the mean
+        of :attr:`chain_post` over students and chains.
+    chain_between : ndarray or None
+        Per chain, the mean over draws of P(D_j = d | y_j, theta, u) (chain, J, L).
+    between_share : ndarray or None
+        Per draw, the mean over schools of P(D_j = d | y_j, theta, u) (chain, draw, L).
     """
-    spec, lay = design.spec, design.layout
-    K, L = spec.classes, spec.between_classes
-    out = posterior.copy()
 
-    def put(name: str, values: np.ndarray) -> None:
-        out[name] = (posterior[name].dims, np.asarray(values).reshape(posterior[name].shape))
-
-    beta = np.asarray(draws.beta)
-    for j, name in enumerate(spec.fixed_names):
-        cv, bv = lay._varies(name)
-        if cv and bv:
-            values = beta[..., j]
-        elif cv:
-            values = beta[..., :K, j]
-        elif bv:
-            values = beta[..., ::K, j]
-        else:
-            values = beta[..., 0, j]
-        put(fixed_rv_name(name), values)
-    lsig = np.asarray(draws.lsig)
-    by_class = lay.residual_by_class
-    if spec.residual_covariates:
-        put("lsig", lsig if by_class else lsig[..., 0, :])
-    elif spec.residual_groups:
-        put("sigma", np.exp(0.5 * (lsig if by_class else lsig[..., 0, :])))
-    else:
-        put("sigma", np.exp(0.5 * (lsig[..., 0] if by_class else lsig[..., 0, 0])))
-    if K > 1:
-        put("gamma", draws.gamma)
-    if L > 1:
-        put("delta", draws.delta)
-    chol = np.asarray(draws.chol)
-    if chol.shape[-1]:
-        cov = chol @ np.swapaxes(chol, -1, -2)
-        stds = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
-        if "chol_u" in posterior:
-            rows, cols = np.tril_indices(chol.shape[-1])
-            put("chol_u", chol[..., rows, cols])
-            if "chol_u_stds" in posterior:
-                put("chol_u_stds", stds)
-                put("chol_u_corr", cov / (stds[..., :, None] * stds[..., None, :]))
-        else:
-            put("sd_u", stds)
-    if u is not None:
-        put("u", u)
-    return out
+    loglik: np.ndarray
+    chain_post: np.ndarray
+    class_share: np.ndarray
+    chain_between: np.ndarray | None = None
+    between_share: np.ndarray | None = None
 
 
-def _pointwise_draws(
-    draws: Params, design: Design, u: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Log-likelihood (chain, draw, n) and per-chain mean class probabilities (chain, n, K)."""
+def _pointwise_draws(draws: Params, design: Design, u: np.ndarray | None) -> Pointwise:
+    """Per-student log-likelihood, class probabilities and class shares of every draw."""
     f = pointwise(design.layout)
     n_chain, n_draw = draws.beta.shape[:2]
     loglik = np.empty((n_chain, n_draw, design.n_obs))
     post = np.zeros((n_chain, design.n_obs, design.spec.classes))
+    share = np.empty((n_chain, n_draw, design.spec.classes))
     spec = design.spec
     r = len(spec.random)
     offset = np.zeros(design.n_obs)
@@ -195,20 +166,19 @@ def _pointwise_draws(
             )
             loglik[ch, d] = ll
             post[ch] += pp
+            share[ch, d] = np.mean(pp, axis=0)
     post /= n_draw
-    return loglik, post
+    return Pointwise(loglik=loglik, chain_post=post, class_share=share)
 
 
-def _between_pointwise_draws(
-    draws: Params, design: Design, u: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _between_pointwise_draws(draws: Params, design: Design, u: np.ndarray | None) -> Pointwise:
     """Model C, per draw and conditional on the school residuals.
 
     ``u`` (chain, draw, L, J, r) holds each school's residuals per level-2
     class (see :func:`bayesmix.bayes.model._between_likelihood`). Returns the school
-    log-likelihoods (chain, draw, J) with D_j marginalised, and per chain
-    the mean P(C_ij = c | y_j) (chain, n, K) and P(D_j = d | y_j) (chain,
-    J, L).
+    log-likelihoods (chain, draw, J) with D_j marginalised, per chain the
+    mean P(C_ij = c | y_j) (chain, n, K) and P(D_j = d | y_j) (chain, J, L),
+    and per draw their means over students and over schools.
     """
     spec = design.spec
     K, L, r = spec.classes, spec.between_classes, len(spec.random)
@@ -217,6 +187,8 @@ def _between_pointwise_draws(
     loglik = np.empty((n_chain, n_draw, J))
     post = np.zeros((n_chain, n, K))
     post_d = np.zeros((n_chain, J, L))
+    share = np.empty((n_chain, n_draw, K))
+    share_d = np.empty((n_chain, n_draw, L))
     starts = design.bounds[:-1]
     offset = np.zeros((n, L))
     member = np.zeros((n, L, K - 1))
@@ -242,8 +214,17 @@ def _between_pointwise_draws(
             loglik[ch, d] = total
             post_d[ch] += weight
             within = np.exp(joint - per_obs[:, :, None])
-            post[ch] += np.einsum("id,idk->ik", weight[design.cluster], within)
-    return loglik, post / n_draw, post_d / n_draw
+            probs = np.einsum("id,idk->ik", weight[design.cluster], within)
+            post[ch] += probs
+            share[ch, d] = np.mean(probs, axis=0)
+            share_d[ch, d] = np.mean(weight, axis=0)
+    return Pointwise(
+        loglik=loglik,
+        chain_post=post / n_draw,
+        class_share=share,
+        chain_between=post_d / n_draw,
+        between_share=share_d,
+    )
 
 
 def check_labels(chain_post: np.ndarray) -> LabelCheck:

@@ -3,8 +3,10 @@
 Class indicators are marginalised (log-sum-exp) so that NUTS sees a smooth
 density; classes are labelled by a descending order constraint on the
 ``order_classes_by`` coefficient (class 1 highest, as in the ML labelling);
-chains start at the ML solution by default. After sampling, the pointwise
-log-likelihood is stored for LOO, posterior class probabilities are
+chains start at the ML solution by default. After sampling, the DataTree is
+laid out as :mod:`bayesmix.bayes.datatree` describes (the paper's parameters
+in ``posterior``, the sampler's coordinates in ``sample_space``, one
+pointwise log-likelihood array), posterior class probabilities are
 computed, and chains are checked for disagreeing class labels.
 """
 
@@ -12,21 +14,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Literal
 
 import arviz_stats as azs
 import numpy as np
 import xarray as xr
 
+from bayesmix.bayes.datatree import split_posterior
 from bayesmix.bayes.diagnose import posterior_diagnostics
 from bayesmix.bayes.draws import (
+    Pointwise,
     _between_pointwise_draws,
     _pointwise_draws,
     check_labels,
     named_draws,
     structured_draws,
-    user_posterior,
 )
 from bayesmix.bayes.model import build_model
 from bayesmix.bayes.posterior import bayes_result
@@ -119,6 +122,16 @@ def fit_bayes(
     Returns
     -------
     BayesResult
+        Its ``idata`` is an ArviZ DataTree whose ``posterior`` holds the
+        paper's parameters under the names of ``summary()`` (``1[c1]``,
+        ``x:w``, ``var(u_1)``, ``C#1 ~ w``) in the user's units, the school
+        residuals ``u`` and the class shares per draw ``class_share``;
+        ``sample_space`` holds the coordinates NUTS sampled (standardised);
+        ``log_likelihood`` holds one array, ``y`` per student (model C:
+        ``y_school`` per school), so that ``az.summary``, ``az.loo`` and
+        ``az.compare`` work with their defaults. See
+        :mod:`bayesmix.bayes.datatree`; the school levels of LOO are
+        :meth:`BayesResult.loo_data`.
 
     Notes
     -----
@@ -171,18 +184,21 @@ def fit_bayes(
         key,
         backend,
     )
-    kept = _record_draws(idata, design, internal, st)
+    named, pointwise = _record_draws(idata, design, internal, st)
+    chain_between = pointwise.chain_between
     result = bayes_result(
         spec=spec,
         design=design,
         idata=idata,
-        named=kept.named,
-        chain_post=kept.chain_post,
-        chain_between=kept.chain_between,
+        named=named,
+        chain_post=pointwise.chain_post,
+        chain_between=chain_between,
         divergences=int(np.asarray(idata["sample_stats"]["diverging"]).sum()),
-        labels=check_labels(kept.chain_post) if spec.classes > 1 else LabelCheck(False, (), ()),
-        between_labels=None if kept.chain_between is None else check_labels(kept.chain_between),
-        loo=azs.loo(idata, var_name="y_school" if kept.chain_between is not None else "y"),
+        labels=(
+            check_labels(pointwise.chain_post) if spec.classes > 1 else LabelCheck(False, (), ())
+        ),
+        between_labels=None if chain_between is None else check_labels(chain_between),
+        loo=azs.loo(idata),
         priors={name: st.prior_to_user(name, prior) for name, prior in full_priors.items()},
         settings={
             "draws": draws,
@@ -255,48 +271,22 @@ def _chain_start(
     return internal.layout.unpack(estimates, natural=True), init_z
 
 
-@dataclass(frozen=True)
-class _Kept:
-    """The draws a result is made of besides its DataTree."""
-
-    named: dict[str, np.ndarray]
-    """Draws (chain, draw) of every named parameter, in the user's units."""
-    chain_post: np.ndarray
-    """Per chain, the mean posterior class probabilities of the students (chain, n, K)."""
-    chain_between: np.ndarray | None
-    """Per chain, those of the schools' level-2 classes (chain, J, L), model C only."""
-
-
 def _record_draws(
     idata: xr.DataTree, design: Design, internal: Design, st: Standardisation
-) -> _Kept:
-    """Write the posterior in the user's units, the pointwise log-likelihood and the
-    observed data into ``idata``; return the named draws and class probabilities."""
+) -> tuple[dict[str, np.ndarray], Pointwise]:
+    """Lay ``idata`` out as :mod:`bayesmix.bayes.datatree` describes, adding the observed
+    data; return the named draws (chain, draw) in the user's units and the pointwise pass."""
     spec = design.spec
-    posterior = idata["posterior"].to_dataset()
-    draws_struct = st.params_to_user(structured_draws(posterior, internal))
-    u = st.residuals_to_user(posterior["u"].values) if spec.random_effects else None
-    posterior = user_posterior(posterior, draws_struct, u, design)
-    idata["posterior"] = xr.DataTree(posterior)
+    sampled = idata["posterior"].to_dataset()
+    draws_struct = st.params_to_user(structured_draws(sampled, internal))
+    u = st.residuals_to_user(sampled["u"].values) if spec.random_effects else None
     named = named_draws(draws_struct, design)
-    chain_between = None
     if spec.between_classes > 1:
         # with level-2 classes the schools are the independent units
-        by_school, chain_post, chain_between = _between_pointwise_draws(draws_struct, design, u)
-        pointwise_vars = {"y_school": (("chain", "draw", "school"), by_school)}
+        pointwise = _between_pointwise_draws(draws_struct, design, u)
     else:
-        loglik, chain_post = _pointwise_draws(draws_struct, design, u)
-        pointwise_vars = {"y": (("chain", "draw", "obs"), loglik)}
-        if spec.cluster is not None:
-            # school level, conditional on the school residuals: the sum over its students
-            by_school = np.add.reduceat(loglik, design.bounds[:-1], axis=2)
-            pointwise_vars["y_school"] = (("chain", "draw", "school"), by_school)
-    idata["log_likelihood"] = xr.DataTree(
-        xr.Dataset(
-            pointwise_vars,
-            coords={"chain": posterior["chain"], "draw": posterior["draw"]},
-        )
-    )
+        pointwise = _pointwise_draws(draws_struct, design, u)
+    split_posterior(idata, named, u, pointwise, spec)
     if "observed_data" not in idata.children:
         idata["observed_data"] = xr.DataTree(xr.Dataset({"y": (("obs",), design.y)}))
-    return _Kept(named=named, chain_post=chain_post, chain_between=chain_between)
+    return named, pointwise

@@ -82,6 +82,12 @@ def build_model(
         ``class``), their regression is ``delta`` (dims ``school_logit`` x
         ``bterm``), and the likelihood is the potential ``y_school`` (one
         term per school, D_j marginalised).
+
+        These are the sampler's coordinates, on the standardised scale of
+        :mod:`bayesmix.data.standardise`: after sampling, :func:`bayesmix.fit_bayes`
+        keeps them in the DataTree's ``sample_space`` group and writes the
+        parameters under their paper names, in the user's units, to
+        ``posterior`` (see :mod:`bayesmix.bayes.datatree`).
     """
     plan = school_means_plan(design, init)
     n_centred = 0 if plan is None else len(plan.terms)

@@ -12,6 +12,7 @@ import pandas as pd
 
 from bayesmix.data.covariates import Generator, drawn_covariates, given_covariates, is_number
 from bayesmix.data.design import Matrices, design_matrices
+from bayesmix.density.primitives import log_softmax_ref
 from bayesmix.errors import DataError, SpecError, type_name
 from bayesmix.model.params import Layout, Params, layout
 from bayesmix.model.spec import Spec
@@ -404,10 +405,7 @@ def _draw_outcome(
     if spec.membership_random != "none":
         eta = eta + b[:, r:] @ np.asarray(structured.load, dtype=float).T
     _refuse_non_finite(eta, "membership logit")
-    logits = np.column_stack([eta, np.zeros(size)])
-    logits -= logits.max(axis=1, keepdims=True)
-    prob = np.exp(logits)
-    prob /= prob.sum(axis=1, keepdims=True)
+    prob = np.exp(log_softmax_ref(eta, np))
     cls = (rng.random(size)[:, None] > np.cumsum(prob, axis=1)).sum(axis=1)
     cls = np.minimum(cls, spec.classes - 1)
     between = np.zeros(size, dtype=int)
@@ -431,8 +429,6 @@ def _draw_between(
     """
     eta = W @ np.asarray(params.delta, dtype=float).T
     _refuse_non_finite(eta, "level-2 class logit", "cluster")
-    logits = np.column_stack([eta, np.zeros(len(W))])
-    prob = np.exp(logits - logits.max(axis=1, keepdims=True))
-    prob /= prob.sum(axis=1, keepdims=True)
+    prob = np.exp(log_softmax_ref(eta, np))
     d = (rng.random(len(W))[:, None] > np.cumsum(prob, axis=1)).sum(axis=1)
     return np.minimum(d, spec.between_classes - 1)[codes]

@@ -17,9 +17,8 @@ if TYPE_CHECKING:
 
 DiagnosticKind = Literal["trace", "rank", "energy", "pair"]
 _DIAGNOSTIC_KINDS: tuple[str, ...] = get_args(DiagnosticKind)
-_SCHOOL_VARIABLES = ("z_u", "u", "b_school", "z_member")
-# coordinates NUTS samples in place of the model's parameters (see bayesmix.bayes.centring)
-_SAMPLER_SUFFIXES = ("_last", "_log_gap", "_offset", "_centred", "_ordered")
+# what the posterior holds besides the parameters (see bayesmix.bayes.datatree)
+_NOT_PARAMETERS = ("u", "class_share", "between_share")
 _MAX_PAIR = 12
 
 
@@ -88,12 +87,11 @@ def plot_diagnostics(
         pairwise scatter of the draws with divergences (``plot_pair``), for
         at most 12 scalar parameters.
     var_names : sequence of str, optional
-        Posterior variables to show (PyMC variable names, e.g. ``"b_1"``,
-        ``"gamma"``, ``"sigma"``); default all but the school residuals
-        and coefficients (``z_u``, ``u``, ``b_school``, ``z_member``), the
-        coordinates NUTS samples in place of the parameters (``b_1_last``,
-        ``b_1_log_gap``...) and variables with a constant entry (the unit
-        diagonal of ``chol_u_corr``). Ignored for ``"energy"``.
+        Posterior variables to show: parameters under the names of
+        ``bayes.table`` (e.g. ``"1[c1]"``, ``"x:w"``, ``"var(u_1)"``,
+        ``"C#1 ~ x"``), the school residuals ``"u"`` or the class shares
+        ``"class_share"``; default every parameter. Ignored for
+        ``"energy"``.
 
     Returns
     -------
@@ -115,15 +113,7 @@ def plot_diagnostics(
     idata = bayes.idata
     available = [str(v) for v in idata["posterior"].data_vars]
     if var_names is None:
-        posterior = idata["posterior"]
-        # constant entries (a correlation matrix's unit diagonal) have no density to draw
-        var_names = [
-            v
-            for v in available
-            if v not in _SCHOOL_VARIABLES
-            and not v.endswith(_SAMPLER_SUFFIXES)
-            and bool(np.all(posterior[v].std(dim=("chain", "draw")).values > 0))
-        ]
+        var_names = [v for v in available if v not in _NOT_PARAMETERS]
     var_names = list(var_names)
     unknown = [v for v in var_names if v not in available]
     if unknown:

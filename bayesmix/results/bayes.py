@@ -54,12 +54,20 @@ class BayesResult(FitResult):
     spec, design
         Model and data.
     idata : xarray.DataTree
-        ArviZ DataTree with ``posterior``, ``sample_stats``,
-        ``log_likelihood`` (``y`` per observation; for two-level models also
-        ``y_school``, per school, both conditional on the school residuals;
-        ``y_school`` only for model C, whose schools are the independent
-        units)
-        and ``observed_data``.
+        ArviZ DataTree (see :mod:`bayesmix.bayes.datatree`): ``posterior``
+        holds one (chain, draw) variable per parameter, named as the rows
+        of :attr:`table` (``1[c1]``, ``x:w``, ``var(u_1)``, ``C#1 ~ w``)
+        in the user's units, the school residuals ``u`` (cluster x rterm)
+        and, for mixtures, the class shares per draw ``class_share`` (the
+        mean over students of their class probabilities in that draw;
+        model C adds ``between_share``); ``sample_space`` holds the
+        variables NUTS sampled, on the standardised scale; ``log_likelihood``
+        holds one array, ``y`` per observation, conditional on the school
+        residuals (for model C, whose schools are the independent units,
+        ``y_school`` per school instead); then ``sample_stats`` and
+        ``observed_data``. So ``az.summary(post.idata)``,
+        ``az.loo(post.idata)`` and ``az.compare`` work with ArviZ's
+        defaults; the school levels are :meth:`loo_data`.
     names : tuple of str
         Parameter names, as in :class:`MLResult`.
     table : pandas.DataFrame
@@ -87,7 +95,8 @@ class BayesResult(FitResult):
         Problems with the posterior sample, found by the estimator (and again
         on loading, from the same draws) and issued as warnings there.
     cache : dict
-        Quantities computed on demand (the school-level LOO of :meth:`elpd`).
+        Quantities computed on demand (the trees of :meth:`loo_data` and the
+        LOO of :meth:`elpd`).
     """
 
     spec: Spec
@@ -121,6 +130,19 @@ class BayesResult(FitResult):
         from bayesmix.analysis.loo import elpd
 
         return elpd(self, level, **kwargs)
+
+    def loo_data(self, level: str | None = None, **kwargs: Any) -> Any:
+        """The posterior and one log-likelihood array at ``level``, as a DataTree for
+        ArviZ's defaults (``az.loo``, ``az.compare``):
+        :func:`bayesmix.analysis.loo.loo_data`.
+
+        ``level`` is ``"student"`` (the fit's own ``log_likelihood``),
+        ``"school"`` (summed over each school's students, conditional on its
+        residual) or ``"school_marginal"`` (the residuals integrated out).
+        """
+        from bayesmix.analysis.loo import loo_data
+
+        return loo_data(self, level, **kwargs)
 
     @property
     def params(self) -> pd.DataFrame:

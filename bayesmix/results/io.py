@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from bayesmix.bayes.datatree import SAMPLE_SPACE, SCHOOL_LOGLIK, STUDENT_LOGLIK, current_layout
 from bayesmix.bayes.diagnose import posterior_diagnostics
 from bayesmix.bayes.posterior import bayes_result
 from bayesmix.diagnostics import Diagnostic
@@ -72,7 +73,8 @@ def save_result(
         instead of each observation's class probabilities and, for a NUTS
         fit, no ``observed_data``/``constant_data`` groups in the DataTree.
         The ``log_likelihood`` group (one value per observation and draw) is
-        kept, as LOO needs it. A result loaded from such a file has
+        kept, as LOO needs it, and so are the ``posterior`` (with the school
+        residuals) and ``sample_space`` groups. A result loaded from such a file has
         ``summary()``, ``params``/``table``, ``to_dict()``, AIC/BIC,
         student-level LOO, :func:`bayesmix.analysis.compare` (with ``level="student"``
         for Bayes fits of two-level models), ``fit_bayes(..., init=fit)``
@@ -306,9 +308,19 @@ def _load_bayes(target: Path, file: Path, payload: dict[str, Any], verify: bool)
     idata, stacked = _open_draws(read, target, names)
     post = read_probabilities(read, block, "bayes", design, 1)
     between = read_probabilities(read, block, "bayes", design, 2)
-    var = "y_school" if between is not None else "y"
+    var = SCHOOL_LOGLIK if between is not None else STUDENT_LOGLIK
     if var not in idata["log_likelihood"].to_dataset():
         read.fail(f"{IDATA_NAME}/log_likelihood", f"has no variable {var!r}")
+    named = {n: stacked[:, :, k] for k, n in enumerate(names)}
+    if SAMPLE_SPACE in idata.children:
+        missing = [n for n in names if n not in idata["posterior"].data_vars]
+        if missing:
+            read.fail(f"{IDATA_NAME}/posterior", f"lacks the parameters {missing}")
+    # a fit saved before the paper-named layout is read into it
+    idata = current_layout(idata, named)
+    arrays = list(idata["log_likelihood"].data_vars)
+    if arrays != [var]:
+        read.fail(f"{IDATA_NAME}/log_likelihood", f"holds {arrays}, not {var!r} alone")
     values = _read_fields(read, block, BayesResult, BAYES_READERS, names)
     del values["names"]  # bayes_result takes them from the draws
     # bayes_result averages per-chain class probabilities; the saved ones are averages already
@@ -317,10 +329,10 @@ def _load_bayes(target: Path, file: Path, payload: dict[str, Any], verify: bool)
         spec=design.spec,
         design=design,
         idata=idata,
-        named={n: stacked[:, :, k] for k, n in enumerate(names)},
+        named=named,
         chain_post=np.empty((1, 0, design.spec.classes)),
         chain_between=None,
-        loo=azs.loo(idata, var_name=var),
+        loo=azs.loo(idata),
         **values,
     )
     result = replace(result, class_probabilities=post, between_probabilities=between)
@@ -354,7 +366,12 @@ def load_result(path: str | Path, *, verify: bool = True) -> FitResult:
         With its design rebuilt from the saved rows, so summaries, tables
         and plots match the saved fit. A fit saved with
         ``include_data=False`` has none: see :func:`save_result` for what
-        it supports.
+        it supports. A NUTS fit's DataTree has the groups of
+        :mod:`bayesmix.bayes.datatree`, also when it was saved by a
+        bayesmix whose ``posterior`` held the sampler's variables: those
+        move to ``sample_space``, the named draws and school residuals
+        become the ``posterior`` (without class shares, which such files
+        lack) and ``y`` alone stays in ``log_likelihood``.
 
     Raises
     ------

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
+import arviz_stats as azs
 import numpy as np
 import pytest
 from arviz_stats import ess
@@ -109,3 +111,81 @@ def test_compare_ranks_bayes_fits_by_bic_and_by_school_level_loo(conv_fit, conv_
     assert table.attrs["level"] == "school_marginal"
     assert isinstance(table.attrs["rank_disagreement"], bool)
     assert "elpd_loo" in bm.format_table(table)
+
+
+@pytest.mark.slow
+def test_arviz_loo_with_its_defaults_is_the_student_level(fig3_bayes):
+    post = fig3_bayes
+    loo = azs.loo(post.idata)
+    student = post.elpd("student")
+    assert loo.elpd == pytest.approx(student.elpd_loo, abs=1e-8)
+    assert loo.se == pytest.approx(student.se_loo, abs=1e-8)
+    assert loo.p == pytest.approx(student.p_loo, abs=1e-8)
+    assert post.loo.elpd == pytest.approx(student.elpd_loo, abs=1e-8)
+    np.testing.assert_array_equal(
+        post.loo_data("student")["log_likelihood"]["y"].values,
+        post.idata["log_likelihood"]["y"].values,
+    )
+
+
+@pytest.mark.slow
+def test_each_level_is_a_tree_with_one_log_likelihood(fig3_bayes):
+    post = fig3_bayes
+    design = post.design
+    student = post.idata["log_likelihood"]["y"].values
+    for level, name, units in (
+        ("school", "y_school", design.n_clusters),
+        ("school_marginal", "y_school", design.n_clusters),
+    ):
+        tree = post.loo_data(level, max_draws=100)
+        (values,) = tree["log_likelihood"].to_dataset().data_vars.values()
+        assert values.name == name and values.dims == ("chain", "draw", "school")
+        assert values.shape[2] == units
+        assert azs.loo(tree).elpd == pytest.approx(
+            post.elpd(level, max_draws=100).elpd_loo, abs=1e-8
+        )
+    # conditional on the residuals a school's log-likelihood is the sum over its students
+    school = post.loo_data("school")["log_likelihood"]["y_school"].values
+    np.testing.assert_allclose(
+        school[:, :, 1], student[:, :, design.bounds[1] : design.bounds[2]].sum(axis=2)
+    )
+    # the marginal level keeps the draws it integrated, posterior and log-likelihood alike
+    marginal = post.loo_data("school_marginal", max_draws=100)
+    assert marginal["posterior"].sizes["draw"] == marginal["log_likelihood"].sizes["draw"] == 50
+    assert post.loo_data("school_marginal", max_draws=100) is marginal  # cached
+
+
+@pytest.mark.slow
+def test_arviz_compare_agrees_with_bm_compare_at_both_levels(
+    fig3_bayes, conventional_on_fig3_bayes
+):
+    fits = {"fig3": fig3_bayes, "conventional": conventional_on_fig3_bayes}
+    for level in ("student", "school_marginal"):
+        table = bm.compare(list(fits.values()), level=level, max_draws=200).set_index("model")
+        if level == "student":
+            trees = {name: fit.idata for name, fit in fits.items()}
+        else:
+            trees = {name: fit.loo_data(level, max_draws=200) for name, fit in fits.items()}
+        ours = azs.compare(trees, round_to="none")
+        for name, fit in fits.items():
+            row = table.loc[fit.spec.name]
+            assert ours.loc[name, "elpd"] == pytest.approx(row["elpd_loo"], abs=1e-8)
+            assert ours.loc[name, "se"] == pytest.approx(row["se_loo"], abs=1e-8)
+            assert ours.loc[name, "p"] == pytest.approx(row["p_loo"], abs=1e-8)
+            # both this fit's elpd minus the best one's
+            assert ours.loc[name, "elpd_diff"] == pytest.approx(row["elpd_diff"], abs=1e-8)
+            assert ours.loc[name, "dse"] == pytest.approx(row["se_diff"], abs=1e-8)
+    # the data come from the mixture, which predicts new schools better
+    assert ours.index[0] == "fig3"
+
+
+def test_levels_a_model_does_not_define_are_refused(fig1_spec):
+    from bayesmix.analysis.loo import loo_data
+
+    # the levels are checked before any draw is read
+    no_clusters = SimpleNamespace(spec=fig1_spec, cache={})
+    for level in ("school", "school_marginal"):
+        with pytest.raises(bm.EstimationError, match="has no clusters; use level='student'"):
+            loo_data(no_clusters, level)  # type: ignore[arg-type]
+    with pytest.raises(bm.EstimationError, match="level must be one of"):
+        loo_data(no_clusters, "cluster")  # type: ignore[arg-type]

@@ -107,7 +107,7 @@ def test_sampled_coordinates_give_the_model_density(name):
             post[n] = post[n].rename({dims[2]: "class"})
     draws = structured_draws(post, design)
     u = post["u"].values[0, 0]
-    loglik = _pointwise_draws(draws, design, u[None, None])[0].sum()
+    loglik = _pointwise_draws(draws, design, u[None, None]).loglik.sum()
 
     lay = design.layout
     ref = 0.0

@@ -87,10 +87,11 @@ def _check_same_result(fit: bm.BayesResult, ref: bm.BayesResult, sampler: str) -
     assert isinstance(fit, bm.BayesResult)
     assert fit.settings["sampler"] == sampler
     assert set(fit.idata.children) == set(ref.idata.children)
-    assert set(fit.idata["posterior"].data_vars) == set(ref.idata["posterior"].data_vars)
+    for group in ("posterior", "sample_space"):
+        assert set(fit.idata[group].data_vars) == set(ref.idata[group].data_vars)
     for group in fit.idata.children.values():
         assert all(isinstance(v.data, np.ndarray) for v in group.data_vars.values())
-    assert set(fit.idata["log_likelihood"].data_vars) == {"y", "y_school"}
+    assert set(fit.idata["log_likelihood"].data_vars) == {"y"}
     assert fit.idata["sample_stats"]["diverging"].shape == (2, 300)
     assert fit.divergences == 0
     assert not fit.labels.switched

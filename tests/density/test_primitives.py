@@ -163,10 +163,6 @@ EXEMPT = {
     # the numba kernel keeps its own loop, its normal constant included;
     # test_numba_kernel_against_primitives checks it against the primitives
     ("density/fused.py", "_register_numba"),
-    # draws each student's class from the membership probabilities (a softmax used to
-    # sample the data, not a log density)
-    ("data/simulate.py", "_draw_outcome"),
-    ("data/simulate.py", "_draw_between"),
 }
 
 

@@ -144,13 +144,18 @@ def test_bayes_density_marginalises_level2_classes_per_school(c22_data):
         delta=np.asarray(params.delta)[None, None],
     )
     u = np.zeros((1, 1, 2, 300, 1))
-    by_school, post, post_d = _between_pointwise_draws(draws, design, u)
-    assert by_school.sum() == pytest.approx(potential, rel=1e-12)
-    np.testing.assert_allclose(post.sum(axis=2), 1.0, atol=1e-12)
-    np.testing.assert_allclose(post_d.sum(axis=2), 1.0, atol=1e-12)
+    pointwise = _between_pointwise_draws(draws, design, u)
+    assert pointwise.loglik.sum() == pytest.approx(potential, rel=1e-12)
+    np.testing.assert_allclose(pointwise.chain_post.sum(axis=2), 1.0, atol=1e-12)
+    np.testing.assert_allclose(pointwise.chain_between.sum(axis=2), 1.0, atol=1e-12)
+    # one draw: the shares are the mean probabilities over students and schools
+    np.testing.assert_allclose(pointwise.class_share[0, 0], pointwise.chain_post[0].mean(axis=0))
+    np.testing.assert_allclose(
+        pointwise.between_share[0, 0], pointwise.chain_between[0].mean(axis=0)
+    )
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_model_c_bayes_agrees_with_ml(c22_data, c22_ml):
     ml = c22_ml
     # 2000 draws: with 1000 the largest R-hat of this model's parameters ranged over
@@ -164,6 +169,8 @@ def test_model_c_bayes_agrees_with_ml(c22_data, c22_ml):
     assert (z.abs() < 0.5).all(), z.to_dict()
     # schools' level-2 classes: the posterior mean probabilities follow the ML ones
     assert np.mean(np.abs(fit.between_probabilities - ml.between_probabilities)) < 0.02
+    # no student-level likelihood: the log_likelihood group holds the school terms alone
+    assert list(fit.idata["log_likelihood"].data_vars) == ["y_school"]
     assert fit.idata["log_likelihood"]["y_school"].shape == (4, 2000, 300)
     assert "Level-2 classes" in fit.summary()
 

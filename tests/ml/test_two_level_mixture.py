@@ -270,9 +270,10 @@ def test_fig3_nuts_agrees_with_ml(fig3_spec, fig3_data, fig3_fit):
     assert fit.loglik == pytest.approx(fig3_fit.loglik, abs=0.5)
     assert fit.idata["posterior"]["u"].shape[2:] == (200, 2)
     ll = fit.idata["log_likelihood"]
-    assert ll["y_school"].shape == (4, 1000, 200)
+    school = fit.loo_data("school")["log_likelihood"]
+    assert school["y_school"].shape == (4, 1000, 200)
     np.testing.assert_allclose(
-        ll["y_school"].values[:, :, 0], ll["y"].values[:, :, :15].sum(axis=2)
+        school["y_school"].values[:, :, 0], ll["y"].values[:, :, :15].sum(axis=2)
     )
 
 

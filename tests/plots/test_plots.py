@@ -376,7 +376,11 @@ def test_ml_vs_bayes_subset_and_standardised(fig1_ml, fig1_bayes):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("kind", "var_names", "n_axes"),
-    [("trace", ["b_1", "sigma"], 4), ("rank", ["b_1"], 2), ("pair", ["b_1", "sigma"], 16)],
+    [
+        ("trace", ["1[c1]", "sigma2[c1]"], 4),
+        ("rank", ["1[c1]", "1[c2]"], 2),
+        ("pair", ["1[c1]", "1[c2]", "sigma2[c1]", "sigma2[c2]"], 16),
+    ],
 )
 def test_diagnostics_draw_the_chosen_variables(fig1_bayes, kind, var_names, n_axes):
     fig = plot_diagnostics(fig1_bayes, kind, var_names=var_names)
@@ -388,7 +392,8 @@ def test_diagnostics_draw_the_chosen_variables(fig1_bayes, kind, var_names, n_ax
 @pytest.mark.slow
 def test_diagnostics_defaults_and_errors(fig1_bayes):
     rank = plot_diagnostics(fig1_bayes, "rank")
-    # one panel per scalar: 2 intercepts, 2 slopes, 2 logit coefficients, 2 sigmas
+    # one panel per parameter: 2 intercepts, 2 slopes, 2 residual variances, 2 logit
+    # coefficients (the class shares are no parameters)
     assert len(rank.get_axes()) == 8
     energy = plot_diagnostics(fig1_bayes, "energy")
     assert isinstance(energy, Figure)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 import bayesmix as bm
 from bayesmix.paper.section2 import FIG1_PARAMS
@@ -80,9 +82,11 @@ def test_bayes_fit_round_trips_and_its_seed_reproduces_it(tmp_path, fig1_data):
     assert isinstance(back, bm.BayesResult)
     assert back.summary() == post.summary()
     pd.testing.assert_frame_equal(back.table, post.table)
-    np.testing.assert_array_equal(
-        back.idata["posterior"]["gamma"].values, post.idata["posterior"]["gamma"].values
-    )
+    for group, name in (("posterior", "C#1 ~ x"), ("sample_space", "gamma")):
+        np.testing.assert_array_equal(
+            back.idata[group][name].values, post.idata[group][name].values
+        )
+    assert list(back.idata["posterior"].data_vars) == list(post.idata["posterior"].data_vars)
     assert back.elpd("student").elpd_loo == pytest.approx(post.elpd("student").elpd_loo)
     # saving again over the same folder replaces it; a foreign folder is left alone
     post.save(folder)
@@ -120,3 +124,56 @@ def test_an_interrupted_fit_keeps_its_draws_and_says_so(monkeypatch, fig1_data):
     assert post.draws["x[c1]"].shape == (2, kept)
     assert np.isfinite(post.table["mean"]).all()
     assert f"x {kept} of 50000 (interrupted) draws" in post.summary()
+
+
+def _old_layout(post: bm.BayesResult) -> xr.DataTree:
+    """``post``'s DataTree as bayesmix wrote it before the paper-named layout: the sampler's
+    variables in ``posterior`` (``u`` in the user's units), ``y`` and ``y_school`` in
+    ``log_likelihood``."""
+    tree = post.idata
+    old = tree["sample_space"].to_dataset()
+    old["u"] = tree["posterior"]["u"]
+    loglik = tree["log_likelihood"].to_dataset()
+    bounds = post.design.bounds
+    loglik["y_school"] = (
+        ("chain", "draw", "school"),
+        np.add.reduceat(loglik["y"].values, bounds[:-1], axis=2),
+    )
+    groups = {name: tree[name].to_dataset() for name in tree.children if name != "sample_space"}
+    return xr.DataTree.from_dict(
+        {
+            f"/{name}": ds
+            for name, ds in {**groups, "posterior": old, "log_likelihood": loglik}.items()
+        }
+    )
+
+
+@pytest.mark.slow
+def test_new_layout_round_trips_and_the_old_one_still_loads(tmp_path, fig3_bayes):
+    post = fig3_bayes
+    back = bm.load_result(post.save(tmp_path / "new"))
+    for group in ("posterior", "sample_space", "log_likelihood"):
+        assert sorted(back.idata[group].data_vars) == sorted(post.idata[group].data_vars)
+    assert list(back.idata["posterior"].data_vars) == list(post.idata["posterior"].data_vars)
+    np.testing.assert_array_equal(
+        back.idata["posterior"]["class_share"].values, post.idata["posterior"]["class_share"].values
+    )
+    assert back.loo.elpd == pytest.approx(post.loo.elpd, abs=1e-10)
+    assert back.summary() == post.summary()
+
+    old = dataclasses.replace(post, idata=_old_layout(post), cache={})
+    assert sorted(old.idata["log_likelihood"].data_vars) == ["y", "y_school"]
+    loaded = bm.load_result(old.save(tmp_path / "old"))
+    assert list(loaded.idata["posterior"].data_vars) == [*post.names, "u"]  # no class shares
+    assert list(loaded.idata["log_likelihood"].data_vars) == ["y"]
+    assert {"sigma", "gamma", "u"} <= set(loaded.idata["sample_space"].data_vars)
+    pd.testing.assert_frame_equal(loaded.table, post.table)
+    np.testing.assert_array_equal(
+        loaded.idata["posterior"]["u"].values, post.idata["posterior"]["u"].values
+    )
+    # ArviZ's defaults work on it, and the school level is summed from y again
+    assert azs.loo(loaded.idata).elpd == pytest.approx(loaded.elpd("student").elpd_loo, abs=1e-8)
+    np.testing.assert_allclose(
+        loaded.loo_data("school")["log_likelihood"]["y_school"].values,
+        old.idata["log_likelihood"]["y_school"].values,
+    )

@@ -519,7 +519,13 @@ def test_bayes_result_saved_without_rows_keeps_summary_and_loo(
 ) -> None:
     folder = post.save(tmp_path / "post", include_data=False)
     groups = sorted(p.name for p in (folder / "idata.zarr").iterdir() if p.is_dir())
-    assert groups == ["bayesmix_named_draws", "log_likelihood", "posterior", "sample_stats"]
+    assert groups == [
+        "bayesmix_named_draws",
+        "log_likelihood",
+        "posterior",
+        "sample_space",
+        "sample_stats",
+    ]
     back = bm.load_result(folder)
     assert back.summary() == post.summary()
     pd.testing.assert_frame_equal(back.table, post.table)

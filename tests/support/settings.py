@@ -38,6 +38,10 @@ SCALED = Sampling(TEST_DRAWS, TEST_DRAWS)
 SHORT = Sampling(200, 200, 2)
 """Two short chains: enough for a posterior that is only read, not judged on convergence."""
 
+READ = Sampling(300, 300, 2)
+"""Two chains a little longer than :data:`SHORT`: for the shared fits whose DataTree, summary
+and LOO the tests read and compare with ArviZ's own computations."""
+
 PLOTS = Sampling(100, 100, 2)
 """Draws that cannot mix: plots need draws, not a converged posterior."""
 
