@@ -28,7 +28,7 @@ from bayesmix.bayes.draws import (
     structured_draws,
     user_posterior,
 )
-from bayesmix.bayes.model import build_model
+from bayesmix.bayes.model import sampling_model
 from bayesmix.bayes.posterior import bayes_result
 from bayesmix.bayes.residuals import between_residual_start
 from bayesmix.bayes.sampling import Sampler, compile_key, run_sampler
@@ -118,8 +118,8 @@ def fit_bayes(
     internal, st = standardise(design)
     full_priors = resolve_priors(internal, priors, st.prior_to_internal)
     seed = int(np.random.default_rng(random_seed).integers(2**31 - 1))
-    init_params, init_z = _chain_start(init, design, internal, st, ml_starts, seed)
-    model = build_model(internal, full_priors, init_params, init_z)
+    init_params, init_z = chain_start(init, design, internal, st, ml_starts, seed)
+    model = sampling_model(internal, full_priors, init_params, init_z)
     key = compile_key(internal, full_priors, init_params, init_z, backend)
     idata, compile_s, sampling_s, interrupted_at = run_sampler(
         model,
@@ -186,7 +186,7 @@ def _check_options(
         raise EstimationError(f"backend must be 'numba' or 'jax', got {backend!r}.")
 
 
-def _chain_start(
+def chain_start(
     init: Init | MLResult,
     design: Design,
     internal: Design,

@@ -25,6 +25,7 @@ from bayesmix.bayes.coefficients import (
     residual_rvs,
     whitened_fixed_effects,
 )
+from bayesmix.bayes.generative import UserUnits, observed_outcome
 from bayesmix.bayes.residuals import centred_residuals, noncentred_residuals, residual_order
 from bayesmix.data.design import Design
 from bayesmix.density.fused import normal_mixture_logp
@@ -41,17 +42,20 @@ from bayesmix.density.primitives import (
     normal_logpdf,
     segment_sum,
 )
+from bayesmix.errors import SpecError
 from bayesmix.model.params import Params, between_label, class_label
 from bayesmix.model.priors import Prior
 
 
-def build_model(
+def sampling_model(
     design: Design,
     priors: Mapping[str, Prior],
     init: Params | None = None,
     init_z: np.ndarray | None = None,
+    *,
+    user_units: UserUnits | None = None,
 ) -> pm.Model:
-    """The PyMC model of a spec on a design.
+    """The PyMC model of a spec on a (standardised) design, in the coordinates NUTS samples.
 
     Parameters
     ----------
@@ -59,9 +63,20 @@ def build_model(
     priors : mapping
         Complete priors, see :func:`bayesmix.model.priors.resolve_priors`.
     init : Params, optional
-        Initial values (e.g. the ML estimates).
+        Initial values (e.g. the ML estimates). They also choose the
+        coordinates: which school coefficients are centred
+        (:func:`bayesmix.bayes.centring.school_means_plan`) and the order of
+        the residuals' Cholesky factor (:func:`residual_order`).
     init_z : ndarray, optional
         Initial standardised school residuals ``z_u``.
+    user_units : UserUnits, optional
+        The generative form that :func:`bayesmix.build_model` builds on:
+        the same free variables, coordinates and density, but every
+        coordinate is a distribution PyMC can draw forward (no flat
+        variables, no potentials, see :mod:`bayesmix.bayes.generative`),
+        and ``y`` is observed in the user's units (``user_units.y``, of
+        which ``design.y`` is the standardisation). Its log density is then this model's without it
+        minus ``n log s_y``, the Jacobian of the outcome's standardisation.
 
     Returns
     -------
@@ -83,11 +98,18 @@ def build_model(
         ``bterm``), and the likelihood is the potential ``y_school`` (one
         term per school, D_j marginalised).
     """
+    generative = user_units is not None
+    if generative and design.spec.between_classes > 1:
+        raise SpecError(
+            f"model {design.spec.name!r} has level-2 classes (between_classes="
+            f"{design.spec.between_classes}), whose generative PyMC model is not built yet; "
+            "fit it with fit_bayes, or use a model with between_classes=1."
+        )
     plan = school_means_plan(design, init)
     n_centred = 0 if plan is None else len(plan.terms)
     order = residual_order(design, init, n_centred)
     with pm.Model(coords=_coords(design, plan, order)) as model:
-        beta = pt.stack(_fixed_effects(design, priors, init, plan), axis=1)
+        beta = pt.stack(_fixed_effects(design, priors, init, plan, generative), axis=1)
         lsig = residual_rvs(design, priors, init)
         if design.spec.classes > 1:
             gamma = membership_coefficients(design, priors, init)
@@ -100,7 +122,7 @@ def build_model(
             F = pm.Data("F", design.F)
             _between_likelihood(design, priors, init, init_z, F, Z, V, beta, lsig, gamma)
         else:
-            _observed_y(design, priors, init, init_z, plan, order, coefficients, Z, V)
+            _observed_y(design, priors, init, init_z, plan, order, coefficients, Z, V, user_units)
     return model
 
 
@@ -114,7 +136,7 @@ class _Coefficients:
 
 
 def _coords(design: Design, plan: SchoolMeans | None, order: np.ndarray) -> dict[str, list[Any]]:
-    """The model's named dimensions (see :func:`build_model`)."""
+    """The model's named dimensions (see :func:`sampling_model`)."""
     spec, lay = design.spec, design.layout
     K = spec.classes
     classes = [class_label(c) for c in range(K)]
@@ -147,7 +169,11 @@ def _coords(design: Design, plan: SchoolMeans | None, order: np.ndarray) -> dict
 
 
 def _fixed_effects(
-    design: Design, priors: Mapping[str, Prior], init: Params | None, plan: SchoolMeans | None
+    design: Design,
+    priors: Mapping[str, Prior],
+    init: Params | None,
+    plan: SchoolMeans | None,
+    generative: bool,
 ) -> list[Any]:
     """Each fixed effect's column of beta, in the coordinates NUTS samples it in."""
     spec = design.spec
@@ -160,9 +186,9 @@ def _fixed_effects(
     if whiten:
         return whitened_fixed_effects(design, priors, init_beta)
     if spec.classes > 1 and spec.between_classes == 1:
-        return mixture_fixed_effects(design, priors, init_beta, plan)
+        return mixture_fixed_effects(design, priors, init_beta, plan, generative)
     return [
-        fixed_effect_rows(design, priors, name, j, init_beta)
+        fixed_effect_rows(design, priors, name, j, init_beta, generative)
         for j, name in enumerate(spec.fixed_names)
     ]
 
@@ -177,11 +203,14 @@ def _observed_y(
     coefficients: _Coefficients,
     Z: Any,
     V: Any,
+    user_units: UserUnits | None,
 ) -> None:
     """The observed ``y`` of one level of classes, with its class-marginal density.
 
     The mixture graph is written for speed (measured on Fig 3 and NELS B3);
     the one-class graph keeps its plain form, whose draws the tests pin down.
+    With ``user_units``, ``y`` in the user's units, drawn forward by
+    :func:`bayesmix.bayes.generative.observed_outcome`.
     """
     spec = design.spec
     K = spec.classes
@@ -195,7 +224,8 @@ def _observed_y(
         if plan is None:
             u = noncentred_residuals(design, priors, init, order, init_z)
         else:
-            u = centred_residuals(design, priors, init, plan, coefficients.beta, order)
+            generative = user_units is not None
+            u = centred_residuals(design, priors, init, plan, coefficients.beta, order, generative)
         cluster = pm.Data("cluster_index", design.cluster, shape=design.cluster.shape)
         if mixture:
             # one gather per column: a row gather's gradient is a slow 2-D scatter-add
@@ -209,6 +239,11 @@ def _observed_y(
     lsig = coefficients.lsig
     if mixture and eta is None:
         eta = pt.dot(Z, pt.transpose(gamma))
+    if user_units is not None:
+        logw = log_class_probs(eta) if mixture else membership_logprob(Z, gamma)
+        params = (mu, residual_variance(V, lsig), logw)
+        observed_outcome(user_units, params)
+        return
     if mixture and design.V.shape[1] == 1 and np.all(design.V == 1.0):
         # one variance per class: the density and its gradient in one pass
         params, density = (mu, lsig[:, 0][None, :], eta), _fused_mixture_logp

@@ -1,0 +1,182 @@
+"""bm.build_model: the density fit_bayes samples, in a form PyMC draws forward."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pymc as pm
+import pytest
+from scipy import integrate, stats
+
+import bayesmix as bm
+from bayesmix.bayes.fit import chain_start
+from bayesmix.bayes.model import sampling_model
+from bayesmix.data.design import build_design
+from bayesmix.data.standardise import standardise
+from bayesmix.model.priors import resolve_priors
+from tests.support.fits import two_level_60x10
+from tests.support.paths import MODELS
+
+
+def _hsb(schools: int | None = None):
+    hsb = bm.datasets.load_hsb()
+    if schools is None:
+        return hsb
+    return hsb[hsb["school"].isin(hsb["school"].unique()[:schools])]
+
+
+def _case(name: str):
+    """Spec, data and ML start (or None) of a test case."""
+    if name == "fig1":
+        spec = bm.load_spec(MODELS / "fig1.toml")
+        from bayesmix.paper.section2 import FIG1_PARAMS
+
+        return spec, bm.simulate(spec, FIG1_PARAMS, n=800, random_seed=5), None
+    if name == "fig3_ml":
+        fitted = two_level_60x10("fig3")
+        return fitted.spec, fitted.data, fitted.ml
+    if name == "hsb_1":
+        return bm.load_spec(MODELS / "hsb_1.toml"), _hsb(), None
+    return bm.load_spec(MODELS / "hsb_A.toml", classes=3), _hsb(30), None
+
+
+@pytest.mark.parametrize("name", ["fig1", "fig3_ml", "hsb_1", "hsb_A3"])
+def test_public_model_has_the_density_fit_bayes_samples(name):
+    # The model fit_bayes samples (standardised y) and the public one (y in the user's
+    # units) share their free variables; at 20 random points of that value space their
+    # log densities differ by the outcome standardisation's Jacobian, n log sd(y), alone.
+    spec, data, ml = _case(name)
+    design = build_design(spec, data)
+    internal, st = standardise(design)
+    priors = resolve_priors(internal, None, st.prior_to_internal)
+    start, init_z = (None, None) if ml is None else chain_start(ml, design, internal, st, 0, 0)
+    sampled = sampling_model(internal, priors, start, init_z)
+    public = bm.build_model(spec, data, init=ml)
+    assert sorted(v.name for v in public.value_vars) == sorted(v.name for v in sampled.value_vars)
+    assert not public.potentials
+    assert all("Flat" not in str(rv.owner.op) for rv in public.free_RVs)
+    rng = np.random.default_rng(29)
+    centre = sampled.initial_point()
+    logp_public, logp_sampled = public.compile_logp(), sampled.compile_logp()
+    gaps = []
+    for _ in range(20):
+        point = {k: v + 0.3 * rng.standard_normal(np.shape(v)) for k, v in centre.items()}
+        gaps.append(float(logp_public(point)) - float(logp_sampled(point)))
+    jacobian = design.n_obs * math.log(st.y_scale)
+    np.testing.assert_allclose(gaps, -jacobian, rtol=0, atol=1e-6)
+    if name == "fig3_ml":
+        # the ML start centres the school intercepts and samples the class offsets as log gaps
+        assert {"b_school", "b_1_log_gap", "z_member"} <= set(public.named_vars)
+    if name == "hsb_A3":
+        assert {"b_1_centred", "b_female_centred", "lambda"} <= set(public.named_vars)
+
+
+def _order_statistic_moments(c: int, K: int, mu: float, sigma: float) -> tuple[float, float]:
+    """Mean and SD of the c-th largest (0-based) of K independent N(mu, sigma^2) draws."""
+    coef = math.factorial(K) / (math.factorial(c) * math.factorial(K - 1 - c))
+
+    def density(z: float) -> float:
+        return coef * stats.norm.pdf(z) * stats.norm.cdf(z) ** (K - 1 - c) * stats.norm.sf(z) ** c
+
+    m1 = integrate.quad(lambda z: z * density(z), -12, 12)[0]
+    m2 = integrate.quad(lambda z: z * z * density(z), -12, 12)[0]
+    return mu + sigma * m1, sigma * math.sqrt(m2 - m1**2)
+
+
+def _half_t_cdf(prior: bm.Prior):
+    return lambda x: 2.0 * stats.t.cdf(np.asarray(x) / prior.sigma, prior.nu) - 1.0
+
+
+def _check_prior_draws(prior, spec: bm.Spec, data) -> dict[str, float]:
+    """Map the paper-named draws back to the standardised parameters and check each
+    against its prior; returns the KS p-values of the scale and correlation checks."""
+    design = build_design(spec, data)
+    internal, st = standardise(design)
+    priors = resolve_priors(internal, None, st.prior_to_internal)
+    lay = design.layout
+    user = np.stack([np.asarray(prior[n]).ravel() for n in lay.names], axis=1)
+    draws = np.linalg.solve(st.A, (user - st.b).T).T
+    n = len(draws)
+    ordered = [] if spec.classes == 1 else lay.fixed_entries(spec.order_classes_by)
+    r = lay.n_random
+    pvalues = {}
+    for k, name in enumerate(lay.names):
+        x = draws[:, k]
+        if name in ordered:
+            p = priors[name]
+            mean, sd = _order_statistic_moments(ordered.index(name), len(ordered), p.mu, p.sigma)
+        elif name in priors and priors[name].family == "normal":
+            mean, sd = priors[name].mu, priors[name].sigma
+        elif name.startswith("sigma2"):
+            pvalues[name] = stats.kstest(np.sqrt(x), _half_t_cdf(priors["sigma"])).pvalue
+            continue
+        elif name.startswith("var("):
+            scale = priors[f"sd({name[4:-1]})"]
+            pvalues[name] = stats.kstest(np.sqrt(x), _half_t_cdf(scale)).pvalue
+            continue
+        else:
+            a, b = (t.strip() for t in name[4:-1].split(","))
+            va, vb = draws[:, lay.names.index(f"var({a})")], draws[:, lay.names.index(f"var({b})")]
+            # LKJ(2) in dimension r: each correlation is 2 Beta(1 + r/2, 1 + r/2) - 1
+            corr = x / np.sqrt(va * vb)
+            beta = stats.beta(1 + r / 2, 1 + r / 2, loc=-1, scale=2)
+            pvalues[name] = stats.kstest(corr, beta.cdf).pvalue
+            continue
+        assert abs(x.mean() - mean) < 4.0 * sd / math.sqrt(n), (name, x.mean(), mean)
+        assert abs(x.std() / sd - 1.0) < 4.0 / math.sqrt(2 * n), (name, x.std(), sd)
+    if ordered:
+        values = draws[:, [lay.names.index(e) for e in ordered]]
+        assert np.all(np.diff(values, axis=1) < 0)
+    assert min(pvalues.values(), default=1.0) > 1e-3, pvalues
+    return pvalues
+
+
+@pytest.mark.parametrize("name", ["hsb_1", "fig1", "fig3"])
+def test_prior_predictive_draws_the_priors(name):
+    if name == "fig3":
+        fitted = two_level_60x10("fig3")
+        spec, data = fitted.spec, fitted.data
+    else:
+        spec, data, _ = _case(name)
+    tree = bm.prior_predictive(spec, data, draws=1500, random_seed=7)
+    assert {"prior", "prior_predictive", "observed_data"} <= set(tree.children)
+    names = build_design(spec, data).layout.names
+    assert sorted(tree["prior"].data_vars) == sorted(names)
+    y = tree["prior_predictive"]["y"]
+    assert y.shape == (1, 1500, len(data)) and np.isfinite(y.values).all()
+    pvalues = _check_prior_draws(tree["prior"], spec, data)
+    if name == "hsb_1":
+        assert len(pvalues) == 1 + 3 + 3  # sigma2, three variances, three correlations
+
+
+def test_prior_of_the_ml_start_coordinates():
+    # From an ML start the class intercepts are the last class's value and log gaps,
+    # drawn as the least of K prior draws and the truncated draws above it: the prior
+    # of the paper's parameters is the one the prior coordinates give.
+    fitted = two_level_60x10("fig3")
+    model = bm.build_model(fitted.spec, fitted.data, init=fitted.ml)
+    tree = pm.sample_prior_predictive(draws=1500, model=model, random_seed=8)
+    _check_prior_draws(tree["prior"], fitted.spec, fitted.data)
+
+
+def test_pymc_tools_on_the_public_model():
+    fitted = two_level_60x10("fig3")
+    model = bm.build_model(fitted.spec, fitted.data)
+    graph = pm.model_to_graphviz(model)
+    assert "C#1 ~ w" in graph.source and "cluster (60)" in graph.source
+    prior = pm.sample_prior_predictive(draws=100, model=model, random_seed=3)
+    assert prior["prior"]["var(u_1)"].shape == (1, 100)
+    assert prior["prior"]["u"].dims == ("chain", "draw", "cluster", "rterm")
+    assert prior["prior_predictive"]["y"].shape == (1, 100, 600)
+    # the prior draws as a posterior: new outcomes at each draw's parameters
+    replicated = pm.sample_posterior_predictive(
+        prior["prior"], model=model, random_seed=4, progressbar=False
+    )
+    y = replicated["posterior_predictive"]["y"]
+    assert y.shape == (1, 100, 600)
+    assert not np.allclose(y.values, prior["prior_predictive"]["y"].values)
+    # the replicated outcomes follow their draw's parameters, not new ones
+    means = y.mean("obs").values[0]
+    fitted_means = prior["prior_predictive"]["y"].mean("obs").values[0]
+    assert np.corrcoef(means, fitted_means)[0, 1] > 0.9
