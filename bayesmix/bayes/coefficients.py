@@ -16,7 +16,11 @@ import pytensor.tensor as pt
 from pymc.distributions.transforms import Ordered
 
 from bayesmix.bayes.centring import SchoolMeans, reference_offset_effect
-from bayesmix.bayes.generative import prior_logp, shifted_coefficients
+from bayesmix.bayes.generative import (
+    corner_ordered_coefficients,
+    prior_logp,
+    shifted_coefficients,
+)
 from bayesmix.bayes.transforms import CornerOrdered
 from bayesmix.data.design import Design
 from bayesmix.model.params import Params
@@ -64,9 +68,10 @@ def fixed_effect_rows(
 
     The effect that labels the level-1 classes is ordered (descending)
     across them, within level-2 class 1; the one that labels the level-2
-    classes across them, in level-1 class 1. With ``generative`` an effect
-    ordered over one kind of class is drawn forward in order
-    (:func:`bayesmix.bayes.generative.shifted_coefficients`).
+    classes across them, in level-1 class 1. With ``generative`` an ordered
+    effect is drawn forward in order
+    (:func:`bayesmix.bayes.generative.shifted_coefficients`,
+    :func:`~bayesmix.bayes.generative.corner_ordered_coefficients`).
     """
     spec, lay = design.spec, design.layout
     K, L = spec.classes, spec.between_classes
@@ -84,7 +89,11 @@ def fixed_effect_rows(
             kwargs["initval"] = init_beta[:, j].reshape(L, K)
         else:
             kwargs["initval"] = _spread_start(plist, (L, K), order_c, order_d)
-        rv = coef_rv(rv_name, plist, dims=("between", "class"), shape=(L, K), **kwargs)
+        if generative and (order_c or order_d):
+            start = np.asarray(kwargs["initval"], dtype=float)
+            rv = corner_ordered_coefficients(rv_name, name, plist, order_c, order_d, start)
+        else:
+            rv = coef_rv(rv_name, plist, dims=("between", "class"), shape=(L, K), **kwargs)
         return pt.flatten(rv)
     if cv or bv:
         n, dim = (K, "class") if cv else (L, "between")

@@ -30,8 +30,9 @@ import pymc as pm
 import pytensor.tensor as pt
 from pymc.distributions.transforms import Ordered
 
+from bayesmix.bayes.transforms import CornerOrdered
 from bayesmix.density.likelihood import mixture_logp
-from bayesmix.density.primitives import std_normal_logpdf
+from bayesmix.density.primitives import normal_logpdf, segment_sum, std_normal_logpdf
 from bayesmix.errors import SpecError
 from bayesmix.model.priors import Prior, prior_arrays
 
@@ -291,6 +292,95 @@ def observed_outcome(units: UserUnits, params: tuple[Any, ...]) -> Any:
         logp=logp,
         dist=dist,
         signature="(k),(k),(k)->()",
+        observed=units.y,
+        dims="obs",
+    )
+
+
+def corner_ordered_coefficients(
+    name: str, label: str, priors: list[Prior], row: bool, col: bool, initval: np.ndarray
+) -> Any:
+    """An effect varying over level-1 and level-2 classes, shape (L, K), ordered as
+    :class:`bayesmix.bayes.transforms.CornerOrdered` orders it, drawn in that order.
+
+    Row 0 descending (with ``row``) and column 0 descending (with ``col``):
+    the prior restricted to those orders is that of independent prior draws
+    whose largest of row 0 and column 0 is moved to the corner, the rest of
+    row 0 and of column 0 each sorted. Every split of the other values
+    between the row and the column is then equally likely, as under the
+    restricted prior, since the draws come in random order.
+    """
+    check_exchangeable(label, priors)
+    L, K = initval.shape
+
+    def logp(value: Any) -> Any:
+        return prior_logp(label, priors, pt.flatten(value))
+
+    def dist(size: Any) -> Any:
+        x = pt.reshape(_independent_draws(priors), (L, K))
+        if not (row and col):
+            if row:
+                return pt.set_subtensor(x[0, :], _descending(x[0, :]))
+            return pt.set_subtensor(x[:, 0], _descending(x[:, 0]))
+        v = pt.concatenate([x[0, :], x[1:, 0]])
+        top = pt.argmax(v)
+        largest = v[top]
+        v = pt.set_subtensor(v[top], v[0])
+        v = pt.set_subtensor(v[0], largest)
+        x = pt.set_subtensor(x[0, 0], v[0])
+        x = pt.set_subtensor(x[0, 1:], _descending(v[1:K]))
+        return pt.set_subtensor(x[1:, 0], _descending(v[K:]))
+
+    return pm.CustomDist(
+        name,
+        logp=logp,
+        dist=dist,
+        signature="->(l,k)",
+        transform=CornerOrdered(row, col),
+        dims=("between", "class"),
+        initval=initval,
+        shape=(L, K),
+    )
+
+
+def observed_school_outcome(
+    units: UserUnits, cluster: np.ndarray, bounds: np.ndarray, params: tuple[Any, ...]
+) -> Any:
+    """The observed outcome of a model with level-2 classes, in the user's units.
+
+    ``params`` are the internal class means ``mu`` (n, L, K), log class
+    probabilities (n, L, K) and log residual variances (n, L, K) of each
+    student given each level-2 class, and the schools' log level-2 class
+    probabilities (J, L). A school draws its level-2 class D_j, each of its
+    students a class given D_j, then ``y' ~ N(mu, sigma2)``; the outcome is
+    ``centre + scale y'``. The density is that of the schools with their
+    classes marginalised (see :func:`bayesmix.bayes.model._between_likelihood`),
+    one term for the whole outcome vector.
+    """
+    centre, scale = units.centre, units.scale
+    n = len(units.y)
+    log_scale = n * float(np.log(scale))
+    rows = np.arange(n)
+
+    def logp(value: Any, mu: Any, logw: Any, logs2: Any, log_pi: Any) -> Any:
+        y = (value - centre) / scale
+        joint = logw + normal_logpdf(y[:, None, None] - mu, logs2, pt)
+        school = segment_sum(pt.logsumexp(joint, axis=2), bounds, pt)
+        return pt.sum(pt.logsumexp(school + log_pi, axis=1)) - log_scale
+
+    def dist(mu: Any, logw: Any, logs2: Any, log_pi: Any, size: Any) -> Any:
+        d = pm.Categorical.dist(logit_p=log_pi)[cluster]
+        c = pm.Categorical.dist(logit_p=logw[rows, d])
+        mean = mu[rows, d, c]
+        sd = pt.exp(0.5 * logs2[rows, d, c])
+        return centre + scale * (mean + sd * pm.Normal.dist(0.0, 1.0, shape=(n,)))
+
+    return pm.CustomDist(
+        "y",
+        *params,
+        logp=logp,
+        dist=dist,
+        signature="(n,l,k),(n,l,k),(n,l,k),(j,l)->(n)",
         observed=units.y,
         dims="obs",
     )

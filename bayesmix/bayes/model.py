@@ -25,7 +25,7 @@ from bayesmix.bayes.coefficients import (
     residual_rvs,
     whitened_fixed_effects,
 )
-from bayesmix.bayes.generative import UserUnits, observed_outcome
+from bayesmix.bayes.generative import UserUnits, observed_outcome, observed_school_outcome
 from bayesmix.bayes.residuals import centred_residuals, noncentred_residuals, residual_order
 from bayesmix.data.design import Design
 from bayesmix.density.fused import normal_mixture_logp
@@ -42,7 +42,6 @@ from bayesmix.density.primitives import (
     normal_logpdf,
     segment_sum,
 )
-from bayesmix.errors import SpecError
 from bayesmix.model.params import Params, between_label, class_label
 from bayesmix.model.priors import Prior
 
@@ -99,12 +98,6 @@ def sampling_model(
         term per school, D_j marginalised).
     """
     generative = user_units is not None
-    if generative and design.spec.between_classes > 1:
-        raise SpecError(
-            f"model {design.spec.name!r} has level-2 classes (between_classes="
-            f"{design.spec.between_classes}), whose generative PyMC model is not built yet; "
-            "fit it with fit_bayes, or use a model with between_classes=1."
-        )
     plan = school_means_plan(design, init)
     n_centred = 0 if plan is None else len(plan.terms)
     order = residual_order(design, init, n_centred)
@@ -120,7 +113,9 @@ def sampling_model(
         coefficients = _Coefficients(beta=beta, lsig=lsig, gamma=gamma)
         if design.spec.between_classes > 1:
             F = pm.Data("F", design.F)
-            _between_likelihood(design, priors, init, init_z, F, Z, V, beta, lsig, gamma)
+            _between_likelihood(
+                design, priors, init, init_z, F, Z, V, beta, lsig, gamma, user_units
+            )
         else:
             _observed_y(design, priors, init, init_z, plan, order, coefficients, Z, V, user_units)
     return model
@@ -292,6 +287,7 @@ def _between_likelihood(
     beta: Any,
     lsig: Any,
     gamma: Any,
+    user_units: UserUnits | None,
 ) -> None:
     """School log-likelihoods of model C with the level-2 class D_j marginalised.
 
@@ -307,7 +303,8 @@ def _between_likelihood(
     prior. With one shared vector instead, a school whose class is in doubt
     has a multimodal posterior for u_j (one mode per class), between which
     NUTS chains do not move; per-class vectors are each unimodal. Added to
-    the model as the potential ``y_school``.
+    the model as the potential ``y_school``, or with ``user_units`` as the
+    observed ``y`` of :func:`bayesmix.bayes.generative.observed_school_outcome`.
     """
     spec = design.spec
     K, L = spec.classes, spec.between_classes
@@ -317,7 +314,6 @@ def _between_likelihood(
     kw = {} if init is None else {"initval": np.asarray(init.delta)}
     delta = coef_rv("delta", plist, dims=("school_logit", "bterm"), shape=(L - 1, m2), **kw)
     W = pm.Data("W", design.W)
-    y = pm.Data("y_obs", design.y)
     mu = linear_predictor(F, beta).reshape((n, L, K))
     eta = pt.dot(Z, pt.transpose(gamma))[:, None, :]
     if spec.random_effects:
@@ -332,6 +328,13 @@ def _between_likelihood(
             eta = eta + pt.transpose(pt.matmul(ui[:, :, r:], pt.transpose(load)), (1, 0, 2))
     logw = log_softmax_ref(eta, pt)
     logs2 = pt.dot(V, pt.transpose(lsig))[:, None, :]
+    if user_units is not None:
+        full = (n, L, K)
+        params = (mu, pt.broadcast_to(logw, full), pt.broadcast_to(logs2, full))
+        log_pi = membership_logprob(W, delta)
+        observed_school_outcome(user_units, design.cluster, design.bounds, (*params, log_pi))
+        return
+    y = pm.Data("y_obs", design.y)
     joint = logw + normal_logpdf(y[:, None, None] - mu, logs2, pt)
     per_obs = pt.logsumexp(joint, axis=2)
     school = segment_sum(per_obs, design.bounds, pt)

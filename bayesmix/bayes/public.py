@@ -78,7 +78,8 @@ def build_model(
         named as the rows of ``fit.summary()`` (``1[c1]``, ``x:w``,
         ``var(u_1)``, ``cov(u_1,u_x)``, ``sigma2``, ``C#1 ~ w``...) hold the
         paper's parameters in the user's units, and ``y`` is the observed
-        outcome in the user's units. The free variables are those NUTS
+        outcome in the user's units (with level-2 classes one density term
+        for the whole vector, the schools' classes marginalised). The free variables are those NUTS
         samples, on the standardised scale (``b_<term>`` fixed effects or
         their reparameterisations, ``sigma``, ``gamma``, ``chol_u`` or
         ``sd_u``, ``z_u``...); the model's log density is that of the model
@@ -88,9 +89,8 @@ def build_model(
     Raises
     ------
     SpecError
-        For a model with level-2 classes (between_classes > 1), whose
-        generative model is not built yet, and for an ordered (class
-        labelling) effect with a different prior in each class.
+        For an ordered (class labelling) effect with a different prior in
+        each class, whose order-restricted prior has no sorted-draws form.
     """
     return _public_model(spec, data, priors, missing, init)[0]
 

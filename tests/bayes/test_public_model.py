@@ -16,6 +16,7 @@ from bayesmix.data.design import build_design
 from bayesmix.data.standardise import standardise
 from bayesmix.model.priors import resolve_priors
 from tests.support.fits import two_level_60x10
+from tests.support.models import C22_PARAMS, c22_spec
 from tests.support.paths import MODELS
 
 
@@ -38,10 +39,14 @@ def _case(name: str):
         return fitted.spec, fitted.data, fitted.ml
     if name == "hsb_1":
         return bm.load_spec(MODELS / "hsb_1.toml"), _hsb(), None
+    if name == "c22":
+        spec = c22_spec()
+        data = bm.simulate(spec, C22_PARAMS, clusters=40, cluster_size=10, random_seed=2)
+        return spec, data, None
     return bm.load_spec(MODELS / "hsb_A.toml", classes=3), _hsb(30), None
 
 
-@pytest.mark.parametrize("name", ["fig1", "fig3_ml", "hsb_1", "hsb_A3"])
+@pytest.mark.parametrize("name", ["fig1", "fig3_ml", "hsb_1", "hsb_A3", "c22"])
 def test_public_model_has_the_density_fit_bayes_samples(name):
     # The model fit_bayes samples (standardised y) and the public one (y in the user's
     # units) share their free variables; at 20 random points of that value space their
@@ -88,9 +93,12 @@ def _half_t_cdf(prior: bm.Prior):
     return lambda x: 2.0 * stats.t.cdf(np.asarray(x) / prior.sigma, prior.nu) - 1.0
 
 
-def _check_prior_draws(prior, spec: bm.Spec, data) -> dict[str, float]:
+def _check_prior_draws(
+    prior, spec: bm.Spec, data, expected: dict[str, tuple[float, float]] | None = None
+) -> dict[str, float]:
     """Map the paper-named draws back to the standardised parameters and check each
-    against its prior; returns the KS p-values of the scale and correlation checks."""
+    against its prior (or the mean and SD in ``expected``); returns the KS p-values of
+    the scale and correlation checks."""
     design = build_design(spec, data)
     internal, st = standardise(design)
     priors = resolve_priors(internal, None, st.prior_to_internal)
@@ -98,12 +106,17 @@ def _check_prior_draws(prior, spec: bm.Spec, data) -> dict[str, float]:
     user = np.stack([np.asarray(prior[n]).ravel() for n in lay.names], axis=1)
     draws = np.linalg.solve(st.A, (user - st.b).T).T
     n = len(draws)
-    ordered = [] if spec.classes == 1 else lay.fixed_entries(spec.order_classes_by)
+    expected = expected or {}
+    ordered = []
+    if spec.classes > 1 and spec.between_classes == 1:
+        ordered = lay.fixed_entries(spec.order_classes_by)
     r = lay.n_random
     pvalues = {}
     for k, name in enumerate(lay.names):
         x = draws[:, k]
-        if name in ordered:
+        if name in expected:
+            mean, sd = expected[name]
+        elif name in ordered:
             p = priors[name]
             mean, sd = _order_statistic_moments(ordered.index(name), len(ordered), p.mu, p.sigma)
         elif name in priors and priors[name].family == "normal":
@@ -148,6 +161,23 @@ def test_prior_predictive_draws_the_priors(name):
     pvalues = _check_prior_draws(tree["prior"], spec, data)
     if name == "hsb_1":
         assert len(pvalues) == 1 + 3 + 3  # sigma2, three variances, three correlations
+
+
+def test_prior_predictive_with_level2_classes():
+    # Model C, K = L = 2: the intercepts are ordered down row d1 and column c1, so
+    # 1[c1,d1] is the largest of three prior draws, 1[c2,d1] and 1[c1,d2] each one of
+    # the other two at random, and 1[c2,d2] is free.
+    spec, data, _ = _case("c22")
+    tree = bm.prior_predictive(spec, data, draws=1500, random_seed=9)
+    y = tree["prior_predictive"]["y"]
+    assert y.shape == (1, 1500, len(data)) and np.isfinite(y.values).all()
+    internal, st = standardise(build_design(spec, data))
+    p = resolve_priors(internal, None, st.prior_to_internal)["1[c1,d1]"]
+    moments = [_order_statistic_moments(c, 3, p.mu, p.sigma) for c in range(3)]
+    (m1, s1), (m2, s2) = moments[1], moments[2]
+    either = ((m1 + m2) / 2, math.sqrt((s1**2 + s2**2) / 2 + ((m1 - m2) / 2) ** 2))
+    expected = {"1[c1,d1]": moments[0], "1[c2,d1]": either, "1[c1,d2]": either}
+    _check_prior_draws(tree["prior"], spec, data, expected)
 
 
 def test_prior_of_the_ml_start_coordinates():
