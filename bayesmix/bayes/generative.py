@@ -185,7 +185,7 @@ def reference_offsets(
         return prior_logp(label, priors[:-1], b + offsets) + pt.sum(log_gap) - tail(b)
 
     def gap_dist(b: Any, size: Any) -> Any:
-        above = _descending(pm.Truncated.dist(_prior_dist(prior), lower=b, shape=(K - 1,)))
+        above = _descending(_draws_above(prior, b, K - 1))
         return pt.log(above - pt.concatenate([above[1:], pt.stack([b])]))
 
     gaps0 = offsets0 - np.append(offsets0[1:], 0.0)
@@ -199,6 +199,28 @@ def reference_offsets(
         shape=K - 1,
     )
     return base, log_gap
+
+
+def _draws_above(prior: Prior, lower: Any, n: int) -> Any:
+    """``n`` draws of the prior truncated below at ``lower``, by its inverse survival function.
+
+    Written out (erfc for the Normal, the incomplete beta function for the
+    Student-t) so that the draw compiles with the rest of the forward graph.
+    The survival probability is drawn uniformly below the bound's, which
+    keeps the far upper tail exact.
+    """
+    z0 = (lower - prior.mu) / prior.sigma
+    u = pm.Uniform.dist(0.0, 1.0, shape=(n,))
+    if prior.family == "normal":
+        z = np.sqrt(2.0) * pt.erfcinv(2.0 * 0.5 * pt.erfc(z0 / np.sqrt(2.0)) * u)
+        return prior.mu + prior.sigma * z
+    a, nu = 0.5 * prior.nu, prior.nu
+    # P(T > z) = I_{nu / (nu + z^2)}(nu / 2, 1 / 2) / 2 for z >= 0
+    tail = 0.5 * pt.betainc(a, 0.5, nu / (nu + z0**2))
+    s = pt.switch(pt.ge(z0, 0.0), tail, 1.0 - tail) * u
+    w = pt.betaincinv(a, 0.5, 2.0 * pt.minimum(s, 1.0 - s))
+    z = pt.sqrt(nu * (1.0 / w - 1.0))
+    return prior.mu + prior.sigma * pt.switch(pt.lt(s, 0.5), z, -z)
 
 
 def school_coefficients_logp(a: Any, mean: Any, L: Any, r: int, n_schools: int) -> Any:
