@@ -74,8 +74,9 @@ def sampling_model(
         coordinate is a distribution PyMC can draw forward (no flat
         variables, no potentials, see :mod:`bayesmix.bayes.generative`),
         and ``y`` is observed in the user's units (``user_units.y``, of
-        which ``design.y`` is the standardisation). Its log density is then this model's without it
-        minus ``n log s_y``, the Jacobian of the outcome's standardisation.
+        which ``design.y`` is the standardisation). Its log density is then
+        this model's without it minus ``n log s_y``, the Jacobian of the
+        outcome's standardisation.
 
     Returns
     -------

@@ -210,3 +210,37 @@ def test_pymc_tools_on_the_public_model():
     means = y.mean("obs").values[0]
     fitted_means = prior["prior_predictive"]["y"].mean("obs").values[0]
     assert np.corrcoef(means, fitted_means)[0, 1] > 0.9
+
+
+@pytest.mark.slow
+def test_forward_draws_match_nuts_on_the_sampled_prior():
+    # NUTS on the model fit_bayes samples, with the likelihood taken out, samples its
+    # prior with every potential in place; PyMC's forward draws of the public model must
+    # match it. Model A3's sheared class coefficients are flat variables whose prior is a
+    # potential in the sampled model, and the intercepts are ordered.
+    spec, data, _ = _case("hsb_A3")
+    design = build_design(spec, data)
+    internal, st = standardise(design)
+    priors = resolve_priors(internal, None, st.prior_to_internal)
+    sampled = sampling_model(internal, priors)
+    no_data = pm.do(sampled, {"y": np.zeros(design.n_obs)})
+    nuts = pm.sample(
+        draws=1000,
+        tune=1000,
+        chains=2,
+        model=no_data,
+        random_seed=12,
+        progressbar=False,
+        compute_convergence_checks=False,
+    )["posterior"]
+    forward = pm.sample_prior_predictive(
+        draws=4000, model=bm.build_model(spec, data), random_seed=13
+    )["prior"]
+    for name in ("b_1", "b_female", "b_ses", "b_pracad", "gamma", "lambda", "chol_u_stds"):
+        a = nuts[name].values.reshape(2000, -1)
+        b = forward[name].values.reshape(4000, -1)
+        # NUTS draws are autocorrelated: allow for an ESS of a quarter of the draws
+        se = np.sqrt(a.var(axis=0) / 500 + b.var(axis=0) / 4000)
+        assert np.all(np.abs(np.median(a, 0) - np.median(b, 0)) < 5 * 1.25 * se), name
+        if name != "chol_u_stds":
+            assert np.all(np.abs(a.mean(0) - b.mean(0)) < 5 * se), name
