@@ -180,36 +180,33 @@ def test_prior_predictive_with_level2_classes():
     _check_prior_draws(tree["prior"], spec, data, expected)
 
 
-def test_prior_of_the_ml_start_coordinates():
-    # From an ML start the class intercepts are the last class's value and log gaps,
-    # drawn as the least of K prior draws and the truncated draws above it: the prior
-    # of the paper's parameters is the one the prior coordinates give.
+def test_pymc_tools_on_the_public_model():
+    # Only PyMC calls on bm.build_model's model: the graph, the prior predictive, and
+    # replicates given each of its draws. From an ML start the class intercepts are the
+    # last class's value and log gaps (drawn as the least of K prior draws and truncated
+    # draws above it), and the school intercepts are centred: the prior of the paper's
+    # parameters must still be the one the prior coordinates give.
     fitted = two_level_60x10("fig3")
     model = bm.build_model(fitted.spec, fitted.data, init=fitted.ml)
-    tree = pm.sample_prior_predictive(draws=1500, model=model, random_seed=8)
-    _check_prior_draws(tree["prior"], fitted.spec, fitted.data)
-
-
-def test_pymc_tools_on_the_public_model():
-    fitted = two_level_60x10("fig3")
-    model = bm.build_model(fitted.spec, fitted.data)
+    assert {"b_1_log_gap", "b_school"} <= set(model.named_vars)
     graph = pm.model_to_graphviz(model)
     assert "C#1 ~ w" in graph.source and "cluster (60)" in graph.source
-    prior = pm.sample_prior_predictive(draws=100, model=model, random_seed=3)
-    assert prior["prior"]["var(u_1)"].shape == (1, 100)
+    prior = pm.sample_prior_predictive(draws=1500, model=model, random_seed=8)
+    assert prior["prior"]["var(u_1)"].shape == (1, 1500)
     assert prior["prior"]["u"].dims == ("chain", "draw", "cluster", "rterm")
-    assert prior["prior_predictive"]["y"].shape == (1, 100, 600)
+    assert prior["prior_predictive"]["y"].shape == (1, 1500, 600)
+    _check_prior_draws(prior["prior"], fitted.spec, fitted.data)
     # the prior draws as a posterior: new outcomes at each draw's parameters
     replicated = pm.sample_posterior_predictive(
         prior["prior"], model=model, random_seed=4, progressbar=False
     )
     y = replicated["posterior_predictive"]["y"]
-    assert y.shape == (1, 100, 600)
+    assert y.shape == (1, 1500, 600)
     assert not np.allclose(y.values, prior["prior_predictive"]["y"].values)
     # the replicated outcomes follow their draw's parameters, not new ones
     means = y.mean("obs").values[0]
-    fitted_means = prior["prior_predictive"]["y"].mean("obs").values[0]
-    assert np.corrcoef(means, fitted_means)[0, 1] > 0.9
+    prior_means = prior["prior_predictive"]["y"].mean("obs").values[0]
+    assert np.corrcoef(means, prior_means)[0, 1] > 0.9
 
 
 @pytest.mark.slow
@@ -223,12 +220,18 @@ def test_forward_draws_match_nuts_on_the_sampled_prior():
     internal, st = standardise(design)
     priors = resolve_priors(internal, None, st.prior_to_internal)
     sampled = sampling_model(internal, priors)
+    # pm.do copies only models without initial values: keep them aside, restore them
+    starts = {rv.name: v for rv, v in sampled.rvs_to_initial_values.items() if v is not None}
+    for name in starts:
+        sampled.set_initval(sampled[name], None)
     no_data = pm.do(sampled, {"y": np.zeros(design.n_obs)})
+    assert "y" not in {rv.name for rv in no_data.observed_RVs} and no_data.potentials
     nuts = pm.sample(
         draws=1000,
         tune=1000,
         chains=2,
         model=no_data,
+        initvals=starts,
         random_seed=12,
         progressbar=False,
         compute_convergence_checks=False,
