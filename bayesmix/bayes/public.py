@@ -110,6 +110,7 @@ def _public_model(
     if init is not None:
         if getattr(init, "estimates", None) is None:
             raise EstimationError(f"init must be an MLResult of this spec or None, got {init!r}.")
+        # a given ML fit is used as it is: no ML starts, no seed
         start, init_z = chain_start(init, design, internal, st, 0, 0)
     units = UserUnits(y=design.y, centre=st.y_centre, scale=st.y_scale)
     model = sampling_model(internal, full_priors, start, init_z, user_units=units)

@@ -180,6 +180,17 @@ def test_prior_predictive_with_level2_classes():
     _check_prior_draws(tree["prior"], spec, data, expected)
 
 
+def test_bad_options_are_refused(fig1_spec, fig1_10k):
+    data = fig1_10k.iloc[:200]
+    with pytest.raises(bm.EstimationError, match="draws must be a positive integer"):
+        bm.prior_predictive(fig1_spec, data, draws=0)
+    with pytest.raises(bm.EstimationError, match="init must be an MLResult"):
+        bm.build_model(fig1_spec, data, init="ml")
+    # the ordered intercepts are drawn as sorted draws of one prior
+    with pytest.raises(bm.SpecError, match="give one prior for the term '1'"):
+        bm.build_model(fig1_spec, data, priors={"1[c1]": bm.Prior("normal", 0.0, 5.0)})
+
+
 def test_pymc_tools_on_the_public_model():
     # Only PyMC calls on bm.build_model's model: the graph, the prior predictive, and
     # replicates given each of its draws. From an ML start the class intercepts are the
