@@ -18,6 +18,7 @@ from bayesmix.analysis.predictive import PredictiveDraws, posterior_predictive
 from bayesmix.analysis.schools import school_effects, share_positive
 from bayesmix.analysis.selection import ClassSelection, between_start, select_classes
 from bayesmix.bayes.fit import fit_bayes
+from bayesmix.bayes.public import build_model, prior_predictive
 from bayesmix.data import datasets
 from bayesmix.data.simulate import simulate
 from bayesmix.errors import (
@@ -65,6 +66,7 @@ __all__ = [
     "WaldResult",
     "__version__",
     "between_start",
+    "build_model",
     "compare",
     "compare_estimators",
     "datasets",
@@ -80,6 +82,7 @@ __all__ = [
     "model_names",
     "montecarlo",
     "posterior_predictive",
+    "prior_predictive",
     "save_result",
     "school_effects",
     "select_classes",

@@ -26,10 +26,16 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from bayesmix.bayes.generative import (
+    forward_substitution,
+    prior_logp,
+    reference_offsets,
+    school_coefficients,
+    school_coefficients_logp,
+)
 from bayesmix.data.design import Design
-from bayesmix.density.primitives import std_normal_logpdf
 from bayesmix.model.params import Params
-from bayesmix.model.priors import Prior, prior_arrays
+from bayesmix.model.priors import Prior
 from bayesmix.model.spec import fixed_effect_name
 
 
@@ -128,32 +134,31 @@ def posterior_variance_ratio(design: Design, init: Params) -> np.ndarray:
     return np.median(posterior, axis=0)
 
 
-def prior_logp(label: str, priors: list[Prior], value: Any) -> Any:
-    """Summed log density of ``value`` under one Normal or Student-t prior per element."""
-    family, mu, sigma, nu = prior_arrays(label, priors)
-    if family == "normal":
-        dist = pm.Normal.dist(mu=mu, sigma=sigma)
-    else:
-        dist = pm.StudentT.dist(nu=nu, mu=mu, sigma=sigma)
-    return pt.sum(pm.logp(dist, value))
-
-
 def reference_offset_effect(
     name: str,
     plist: list[Prior],
     ordered: bool,
     start: np.ndarray,
-    base_rv: Any,
+    base_rv: Any | None,
 ) -> Any:
     """A class-varying fixed effect as its last class's value plus offsets.
 
     ``base_rv`` is the last class's coefficient (a free variable with its
-    prior); the other classes are ``base + d_c``. When the effect labels the
-    classes (descending), ``d_1 > ... > d_{K-1} > 0`` are built from free
-    log gaps. The priors of classes 1..K-1 are added as a potential on the
-    implied coefficients; the map is a shear, so no Jacobian beyond the log
-    gaps' is needed. Recorded as the deterministic ``b_<name>``.
+    prior); the other classes are ``base + d_c``. When the effect labels
+    the classes (descending), ``d_1 > ... > d_{K-1} > 0`` are built from
+    free log gaps. The priors of classes 1..K-1 are added as a potential on
+    the implied coefficients; the map is a shear, so no Jacobian beyond the
+    log gaps' is needed. With ``base_rv`` None the same coordinates and
+    density, ``b_<name>_last`` among them, are free variables that can be
+    drawn forward (:func:`bayesmix.bayes.generative.reference_offsets`).
+    Recorded as the deterministic ``b_<name>``.
     """
+    if base_rv is None:
+        base_rv, free = reference_offsets(name, plist, ordered, start)
+        offsets = pt.cumsum(pt.exp(free)[::-1])[::-1] if ordered else free
+        return pm.Deterministic(
+            f"b_{name}", pt.concatenate([base_rv + offsets, pt.stack([base_rv])]), dims="class"
+        )
     K = len(plist)
     offsets0 = start[:-1] - start[-1]
     if ordered:
@@ -177,6 +182,7 @@ def centred_school_effects(
     L: Any,
     init_a: np.ndarray,
     init_z: np.ndarray,
+    generative: bool = False,
 ) -> Any:
     """School residuals ``u`` (cluster x rterm) with the leading outcome terms centred.
 
@@ -193,6 +199,10 @@ def centred_school_effects(
         Start of the school coefficients ``b_school`` (cluster x centred term).
     init_z : ndarray
         Start of the other residuals, standardised, ``z_member``.
+    generative : bool
+        Write ``b_school`` as a free variable that can be drawn forward
+        (:func:`bayesmix.bayes.generative.school_coefficients`) rather than a
+        flat variable with its density as a potential.
 
     Returns
     -------
@@ -212,32 +222,19 @@ def centred_school_effects(
                 mean = mean + ref[j2] * values
         columns.append(mean)
     m = pt.stack(columns, axis=1)
-    a = pm.Flat("b_school", dims=("cluster", "oterm"), initval=init_a)
+    if generative:
+        a = school_coefficients(m, L, r, J, init_a)
+    else:
+        a = pm.Flat("b_school", dims=("cluster", "oterm"), initval=init_a)
+        # a_j ~ N(m_j, L_oo L_oo'): the density of z_o and the Jacobian of a_j -> z_oj
+        pm.Potential("prior_b_school", school_coefficients_logp(a, m, L, r, J))
     resid = a - m
-    z_o = _forward_substitution(L, resid, r)
-    # a_j ~ N(m_j, L_oo L_oo'): the density of z_o and the Jacobian of a_j -> z_oj
-    log_diag = sum(pt.log(L[k, k]) for k in range(r))
-    pm.Potential("prior_b_school", pt.sum(std_normal_logpdf(z_o, pt, r)) - J * log_diag)
+    z_o = forward_substitution(L, resid, r)
     if r_all == r:
         return pm.Deterministic("u", resid, dims=("cluster", "rterm"))
     z_m = pm.Normal("z_member", 0.0, 1.0, dims=("cluster", "mrterm"), initval=init_z)
     member = pt.dot(z_o, pt.transpose(L[r:, :r])) + pt.dot(z_m, pt.transpose(L[r:, r:]))
     return pm.Deterministic("u", pt.concatenate([resid, member], axis=1), dims=("cluster", "rterm"))
-
-
-def _forward_substitution(L: Any, resid: Any, r: int) -> Any:
-    """``L[:r, :r]^-1 resid_j`` for every school, unrolled over the r <= 4 outcome terms.
-
-    Elementwise over schools, which numba fuses, where a batched triangular
-    solve is a library call per evaluation and slow to compile.
-    """
-    zs: list[Any] = []
-    for i in range(r):
-        acc = resid[:, i]
-        for k in range(i):
-            acc = acc - L[i, k] * zs[k]
-        zs.append(acc / L[i, i])
-    return pt.stack(zs, axis=1)
 
 
 def school_start(

@@ -15,7 +15,12 @@ import pymc as pm
 import pytensor.tensor as pt
 from pymc.distributions.transforms import Ordered
 
-from bayesmix.bayes.centring import SchoolMeans, prior_logp, reference_offset_effect
+from bayesmix.bayes.centring import SchoolMeans, reference_offset_effect
+from bayesmix.bayes.generative import (
+    corner_ordered_coefficients,
+    prior_logp,
+    shifted_coefficients,
+)
 from bayesmix.bayes.transforms import CornerOrdered
 from bayesmix.data.design import Design
 from bayesmix.model.params import Params
@@ -57,12 +62,16 @@ def fixed_effect_rows(
     name: str,
     j: int,
     init_beta: np.ndarray | None,
+    generative: bool = False,
 ) -> Any:
     """Fixed effect ``name`` as its L K rows of beta (row ``d K + c``).
 
     The effect that labels the level-1 classes is ordered (descending)
     across them, within level-2 class 1; the one that labels the level-2
-    classes across them, in level-1 class 1.
+    classes across them, in level-1 class 1. With ``generative`` an ordered
+    effect is drawn forward in order
+    (:func:`bayesmix.bayes.generative.shifted_coefficients`,
+    :func:`~bayesmix.bayes.generative.corner_ordered_coefficients`).
     """
     spec, lay = design.spec, design.layout
     K, L = spec.classes, spec.between_classes
@@ -80,7 +89,11 @@ def fixed_effect_rows(
             kwargs["initval"] = init_beta[:, j].reshape(L, K)
         else:
             kwargs["initval"] = _spread_start(plist, (L, K), order_c, order_d)
-        rv = coef_rv(rv_name, plist, dims=("between", "class"), shape=(L, K), **kwargs)
+        if generative and (order_c or order_d):
+            start = np.asarray(kwargs["initval"], dtype=float)
+            rv = corner_ordered_coefficients(rv_name, name, plist, order_c, order_d, start)
+        else:
+            rv = coef_rv(rv_name, plist, dims=("between", "class"), shape=(L, K), **kwargs)
         return pt.flatten(rv)
     if cv or bv:
         n, dim = (K, "class") if cv else (L, "between")
@@ -89,7 +102,13 @@ def fixed_effect_rows(
             kwargs["initval"] = _spread_start(plist, (n,), True, False)
         if init_beta is not None:
             kwargs["initval"] = init_beta[:K, j] if cv else init_beta[::K, j]
-        rv = coef_rv(rv_name, plist, dims=dim, **kwargs)
+        if generative and (order_c or order_d):
+            start = kwargs["initval"]
+            rv = shifted_coefficients(
+                rv_name, name, plist, 0.0, ordered=True, dims=dim, initval=start
+            )
+        else:
+            rv = coef_rv(rv_name, plist, dims=dim, **kwargs)
         return pt.tile(rv, L) if cv else pt.repeat(rv, K)
     if init_beta is not None:
         kwargs["initval"] = float(init_beta[0, j])
@@ -157,6 +176,7 @@ def mixture_fixed_effects(
     priors: Mapping[str, Prior],
     init_beta: np.ndarray | None,
     plan: SchoolMeans | None,
+    generative: bool = False,
 ) -> list[Any]:
     """Fixed effects of a one-level-class mixture, in coordinates NUTS crosses easily.
 
@@ -171,7 +191,9 @@ def mixture_fixed_effects(
     is a shear (unit Jacobian) and the shift ``A beta_s`` is the same in every
     class, so ordering ``alpha`` by the labelling effect orders ``beta_v``.
     The priors on ``beta`` are kept exactly, as potentials on the implied
-    coefficients; each fixed effect is the deterministic ``b_<name>``.
+    coefficients, or with ``generative`` as the densities of free variables
+    that can be drawn forward (:mod:`bayesmix.bayes.generative`); each fixed
+    effect is the deterministic ``b_<name>``.
     """
     spec = design.spec
     names = spec.fixed_names
@@ -183,18 +205,20 @@ def mixture_fixed_effects(
             plist = [priors[e] for e in design.layout.fixed_entries(name)]
             ordered = name == spec.order_classes_by
             start = _class_start(plist, init_beta, j, ordered)
-            base = coef_rv(f"{fixed_rv_name(name)}_last", plist[-1:], initval=start[-1])
+            base = None
+            if not generative:
+                base = coef_rv(f"{fixed_rv_name(name)}_last", plist[-1:], initval=start[-1])
             columns[j] = reference_offset_effect(name, plist, ordered, start, base)
         else:
-            columns[j] = fixed_effect_rows(design, priors, name, j, init_beta)
+            columns[j] = fixed_effect_rows(design, priors, name, j, init_beta, generative)
     rest = [j for j in range(len(names)) if j not in absorbed]
     varying = [j for j in rest if names[j] in spec.class_varying]
     shared = [j for j in rest if names[j] not in spec.class_varying]
     for j in shared:
-        columns[j] = fixed_effect_rows(design, priors, names[j], j, init_beta)
+        columns[j] = fixed_effect_rows(design, priors, names[j], j, init_beta, generative)
     if not shared:
         for j in varying:
-            columns[j] = fixed_effect_rows(design, priors, names[j], j, init_beta)
+            columns[j] = fixed_effect_rows(design, priors, names[j], j, init_beta, generative)
         return [columns[j] for j in range(len(names))]
     shear = _shear(design.F[:, varying], design.F[:, shared])
     shift = pt.dot(shear, pt.stack([columns[j][0] for j in shared]))
@@ -206,9 +230,20 @@ def mixture_fixed_effects(
         name = names[j]
         plist = [priors[e] for e in design.layout.fixed_entries(name)]
         ordered = name == spec.order_classes_by
-        kwargs: dict[str, Any] = {
-            "initval": _class_start(plist, init_beta, j, ordered) + shear[i] @ start_s
-        }
+        start = _class_start(plist, init_beta, j, ordered) + shear[i] @ start_s
+        if generative:
+            alpha = shifted_coefficients(
+                f"{fixed_rv_name(name)}_centred",
+                name,
+                plist,
+                shift[i],
+                ordered=ordered,
+                dims="class",
+                initval=start,
+            )
+            columns[j] = pm.Deterministic(fixed_rv_name(name), alpha - shift[i], dims="class")
+            continue
+        kwargs: dict[str, Any] = {"initval": start}
         if ordered:
             kwargs["transform"] = Ordered(ascending=False)
         alpha = pm.Flat(f"{fixed_rv_name(name)}_centred", dims="class", **kwargs)

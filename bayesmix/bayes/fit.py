@@ -31,7 +31,7 @@ from bayesmix.bayes.draws import (
     named_draws,
     structured_draws,
 )
-from bayesmix.bayes.model import build_model
+from bayesmix.bayes.model import sampling_model
 from bayesmix.bayes.posterior import bayes_result
 from bayesmix.bayes.residuals import between_residual_start
 from bayesmix.bayes.sampling import Sampler, compile_key, run_sampler, sampler_backend
@@ -166,8 +166,8 @@ def fit_bayes(
     internal, st = standardise(design)
     full_priors = resolve_priors(internal, priors, st.prior_to_internal)
     seed = int(np.random.default_rng(random_seed).integers(2**31 - 1))
-    init_params, init_z = _chain_start(init, design, internal, st, ml_starts, seed)
-    model = build_model(internal, full_priors, init_params, init_z)
+    init_params, init_z = chain_start(init, design, internal, st, ml_starts, seed)
+    model = sampling_model(internal, full_priors, init_params, init_z)
     key = None
     if sampler == "nutpie":
         key = compile_key(internal, full_priors, init_params, init_z, backend)
@@ -234,7 +234,7 @@ def _check_options(draws: int, tune: int, chains: int, init: Init | MLResult) ->
         raise EstimationError(f"init must be 'ml', 'prior' or an MLResult, got {init!r}.")
 
 
-def _chain_start(
+def chain_start(
     init: Init | MLResult,
     design: Design,
     internal: Design,

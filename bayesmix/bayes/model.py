@@ -25,6 +25,7 @@ from bayesmix.bayes.coefficients import (
     residual_rvs,
     whitened_fixed_effects,
 )
+from bayesmix.bayes.generative import UserUnits, observed_outcome, observed_school_outcome
 from bayesmix.bayes.residuals import centred_residuals, noncentred_residuals, residual_order
 from bayesmix.data.design import Design
 from bayesmix.density.fused import normal_mixture_logp
@@ -45,13 +46,15 @@ from bayesmix.model.params import Params, between_label, class_label
 from bayesmix.model.priors import Prior
 
 
-def build_model(
+def sampling_model(
     design: Design,
     priors: Mapping[str, Prior],
     init: Params | None = None,
     init_z: np.ndarray | None = None,
+    *,
+    user_units: UserUnits | None = None,
 ) -> pm.Model:
-    """The PyMC model of a spec on a design.
+    """The PyMC model of a spec on a (standardised) design, in the coordinates NUTS samples.
 
     Parameters
     ----------
@@ -59,9 +62,21 @@ def build_model(
     priors : mapping
         Complete priors, see :func:`bayesmix.model.priors.resolve_priors`.
     init : Params, optional
-        Initial values (e.g. the ML estimates).
+        Initial values (e.g. the ML estimates). They also choose the
+        coordinates: which school coefficients are centred
+        (:func:`bayesmix.bayes.centring.school_means_plan`) and the order of
+        the residuals' Cholesky factor (:func:`residual_order`).
     init_z : ndarray, optional
         Initial standardised school residuals ``z_u``.
+    user_units : UserUnits, optional
+        The generative form that :func:`bayesmix.build_model` builds on:
+        the same free variables, coordinates and density, but every
+        coordinate is a distribution PyMC can draw forward (no flat
+        variables, no potentials, see :mod:`bayesmix.bayes.generative`),
+        and ``y`` is observed in the user's units (``user_units.y``, of
+        which ``design.y`` is the standardisation). Its log density is then
+        this model's without it minus ``n log s_y``, the Jacobian of the
+        outcome's standardisation.
 
     Returns
     -------
@@ -89,11 +104,12 @@ def build_model(
         parameters under their paper names, in the user's units, to
         ``posterior`` (see :mod:`bayesmix.bayes.datatree`).
     """
+    generative = user_units is not None
     plan = school_means_plan(design, init)
     n_centred = 0 if plan is None else len(plan.terms)
     order = residual_order(design, init, n_centred)
     with pm.Model(coords=_coords(design, plan, order)) as model:
-        beta = pt.stack(_fixed_effects(design, priors, init, plan), axis=1)
+        beta = pt.stack(_fixed_effects(design, priors, init, plan, generative), axis=1)
         lsig = residual_rvs(design, priors, init)
         if design.spec.classes > 1:
             gamma = membership_coefficients(design, priors, init)
@@ -104,9 +120,11 @@ def build_model(
         coefficients = _Coefficients(beta=beta, lsig=lsig, gamma=gamma)
         if design.spec.between_classes > 1:
             F = pm.Data("F", design.F)
-            _between_likelihood(design, priors, init, init_z, F, Z, V, beta, lsig, gamma)
+            _between_likelihood(
+                design, priors, init, init_z, F, Z, V, beta, lsig, gamma, user_units
+            )
         else:
-            _observed_y(design, priors, init, init_z, plan, order, coefficients, Z, V)
+            _observed_y(design, priors, init, init_z, plan, order, coefficients, Z, V, user_units)
     return model
 
 
@@ -120,7 +138,7 @@ class _Coefficients:
 
 
 def _coords(design: Design, plan: SchoolMeans | None, order: np.ndarray) -> dict[str, list[Any]]:
-    """The model's named dimensions (see :func:`build_model`)."""
+    """The model's named dimensions (see :func:`sampling_model`)."""
     spec, lay = design.spec, design.layout
     K = spec.classes
     classes = [class_label(c) for c in range(K)]
@@ -153,7 +171,11 @@ def _coords(design: Design, plan: SchoolMeans | None, order: np.ndarray) -> dict
 
 
 def _fixed_effects(
-    design: Design, priors: Mapping[str, Prior], init: Params | None, plan: SchoolMeans | None
+    design: Design,
+    priors: Mapping[str, Prior],
+    init: Params | None,
+    plan: SchoolMeans | None,
+    generative: bool,
 ) -> list[Any]:
     """Each fixed effect's column of beta, in the coordinates NUTS samples it in."""
     spec = design.spec
@@ -166,9 +188,9 @@ def _fixed_effects(
     if whiten:
         return whitened_fixed_effects(design, priors, init_beta)
     if spec.classes > 1 and spec.between_classes == 1:
-        return mixture_fixed_effects(design, priors, init_beta, plan)
+        return mixture_fixed_effects(design, priors, init_beta, plan, generative)
     return [
-        fixed_effect_rows(design, priors, name, j, init_beta)
+        fixed_effect_rows(design, priors, name, j, init_beta, generative)
         for j, name in enumerate(spec.fixed_names)
     ]
 
@@ -183,11 +205,14 @@ def _observed_y(
     coefficients: _Coefficients,
     Z: Any,
     V: Any,
+    user_units: UserUnits | None,
 ) -> None:
     """The observed ``y`` of one level of classes, with its class-marginal density.
 
     The mixture graph is written for speed (measured on Fig 3 and NELS B3);
     the one-class graph keeps its plain form, whose draws the tests pin down.
+    With ``user_units``, ``y`` in the user's units, drawn forward by
+    :func:`bayesmix.bayes.generative.observed_outcome`.
     """
     spec = design.spec
     K = spec.classes
@@ -201,7 +226,8 @@ def _observed_y(
         if plan is None:
             u = noncentred_residuals(design, priors, init, order, init_z)
         else:
-            u = centred_residuals(design, priors, init, plan, coefficients.beta, order)
+            generative = user_units is not None
+            u = centred_residuals(design, priors, init, plan, coefficients.beta, order, generative)
         cluster = pm.Data("cluster_index", design.cluster, shape=design.cluster.shape)
         if mixture:
             # one gather per column: a row gather's gradient is a slow 2-D scatter-add
@@ -215,6 +241,11 @@ def _observed_y(
     lsig = coefficients.lsig
     if mixture and eta is None:
         eta = pt.dot(Z, pt.transpose(gamma))
+    if user_units is not None:
+        logw = log_class_probs(eta) if mixture else membership_logprob(Z, gamma)
+        params = (mu, residual_variance(V, lsig), logw)
+        observed_outcome(user_units, params)
+        return
     if mixture and design.V.shape[1] == 1 and np.all(design.V == 1.0):
         # one variance per class: the density and its gradient in one pass
         params, density = (mu, lsig[:, 0][None, :], eta), _fused_mixture_logp
@@ -263,6 +294,7 @@ def _between_likelihood(
     beta: Any,
     lsig: Any,
     gamma: Any,
+    user_units: UserUnits | None,
 ) -> None:
     """School log-likelihoods of model C with the level-2 class D_j marginalised.
 
@@ -278,7 +310,8 @@ def _between_likelihood(
     prior. With one shared vector instead, a school whose class is in doubt
     has a multimodal posterior for u_j (one mode per class), between which
     NUTS chains do not move; per-class vectors are each unimodal. Added to
-    the model as the potential ``y_school``.
+    the model as the potential ``y_school``, or with ``user_units`` as the
+    observed ``y`` of :func:`bayesmix.bayes.generative.observed_school_outcome`.
     """
     spec = design.spec
     K, L = spec.classes, spec.between_classes
@@ -288,7 +321,6 @@ def _between_likelihood(
     kw = {} if init is None else {"initval": np.asarray(init.delta)}
     delta = coef_rv("delta", plist, dims=("school_logit", "bterm"), shape=(L - 1, m2), **kw)
     W = pm.Data("W", design.W)
-    y = pm.Data("y_obs", design.y)
     mu = linear_predictor(F, beta).reshape((n, L, K))
     eta = pt.dot(Z, pt.transpose(gamma))[:, None, :]
     if spec.random_effects:
@@ -303,6 +335,13 @@ def _between_likelihood(
             eta = eta + pt.transpose(pt.matmul(ui[:, :, r:], pt.transpose(load)), (1, 0, 2))
     logw = log_softmax_ref(eta, pt)
     logs2 = pt.dot(V, pt.transpose(lsig))[:, None, :]
+    if user_units is not None:
+        full = (n, L, K)
+        params = (mu, pt.broadcast_to(logw, full), pt.broadcast_to(logs2, full))
+        log_pi = membership_logprob(W, delta)
+        observed_school_outcome(user_units, design.cluster, design.bounds, (*params, log_pi))
+        return
+    y = pm.Data("y_obs", design.y)
     joint = logw + normal_logpdf(y[:, None, None] - mu, logs2, pt)
     per_obs = pt.logsumexp(joint, axis=2)
     school = segment_sum(per_obs, design.bounds, pt)

@@ -60,16 +60,18 @@ def centred_residuals(
     plan: SchoolMeans,
     beta: Any,
     order: np.ndarray,
+    generative: bool = False,
 ) -> Any:
     """School residuals with the outcome coefficients sampled centred (see
     :mod:`bayesmix.bayes.centring`), starting at their means at the ML start ``init``
     (a plan exists only with one); the membership residuals ``z_member`` in
-    ``order`` (:func:`residual_order`, the centred terms first)."""
+    ``order`` (:func:`residual_order`, the centred terms first). ``generative``
+    as in :func:`bayesmix.bayes.centring.centred_school_effects`."""
     r = len(plan.terms)
     L = _residual_cholesky(design, priors, init, order)
     jitter = _unidentified_residual_start(design, 1)[:, order]
     init_a = school_start(design, plan, np.asarray(init.beta, dtype=float), jitter[:, :r])
-    return centred_school_effects(design, plan, beta, L, init_a, jitter[:, r:])
+    return centred_school_effects(design, plan, beta, L, init_a, jitter[:, r:], generative)
 
 
 _DETERMINED = 0.1

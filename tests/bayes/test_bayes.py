@@ -11,7 +11,7 @@ import pytest
 import bayesmix as bm
 from bayesmix.bayes import sampling
 from bayesmix.bayes.draws import check_labels
-from bayesmix.bayes.model import build_model
+from bayesmix.bayes.model import sampling_model
 from bayesmix.data.design import build_design
 from bayesmix.density.compiled import loglik_and_grad
 from bayesmix.errors import SamplingWarning
@@ -41,7 +41,7 @@ def test_pymc_density_equals_ml_loglik(fig1_10k, residual):
     design = build_design(spec, fig1_10k)
     lay = design.layout
     params = lay.from_named(values)
-    model = build_model(design, resolve_priors(design, None))
+    model = sampling_model(design, resolve_priors(design, None))
     sigma = np.sqrt(params.sigma2 if residual == "class" else params.sigma2[0])
     point = _transformed_point(
         model,
@@ -166,7 +166,7 @@ def test_nutpie_compiles_without_fast_math(fig1_spec, fig1_10k, monkeypatch):
     monkeypatch.setattr(nutpie, "compile_pymc_model", record)
     before = pytensor.config.numba__fastmath
     design = build_design(fig1_spec, fig1_10k.iloc[:200])
-    model = build_model(design, resolve_priors(design, None))
+    model = sampling_model(design, resolve_priors(design, None))
     with pytest.raises(Recorded):
         sampling._compiled_nutpie(model, False, None, "numba")
     assert seen == [False]
@@ -184,7 +184,7 @@ def test_ml_start_has_no_exactly_flat_residual():
     spec = bm.make_spec("y ~ x", cluster="g", random=["1", "x"])
     ml = bm.fit_ml(spec, data)
     design = build_design(spec, data)
-    model = build_model(design, resolve_priors(design, None), ml.structured)
+    model = sampling_model(design, resolve_priors(design, None), ml.structured)
     grad = model.compile_dlogp(mode="FAST_COMPILE")(model.initial_point())
     assert np.all(grad != 0.0)
     assert np.abs(model.initial_point()["z_u"]).max() < 0.05

@@ -10,7 +10,7 @@ from scipy import stats
 import bayesmix as bm
 from bayesmix.bayes.centring import posterior_variance_ratio, school_means_plan
 from bayesmix.bayes.draws import _pointwise_draws, structured_draws
-from bayesmix.bayes.model import build_model
+from bayesmix.bayes.model import sampling_model
 from bayesmix.data.design import build_design
 from bayesmix.ml.starts import random_start
 from bayesmix.model.params import order_permutation, relabel
@@ -91,7 +91,7 @@ def test_sampled_coordinates_give_the_model_density(name):
     spec = design.spec
     plan = school_means_plan(design, start)
     priors = resolve_priors(design, None)
-    model = build_model(design, priors, start)
+    model = sampling_model(design, priors, start)
     rng = np.random.default_rng(11)
     point = {
         k: np.asarray(v) + 0.3 * rng.standard_normal(np.shape(v))

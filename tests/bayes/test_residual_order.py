@@ -10,7 +10,7 @@ import pytensor.tensor as pt
 import pytest
 
 import bayesmix as bm
-from bayesmix.bayes.model import build_model
+from bayesmix.bayes.model import sampling_model
 from bayesmix.bayes.residuals import residual_order
 from bayesmix.data.design import build_design
 from bayesmix.model.priors import resolve_priors
@@ -77,7 +77,7 @@ def test_lkj_and_sd_priors_give_one_covariance_density_in_any_order(order):
 
 def test_draws_record_the_factor_in_the_spec_order(design):
     start = _start(design, -0.997)
-    model = build_model(design, resolve_priors(design, None), start)
+    model = sampling_model(design, resolve_priors(design, None), start)
     free = [rv.name for rv in model.free_RVs]
     assert "chol_u_ordered" in free and "chol_u" not in free
     # the standardised residuals are labelled in the sampled order, u in the spec's

@@ -20,7 +20,7 @@ import pytest
 from pymc.sampling.jax import get_jaxified_logp
 
 import bayesmix as bm
-from bayesmix.bayes.model import build_model
+from bayesmix.bayes.model import sampling_model
 from bayesmix.data.design import build_design
 from bayesmix.density import fused
 from bayesmix.density.fused import NormalMixtureLogp
@@ -69,7 +69,7 @@ def _traced(seen: list[type]) -> bool:
 
 def test_jax_log_density_runs_the_fused_op(fig3: Fitted, monkeypatch: pytest.MonkeyPatch):
     design = build_design(fig3.spec, fig3.data)
-    model = build_model(design, resolve_priors(design, None))
+    model = sampling_model(design, resolve_priors(design, None))
     # the op stays in the graph that pytensor's JAX rewrites leave
     compiled = pytensor.function(model.value_vars, model.logp(), mode="JAX")
     assert any(isinstance(n.op, NormalMixtureLogp) for n in compiled.maker.fgraph.apply_nodes)

@@ -7,7 +7,7 @@ import pytest
 
 import bayesmix as bm
 from bayesmix.bayes.draws import _between_pointwise_draws
-from bayesmix.bayes.model import build_model
+from bayesmix.bayes.model import sampling_model
 from bayesmix.data.design import build_design
 from bayesmix.density.quadrature import AdaptiveQuadrature, adapted_quadrature
 from bayesmix.model import params as param_layout
@@ -126,7 +126,7 @@ def test_bayes_density_marginalises_level2_classes_per_school(c22_data):
     lay = design.layout
     values = {**C22_PARAMS, "var(u_1)": 1e-14}
     params = lay.from_named(values)
-    model = build_model(design, resolve_priors(design, None), params)
+    model = sampling_model(design, resolve_priors(design, None), params)
     point = model.initial_point()
     assert point["z_u"].shape == (2, 300, 1)
     point["z_u"] = np.zeros_like(point["z_u"])
@@ -196,8 +196,8 @@ def test_bayes_model_c_with_equal_school_classes_is_model_b_on_hsb():
     nat_c = {
         n: 0.3 if n.startswith("D#") else nat_b[_strip_between(n, 2)[0]] for n in dc.layout.names
     }
-    mb = build_model(db, resolve_priors(db, None), pb)
-    mc = build_model(dc, resolve_priors(dc, None), dc.layout.from_named(nat_c))
+    mb = sampling_model(db, resolve_priors(db, None), pb)
+    mc = sampling_model(dc, resolve_priors(dc, None), dc.layout.from_named(nat_c))
     pt_b, pt_c = mb.initial_point(), mc.initial_point()
     z = rng.normal(size=pt_c["z_u"].shape[1:])
     pt_c["z_u"] = np.stack([z, z])

@@ -8,7 +8,7 @@ import xarray as xr
 
 import bayesmix as bm
 from bayesmix.bayes.draws import structured_draws
-from bayesmix.bayes.model import build_model
+from bayesmix.bayes.model import sampling_model
 from bayesmix.data.design import build_design
 from bayesmix.density.compiled import loglik_and_grad
 from bayesmix.model import params as param_layout
@@ -103,7 +103,7 @@ def test_bayes_model_density_and_draws_match_the_layout():
     design = build_design(loglin_spec(), data)
     lay = design.layout
     params = lay.from_named(LOGLIN)
-    model = build_model(design, resolve_priors(design, None), params)
+    model = sampling_model(design, resolve_priors(design, None), params)
     point = model.initial_point()
     ll_model = float(model.compile_logp(vars=[model["y"]], sum=True)(point))
     theta = lay.pack(params, natural=False)
@@ -119,7 +119,7 @@ def test_bayes_groups_by_class_map_back():
     data = bm.simulate(groups_spec(), GROUPS, clusters=40, cluster_size=5, random_seed=3)
     design = build_design(groups_spec(), data)
     params = design.layout.from_named(GROUPS)
-    model = build_model(design, resolve_priors(design, None), params)
+    model = sampling_model(design, resolve_priors(design, None), params)
     assert model.named_vars_to_dims["sigma"] == ("class", "group")
     point = model.initial_point()
     posterior = _one_draw(model, point)

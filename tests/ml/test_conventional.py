@@ -167,7 +167,7 @@ def test_pymc_density_with_random_effects_integrated_equals_ml_loglik(hsb_ml):
     import pytensor.tensor as pt
 
     from bayesmix.analysis.schools import _posterior_u
-    from bayesmix.bayes.model import build_model
+    from bayesmix.bayes.model import sampling_model
     from bayesmix.data.design import build_design
     from bayesmix.density.compiled import loglik_and_grad
     from bayesmix.model.priors import resolve_priors
@@ -181,7 +181,7 @@ def test_pymc_density_with_random_effects_integrated_equals_ml_loglik(hsb_ml):
     beta, lsig, chol = params.beta[0], params.lsig[0], params.chol
     u_hat, post_cov = _posterior_u(design, beta, lsig, chol)
     z_hat = np.linalg.solve(chol, u_hat.T).T
-    model = build_model(design, resolve_priors(design, None))
+    model = sampling_model(design, resolve_priors(design, None))
     point = {}
     for rv in model.free_RVs:
         name = rv.name
