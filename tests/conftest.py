@@ -8,6 +8,8 @@ seed, its compile cache, its warnings), makes its own.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pandas as pd
 import pytest
 
@@ -53,3 +55,13 @@ def conventional_on_fig3_bayes() -> bm.BayesResult:
     spec = bm.load_spec(MODELS / "conventional.toml")
     ml = bm.fit_ml(spec, fitted.data, random_seed=1)
     return bm.fit_bayes(spec, fitted.data, **READ.kwargs(random_seed=1, init=ml))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the files with the most ``slow`` tests first, each file's tests in their order.
+
+    ``make test`` hands whole files to two workers as they come free; starting with the
+    longest files keeps one worker from finishing a long file alone at the end.
+    """
+    weight = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -weight[item.path])
