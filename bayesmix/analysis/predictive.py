@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from bayesmix.errors import DataError, EstimationError, type_name
 from bayesmix.results.interface import FitResult
@@ -157,6 +158,9 @@ def posterior_predictive(
     Returns
     -------
     PredictiveDraws
+        For a NUTS fit the replicates also become the ``posterior_predictive``
+        group of ``result.idata`` (``y``, one chain of ``draws`` draws over
+        ``obs``, beside ``observed_data``), for ArviZ's predictive-check plots.
     """
     from bayesmix.data.simulate import simulate
 
@@ -179,6 +183,12 @@ def posterior_predictive(
     for i, (p, seed) in enumerate(zip(params, seeds, strict=True)):
         sim = simulate(spec, p, covariates=covariates, random_seed=int(seed))
         y_rep[i] = sim[spec.outcome].to_numpy()
+    if result.has_draws:
+        # one posterior draw per replicate: a single chain of `draws` draws, for ArviZ
+        result.add_group(
+            "posterior_predictive",
+            xr.Dataset({"y": (("chain", "draw", "obs"), y_rep[None])}),
+        )
     return PredictiveDraws(
         y_rep=y_rep,
         y=np.asarray(design.y, dtype=float),

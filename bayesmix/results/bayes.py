@@ -211,6 +211,12 @@ class BayesResult(FitResult):
         """True: a NUTS fit is a posterior sample."""
         return True
 
+    def add_group(self, name: str, group: xr.Dataset) -> None:
+        """Put ``group`` into ``idata`` as the group ``name``, replacing one so named."""
+        import xarray as xr
+
+        self.idata[name] = xr.DataTree(group)
+
     def parameter_matrix(self) -> np.ndarray:
         """Every posterior draw, chains stacked: shape (chains x draws, n_params)."""
         return np.stack([np.asarray(self.draws[n]).reshape(-1) for n in self.names], axis=1)

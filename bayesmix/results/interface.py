@@ -233,6 +233,15 @@ class FitResult(ABC):
         """Whether the fit carries draws of its parameters (a posterior sample)."""
 
     @abstractmethod
+    def add_group(self, name: str, group: xr.Dataset) -> None:
+        """Put ``group`` into the fit's DataTree as the group ``name``, replacing one so named.
+
+        For analysis functions that record what they computed beside the draws
+        (:func:`bayesmix.analysis.predictive.posterior_predictive`); only a fit
+        with draws has a DataTree.
+        """
+
+    @abstractmethod
     def parameter_matrix(self) -> np.ndarray:
         """The parameter values the fit stands for, shape (S, n_params), columns as ``names``.
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,9 @@ from bayesmix.results.tables import (
     proportions,
 )
 from bayesmix.validate import check_seed
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 
 @dataclass(frozen=True, eq=False)
@@ -192,6 +195,13 @@ class MLResult(FitResult):
     def has_draws(self) -> bool:
         """False: an ML fit is a point estimate with a sampling distribution, not a sample."""
         return False
+
+    def add_group(self, name: str, group: xr.Dataset) -> None:
+        """Refused: an ML fit holds no DataTree; fit by NUTS (``fit_bayes``) to keep one."""
+        raise EstimationError(
+            f"an ML fit holds no DataTree to add the group {name!r} to; fit by NUTS "
+            "(fit_bayes) to keep draws and their groups."
+        )
 
     def parameter_matrix(self) -> np.ndarray:
         """The estimates as one row, shape (1, n_params)."""

@@ -86,3 +86,8 @@ def test_posterior_replicates_use_posterior_draws(fig1_data):
     spread = pred.y_rep.mean(axis=1).std()
     expected = np.sqrt(post.table.loc["sigma2", "mean"] / 3000)
     assert 0.8 * expected < spread < 2.5 * expected
+    # the replicates are the fit's posterior_predictive group, beside the observed y
+    group = post.idata["posterior_predictive"].to_dataset()
+    assert group["y"].dims == ("chain", "draw", "obs")
+    np.testing.assert_array_equal(group["y"].values[0], pred.y_rep)
+    np.testing.assert_array_equal(post.idata["observed_data"]["y"].values, pred.y)

@@ -277,3 +277,15 @@ def test_save_and_load_round_trip_the_interface(fit: FitResult, tmp_path) -> Non
 def test_save_result_takes_only_fit_results(tmp_path) -> None:
     with pytest.raises(bm.BayesmixError, match="takes a fit_ml or fit_bayes result, got dict"):
         bm.save_result({"estimates": [1.0]}, tmp_path / "x.json")  # type: ignore[arg-type]
+
+
+def test_add_group_records_a_group_where_the_fit_has_draws(fit: FitResult) -> None:
+    import xarray as xr
+
+    group = xr.Dataset({"z": (("chain", "draw"), np.arange(3.0)[None])})
+    if fit.has_draws:
+        fit.add_group("added", group)
+        np.testing.assert_array_equal(fit.idata["added"]["z"].values, [[0.0, 1.0, 2.0]])
+    else:
+        with pytest.raises(bm.EstimationError, match="holds no DataTree"):
+            fit.add_group("added", group)
