@@ -162,9 +162,7 @@ def fit_bayes(
     _check_options(draws, tune, chains, init)
     backend = sampler_backend(sampler, backend, adaptation)
     random_seed = check_seed(random_seed)
-    design = build_design(spec, data, missing=missing)
-    internal, st = standardise(design)
-    full_priors = resolve_priors(internal, priors, st.prior_to_internal)
+    design, internal, st, full_priors = prepare(spec, data, priors, missing)
     seed = int(np.random.default_rng(random_seed).integers(2**31 - 1))
     init_params, init_z = chain_start(init, design, internal, st, ml_starts, seed)
     model = sampling_model(internal, full_priors, init_params, init_z)
@@ -221,6 +219,16 @@ def fit_bayes(
     for diagnostic in result.diagnostics:
         diagnostic.warn(stacklevel=2)
     return result
+
+
+def prepare(
+    spec: Spec, data: DataLike, priors: Mapping[str, Prior] | None, missing: MissingPolicy
+) -> tuple[Design, Design, Standardisation, dict[str, Prior]]:
+    """The design, its standardised twin NUTS samples on, the map between them, and the
+    complete priors on the standardised scale (``priors`` given in the user's units)."""
+    design = build_design(spec, data, missing=missing)
+    internal, st = standardise(design)
+    return design, internal, st, resolve_priors(internal, priors, st.prior_to_internal)
 
 
 def _check_options(draws: int, tune: int, chains: int, init: Init | MLResult) -> None:

@@ -19,13 +19,13 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from bayesmix.bayes.fit import chain_start
+from bayesmix.bayes.fit import chain_start, prepare
 from bayesmix.bayes.generative import UserUnits
 from bayesmix.bayes.model import sampling_model
-from bayesmix.data.design import DataLike, Design, MissingPolicy, build_design
-from bayesmix.data.standardise import Standardisation, standardise
+from bayesmix.data.design import DataLike, Design, MissingPolicy
+from bayesmix.data.standardise import Standardisation
 from bayesmix.errors import EstimationError
-from bayesmix.model.priors import Prior, resolve_priors
+from bayesmix.model.priors import Prior
 from bayesmix.model.spec import Spec
 from bayesmix.results.ml import MLResult
 from bayesmix.validate import check_seed
@@ -103,9 +103,7 @@ def _public_model(
     init: MLResult | None,
 ) -> tuple[pm.Model, list[str]]:
     """:func:`build_model` and the names of the paper's parameters, in layout order."""
-    design = build_design(spec, data, missing=missing)
-    internal, st = standardise(design)
-    full_priors = resolve_priors(internal, priors, st.prior_to_internal)
+    design, internal, st, full_priors = prepare(spec, data, priors, missing)
     start, init_z = None, None
     if init is not None:
         if getattr(init, "estimates", None) is None:
