@@ -111,8 +111,8 @@ def _add_fit_parser(sub: argparse._SubParsersAction) -> None:
     fit.add_argument(
         "--backend",
         choices=("numba", "jax"),
-        help="compiler of nutpie's log-density (Bayes; default numba); jax uses a GPU when "
-        "JAX has one",
+        help="compiler of nutpie's log-density (Bayes; default $BAYESMIX_NUTS_BACKEND, else "
+        "numba); jax compiles faster and uses a GPU when JAX has one",
     )
     fit.add_argument(
         "--missing",

@@ -8,6 +8,7 @@ seed, its compile cache, its warnings), makes its own.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 import pandas as pd
@@ -17,7 +18,10 @@ import bayesmix as bm
 from bayesmix.paper.section2 import FIG1_PARAMS
 from tests.support.fits import two_level_60x10
 from tests.support.paths import MODELS
-from tests.support.settings import READ
+from tests.support.settings import READ, TEST_BACKEND
+
+# set before any fit, and inherited by the processes tests start (CLI, Monte Carlo workers)
+os.environ.setdefault("BAYESMIX_NUTS_BACKEND", TEST_BACKEND)
 
 
 @pytest.fixture(scope="session")

@@ -111,11 +111,14 @@ def fit_bayes(
         (e.g. between fixed effects of uncentred covariates). The other
         samplers adapt a diagonal mass matrix and refuse ``"low_rank"``.
     backend : {"numba", "jax"}, optional
-        Compiler of the log-density and its gradient for nutpie (default
-        numba). ``"jax"`` runs on a GPU when JAX has one; on CPU numba is
-        faster for models of the paper's size (JAX pays a dispatch cost per
-        gradient). The other samplers compile with their own (pymc numba,
-        numpyro and blackjax JAX) and refuse the other value.
+        Compiler of the log-density and its gradient for nutpie (default:
+        the environment variable ``BAYESMIX_NUTS_BACKEND``, else numba).
+        ``"jax"`` runs on a GPU when JAX has one; on CPU numba samples faster
+        for models of the paper's size (JAX pays a dispatch cost per
+        gradient), but JAX compiles a new model in seconds where numba
+        takes tens of seconds, so short runs finish sooner with JAX. The
+        other samplers compile with their own (pymc numba, numpyro and
+        blackjax JAX) and refuse the other value.
     progress : bool
         Show progress.
 

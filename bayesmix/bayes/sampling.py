@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import importlib.metadata
 import importlib.util
+import os
 import re
 import time
 from collections import OrderedDict
@@ -36,6 +37,30 @@ Sampler = Literal["nutpie", "pymc", "numpyro", "blackjax"]
 _JAX_SAMPLERS = ("numpyro", "blackjax")
 
 
+BACKEND_VARIABLE = "BAYESMIX_NUTS_BACKEND"
+"""Environment variable naming nutpie's compiler when a fit does not: ``numba`` or ``jax``."""
+
+
+def default_nutpie_backend() -> str:
+    """nutpie's compiler when a fit names none: :data:`BACKEND_VARIABLE`, else numba.
+
+    numba samples fastest on a CPU but compiles each new model for tens of
+    seconds; JAX compiles in seconds and pays a dispatch cost per gradient, so
+    it finishes short runs (and runs on a GPU) sooner.
+
+    Raises
+    ------
+    EstimationError
+        If the variable holds anything else.
+    """
+    value = os.environ.get(BACKEND_VARIABLE, "").strip()
+    if value in ("", "numba", "jax"):
+        return value or "numba"
+    raise EstimationError(
+        f"{BACKEND_VARIABLE}={value!r}: it must be 'numba' or 'jax'; unset it for numba."
+    )
+
+
 def sampler_backend(sampler: str, backend: str | None, adaptation: str) -> str:
     """The log-density compiler a sampler uses, after refusing options it cannot take.
 
@@ -44,8 +69,9 @@ def sampler_backend(sampler: str, backend: str | None, adaptation: str) -> str:
     sampler : str
         One of :data:`SAMPLERS`.
     backend : {"numba", "jax"} or None
-        The compiler asked for; None for the sampler's own (numba for nutpie
-        and PyMC, JAX for numpyro and blackjax).
+        The compiler asked for; None for the sampler's own (for nutpie
+        :func:`default_nutpie_backend`, numba for PyMC, JAX for numpyro and
+        blackjax).
     adaptation : {"diag", "low_rank"}
         The mass-matrix adaptation asked for; ``"low_rank"`` is nutpie's.
 
@@ -75,7 +101,7 @@ def sampler_backend(sampler: str, backend: str | None, adaptation: str) -> str:
         )
     own = "jax" if sampler in _JAX_SAMPLERS else "numba"
     if sampler == "nutpie":
-        return backend or own
+        return backend or default_nutpie_backend()
     if backend not in (None, own):
         raise EstimationError(
             f"backend={backend!r} does not apply to sampler={sampler!r}, which always compiles "

@@ -193,7 +193,7 @@ def test_ml_start_has_no_exactly_flat_residual():
 @pytest.mark.slow
 def test_refit_of_same_model_and_data_skips_compilation(fig1_spec, fig1_10k):
     data = fig1_10k.iloc[:900]
-    kw = dict(draws=40, tune=40, chains=2, progress=False)
+    kw = dict(draws=40, tune=40, chains=2, progress=False, backend="numba")
     ml = bm.fit_ml(fig1_spec, data, random_seed=1)
     with pytest.warns(SamplingWarning):
         first = bm.fit_bayes(fig1_spec, data, random_seed=11, init=ml, **kw)
@@ -214,7 +214,7 @@ def test_jax_backend_samples_the_same_posterior(fig1_spec, fig1_10k):
     data = fig1_10k.iloc[:1200]
     ml = bm.fit_ml(fig1_spec, data, random_seed=1)
     kw = dict(draws=300, tune=300, chains=2, init=ml, random_seed=5, progress=False)
-    numba_fit = bm.fit_bayes(fig1_spec, data, **kw)
+    numba_fit = bm.fit_bayes(fig1_spec, data, backend="numba", **kw)
     jax_fit = bm.fit_bayes(fig1_spec, data, backend="jax", **kw)
     assert jax_fit.settings["backend"] == "jax"
     assert jax_fit.divergences == 0

@@ -21,6 +21,7 @@ from pymc.sampling.jax import get_jaxified_logp
 
 import bayesmix as bm
 from bayesmix.bayes.model import sampling_model
+from bayesmix.bayes.sampling import sampler_backend
 from bayesmix.data.design import build_design
 from bayesmix.density import fused
 from bayesmix.density.fused import NormalMixtureLogp
@@ -168,3 +169,18 @@ def test_blackjax_that_pymc_cannot_run_is_refused(fig1_spec, fig1_10k, monkeypat
     )
     with pytest.raises(bm.EstimationError, match=re.escape("pip install 'blackjax<1.6'")):
         bm.fit_bayes(fig1_spec, fig1_10k.iloc[:100], init="prior", sampler="blackjax")
+
+
+@pytest.mark.parametrize(("value", "backend"), [("", "numba"), ("numba", "numba"), ("jax", "jax")])
+def test_nutpie_compiler_defaults_to_the_environment(monkeypatch, value, backend):
+    monkeypatch.setenv("BAYESMIX_NUTS_BACKEND", value)
+    assert sampler_backend("nutpie", None, "diag") == backend
+    # a backend named in the call wins, and the other samplers keep their own
+    assert sampler_backend("nutpie", "numba", "diag") == "numba"
+    assert sampler_backend("pymc", None, "diag") == "numba"
+
+
+def test_unknown_compiler_in_the_environment_is_refused(fig1_spec, fig1_10k, monkeypatch):
+    monkeypatch.setenv("BAYESMIX_NUTS_BACKEND", "cuda")
+    with pytest.raises(bm.EstimationError, match=re.escape("BAYESMIX_NUTS_BACKEND='cuda'")):
+        bm.fit_bayes(fig1_spec, fig1_10k.iloc[:100], init="prior")

@@ -258,8 +258,8 @@ def test_factor_layout_round_trip():
 
 @pytest.mark.slow
 def test_fig3_nuts_agrees_with_ml(fig3_spec, fig3_data, fig3_fit):
-    # default settings (4 chains x 1000 + 1000), as the R-hat target is stated for them
-    fit = bm.fit_bayes(fig3_spec, fig3_data, random_seed=2, ml_starts=4)
+    # default settings (4 chains x 1000 + 1000, numba), as the R-hat target is stated for them
+    fit = bm.fit_bayes(fig3_spec, fig3_data, random_seed=2, ml_starts=4, backend="numba")
     table = fit.table
     assert list(table.index) == list(FIG3_PARAMS)
     gap = (table["mean"] - fig3_fit.params["estimate"]).abs() / table["sd"]

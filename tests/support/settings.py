@@ -26,14 +26,26 @@ class Sampling:
     draws: int
     tune: int
     chains: int = 4
+    backend: str | None = None
 
     def kwargs(self, **extra: Any) -> dict[str, Any]:
         """Keyword arguments of :func:`bayesmix.fit_bayes`, with ``extra`` added."""
-        return {"draws": self.draws, "tune": self.tune, "chains": self.chains, **extra}
+        run = {"draws": self.draws, "tune": self.tune, "chains": self.chains}
+        if self.backend is not None:
+            run["backend"] = self.backend
+        return {**run, **extra}
 
 
-SCALED = Sampling(TEST_DRAWS, TEST_DRAWS)
-"""NUTS against ML at ``TEST_DRAWS`` draws after as many tuning steps, 4 chains."""
+TEST_BACKEND = "jax"
+"""nutpie's compiler in the tests that do not name one (``BAYESMIX_NUTS_BACKEND``, set by
+tests/conftest.py): JAX compiles each new model in seconds, where numba's compilation on a
+machine with empty caches would take most of the suite's time. The tests of the default
+path, NUTS against ML at :data:`SCALED` and those that name numba, compile with numba."""
+
+
+SCALED = Sampling(TEST_DRAWS, TEST_DRAWS, backend="numba")
+"""NUTS against ML at ``TEST_DRAWS`` draws after as many tuning steps, 4 chains, compiled
+with numba, the default compiler outside the tests."""
 
 SHORT = Sampling(200, 200, 2)
 """Two short chains: enough for a posterior that is only read, not judged on convergence."""
