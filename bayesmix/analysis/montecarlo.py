@@ -16,10 +16,7 @@ import os
 import traceback
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.analysis.study import SimulationDesign, read_records, study_header
+from bayesmix.analysis.tasks import run_tasks
 from bayesmix.bayes.fit import fit_bayes
 from bayesmix.errors import EstimationError, type_name
 from bayesmix.formatting import format_table
@@ -332,42 +330,6 @@ def compare_estimators(
     return out
 
 
-def _executor(
-    workers: int, client: Any
-) -> tuple[Callable[[_Task], Any], Callable[[list[Any]], Any], Any]:
-    """``submit``, ``as_completed`` and a closer for the chosen backend."""
-    if client is not None:
-        try:
-            from distributed import Client
-            from distributed import as_completed as dask_completed
-        except ImportError:
-            raise EstimationError(
-                "running on a Dask cluster needs the distributed package: "
-                'pip install -e ".[dask]" (or pip install distributed).'
-            ) from None
-        owned = None
-        if isinstance(client, str):
-            try:
-                client = owned = Client(client, timeout="20s")
-            except (OSError, TimeoutError) as err:
-                raise EstimationError(
-                    f"cannot reach the Dask scheduler at {client!r} ({err}); check the "
-                    "address (e.g. tcp://host:8786) and that the scheduler is running."
-                ) from None
-        return (
-            lambda task: client.submit(_replicate, task, pure=False),
-            lambda futures: dask_completed(futures),
-            (lambda: owned.close()) if owned is not None else (lambda: None),
-        )
-    # spawn, not fork: forked children inherit JAX's and numba's threads
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
-    return (
-        lambda task: pool.submit(_replicate, task),
-        lambda futures: as_completed(futures),
-        lambda: pool.shutdown(cancel_futures=True),
-    )
-
-
 def montecarlo(
     generate: tuple[Spec, Mapping[str, float]] | SimulationDesign,
     fit: Spec | Sequence[Spec],
@@ -466,24 +428,7 @@ def montecarlo(
         failed = sum(1 for r in records if not r["ok"])
         bar.update(f"failed fits {failed}")
 
-    if todo and (workers == 1 and client is None):
-        for task in todo:
-            keep(_replicate(task))
-    elif todo:
-        submit, completed, close = _executor(workers, client)
-        try:
-            futures = [submit(task) for task in todo]
-            for fut in completed(futures):
-                keep(fut.result())
-        except BrokenProcessPool:
-            raise EstimationError(
-                "a worker process stopped abruptly. Worker processes re-import the calling "
-                "script, so a script must call montecarlo() under `if __name__ == "
-                '"__main__":`; otherwise the machine may have run out of memory (try fewer '
-                f"workers). Finished replications are kept{' in ' + str(path) if path else ''}."
-            ) from None
-        finally:
-            close()
+    run_tasks(_replicate, todo, keep, workers=workers, client=client, path=path)
     bar.close()
     records.sort(key=lambda r: (r["replication"], names.index(r["model"])))
     return MonteCarloResult(
