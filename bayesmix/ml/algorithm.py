@@ -63,14 +63,12 @@ class Algorithm:
 def choose_algorithm(design: Design, backend: str | None, points: int | None) -> Algorithm:
     """Quadrature for the models that need it, else the closed form, compiled for ``design``.
 
-    The default backend is JAX for two-level mixtures and for models without
-    random effects, numba for conventional two-level models (see
-    :func:`bayesmix.ml.fit.fit_ml`).
+    The default backend is JAX (see :func:`bayesmix.ml.fit.fit_ml`).
     """
     lay = design.layout
     if needs_quadrature(lay):
         return quadrature(design, backend or "jax", points or DEFAULT_POINTS.get(lay.n_random, 3))
-    return closed_form(design, backend or ("jax" if lay.n_random == 0 else "numba"))
+    return closed_form(design, backend or "jax")
 
 
 def closed_form(design: Design, backend: str) -> Algorithm:

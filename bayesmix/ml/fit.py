@@ -115,11 +115,12 @@ def fit_ml(
     backend : {"jax", "numba"}, optional
         Compiler of the log-likelihood and its gradient: XLA through JAX
         (compiled for the data's shapes) or pytensor's numba backend (any
-        shape). Default: JAX for two-level mixtures, whose quadrature it
-        runs faster, and for models without random effects, where a new
-        process loads the compiled function sooner; numba for conventional
-        two-level models, where compiling once for all data sizes matters
-        more.
+        shape). Default JAX: it runs the two-level mixtures' quadrature
+        faster, it compiles a new model in seconds where numba takes up to a
+        minute on a machine whose caches are empty, and a new process loads
+        its compiled function from the on-disk cache. numba compiles once
+        for all data sizes, which pays when one process fits many data sets
+        of different sizes.
     init : mapping or Params, optional
         Starting values (Mplus ``SVALUES``; natural parameter names as in
         :attr:`MLResult.names`, e.g. a smaller model's estimates expanded),
