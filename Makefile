@@ -11,7 +11,7 @@ PYTHON_BOOT ?= $(shell v=$$(cat .python-version 2>/dev/null); \
 	  if [ -x "$$c" ] && "$$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then \
 	    echo "$$c"; break; fi; done)
 
-.PHONY: venv test test-long test-fast notebooks wheel-check demo bench lint clean
+.PHONY: venv test test-long test-fast notebooks wheel-check demo bench sbc lint clean
 
 venv: $(STAMP)
 
@@ -54,6 +54,11 @@ demo: $(STAMP)
 bench: $(STAMP)
 	@for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done
 
+# Simulation-based calibration of NUTS on four paper models and a negative control,
+# 100 simulations each; resumes from sbc-output/ after an interruption.
+sbc: $(STAMP)
+	$(PY) benchmarks/sbc.py $(SBC_SIMULATIONS)
+
 # Style (ruff), then the package's shape: sizes, import cycles, the library's
 # independence of the paper, no estimator branches outside results/.
 lint: $(STAMP)
@@ -62,4 +67,4 @@ lint: $(STAMP)
 	$(PY) scripts/check_structure.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache bayesmix-output
+	rm -rf $(VENV) .pytest_cache .ruff_cache bayesmix-output sbc-output

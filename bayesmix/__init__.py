@@ -15,6 +15,8 @@ from bayesmix.analysis.montecarlo import (
     montecarlo,
 )
 from bayesmix.analysis.predictive import PredictiveDraws, posterior_predictive
+from bayesmix.analysis.sbc import sbc
+from bayesmix.analysis.sbc_result import SBCResult
 from bayesmix.analysis.schools import school_effects, share_positive
 from bayesmix.analysis.selection import ClassSelection, between_start, select_classes
 from bayesmix.bayes.fit import fit_bayes
@@ -60,6 +62,7 @@ __all__ = [
     "Prior",
     "ResultFileError",
     "ResultFileWarning",
+    "SBCResult",
     "SimulationDesign",
     "Spec",
     "SpecError",
@@ -84,6 +87,7 @@ __all__ = [
     "posterior_predictive",
     "prior_predictive",
     "save_result",
+    "sbc",
     "school_effects",
     "select_classes",
     "share_positive",

@@ -53,6 +53,7 @@ def sampling_model(
     init_z: np.ndarray | None = None,
     *,
     user_units: UserUnits | None = None,
+    shared_outcome: bool = False,
 ) -> pm.Model:
     """The PyMC model of a spec on a (standardised) design, in the coordinates NUTS samples.
 
@@ -77,6 +78,11 @@ def sampling_model(
         which ``design.y`` is the standardisation). Its log density is then
         this model's without it minus ``n log s_y``, the Jacobian of the
         outcome's standardisation.
+    shared_outcome : bool
+        Observe ``y`` through the shared data ``y_obs``, so that one compiled
+        model samples other outcomes on the same design (nutpie's
+        ``with_data(y_obs=...)``), as :func:`bayesmix.sbc` does. Model C
+        always does.
 
     Returns
     -------
@@ -124,7 +130,10 @@ def sampling_model(
                 design, priors, init, init_z, F, Z, V, beta, lsig, gamma, user_units
             )
         else:
-            _observed_y(design, priors, init, init_z, plan, order, coefficients, Z, V, user_units)
+            observed = pm.Data("y_obs", design.y) if shared_outcome else design.y
+            _observed_y(
+                design, priors, init, init_z, plan, order, coefficients, Z, V, user_units, observed
+            )
     return model
 
 
@@ -206,6 +215,7 @@ def _observed_y(
     Z: Any,
     V: Any,
     user_units: UserUnits | None,
+    observed: Any,
 ) -> None:
     """The observed ``y`` of one level of classes, with its class-marginal density.
 
@@ -259,7 +269,7 @@ def _observed_y(
         *params,
         logp=density,
         signature="(k),(k),(j)->()",
-        observed=design.y,
+        observed=observed,
         dims="obs",
     )
 

@@ -1,6 +1,7 @@
 """Figures of fitted results: the paper's Figs 1, 5, 6 and 8, class lines, membership,
-ML against posterior intervals, predictive checks and sampler diagnostics."""
+ML against posterior intervals, predictive checks, sampler diagnostics and SBC ranks."""
 
+from bayesmix.plots.calibration import plot_sbc
 from bayesmix.plots.classes import plot_class_lines, plot_membership
 from bayesmix.plots.comparison import plot_ml_vs_bayes
 from bayesmix.plots.diagnostics import plot_diagnostics, plot_ppc
@@ -14,5 +15,6 @@ __all__ = [
     "plot_membership",
     "plot_ml_vs_bayes",
     "plot_ppc",
+    "plot_sbc",
     "plot_school_effects",
 ]

@@ -1,0 +1,390 @@
+"""Simulation-based calibration of the NUTS fit (Talts, Betancourt, Simpson, Vehtari and
+Gelman 2018, "Validating Bayesian inference algorithms with simulation-based calibration").
+
+Each simulation draws the parameters from the prior, simulates the outcome on the data's
+design given them, fits by NUTS and records, for every parameter, the rank of the drawn
+value among L thinned posterior draws. If the sampler draws from the posterior the model
+defines, each rank is uniform on 0..L. The priors are computed once from the real data
+and held fixed (the default priors depend on y, so recomputing them per simulated data
+set would break the calibration), and so is the standardisation NUTS samples on: every
+simulation samples the same compiled log density, with only the outcome changed.
+
+Parameters and outcomes are drawn forward by PyMC from :func:`bayesmix.build_model`'s
+model, whose joint density is the one :func:`bayesmix.fit_bayes` samples (up to a
+constant); NUTS runs on the model ``fit_bayes`` builds, compiled once per process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bayesmix.analysis.sbc_result import SBCResult
+from bayesmix.analysis.study import read_records
+from bayesmix.analysis.tasks import run_tasks
+from bayesmix.data.reading import DataLike
+from bayesmix.errors import EstimationError
+from bayesmix.model.params import Params
+from bayesmix.model.priors import Prior
+from bayesmix.model.spec import Spec
+from bayesmix.outputs import check_output
+from bayesmix.progress import Progress
+from bayesmix.validate import check_seed
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What every simulation of a study shares, and how the NUTS runs are made."""
+
+    spec: Spec
+    frame: pd.DataFrame
+    priors: dict[str, Prior] | None
+    draws: int
+    tune: int
+    chains: int
+    ranks: int
+
+
+@dataclass(frozen=True)
+class _Task:
+    setup: _Setup
+    simulation: int
+    seed: int
+    y: np.ndarray
+    truth: Params
+    u: np.ndarray | None
+
+
+# per process: the prepared design, standardisation and priors of a setup, and its
+# compiled model (built in the processes that sample)
+_PREPARED: dict[str, Any] = {}
+_COMPILED: dict[str, Any] = {}
+
+
+def _setup_key(setup: _Setup) -> str:
+    h = hashlib.sha256(repr(dataclasses.replace(setup, frame=None)).encode())
+    h.update(pd.util.hash_pandas_object(setup.frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def _prepared(setup: _Setup) -> tuple[Any, Any, Any, dict[str, Prior]]:
+    """Design, standardised design, standardisation and its priors, once per process."""
+    from bayesmix.bayes.fit import prepare
+
+    key = _setup_key(setup)
+    if key not in _PREPARED:
+        _PREPARED.clear()
+        _PREPARED[key] = prepare(setup.spec, setup.frame, setup.priors, "error")
+    return _PREPARED[key]
+
+
+def _compiled(setup: _Setup) -> Any:
+    """nutpie's model of the setup, its outcome shared data, compiled once per process."""
+    key = _setup_key(setup)
+    if key not in _COMPILED:
+        import nutpie
+        import pytensor
+
+        from bayesmix.bayes.model import sampling_model
+
+        _, internal, _, priors = _prepared(setup)
+        model = sampling_model(internal, priors, shared_outcome=True)
+        # IEEE arithmetic, as fit_bayes compiles: a seed gives the same draws in any process
+        with pytensor.config.change_flags(numba__fastmath=False):
+            # numba: its compiled model keeps the data as inputs that with_data replaces,
+            # where nutpie's JAX backend compiles them in as constants
+            compiled = nutpie.compile_pymc_model(model, backend="numba")
+        _COMPILED.clear()
+        _COMPILED[key] = compiled
+    return _COMPILED[key]
+
+
+def _thinned(params: Params, keep: np.ndarray) -> Params:
+    """The draws ``keep`` of the flattened (chain x draw) draws, as one chain."""
+
+    def take(a: Any) -> Any:
+        if a is None:
+            return None
+        a = np.asarray(a)
+        return a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])[keep][None]
+
+    return Params(**{f.name: take(getattr(params, f.name)) for f in dataclasses.fields(params)})
+
+
+def _loglik(params: Params, design: Any, u: np.ndarray | None) -> np.ndarray:
+    """Log-likelihood of the outcome given each draw and its school residuals (chain, draw)."""
+    from bayesmix.bayes.draws import _between_pointwise_draws, _pointwise_draws
+
+    pass_ = _between_pointwise_draws if design.spec.between_classes > 1 else _pointwise_draws
+    return pass_(params, design, u).loglik.sum(axis=-1)
+
+
+def _simulate_and_fit(task: _Task) -> list[dict[str, Any]]:
+    """One simulation: NUTS on its outcome, and the ranks of the drawn values."""
+    import nutpie
+
+    from bayesmix.bayes.draws import named_draws, structured_draws
+    from bayesmix.bayes.posterior import posterior_table
+
+    t0 = time.perf_counter()
+    s = task.setup
+    design, internal, st, _ = _prepared(s)
+    compiled = _compiled(s)
+    sim_design = dataclasses.replace(design, y=task.y)
+    inner_y = (task.y - st.y_centre) / st.y_scale
+    idata = nutpie.sample(
+        compiled.with_data(y_obs=inner_y),
+        draws=s.draws,
+        tune=s.tune,
+        chains=s.chains,
+        seed=task.seed,
+        progress_bar=False,
+    )
+    sampled = idata["posterior"].to_dataset()
+    draws = st.params_to_user(structured_draws(sampled, internal))
+    u = st.residuals_to_user(sampled["u"].values) if s.spec.random_effects else None
+    named = named_draws(draws, design)
+    truth = named_draws(task.truth, design)
+    keep = np.linspace(0, s.chains * s.draws - 1, s.ranks).round().astype(int)
+    thinned = _thinned(draws, keep)
+    u_thin = None if u is None else u.reshape(u.shape[0] * u.shape[1], *u.shape[2:])[keep][None]
+    ll = _loglik(thinned, sim_design, u_thin)[0]
+    ll_true = float(_loglik(task.truth, sim_design, task.u)[0, 0])
+    ranks = {n: int(np.sum(v.reshape(-1)[keep] < truth[n][0, 0])) for n, v in named.items()}
+    ranks["loglik"] = int(np.sum(ll < ll_true))
+    table = posterior_table(named)
+    diverging = int(np.asarray(idata["sample_stats"]["diverging"]).sum())
+    return [
+        {
+            "replication": task.simulation,
+            "model": s.spec.name,
+            "seed": task.seed,
+            "ranks": ranks,
+            "truth": {n: float(v[0, 0]) for n, v in truth.items()},
+            "post_mean": {n: float(v) for n, v in table["mean"].items()},
+            "post_var": {n: float(v) ** 2 for n, v in table["sd"].items()},
+            "rhat_max": float(table["r_hat"].max()),
+            "ess_bulk_min": float(table["ess_bulk"].min()),
+            "divergences": diverging,
+            "seconds": time.perf_counter() - t0,
+        }
+    ]
+
+
+def _residual_sd_name(model: Any, factor: float) -> str | None:
+    """The sampled residual SD that the planted error scales, or None without one."""
+    if factor == 1.0:
+        return None
+    if "sigma" not in model.named_vars:
+        raise EstimationError(
+            f"residual_sd_factor={factor!r} scales the residual SD, which this model writes "
+            "as a log-linear function of covariates: leave residual_sd_factor at 1.0."
+        )
+    return "sigma"
+
+
+def _draw_simulations(
+    setup: _Setup, simulations: int, seed: int, factor: float
+) -> tuple[list[np.ndarray], Params, np.ndarray | None]:
+    """Outcomes, drawn parameters (leading 1 x simulations) and school residuals."""
+    import pymc as pm
+
+    from bayesmix.bayes.draws import structured_draws
+    from bayesmix.bayes.public import build_model
+
+    _, internal, st, _ = _prepared(setup)
+    model = build_model(setup.spec, setup.frame, setup.priors)
+    prior_seed, outcome_seed = np.random.SeedSequence(seed).spawn(2)
+    prior = pm.sample_prior_predictive(
+        draws=simulations, model=model, random_seed=int(prior_seed.generate_state(1)[0])
+    )["prior"]
+    truth_space = prior
+    scaled = _residual_sd_name(model, factor)
+    if scaled is not None:
+        # the planted error: the outcome drawn with a wider residual SD than the truth says
+        truth_space = prior.copy()
+        truth_space[scaled] = prior[scaled] * factor
+    y = pm.sample_posterior_predictive(
+        truth_space,
+        model=model,
+        var_names=["y"],
+        random_seed=int(outcome_seed.generate_state(1)[0]),
+        progressbar=False,
+    )["posterior_predictive"]["y"].values[0]
+    dataset = prior.to_dataset() if hasattr(prior, "to_dataset") else prior
+    truth = st.params_to_user(structured_draws(dataset, internal))
+    u = st.residuals_to_user(dataset["u"].values) if setup.spec.random_effects else None
+    return list(y), truth, u
+
+
+def _one(params: Params, s: int) -> Params:
+    """Simulation ``s`` of draws with leading (1, simulations) dims, as one draw."""
+    return Params(
+        **{
+            f.name: np.asarray(getattr(params, f.name))[:, s : s + 1]
+            for f in dataclasses.fields(params)
+        }
+    )
+
+
+def _header(setup: _Setup, simulations: int, seed: int, factor: float) -> dict[str, Any]:
+    """What must not change between a calibration study and its resumption."""
+    return {
+        "sbc": _setup_key(setup),
+        "fit": [repr(setup.spec)],
+        "simulations": simulations,
+        "random_seed": seed,
+        "residual_sd_factor": factor,
+        "settings": json.loads(
+            json.dumps({k: getattr(setup, k) for k in ("draws", "tune", "chains", "ranks")})
+        ),
+    }
+
+
+def sbc(
+    spec: Spec,
+    data: DataLike,
+    *,
+    simulations: int = 100,
+    draws: int = 500,
+    tune: int = 500,
+    chains: int = 2,
+    ranks: int = 99,
+    priors: Mapping[str, Prior] | None = None,
+    random_seed: int = 0,
+    residual_sd_factor: float = 1.0,
+    workers: int | None = 1,
+    client: Any = None,
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> SBCResult:
+    """Simulation-based calibration of NUTS on a model and a data set's design.
+
+    Parameters
+    ----------
+    spec : Spec
+        The model.
+    data : DataFrame, str or Path
+        The data whose design (covariates, schools) every simulation keeps,
+        and from which the default priors are computed once.
+    simulations : int
+        Data sets drawn and fitted; every one counts, none is dropped.
+    draws, tune, chains : int
+        NUTS draws kept per chain, warm-up draws and chains of each fit.
+    ranks : int
+        L: the posterior draws are thinned evenly to L, so that each rank
+        lies in 0..L (L + 1 values).
+    priors : mapping of str to Prior, optional
+        Overrides of the default priors, in the user's units, as in
+        :func:`bayesmix.fit_bayes`.
+    random_seed : int
+        Seed of the study: the parameters, the outcomes and each fit's
+        sampler seed derive from it.
+    residual_sd_factor : float
+        A planted error for a negative control: the outcomes are drawn with
+        the residual SD times this factor, while the ranks are those of the
+        drawn parameters. With 1.2 the calibration must fail.
+    workers : int, optional
+        Local processes (None: the machine's cores); 1 runs here. Each
+        process compiles the model once, with numba (nutpie's JAX backend
+        compiles the data in, so it would compile every simulation anew).
+    client : dask.distributed.Client or str, optional
+        Run on a Dask cluster instead.
+    out : path, optional
+        JSON-lines file; each simulation's record is appended as it
+        finishes, and a study given the same file and settings resumes.
+    progress : bool
+        Show progress.
+
+    Returns
+    -------
+    SBCResult
+        Ranks, uniformity tests, contraction and each fit's diagnostics.
+    """
+    from bayesmix.data.reading import resolve_data
+
+    for label, value in (
+        ("simulations", simulations),
+        ("draws", draws),
+        ("tune", tune),
+        ("chains", chains),
+        ("ranks", ranks),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise EstimationError(f"{label} must be a positive integer, got {value!r}.")
+    if ranks > chains * draws:
+        raise EstimationError(
+            f"ranks={ranks} needs at least as many posterior draws, got chains x draws = "
+            f"{chains * draws}: raise draws or lower ranks."
+        )
+    if not (isinstance(residual_sd_factor, int | float) and residual_sd_factor > 0):
+        raise EstimationError(
+            f"residual_sd_factor must be a positive number, got {residual_sd_factor!r}."
+        )
+    random_seed = check_seed(random_seed)
+    setup = _Setup(
+        spec=spec,
+        frame=resolve_data(data),
+        priors=None if priors is None else dict(priors),
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        ranks=ranks,
+    )
+    factor = float(residual_sd_factor)
+    path = (
+        check_output(out, label="out", overwrite=True, example="sbc.jsonl")
+        if out is not None
+        else None
+    )
+    header = _header(setup, simulations, random_seed, factor)
+    records = read_records(path, header) if path is not None else []
+    done = {r["replication"] for r in records}
+    data_seed, fit_seed = np.random.SeedSequence(random_seed).spawn(2)
+    seeds = [int(c.generate_state(1)[0]) % (2**31 - 1) for c in fit_seed.spawn(simulations)]
+    todo: list[_Task] = []
+    if len(done) < simulations:
+        y, truth, u = _draw_simulations(
+            setup, simulations, int(data_seed.generate_state(1)[0]), factor
+        )
+        todo = [
+            _Task(setup, s, seeds[s], y[s], _one(truth, s), None if u is None else u[:, s : s + 1])
+            for s in range(simulations)
+            if s not in done
+        ]
+    bar = Progress(simulations, "simulations", enabled=progress)
+    bar.done = len(done)
+
+    def keep(new: list[dict[str, Any]]) -> None:
+        records.extend(new)
+        if path is not None:
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write("".join(json.dumps(rec) + "\n" for rec in new))
+        bar.update()
+
+    run_tasks(
+        _simulate_and_fit,
+        todo,
+        keep,
+        workers=workers or os.cpu_count() or 1,
+        client=client,
+        path=path,
+    )
+    bar.close()
+    records.sort(key=lambda r: r["replication"])
+    return SBCResult.from_records(
+        [r for r in records if r["replication"] < simulations],
+        ranks=ranks,
+        residual_sd_factor=factor,
+        model=spec.name,
+    )
