@@ -258,8 +258,9 @@ def test_factor_layout_round_trip():
 
 @pytest.mark.slow
 def test_fig3_nuts_agrees_with_ml(fig3_spec, fig3_data, fig3_fit):
-    # default settings (4 chains x 1000 + 1000, numba), as the R-hat target is stated for them
-    fit = bm.fit_bayes(fig3_spec, fig3_data, random_seed=2, ml_starts=4, backend="numba")
+    # default draws (4 chains x 1000 + 1000), as the R-hat target is stated for them; the
+    # tests' compiler (the numba-compiled two-level mixture runs in notebook 05 and make bench)
+    fit = bm.fit_bayes(fig3_spec, fig3_data, random_seed=2, ml_starts=4)
     table = fit.table
     assert list(table.index) == list(FIG3_PARAMS)
     gap = (table["mean"] - fig3_fit.params["estimate"]).abs() / table["sd"]
