@@ -19,6 +19,7 @@ from pathlib import Path
 from _common import emit
 
 import bayesmix as bm
+from bayesmix.diagnostics import RHAT_MAX
 from bayesmix.paper.section2 import CONVENTIONAL_PARAMS, FIG1_PARAMS, FIG3_PARAMS
 
 OUT = Path("sbc-output")
@@ -83,7 +84,7 @@ def main() -> None:
             met=result.passed == (factor == 1.0),
             contraction={k: round(float(v), 3) for k, v in result.contraction.items()},
             rhat_max=round(float(result.fits["rhat_max"].max()), 4),
-            fits_rhat_over_1_01=int((result.fits["rhat_max"] > 1.01).sum()),
+            fits_rhat_over_1_01=int((result.fits["rhat_max"] > RHAT_MAX).sum()),
             divergences=int(result.fits["divergences"].sum()),
             fit_seconds_mean=round(float(result.fits["seconds"].mean()), 2),
             wall_s=round(wall, 1),

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bayesmix.diagnostics import RHAT_MAX
 from bayesmix.formatting import format_table
 
 if TYPE_CHECKING:
@@ -155,7 +156,7 @@ class SBCResult:
             f"{self.bins} bins{planted}\n"
             f"uniformity: {verdict}\n"
             f"fits: largest R-hat {self.fits['rhat_max'].max():.3f}, "
-            f"R-hat > 1.01 in {int((self.fits['rhat_max'] > 1.01).sum())}, "
+            f"R-hat > {RHAT_MAX} in {int((self.fits['rhat_max'] > RHAT_MAX).sum())}, "
             f"smallest bulk ESS {self.fits['ess_bulk_min'].min():.0f}, "
             f"divergences {int(self.fits['divergences'].sum())} "
             f"in {int((self.fits['divergences'] > 0).sum())} fits\n"

@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from bayesmix.analysis.sbc_result import SBCResult
 
 
+_BAND = 0.99
+"""Probability of the band of one bin's count under uniform ranks."""
+
+
 def plot_sbc(result: SBCResult, *, columns: int = 4) -> Figure:
     """One rank histogram per parameter, with the band uniform ranks stay in.
 
@@ -41,7 +45,8 @@ def plot_sbc(result: SBCResult, *, columns: int = 4) -> Figure:
         rows, columns, figsize=(3.2 * columns, 2.4 * rows), squeeze=False, sharey=True
     )
     n, bins = result.simulations, result.bins
-    low, high = stats.binom.ppf([0.005, 0.995], n, 1.0 / bins)
+    outside = (1.0 - _BAND) / 2
+    low, high = stats.binom.ppf([outside, 1.0 - outside], n, 1.0 / bins)
     edges = np.linspace(0, result.n_ranks + 1, bins + 1)
     for ax, name in zip(axes.flat, names, strict=False):
         ax.axhspan(low, high, color="0.85", zorder=0)
