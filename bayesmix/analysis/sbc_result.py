@@ -50,7 +50,10 @@ class SBCResult:
     contraction : Series
         Per parameter, 1 - mean posterior variance / prior variance (the
         variance of the drawn values): 0 when the data teach nothing, 1 when
-        they pin the parameter down.
+        they pin the parameter down. Undefined for a parameter whose prior has
+        no finite variance (a variance under a half-t(3) prior on its SD),
+        where the variance of the drawn values does not settle and this
+        estimate can take any value.
     fits : DataFrame
         Per simulation: largest R-hat, smallest bulk ESS, divergences, seconds.
     residual_sd_factor : float
