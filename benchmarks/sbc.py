@@ -21,6 +21,7 @@ from _common import emit
 import bayesmix as bm
 from bayesmix.diagnostics import RHAT_MAX
 from bayesmix.paper.section2 import CONVENTIONAL_PARAMS, FIG1_PARAMS, FIG3_PARAMS
+from bayesmix.plots import plot_sbc
 
 OUT = Path("sbc-output")
 MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -70,7 +71,7 @@ def main() -> None:
             out=OUT / f"{case}.jsonl",
         )
         wall = time.perf_counter() - t0
-        result.plot().savefig(OUT / f"{case}.png", dpi=90)
+        plot_sbc(result).savefig(OUT / f"{case}.png", dpi=90)
         print(result.summary(), file=sys.stderr)
         emit(
             f"sbc_{case}",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,9 +11,6 @@ from scipy import stats
 
 from bayesmix.diagnostics import RHAT_MAX
 from bayesmix.formatting import format_table
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 ALPHA = 0.01
 """Family-wise level of the uniformity tests: each is held to ``ALPHA / tests`` (Bonferroni)."""
@@ -56,6 +53,8 @@ class SBCResult:
         estimate can take any value.
     fits : DataFrame
         Per simulation: largest R-hat, smallest bulk ESS, divergences, seconds.
+
+    :func:`bayesmix.plots.plot_sbc` draws the rank histograms.
     residual_sd_factor : float
         The planted error (1.0: none).
     """
@@ -165,10 +164,3 @@ class SBCResult:
             f"in {int((self.fits['divergences'] > 0).sum())} fits\n"
         )
         return head + format_table(self.table().reset_index(names="parameter"))
-
-    def plot(self) -> Figure:
-        """Rank histograms with the 99% band of uniform counts (see
-        :func:`bayesmix.plots.plot_sbc`)."""
-        from bayesmix.plots.calibration import plot_sbc
-
-        return plot_sbc(self)

@@ -12,6 +12,7 @@ import bayesmix as bm
 from bayesmix.analysis.sbc_result import rank_bins
 from bayesmix.model.params import param_names
 from bayesmix.paper.section2 import CONVENTIONAL_PARAMS
+from bayesmix.plots import plot_sbc
 from tests.support.paths import MODELS
 
 SIMULATIONS = 10
@@ -50,7 +51,7 @@ def test_ranks_of_every_parameter_and_the_log_likelihood(study):
     # 12 schools of 8 pin the fixed effects and sigma2 down far more than their prior
     assert (result.contraction[["1", "x", "sigma2"]] > 0.9).all()
     assert "SBC of conventional: 10 simulations" in result.summary()
-    fig = result.plot()
+    fig = plot_sbc(result)
     assert sum(ax.get_visible() for ax in fig.axes) == len(names)
 
 
