@@ -11,7 +11,6 @@ best BIC). Failed fits are counted and reported, never dropped silently.
 
 from __future__ import annotations
 
-import json
 import os
 import traceback
 import warnings
@@ -23,7 +22,12 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from bayesmix.analysis.study import SimulationDesign, read_records, study_header
+from bayesmix.analysis.study import (
+    SimulationDesign,
+    append_records,
+    read_records,
+    study_header,
+)
 from bayesmix.analysis.tasks import run_tasks
 from bayesmix.bayes.fit import fit_bayes
 from bayesmix.errors import EstimationError, type_name
@@ -422,9 +426,7 @@ def montecarlo(
 
     def keep(new: list[dict[str, Any]]) -> None:
         records.extend(new)
-        if path is not None:
-            with path.open("a", encoding="utf-8") as fh:
-                fh.write("".join(json.dumps(rec) + "\n" for rec in new))
+        append_records(path, new)
         failed = sum(1 for r in records if not r["ok"])
         bar.update(f"failed fits {failed}")
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import time
 from collections.abc import Mapping
@@ -30,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.analysis.sbc_result import SBCResult
-from bayesmix.analysis.study import read_records
+from bayesmix.analysis.study import append_records, read_records
 from bayesmix.analysis.tasks import run_tasks
 from bayesmix.data.reading import DataLike
 from bayesmix.errors import EstimationError
@@ -109,16 +108,21 @@ def _compiled(setup: _Setup) -> Any:
     return _COMPILED[key]
 
 
+def _flat_draws(a: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The draws ``keep`` of (chain, draw, ...) draws flattened over chains, as one chain."""
+    return a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])[keep][None]
+
+
 def _thinned(params: Params, keep: np.ndarray) -> Params:
-    """The draws ``keep`` of the flattened (chain x draw) draws, as one chain."""
-
-    def take(a: Any) -> Any:
-        if a is None:
-            return None
-        a = np.asarray(a)
-        return a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])[keep][None]
-
-    return Params(**{f.name: take(getattr(params, f.name)) for f in dataclasses.fields(params)})
+    """:func:`_flat_draws` of every array of ``params``."""
+    return Params(
+        **{
+            f.name: None
+            if (a := getattr(params, f.name)) is None
+            else _flat_draws(np.asarray(a), keep)
+            for f in dataclasses.fields(params)
+        }
+    )
 
 
 def _loglik(params: Params, design: Any, u: np.ndarray | None) -> np.ndarray:
@@ -157,7 +161,7 @@ def _simulate_and_fit(task: _Task) -> list[dict[str, Any]]:
     truth = named_draws(task.truth, design)
     keep = np.linspace(0, s.chains * s.draws - 1, s.ranks).round().astype(int)
     thinned = _thinned(draws, keep)
-    u_thin = None if u is None else u.reshape(u.shape[0] * u.shape[1], *u.shape[2:])[keep][None]
+    u_thin = None if u is None else _flat_draws(u, keep)
     ll = _loglik(thinned, sim_design, u_thin)[0]
     ll_true = float(_loglik(task.truth, sim_design, task.u)[0, 0])
     ranks = {n: int(np.sum(v.reshape(-1)[keep] < truth[n][0, 0])) for n, v in named.items()}
@@ -221,7 +225,7 @@ def _draw_simulations(
         random_seed=int(outcome_seed.generate_state(1)[0]),
         progressbar=False,
     )["posterior_predictive"]["y"].values[0]
-    dataset = prior.to_dataset() if hasattr(prior, "to_dataset") else prior
+    dataset = prior.to_dataset()
     truth = st.params_to_user(structured_draws(dataset, internal))
     u = st.residuals_to_user(dataset["u"].values) if setup.spec.random_effects else None
     return list(y), truth, u
@@ -245,9 +249,7 @@ def _header(setup: _Setup, simulations: int, seed: int, factor: float) -> dict[s
         "simulations": simulations,
         "random_seed": seed,
         "residual_sd_factor": factor,
-        "settings": json.loads(
-            json.dumps({k: getattr(setup, k) for k in ("draws", "tune", "chains", "ranks")})
-        ),
+        "settings": {k: getattr(setup, k) for k in ("draws", "tune", "chains", "ranks")},
     }
 
 
@@ -367,9 +369,7 @@ def sbc(
 
     def keep(new: list[dict[str, Any]]) -> None:
         records.extend(new)
-        if path is not None:
-            with path.open("a", encoding="utf-8") as fh:
-                fh.write("".join(json.dumps(rec) + "\n" for rec in new))
+        append_records(path, new)
         bar.update()
 
     run_tasks(

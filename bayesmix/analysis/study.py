@@ -125,3 +125,11 @@ def read_records(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
     if cut or len(whole) < len(records):
         path.write_text("".join(json.dumps(r) + "\n" for r in [rows[0], *whole]), encoding="utf-8")
     return whole
+
+
+def append_records(path: Path | None, records: list[dict[str, Any]]) -> None:
+    """Append finished records to a study's file as JSON lines (nothing without a file)."""
+    if path is None:
+        return
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write("".join(json.dumps(rec) + "\n" for rec in records))

@@ -7,7 +7,7 @@ so that a study writes them to its file before the next one ends.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
@@ -94,8 +94,7 @@ def run_tasks(
     submit, completed, close = _executor(fn, workers, client)
     try:
         futures = [submit(task) for task in todo]
-        finished: Iterator[Any] = iter(completed(futures))
-        for fut in finished:
+        for fut in completed(futures):
             keep(fut.result())
     except BrokenProcessPool:
         raise EstimationError(
