@@ -40,12 +40,14 @@ def _check_backend(backend: str) -> str:
     return backend
 
 
-def _mode(backend: str) -> str | None:
+def _mode(backend: str) -> str:
+    # Named, not pytensor's configured default: a user's pytensor.config.mode must not
+    # change the compiler behind backend="numba", nor what the caches below keep.
     # XLA fuses the (observations x nodes x classes) elementwise chain into
     # vectorised loops with static shapes, where pytensor's numba loops call
     # scalar exponentials and logarithms one value at a time.
     if backend != "jax":
-        return None
+        return "NUMBA"
     _persistent_jax_cache()
     return "JAX"
 
@@ -257,7 +259,9 @@ def _cluster_loglik(lay: Layout) -> Callable[..., list[np.ndarray]]:
         out = gaussian_multilevel_loglik(y, F, R, V, bounds, params, lay.n_random)
     else:
         out = segment_sum(pt.logsumexp(model_log_joint(y, F, Z, V, params), axis=1), bounds, pt)
-    return pytensor.function([theta, y, F, R, Z, V, bounds], out, on_unused_input="ignore")
+    return pytensor.function(
+        [theta, y, F, R, Z, V, bounds], out, on_unused_input="ignore", mode=_mode("numba")
+    )
 
 
 def cluster_loglik(lay: Layout) -> Callable[..., np.ndarray]:
