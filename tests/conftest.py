@@ -10,18 +10,27 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Iterator
 
 import pandas as pd
+import pytensor
 import pytest
 
 import bayesmix as bm
 from bayesmix.paper.section2 import FIG1_PARAMS
 from tests.support.fits import two_level_60x10
 from tests.support.paths import MODELS
-from tests.support.settings import READ, TEST_BACKEND
+from tests.support.settings import CHECK_MODE, READ, TEST_BACKEND
 
 # set before any fit, and inherited by the processes tests start (CLI, Monte Carlo workers)
 os.environ.setdefault("BAYESMIX_NUTS_BACKEND", TEST_BACKEND)
+
+
+@pytest.fixture
+def python_linker() -> Iterator[None]:
+    """pytensor's default mode set to :data:`tests.support.settings.CHECK_MODE` for the test."""
+    with pytensor.config.change_flags(mode=CHECK_MODE):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -80,6 +80,7 @@ def _model_values(model, point: dict, names: list[str]) -> xr.Dataset:
     )
 
 
+@pytest.mark.usefixtures("python_linker")
 @pytest.mark.parametrize("name", ["fig3", "hsb_B", "hsb_B_collinear"])
 def test_sampled_coordinates_give_the_model_density(name):
     # Reference: priors on beta, gamma and lambda, u_j ~ N(0, Sigma),

@@ -46,6 +46,7 @@ def _case(name: str):
     return bm.load_spec(MODELS / "hsb_A.toml", classes=3), _hsb(30), None
 
 
+@pytest.mark.usefixtures("python_linker")
 @pytest.mark.parametrize("name", ["fig1", "fig3_ml", "hsb_1", "hsb_A3", "c22"])
 def test_public_model_has_the_density_fit_bayes_samples(name):
     # The model fit_bayes samples (standardised y) and the public one (y in the user's
@@ -145,6 +146,7 @@ def _check_prior_draws(
     return pvalues
 
 
+@pytest.mark.usefixtures("python_linker")
 @pytest.mark.parametrize("name", ["hsb_1", "fig1", "fig3"])
 def test_prior_predictive_draws_the_priors(name):
     if name == "fig3":
@@ -163,6 +165,7 @@ def test_prior_predictive_draws_the_priors(name):
         assert len(pvalues) == 1 + 3 + 3  # sigma2, three variances, three correlations
 
 
+@pytest.mark.usefixtures("python_linker")
 def test_prior_predictive_with_level2_classes():
     # Model C, K = L = 2: the intercepts are ordered down row d1 and column c1, so
     # 1[c1,d1] is the largest of three prior draws, 1[c2,d1] and 1[c1,d2] each one of
@@ -191,6 +194,7 @@ def test_bad_options_are_refused(fig1_spec, fig1_10k):
         bm.build_model(fig1_spec, data, priors={"1[c1]": bm.Prior("normal", 0.0, 5.0)})
 
 
+@pytest.mark.usefixtures("python_linker")
 def test_pymc_tools_on_the_public_model():
     # Only PyMC calls on bm.build_model's model: the graph, the prior predictive, and
     # replicates given each of its draws. From an ML start the class intercepts are the

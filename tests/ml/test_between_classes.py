@@ -118,6 +118,7 @@ def test_school_effects_refuse_level2_classes_with_a_message(c22_data):
     assert "c22" in fit.summary()
 
 
+@pytest.mark.usefixtures("python_linker")
 def test_bayes_density_marginalises_level2_classes_per_school(c22_data):
     """The model's potential is sum_j log sum_d pi_jd p(y_j | u[d, j], d): with the school
     residuals at 0 it is the ML log-likelihood at var(u) = 0, and the pointwise school
@@ -175,6 +176,7 @@ def test_model_c_bayes_agrees_with_ml(c22_data, c22_ml):
     assert "Level-2 classes" in fit.summary()
 
 
+@pytest.mark.usefixtures("python_linker")
 def test_bayes_model_c_with_equal_school_classes_is_model_b_on_hsb():
     """HSB C23 with both school classes equal and each school's two residual vectors
     equal has model B3's density (factor membership effect, three random dimensions)."""

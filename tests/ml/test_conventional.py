@@ -161,6 +161,7 @@ def test_variance_at_boundary_is_flagged():
     assert math.isnan(fit.params.loc["var(u_x)", "se"])
 
 
+@pytest.mark.usefixtures("python_linker")
 def test_pymc_density_with_random_effects_integrated_equals_ml_loglik(hsb_ml):
     """The PyMC model's density of y given u, with u integrated out exactly
     (Laplace is exact for a Gaussian integrand), equals the ML marginal likelihood."""

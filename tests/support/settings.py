@@ -59,3 +59,10 @@ PLOTS = Sampling(100, 100, 2)
 
 TINY = Sampling(50, 50, 2)
 """The fewest draws a saved result or a summary can be built from."""
+
+
+CHECK_MODE = "FAST_COMPILE"
+"""pytensor's mode (``python_linker`` in tests/conftest.py) for the functions that tests
+compile to evaluate a model at a few points or to draw it forward: Python's linker compiles
+in a second what numba compiles in tens of seconds on empty caches, for the same values.
+The samplers, and every function the library compiles itself, keep their own modes."""
