@@ -6,12 +6,14 @@ design given them, fits by NUTS and records, for every parameter, the rank of th
 value among L thinned posterior draws. If the sampler draws from the posterior the model
 defines, each rank is uniform on 0..L. The priors are computed once from the real data
 and held fixed (the default priors depend on y, so recomputing them per simulated data
-set would break the calibration), and so is the standardisation NUTS samples on: every
-simulation samples the same compiled log density, with only the outcome changed.
+set would break the calibration), and so are the standardisation NUTS samples on and,
+with the ML start, the sampled coordinates: every simulation samples the same log density,
+with only the outcome changed, from its own ML estimates as ``fit_bayes`` starts.
 
 Parameters and outcomes are drawn forward by PyMC from :func:`bayesmix.build_model`'s
 model, whose joint density is the one :func:`bayesmix.fit_bayes` samples (up to a
-constant); NUTS runs on the model ``fit_bayes`` builds, compiled once per process.
+constant); NUTS runs on the model ``fit_bayes`` builds, compiled once per process with
+numba (or per simulation with JAX, which compiles the data in).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -52,6 +54,19 @@ class _Setup:
     tune: int
     chains: int
     ranks: int
+    init: str
+    ml_starts: int
+    seed: int
+    backend: str
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """What a process keeps of a setup: the estimates that chose the sampled coordinates
+    (None for the prior-based start) and, with numba, nutpie's model compiled once."""
+
+    coordinates: Params | None
+    model: Any
 
 
 @dataclass(frozen=True)
@@ -87,25 +102,83 @@ def _prepared(setup: _Setup) -> tuple[Any, Any, Any, dict[str, Prior]]:
     return _PREPARED[key]
 
 
-def _compiled(setup: _Setup) -> Any:
-    """nutpie's model of the setup, its outcome shared data, compiled once per process."""
+def _ml_start(setup: _Setup, internal: Any, seed: int) -> tuple[Params, np.ndarray | None]:
+    """The ML start of ``fit_bayes`` on the standardised design ``internal``."""
+    from bayesmix.bayes.fit import chain_start
+
+    _, _, st, _ = _prepared(setup)
+    return chain_start("ml", internal, internal, st, setup.ml_starts, seed)
+
+
+def _compiled(setup: _Setup) -> _Compiled:
+    """The setup's sampled coordinates and, with numba, nutpie's model of it, compiled once
+    per process with the outcome as shared data.
+
+    With the ML start the coordinates (which school coefficients are centred, the
+    order of the residuals' Cholesky factor) are chosen at the ML estimates of the
+    real data, and each simulation starts at its own (:func:`_started`).
+    """
     key = _setup_key(setup)
     if key not in _COMPILED:
-        import nutpie
-        import pytensor
-
         from bayesmix.bayes.model import sampling_model
+        from bayesmix.bayes.sampling import compiled_nutpie
 
         _, internal, _, priors = _prepared(setup)
-        model = sampling_model(internal, priors, shared_outcome=True)
-        # IEEE arithmetic, as fit_bayes compiles: a seed gives the same draws in any process
-        with pytensor.config.change_flags(numba__fastmath=False):
-            # numba: its compiled model keeps the data as inputs that with_data replaces,
+        start, init_z = (None, None)
+        if setup.init == "ml":
+            start, init_z = _ml_start(setup, internal, setup.seed)
+        model = None
+        if setup.backend == "numba":
+            # numba's compiled model keeps the data as inputs that with_data replaces,
             # where nutpie's JAX backend compiles them in as constants
-            compiled = nutpie.compile_pymc_model(model, backend="numba")
+            shared = sampling_model(internal, priors, start, init_z, shared_outcome=True)
+            model = compiled_nutpie(shared, start is not None, None, "numba")
         _COMPILED.clear()
-        _COMPILED[key] = compiled
+        _COMPILED[key] = _Compiled(start, model)
     return _COMPILED[key]
+
+
+def _initial_point(
+    setup: _Setup, start: Params, init_z: np.ndarray | None, coordinates: Params
+) -> np.ndarray:
+    """The flat unconstrained point nutpie starts every chain at: ``start`` in the
+    coordinates that ``coordinates`` chose."""
+    import pytensor
+    from pymc.initial_point import make_initial_point_fn
+
+    from bayesmix.bayes.model import sampling_model
+
+    _, internal, _, priors = _prepared(setup)
+    model = sampling_model(
+        internal, priors, start, init_z, shared_outcome=True, coordinates=coordinates
+    )
+    # evaluated once: compiling it for the Python linker is what costs least
+    with pytensor.config.change_flags(mode="FAST_COMPILE"):
+        point = make_initial_point_fn(model=model, jitter_rvs=set(), return_transformed=True)(0)
+    return np.concatenate([np.ravel(point[model.rvs_to_values[rv].name]) for rv in model.free_RVs])
+
+
+def _started(setup: _Setup, inner_y: np.ndarray, seed: int) -> Any:
+    """nutpie's model of the outcome ``inner_y`` (standardised), started where
+    ``fit_bayes`` would start it: at this outcome's ML estimates, or the prior-based start.
+    JAX compiles it anew; numba's model of the setup takes the outcome as data."""
+    from bayesmix.bayes.model import sampling_model
+    from bayesmix.bayes.sampling import compiled_nutpie
+
+    compiled = _compiled(setup)
+    _, internal, _, priors = _prepared(setup)
+    simulated = dataclasses.replace(internal, y=inner_y)
+    start, init_z = (None, None)
+    if compiled.coordinates is not None:
+        start, init_z = _ml_start(setup, simulated, seed)
+    if compiled.model is None:
+        model = sampling_model(simulated, priors, start, init_z, coordinates=compiled.coordinates)
+        return compiled_nutpie(model, start is not None, None, setup.backend)
+    with_y = compiled.model.with_data(y_obs=inner_y)
+    if start is None:
+        return with_y
+    flat = _initial_point(setup, start, init_z, compiled.coordinates)
+    return dataclasses.replace(with_y, initial_point_func=lambda _seed: flat.copy())
 
 
 def _flat_draws(a: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -143,11 +216,10 @@ def _simulate_and_fit(task: _Task) -> list[dict[str, Any]]:
     t0 = time.perf_counter()
     s = task.setup
     design, internal, st, _ = _prepared(s)
-    compiled = _compiled(s)
     sim_design = dataclasses.replace(design, y=task.y)
     inner_y = (task.y - st.y_centre) / st.y_scale
     idata = nutpie.sample(
-        compiled.with_data(y_obs=inner_y),
+        _started(s, inner_y, task.seed),
         draws=s.draws,
         tune=s.tune,
         chains=s.chains,
@@ -209,8 +281,14 @@ def _draw_simulations(
     _, internal, st, _ = _prepared(setup)
     model = build_model(setup.spec, setup.frame, setup.priors)
     prior_seed, outcome_seed = np.random.SeedSequence(seed).spawn(2)
+    # one call of each forward function per simulation: Python's linker compiles it in a
+    # second, where numba's compile would take most of a small study's time
+    forward = {"mode": "FAST_COMPILE"}
     prior = pm.sample_prior_predictive(
-        draws=simulations, model=model, random_seed=int(prior_seed.generate_state(1)[0])
+        draws=simulations,
+        model=model,
+        random_seed=int(prior_seed.generate_state(1)[0]),
+        compile_kwargs=forward,
     )["prior"]
     truth_space = prior
     scaled = _residual_sd_name(model, factor)
@@ -224,6 +302,7 @@ def _draw_simulations(
         var_names=["y"],
         random_seed=int(outcome_seed.generate_state(1)[0]),
         progressbar=False,
+        compile_kwargs=forward,
     )["posterior_predictive"]["y"].values[0]
     dataset = prior.to_dataset()
     truth = st.params_to_user(structured_draws(dataset, internal))
@@ -249,8 +328,30 @@ def _header(setup: _Setup, simulations: int, seed: int, factor: float) -> dict[s
         "simulations": simulations,
         "random_seed": seed,
         "residual_sd_factor": factor,
-        "settings": {k: getattr(setup, k) for k in ("draws", "tune", "chains", "ranks")},
+        "settings": {
+            k: getattr(setup, k)
+            for k in ("draws", "tune", "chains", "ranks", "init", "ml_starts", "backend")
+        },
     }
+
+
+def _check_options(counts: dict[str, Any], residual_sd_factor: Any, init: Any) -> None:
+    """Refuse option values no study can use, naming the option."""
+    for label, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise EstimationError(f"{label} must be a positive integer, got {value!r}.")
+    ranks, posterior = counts["ranks"], counts["chains"] * counts["draws"]
+    if ranks > posterior:
+        raise EstimationError(
+            f"ranks={ranks} needs at least as many posterior draws, got chains x draws = "
+            f"{posterior}: raise draws or lower ranks."
+        )
+    if not (isinstance(residual_sd_factor, int | float) and residual_sd_factor > 0):
+        raise EstimationError(
+            f"residual_sd_factor must be a positive number, got {residual_sd_factor!r}."
+        )
+    if init not in ("ml", "prior"):
+        raise EstimationError(f"init must be 'ml' or 'prior', got {init!r}.")
 
 
 def sbc(
@@ -263,6 +364,9 @@ def sbc(
     chains: int = 2,
     ranks: int = 99,
     priors: Mapping[str, Prior] | None = None,
+    init: Literal["ml", "prior"] = "ml",
+    ml_starts: int = 20,
+    backend: Literal["numba", "jax"] | None = None,
     random_seed: int = 0,
     residual_sd_factor: float = 1.0,
     workers: int | None = 1,
@@ -289,6 +393,23 @@ def sbc(
     priors : mapping of str to Prior, optional
         Overrides of the default priors, in the user's units, as in
         :func:`bayesmix.fit_bayes`.
+    init : {"ml", "prior"}
+        Where each fit's chains start, as in :func:`bayesmix.fit_bayes`:
+        at the ML estimates of its own simulated outcome (``ml_starts``
+        random starts), or at jittered points around the prior-based start.
+        The ML start depends on the outcome alone, so the ranks stay
+        uniform under a correct sampler. With ``"ml"`` the sampled
+        coordinates (which school coefficients are centred, the order of
+        the residuals' Cholesky factor) are chosen once, at the ML estimates
+        of ``data``, so that every simulation samples one compiled density.
+    ml_starts : int
+        Random starts of each ML fit with ``init="ml"``.
+    backend : {"numba", "jax"}, optional
+        nutpie's compiler, as in :func:`bayesmix.fit_bayes` (default
+        ``$BAYESMIX_NUTS_BACKEND``, else numba). numba compiles the model
+        once per process and each simulation replaces its outcome; JAX
+        compiles the data in, so it compiles every simulation anew, in
+        seconds each, and samples more slowly.
     random_seed : int
         Seed of the study: the parameters, the outcomes and each fit's
         sampler seed derive from it.
@@ -297,9 +418,7 @@ def sbc(
         the residual SD times this factor, while the ranks are those of the
         drawn parameters. With 1.2 the calibration must fail.
     workers : int, optional
-        Local processes (None: the machine's cores); 1 runs here. Each
-        process compiles the model once, with numba (nutpie's JAX backend
-        compiles the data in, so it would compile every simulation anew).
+        Local processes (None: the machine's cores); 1 runs here.
     client : dask.distributed.Client or str, optional
         Run on a Dask cluster instead.
     out : path, optional
@@ -313,26 +432,22 @@ def sbc(
     SBCResult
         Ranks, uniformity tests, contraction and each fit's diagnostics.
     """
+    from bayesmix.bayes.sampling import sampler_backend
     from bayesmix.data.reading import resolve_data
 
-    for label, value in (
-        ("simulations", simulations),
-        ("draws", draws),
-        ("tune", tune),
-        ("chains", chains),
-        ("ranks", ranks),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise EstimationError(f"{label} must be a positive integer, got {value!r}.")
-    if ranks > chains * draws:
-        raise EstimationError(
-            f"ranks={ranks} needs at least as many posterior draws, got chains x draws = "
-            f"{chains * draws}: raise draws or lower ranks."
-        )
-    if not (isinstance(residual_sd_factor, int | float) and residual_sd_factor > 0):
-        raise EstimationError(
-            f"residual_sd_factor must be a positive number, got {residual_sd_factor!r}."
-        )
+    _check_options(
+        {
+            "simulations": simulations,
+            "draws": draws,
+            "tune": tune,
+            "chains": chains,
+            "ranks": ranks,
+            "ml_starts": ml_starts,
+        },
+        residual_sd_factor,
+        init,
+    )
+    backend = sampler_backend("nutpie", backend, "diag")
     random_seed = check_seed(random_seed)
     setup = _Setup(
         spec=spec,
@@ -342,6 +457,10 @@ def sbc(
         tune=tune,
         chains=chains,
         ranks=ranks,
+        init=init,
+        ml_starts=ml_starts,
+        seed=random_seed,
+        backend=backend,
     )
     factor = float(residual_sd_factor)
     path = (

@@ -54,6 +54,7 @@ def sampling_model(
     *,
     user_units: UserUnits | None = None,
     shared_outcome: bool = False,
+    coordinates: Params | None = None,
 ) -> pm.Model:
     """The PyMC model of a spec on a (standardised) design, in the coordinates NUTS samples.
 
@@ -83,6 +84,11 @@ def sampling_model(
         model samples other outcomes on the same design (nutpie's
         ``with_data(y_obs=...)``), as :func:`bayesmix.sbc` does. Model C
         always does.
+    coordinates : Params, optional
+        Estimates that choose the coordinates in place of ``init``, which then
+        gives the initial values alone: the model of another outcome on the
+        same design, started at its own estimates, keeps the free variables
+        (and so the compiled log density) of the model built at these.
 
     Returns
     -------
@@ -111,9 +117,10 @@ def sampling_model(
         ``posterior`` (see :mod:`bayesmix.bayes.datatree`).
     """
     generative = user_units is not None
-    plan = school_means_plan(design, init)
+    chooser = init if coordinates is None else coordinates
+    plan = school_means_plan(design, chooser)
     n_centred = 0 if plan is None else len(plan.terms)
-    order = residual_order(design, init, n_centred)
+    order = residual_order(design, chooser, n_centred)
     with pm.Model(coords=_coords(design, plan, order)) as model:
         beta = pt.stack(_fixed_effects(design, priors, init, plan, generative), axis=1)
         lsig = residual_rvs(design, priors, init)

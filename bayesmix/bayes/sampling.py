@@ -156,7 +156,9 @@ def compile_key(
     return h.hexdigest()
 
 
-def _compiled_nutpie(model: pm.Model, ml_init: bool, key: str | None, backend: str) -> Any:
+def compiled_nutpie(model: pm.Model, ml_init: bool, key: str | None, backend: str) -> Any:
+    """nutpie's compiled ``model`` (kept under ``key`` when one is given); with
+    ``ml_init`` every chain starts at the model's initial point, without jitter."""
     import nutpie
 
     if key is not None and key in _COMPILED:
@@ -222,7 +224,7 @@ def _run_nutpie(
     import nutpie
 
     t0 = time.perf_counter()
-    compiled = _compiled_nutpie(model, ml_init, key, backend)
+    compiled = compiled_nutpie(model, ml_init, key, backend)
     t1 = time.perf_counter()
     running = nutpie.sample(
         compiled,

@@ -3,6 +3,7 @@ the checks of its options."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -13,9 +14,11 @@ from bayesmix.analysis.sbc_result import rank_bins
 from bayesmix.model.params import param_names
 from bayesmix.paper.section2 import CONVENTIONAL_PARAMS
 from bayesmix.plots import plot_sbc
+from tests.support.fits import two_level_60x10
 from tests.support.paths import MODELS
 
 SIMULATIONS = 10
+NUMBA = {"backend": "numba", "random_seed": 3}
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +32,9 @@ def design():
 def study(design, tmp_path_factory):
     spec, data = design
     path = tmp_path_factory.mktemp("sbc") / "conventional.jsonl"
-    result = bm.sbc(spec, data, simulations=SIMULATIONS, random_seed=3, out=path, progress=False)
+    # numba, SBC's compiler outside the tests: one compile serves every simulation, where
+    # JAX would compile each anew and sample this small model many times more slowly
+    result = bm.sbc(spec, data, simulations=SIMULATIONS, **NUMBA, out=path, progress=False)
     return result, path
 
 
@@ -64,11 +69,19 @@ def test_an_interrupted_study_resumes_to_the_same_ranks(design, study):
     assert len(lines) == 1 + SIMULATIONS
     # cut after six simulations, the last line half written
     path.write_text("\n".join(lines[:7]) + "\n" + lines[7][:25])
-    resumed = bm.sbc(spec, data, simulations=SIMULATIONS, random_seed=3, out=path, progress=False)
+    resumed = bm.sbc(spec, data, simulations=SIMULATIONS, **NUMBA, out=path, progress=False)
     assert resumed.ranks.equals(result.ranks)
     assert len(path.read_text().splitlines()) == 1 + SIMULATIONS
     with pytest.raises(bm.EstimationError, match="holds a different study"):
-        bm.sbc(spec, data, simulations=SIMULATIONS, random_seed=4, out=path, progress=False)
+        bm.sbc(
+            spec,
+            data,
+            simulations=SIMULATIONS,
+            backend="numba",
+            random_seed=4,
+            out=path,
+            progress=False,
+        )
 
 
 def test_rank_bins_split_the_ranks_evenly():
@@ -83,6 +96,8 @@ def test_rank_bins_split_the_ranks_evenly():
         ({"simulations": 0}, "simulations must be a positive integer, got 0"),
         ({"draws": 40, "chains": 2}, "ranks=99 needs at least as many posterior draws"),
         ({"residual_sd_factor": -1.0}, "residual_sd_factor must be a positive number"),
+        ({"init": "truth"}, "init must be 'ml' or 'prior', got 'truth'"),
+        ({"backend": "stan"}, "backend must be 'numba' or 'jax'"),
         ({"random_seed": -1}, "random_seed"),
     ],
 )
@@ -90,3 +105,55 @@ def test_bad_options_name_the_problem(design, options, message):
     spec, data = design
     with pytest.raises(bm.EstimationError, match=message):
         bm.sbc(spec, data, progress=False, **options)
+
+
+def test_each_simulation_starts_at_its_own_ml_estimates_in_the_datas_coordinates():
+    # Fig 3 from an ML start centres the school intercepts: the coordinates are chosen at
+    # the real data's ML estimates, and a simulated outcome's start is its own estimates
+    # written in those coordinates, so that one compiled density serves every simulation
+    import pytensor
+
+    from bayesmix.analysis import sbc as sbc_module
+    from bayesmix.bayes.coefficients import fixed_rv_name
+    from bayesmix.bayes.model import sampling_model
+
+    fitted = two_level_60x10("fig3")
+    setup = sbc_module._Setup(
+        spec=fitted.spec,
+        frame=fitted.data,
+        priors=None,
+        draws=500,
+        tune=500,
+        chains=2,
+        ranks=99,
+        init="ml",
+        ml_starts=4,
+        seed=1,
+        backend="numba",
+    )
+    _, internal, _, priors = sbc_module._prepared(setup)
+    real, real_z = sbc_module._ml_start(setup, internal, 1)
+    y_sim = internal.y[::-1].copy()
+    start, start_z = sbc_module._ml_start(setup, dataclasses.replace(internal, y=y_sim), 2)
+    assert not np.allclose(start.beta, real.beta)
+    model = sampling_model(internal, priors, real, real_z, shared_outcome=True)
+    assert {"b_school", "b_1_log_gap"} <= set(model.named_vars)
+    flat = sbc_module._initial_point(setup, start, start_z, real)
+    with pytensor.config.change_flags(mode="FAST_COMPILE"):
+        shapes = {k: np.shape(v) for k, v in model.initial_point().items()}
+    names_in_order = [model.rvs_to_values[rv].name for rv in model.free_RVs]
+    sizes = [int(np.prod(shapes[n])) for n in names_in_order]
+    assert len(flat) == sum(sizes)
+    values = np.split(flat, np.cumsum(sizes)[:-1])
+    point = {n: v.reshape(shapes[n]) for n, v in zip(names_in_order, values, strict=True)}
+    spec = fitted.spec
+    names = [fixed_rv_name(name) for name in spec.fixed_names]
+    outputs = model.replace_rvs_by_values([model[n] for n in names])
+    with pytensor.config.change_flags(mode="FAST_COMPILE"):
+        at = model.compile_fn(
+            outputs, inputs=model.value_vars, on_unused_input="ignore", point_fn=True
+        )(point)
+    beta = np.asarray(start.beta)
+    for j, (name, value) in enumerate(zip(spec.fixed_names, at, strict=True)):
+        expected = beta[: spec.classes, j] if name in spec.class_varying else beta[0, j]
+        np.testing.assert_allclose(value, expected, rtol=1e-9, err_msg=name)

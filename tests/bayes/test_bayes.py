@@ -168,7 +168,7 @@ def test_nutpie_compiles_without_fast_math(fig1_spec, fig1_10k, monkeypatch):
     design = build_design(fig1_spec, fig1_10k.iloc[:200])
     model = sampling_model(design, resolve_priors(design, None))
     with pytest.raises(Recorded):
-        sampling._compiled_nutpie(model, False, None, "numba")
+        sampling.compiled_nutpie(model, False, None, "numba")
     assert seen == [False]
     assert pytensor.config.numba__fastmath == before
 
