@@ -28,9 +28,10 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
-# The NUTS runs of several minutes (model C against ML), outside the developer's loop.
+# The long NUTS runs against a reference (model C, HSB model 1 and Fig 3 against ML, PyMC's
+# sampler against nutpie, forward draws against NUTS), outside the developer's loop.
 test-long: $(STAMP)
-	$(PY) -m pytest -q -m long
+	$(PY) -m pytest -q -n 2 --dist loadfile -m long
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

@@ -224,7 +224,7 @@ def test_pymc_tools_on_the_public_model():
     assert np.corrcoef(means, prior_means)[0, 1] > 0.9
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_forward_draws_match_nuts_on_the_sampled_prior():
     # NUTS on the model fit_bayes samples, with the likelihood taken out, samples its
     # prior with every potential in place; PyMC's forward draws of the public model must

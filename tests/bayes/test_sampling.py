@@ -126,7 +126,7 @@ def test_jax_sampler_agrees_with_nutpie(
         np.testing.assert_array_equal(again.draws[name], fit.draws[name])
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_pymc_sampler_agrees_with_nutpie(fig3: Fitted, nutpie_fit: bm.BayesResult):
     fit = bm.fit_bayes(fig3.spec, fig3.data, init=fig3.ml, sampler="pymc", **RUN)
     assert fit.settings["backend"] == "numba"

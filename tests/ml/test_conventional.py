@@ -233,7 +233,7 @@ def test_cli_fit_hsb1_json(capsys):
     assert "cov(u_1,u_female)" in names and names[-1] == "sigma2"
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_bayes_hsb1_agrees_with_ml(hsb1):
     with pytest.warns(bm.BayesmixWarning):
         # the random-effect covariance (rank 2 at the ML estimate) mixes slowly: with

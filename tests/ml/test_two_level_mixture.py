@@ -256,7 +256,7 @@ def test_factor_layout_round_trip():
     )
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_fig3_nuts_agrees_with_ml(fig3_spec, fig3_data, fig3_fit):
     # default draws (4 chains x 1000 + 1000), as the R-hat target is stated for them; the
     # tests' compiler (the numba-compiled two-level mixture runs in notebook 05 and make bench)
