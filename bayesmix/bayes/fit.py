@@ -279,7 +279,30 @@ def chain_start(
     init_z = None
     if internal.spec.between_classes > 1 and internal.spec.random_effects:
         init_z = between_residual_start(internal, estimates, between)
-    return internal.layout.unpack(estimates, natural=True), init_z
+    return unsaturated(internal, internal.layout.unpack(estimates, natural=True)), init_z
+
+
+MAX_START_LOGIT = 10.0
+"""Largest membership logit (in absolute value) of any student at a chain's start."""
+
+
+def unsaturated(design: Design, start: Params) -> Params:
+    """``start`` with its membership coefficients shrunk towards 0, where needed, so that
+    no student's logit exceeds :data:`MAX_START_LOGIT`.
+
+    An ML solution can make membership deterministic (logits of 70 on small data sets).
+    There the class probabilities are 0 or 1 in floating point, the gradient with respect
+    to everything that only moves them (the membership residuals) is exactly 0, and nutpie,
+    which sets its first mass matrix from the gradient, cannot start. The shrunk start has
+    the same classes, nearly as sharply separated.
+    """
+    if design.spec.classes < 2 or start.gamma is None or design.Z.shape[1] == 0:
+        return start
+    gamma = np.asarray(start.gamma, dtype=float)
+    largest = float(np.abs(design.Z @ gamma.T).max(initial=0.0))
+    if largest <= MAX_START_LOGIT:
+        return start
+    return replace(start, gamma=gamma * (MAX_START_LOGIT / largest))
 
 
 def _record_draws(

@@ -225,3 +225,20 @@ def test_jax_backend_samples_the_same_posterior(fig1_spec, fig1_10k):
 def test_unknown_backend_is_refused(fig1_spec, fig1_10k):
     with pytest.raises(bm.EstimationError, match="backend must be 'numba' or 'jax'"):
         bm.fit_bayes(fig1_spec, fig1_10k.iloc[:100], backend="cuda", init="prior")
+
+
+def test_a_start_with_saturated_membership_is_shrunk_to_logits_of_10(fig1_spec, fig1_10k):
+    # an ML solution with deterministic membership gives exactly zero gradients for what
+    # only moves the class probabilities, and nutpie cannot set its first mass matrix
+    from bayesmix.bayes.fit import MAX_START_LOGIT, unsaturated
+
+    design = build_design(fig1_spec, fig1_10k.iloc[:300])
+    params = design.layout.from_named({**FIG1_PARAMS, "C#1 ~ 1": 70.0, "C#1 ~ x": -5.0})
+    gamma = np.asarray(params.gamma)
+    shrunk = np.asarray(unsaturated(design, params).gamma)
+    largest = np.abs(design.Z @ gamma.T).max()
+    assert largest > 70.0
+    np.testing.assert_allclose(shrunk, gamma * MAX_START_LOGIT / largest, rtol=1e-15)
+    assert np.abs(design.Z @ shrunk.T).max() == pytest.approx(MAX_START_LOGIT)
+    moderate = design.layout.from_named(FIG1_PARAMS)
+    assert unsaturated(design, moderate) is moderate
