@@ -162,6 +162,10 @@ def _residual_cholesky(
                 chol = np.linalg.cholesky(sigma + 1e-12 * np.eye(r))
             diag = np.diag(chol).copy()
             np.fill_diagonal(chol, np.maximum(diag, 0.05 * scales))
+            # an ML covariance of exactly 0 (beside a variance at the boundary), with z_u
+            # starting at 0, leaves that entry's gradient exactly 0, where nutpie cannot start
+            zero = np.tril(chol == 0.0, -1)
+            chol[zero] = 1e-3 * np.broadcast_to(scales[:, None], (r, r))[zero]
             kw["initval"] = chol[np.tril_indices(r)]
         if same:
             chol_u, _, _ = pm.LKJCholeskyCov(

@@ -242,3 +242,21 @@ def test_a_start_with_saturated_membership_is_shrunk_to_logits_of_10(fig1_spec, 
     assert np.abs(design.Z @ shrunk.T).max() == pytest.approx(MAX_START_LOGIT)
     moderate = design.layout.from_named(FIG1_PARAMS)
     assert unsaturated(design, moderate) is moderate
+
+
+@pytest.mark.usefixtures("python_linker")
+def test_a_start_with_a_variance_and_its_covariance_at_0_has_no_zero_gradient():
+    # an ML fit with var(u_x) at the boundary has cov(u_1,u_x) = 0 exactly: with z_u at 0
+    # the gradient of that Cholesky entry was exactly 0, and nutpie could not start
+    from bayesmix.data.standardise import standardise
+    from tests.support.fits import two_level_60x10
+
+    fitted = two_level_60x10("conventional")
+    internal, st = standardise(build_design(fitted.spec, fitted.data))
+    lay = internal.layout
+    values = dict(zip(lay.names, st.to_internal(fitted.ml.estimates), strict=True))
+    values.update({"var(u_x)": 0.0, "cov(u_1,u_x)": 0.0})
+    model = sampling_model(internal, resolve_priors(internal, None), lay.from_named(values))
+    point = model.initial_point()
+    gradient = model.compile_dlogp()(point)
+    assert np.isfinite(gradient).all() and np.all(gradient != 0.0)
