@@ -53,10 +53,10 @@ class SBCResult:
         estimate can take any value.
     fits : DataFrame
         Per simulation: largest R-hat, smallest bulk ESS, divergences, seconds.
-
-    :func:`bayesmix.plots.plot_sbc` draws the rank histograms.
     residual_sd_factor : float
         The planted error (1.0: none).
+
+    :func:`bayesmix.plots.plot_sbc` draws the rank histograms.
     """
 
     model: str

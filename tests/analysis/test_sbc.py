@@ -107,12 +107,11 @@ def test_bad_options_name_the_problem(design, options, message):
         bm.sbc(spec, data, progress=False, **options)
 
 
+@pytest.mark.usefixtures("python_linker")
 def test_each_simulation_starts_at_its_own_ml_estimates_in_the_datas_coordinates():
     # Fig 3 from an ML start centres the school intercepts: the coordinates are chosen at
     # the real data's ML estimates, and a simulated outcome's start is its own estimates
     # written in those coordinates, so that one compiled density serves every simulation
-    import pytensor
-
     from bayesmix.analysis import sbc as sbc_module
     from bayesmix.bayes.coefficients import fixed_rv_name
     from bayesmix.bayes.model import sampling_model
@@ -139,8 +138,7 @@ def test_each_simulation_starts_at_its_own_ml_estimates_in_the_datas_coordinates
     model = sampling_model(internal, priors, real, real_z, shared_outcome=True)
     assert {"b_school", "b_1_log_gap"} <= set(model.named_vars)
     flat = sbc_module._initial_point(setup, start, start_z, real)
-    with pytensor.config.change_flags(mode="FAST_COMPILE"):
-        shapes = {k: np.shape(v) for k, v in model.initial_point().items()}
+    shapes = {k: np.shape(v) for k, v in model.initial_point().items()}
     names_in_order = [model.rvs_to_values[rv].name for rv in model.free_RVs]
     sizes = [int(np.prod(shapes[n])) for n in names_in_order]
     assert len(flat) == sum(sizes)
@@ -149,10 +147,9 @@ def test_each_simulation_starts_at_its_own_ml_estimates_in_the_datas_coordinates
     spec = fitted.spec
     names = [fixed_rv_name(name) for name in spec.fixed_names]
     outputs = model.replace_rvs_by_values([model[n] for n in names])
-    with pytensor.config.change_flags(mode="FAST_COMPILE"):
-        at = model.compile_fn(
-            outputs, inputs=model.value_vars, on_unused_input="ignore", point_fn=True
-        )(point)
+    at = model.compile_fn(
+        outputs, inputs=model.value_vars, on_unused_input="ignore", point_fn=True
+    )(point)
     beta = np.asarray(start.beta)
     for j, (name, value) in enumerate(zip(spec.fixed_names, at, strict=True)):
         expected = beta[: spec.classes, j] if name in spec.class_varying else beta[0, j]

@@ -163,7 +163,7 @@ def test_the_map_back_is_exact_for_the_closed_form_likelihoods(model):
     rng = np.random.default_rng(4)
     theta_s = lay.to_theta(st.to_internal(base.estimates)) + 0.05 * rng.normal(size=lay.n_params)
     natural_s = lay.to_natural(theta_s)
-    # JAX compiles the objective in seconds; the numba one equals it (tests/density)
+    # JAX compiles the objective in seconds; numba's is checked against it below
     f = loglik_and_grad(lay, internal.likelihood_args(), backend="jax")
     ll_s = float(f(theta_s, *internal.likelihood_args())[0])
     ll = float(f(lay.to_theta(st.to_user(natural_s)), *design.likelihood_args())[0])
