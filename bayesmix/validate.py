@@ -57,3 +57,27 @@ def check_seed(
     if problem is not None:
         raise error(f"{name} {problem}; pass an integer such as 12345, or None for a fresh seed.")
     return None if value is None else int(value)  # type: ignore[call-overload]
+
+
+def check_count(value: object, name: str, *, error: type[BayesmixError] = EstimationError) -> int:
+    """Check a count option (draws, chains, starts...) and return it as a Python int.
+
+    Python and NumPy integers of at least 1 pass; booleans, floats, strings and
+    values below 1 are refused with ``error``, naming the option.
+
+    Parameters
+    ----------
+    value : object
+        The count as given.
+    name : str
+        The option's name, for the message.
+    error : type of BayesmixError
+        The exception raised for a bad value.
+
+    Returns
+    -------
+    int
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise error(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)

@@ -108,6 +108,27 @@ def test_check_seed_refuses_negative_fractional_and_text_seeds() -> None:
     assert check_seed(0, "random_seed") == 0
 
 
+def test_count_options_refuse_booleans_and_accept_numpy_integers_everywhere() -> None:
+    """Every entry point checks its counts alike: True is not 1, np.int64(3) is 3."""
+    from bayesmix.validate import check_count
+
+    assert type(check_count(np.int64(3), "draws")) is int
+    for bad in (True, 0, -2, 2.0, "3", None):
+        with pytest.raises(bm.EstimationError, match=r"draws must be a positive integer"):
+            check_count(bad, "draws")
+    with pytest.raises(bm.DataError, match="clusters"):
+        check_count(False, "clusters", error=bm.DataError)
+    spec = load_spec(MODELS / "fig1.toml")
+    for call in (
+        lambda: bm.fit_bayes(spec, fig1_frame(), draws=True),
+        lambda: bm.fit_ml(spec, fig1_frame(), starts=True),
+        lambda: bm.sbc(spec, fig1_frame(), simulations=True),
+        lambda: bm.select_classes(spec, fig1_frame(), max_classes=True),
+    ):
+        with pytest.raises(bm.EstimationError, match="must be a positive integer, got True"):
+            call()
+
+
 def test_cluster_column_in_the_formula_is_a_spec_error_that_suggests_a_copy() -> None:
     doc = tomllib.loads((MODELS / "fig3.toml").read_text())
     doc["outcome"]["formula"] = "y ~ x + cluster"

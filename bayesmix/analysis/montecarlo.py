@@ -37,7 +37,7 @@ from bayesmix.model.spec import Spec
 from bayesmix.outputs import check_output
 from bayesmix.progress import Progress
 from bayesmix.results.interface import FitResult
-from bayesmix.validate import check_seed
+from bayesmix.validate import check_count, check_seed
 
 Estimator = Literal["ml", "bayes"]
 
@@ -397,8 +397,7 @@ def montecarlo(
     names = [s.name for s in fits]
     if len(set(names)) != len(names):
         raise EstimationError(f"fitted models need distinct names, got {names}.")
-    if not isinstance(replications, int) or replications < 1:
-        raise EstimationError(f"replications must be a positive integer, got {replications!r}.")
+    replications = check_count(replications, "replications")
     if not isinstance(estimator, str) or estimator not in ESTIMATORS:
         raise EstimationError(f"estimator must be 'ml' or 'bayes', got {estimator!r}.")
     random_seed = check_seed(random_seed)

@@ -19,7 +19,7 @@ import xarray as xr
 
 from bayesmix.errors import DataError, EstimationError, type_name
 from bayesmix.results.interface import FitResult
-from bayesmix.validate import SEED_MAX, check_seed
+from bayesmix.validate import SEED_MAX, check_count, check_seed
 
 Statistic = Callable[[np.ndarray], float]
 
@@ -168,8 +168,7 @@ def posterior_predictive(
         raise EstimationError(
             f"posterior_predictive takes a fit_bayes or fit_ml result, got {type_name(result)}."
         )
-    if not isinstance(draws, (int, np.integer)) or draws < 1:
-        raise EstimationError(f"draws must be a positive integer, got {draws!r}.")
+    draws = check_count(draws, "draws")
     design = result.design
     spec = design.spec
     covariates = design.frame.copy()

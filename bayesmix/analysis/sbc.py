@@ -40,7 +40,7 @@ from bayesmix.model.priors import Prior
 from bayesmix.model.spec import Spec
 from bayesmix.outputs import check_output
 from bayesmix.progress import Progress
-from bayesmix.validate import check_seed
+from bayesmix.validate import check_count, check_seed
 
 
 @dataclass(frozen=True)
@@ -338,8 +338,7 @@ def _header(setup: _Setup, simulations: int, seed: int, factor: float) -> dict[s
 def _check_options(counts: dict[str, Any], residual_sd_factor: Any, init: Any) -> None:
     """Refuse option values no study can use, naming the option."""
     for label, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise EstimationError(f"{label} must be a positive integer, got {value!r}.")
+        check_count(value, label)
     ranks, posterior = counts["ranks"], counts["chains"] * counts["draws"]
     if ranks > posterior:
         raise EstimationError(

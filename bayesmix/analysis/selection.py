@@ -23,7 +23,7 @@ from bayesmix.model.params import between_label, layout
 from bayesmix.model.spec import Spec
 from bayesmix.progress import Progress
 from bayesmix.results.ml import MLResult
-from bayesmix.validate import check_seed
+from bayesmix.validate import check_count, check_seed
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,8 +101,7 @@ def select_classes(
     ClassSelection
     """
     for label, value in (("min_classes", min_classes), ("max_classes", max_classes)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise EstimationError(f"{label} must be a positive integer, got {value!r}.")
+        check_count(value, label)
     if max_classes < min_classes:
         raise EstimationError(
             f"max_classes ({max_classes}) is smaller than min_classes ({min_classes})."

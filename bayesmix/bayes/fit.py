@@ -45,7 +45,7 @@ from bayesmix.model.priors import Prior, resolve_priors
 from bayesmix.model.spec import Spec
 from bayesmix.results.bayes import BayesResult, LabelCheck
 from bayesmix.results.ml import MLResult
-from bayesmix.validate import check_seed
+from bayesmix.validate import check_count, check_seed
 
 Init = Literal["ml", "prior"]
 
@@ -238,8 +238,7 @@ def _check_options(draws: int, tune: int, chains: int, init: Init | MLResult) ->
     """Refuse option values no fit can use, naming the option (the sampler's own options
     are checked by :func:`bayesmix.bayes.sampling.sampler_backend`)."""
     for label, value in (("draws", draws), ("tune", tune), ("chains", chains)):
-        if not isinstance(value, int) or value < 1:
-            raise EstimationError(f"{label} must be a positive integer, got {value!r}.")
+        check_count(value, label)
     # a fit given as init is asked for what the start needs, its ML estimates
     if init not in ("ml", "prior") and getattr(init, "estimates", None) is None:
         raise EstimationError(f"init must be 'ml', 'prior' or an MLResult, got {init!r}.")

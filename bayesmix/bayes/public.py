@@ -28,7 +28,7 @@ from bayesmix.errors import EstimationError
 from bayesmix.model.priors import Prior
 from bayesmix.model.spec import Spec
 from bayesmix.results.ml import MLResult
-from bayesmix.validate import check_seed
+from bayesmix.validate import check_count, check_seed
 
 
 def build_model(
@@ -152,8 +152,7 @@ def prior_predictive(
         and ``observed_data`` (``y``), as arviz-plots' predictive checks
         read them.
     """
-    if not isinstance(draws, int) or isinstance(draws, bool) or draws < 1:
-        raise EstimationError(f"draws must be a positive integer, got {draws!r}.")
+    draws = check_count(draws, "draws")
     seed = check_seed(random_seed)
     model, names = _public_model(spec, data, priors, missing, None)
     return pm.sample_prior_predictive(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -16,16 +15,14 @@ from bayesmix.density.primitives import log_softmax_ref
 from bayesmix.errors import DataError, SpecError, type_name
 from bayesmix.model.params import Layout, Params, layout
 from bayesmix.model.spec import Spec
-from bayesmix.validate import check_seed
+from bayesmix.validate import check_count, check_seed
 
 
 def _count(name: str, value: object) -> int | None:
     """A size argument as an int: None stays None, anything but a positive integer is refused."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise DataError(f"{name} must be a positive integer, got {value!r}.")
-    return int(value)
+    return check_count(value, name, error=DataError)
 
 
 def _listing(names: list[str], values: Mapping[str, float]) -> str:

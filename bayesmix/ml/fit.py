@@ -47,7 +47,7 @@ from bayesmix.model.params import (
 from bayesmix.model.spec import Spec
 from bayesmix.progress import Progress
 from bayesmix.results.ml import MLResult, StartsReport
-from bayesmix.validate import check_seed
+from bayesmix.validate import check_count, check_seed
 
 REPLICATION_TOL = 1e-3
 """Two starts reach the same maximum when their log-likelihoods differ by less."""
@@ -64,8 +64,7 @@ def _check_options(
     for label, value in (("starts", starts), ("maxiter", maxiter), ("points", points)):
         if value is None and label != "starts":
             continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise EstimationError(f"{label} must be a positive integer, got {value!r}.")
+        check_count(value, label)
     if backend is not None and backend not in BACKENDS:
         raise EstimationError(
             f"backend={backend!r} is not available; use one of {', '.join(BACKENDS)}."

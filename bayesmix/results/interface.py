@@ -33,6 +33,7 @@ from bayesmix.results.persist import (
 )
 from bayesmix.results.rowless import DesignSummary
 from bayesmix.results.tables import class_table, information_criteria, relative_entropy
+from bayesmix.validate import check_count
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -72,9 +73,7 @@ def sample_size(n: Any, default: int) -> int:
     """Check the number of draws asked for (None: ``default``)."""
     if n is None:
         return default
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise EstimationError(f"n must be a positive integer (or None), got {n!r}.")
-    return int(n)
+    return check_count(n, "n")
 
 
 class FitResult(ABC):
