@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import os
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ from bayesmix.analysis.sbc_result import SBCResult
 from bayesmix.analysis.study import append_records, read_records
 from bayesmix.analysis.tasks import run_tasks
 from bayesmix.data.reading import DataLike
-from bayesmix.errors import EstimationError
+from bayesmix.errors import BayesmixWarning, EstimationError
 from bayesmix.model.params import Params
 from bayesmix.model.priors import Prior
 from bayesmix.model.spec import Spec
@@ -218,8 +219,18 @@ def _simulate_and_fit(task: _Task) -> list[dict[str, Any]]:
     design, internal, st, _ = _prepared(s)
     sim_design = dataclasses.replace(design, y=task.y)
     inner_y = (task.y - st.y_centre) / st.y_scale
+    # the ML start's warnings (a boundary estimate, a start replicated once) go into the
+    # study's table of fits, beside the sampler's diagnostics, instead of one print each
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BayesmixWarning)
+        started = _started(s, inner_y, task.seed)
+    ours = [w for w in caught if issubclass(w.category, BayesmixWarning)]
+    ml_warnings = sorted({str(w.message) for w in ours})
+    for w in caught:
+        if not issubclass(w.category, BayesmixWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     idata = nutpie.sample(
-        _started(s, inner_y, task.seed),
+        started,
         draws=s.draws,
         tune=s.tune,
         chains=s.chains,
@@ -252,6 +263,7 @@ def _simulate_and_fit(task: _Task) -> list[dict[str, Any]]:
             "rhat_max": float(table["r_hat"].max()),
             "ess_bulk_min": float(table["ess_bulk"].min()),
             "divergences": diverging,
+            "ml_warnings": ml_warnings,
             "seconds": time.perf_counter() - t0,
         }
     ]

@@ -52,7 +52,9 @@ class SBCResult:
         where the variance of the drawn values does not settle and this
         estimate can take any value.
     fits : DataFrame
-        Per simulation: largest R-hat, smallest bulk ESS, divergences, seconds.
+        Per simulation: largest R-hat, smallest bulk ESS, divergences, seconds,
+        and the warnings of its ML start (``ml_warnings``, "; "-separated, empty
+        when there were none, or with ``init="prior"``).
     residual_sd_factor : float
         The planted error (1.0: none).
 
@@ -104,6 +106,8 @@ class SBCResult:
             },
             index=index,
         )
+        # records written before ML-start warnings were kept have none to show
+        fits["ml_warnings"] = ["; ".join(r.get("ml_warnings", [])) for r in records]
         return cls(
             model=model,
             records=records,
@@ -161,6 +165,7 @@ class SBCResult:
             f"R-hat > {RHAT_MAX} in {int((self.fits['rhat_max'] > RHAT_MAX).sum())}, "
             f"smallest bulk ESS {self.fits['ess_bulk_min'].min():.0f}, "
             f"divergences {int(self.fits['divergences'].sum())} "
-            f"in {int((self.fits['divergences'] > 0).sum())} fits\n"
+            f"in {int((self.fits['divergences'] > 0).sum())} fits, "
+            f"ML-start warnings in {int((self.fits['ml_warnings'] != '').sum())} fits\n"
         )
         return head + format_table(self.table().reset_index(names="parameter"))

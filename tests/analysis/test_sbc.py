@@ -53,6 +53,7 @@ def test_ranks_of_every_parameter_and_the_log_likelihood(study):
     assert result.p_values.between(0, 1).all()
     # every fit samples the same compiled density: they all ran, with 2 x 500 draws
     assert len(result.fits) == SIMULATIONS and (result.fits["rhat_max"] < 1.1).all()
+    assert result.fits["ml_warnings"].map(type).eq(str).all()
     # 12 schools of 8 pin the fixed effects and sigma2 down far more than their prior
     assert (result.contraction[["1", "x", "sigma2"]] > 0.9).all()
     assert "SBC of conventional: 10 simulations" in result.summary()
@@ -82,6 +83,30 @@ def test_an_interrupted_study_resumes_to_the_same_ranks(design, study):
             out=path,
             progress=False,
         )
+
+
+def test_ml_start_warnings_are_gathered_in_the_table_of_fits():
+    from bayesmix.analysis.sbc_result import SBCResult
+
+    def record(i, messages):
+        return {
+            "replication": i,
+            "ranks": {"a": i * 9},
+            "truth": {"a": float(i)},
+            "post_var": {"a": 0.5},
+            "rhat_max": 1.001,
+            "ess_bulk_min": 400.0,
+            "divergences": 0,
+            "seconds": 1.0,
+            **({} if messages is None else {"ml_warnings": messages}),
+        }
+
+    # the last record comes from a file written before the warnings were kept
+    messages = [[], ["var(u_1) is at the boundary 0"], ["a", "b"], None]
+    records = [record(i, m) for i, m in enumerate(messages)]
+    result = SBCResult.from_records(records, ranks=99, residual_sd_factor=1.0, model="m")
+    assert list(result.fits["ml_warnings"]) == ["", "var(u_1) is at the boundary 0", "a; b", ""]
+    assert "ML-start warnings in 2 fits" in result.summary()
 
 
 def test_rank_bins_split_the_ranks_evenly():
