@@ -108,30 +108,64 @@ def school_means_plan(design: Design, init: Params | None) -> SchoolMeans | None
     return SchoolMeans(terms=terms, level2=tuple(level2))
 
 
-def posterior_variance_ratio(design: Design, init: Params) -> np.ndarray:
-    """Median over schools of the posterior variance of each standardised school residual.
+def school_posterior_covariance(design: Design, init: Params) -> np.ndarray:
+    """Each school's posterior covariance of its standardised residuals at ``init``.
 
     With ``u = L v`` (``L`` the Cholesky factor at ``init``) the ``v`` are a
-    priori independent N(0, 1): ``v_1`` is the first residual on its own
-    scale, each later ``v_k`` the part of ``u_k`` the earlier residuals leave
-    undetermined. The quadrature's node scales ``S`` give each school's
-    posterior covariance of ``v``, ``S S'``, whose diagonal is then the ratio
-    of posterior to prior variance of what the data can inform, free of the
-    outcome's units. (Dividing by the prior variance of ``u_k`` instead would
-    make the decision depend on those units: on Fig 3 data with y x 0.44 the
-    intercepts would no longer be centred, and they would mix much worse.)
+    priori independent N(0, 1); the adaptive quadrature's node scales ``S``
+    (which account for the students' class uncertainty) give the posterior
+    covariance ``S S'`` of each school's ``v``, shape (cluster, r, r).
     """
     from bayesmix.density.quadrature import adapted_quadrature
 
     theta = design.layout.pack(init, natural=False)
     quad = adapted_quadrature(design, theta, iterations=2)
-    posterior = np.concatenate(
+    return np.concatenate(
         [
-            np.einsum("jab,jab->ja", scale[: chunk.n_clusters], scale[: chunk.n_clusters])
+            np.einsum("jab,jcb->jac", scale[: chunk.n_clusters], scale[: chunk.n_clusters])
             for scale, chunk in zip(quad.scale, quad.chunks, strict=True)
         ]
     )
-    return np.median(posterior, axis=0)
+
+
+def posterior_variance_ratio(design: Design, init: Params) -> np.ndarray:
+    """Median over schools of the posterior variance of each standardised school residual.
+
+    ``v_1`` is the first residual on its own scale, each later ``v_k`` the
+    part of ``u_k`` the earlier residuals leave undetermined (see
+    :func:`school_posterior_covariance`). The diagonal of their posterior
+    covariance is then the ratio of posterior to prior variance of what the
+    data can inform, free of the outcome's units. (Dividing by the prior
+    variance of ``u_k`` instead would make the decision depend on those
+    units: on Fig 3 data with y x 0.44 the intercepts would no longer be
+    centred, and they would mix much worse.)
+    """
+    posterior = school_posterior_covariance(design, init)
+    return np.median(np.diagonal(posterior, axis1=1, axis2=2), axis=0)
+
+
+def direct_variance_ratio(design: Design, init: Params) -> np.ndarray:
+    """How much the schools' data inform each residual directly: median over schools of
+    ``1 / (1 + H_kk var(u_k))``.
+
+    ``H`` is a school's data information about its residuals ``u`` at
+    ``init``, ``L^-T (P^-1 - I) L^-1`` with ``P`` the posterior covariance of
+    the standardised residuals (:func:`school_posterior_covariance`) and
+    ``L`` the Cholesky factor, which must be of full rank. The ratio is what
+    a residual's posterior variance would be, over its prior variance, if it
+    were the school's only residual: near 0 when the students pin it down, 1
+    when they say nothing about it. Unlike the
+    posterior variance of ``u_k`` itself, it does not borrow what the data
+    say about a residual it is correlated with. Free of the outcome's units.
+    """
+    posterior = school_posterior_covariance(design, init)
+    L = np.asarray(init.chol, dtype=float)
+    r = L.shape[0]
+    inverse = np.linalg.inv(L)
+    information = np.linalg.inv(posterior) - np.eye(r)
+    h = np.einsum("ak,jab,bk->jk", inverse, information, inverse)
+    prior = np.sum(L**2, axis=1)
+    return np.median(1.0 / (1.0 + np.maximum(h, 0.0) * prior), axis=0)
 
 
 def reference_offset_effect(

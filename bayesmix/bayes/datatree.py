@@ -24,7 +24,7 @@
     scale of :mod:`bayesmix.data.standardise`: the free variables in the
     coordinates NUTS moves in (``b_whitened``, ``b_1_last``,
     ``b_1_log_gap``, ``b_x_centred``, ``b_school``, ``z_u``, ``z_member``,
-    ``chol_u_ordered``, ``sigma``, ``gamma``, ``lambda``, ``delta``...) and
+    ``sd_u``, ``chol_corr_u``, ``sigma``, ``gamma``, ``lambda``, ``delta``...) and
     the model's deterministics (``b_<effect>``, ``chol_u``, ``u``...). For
     diagnosing the sampler (a funnel, a slow coordinate), not for reporting.
 

@@ -97,9 +97,11 @@ def sampling_model(
         the residual variance as ``sigma`` (SD; dims ``class`` or ``group``)
         or ``lsig`` (log-linear coefficients, model 1b); the school
         residuals as ``z_u`` (standard normal, dims ``cluster`` x ``rterm``)
-        with ``chol_u`` (LKJ Cholesky covariance; sampled as
-        ``chol_u_ordered`` in another order where :func:`residual_order`
-        says so, ``chol_u`` then recorded) or ``sd_u`` (diagonal),
+        with their SDs ``sd_u`` and, for an unstructured covariance, the
+        Cholesky factor ``chol_corr_u`` of their correlations (LKJ; both
+        sampled as ``..._ordered`` in another order where
+        :func:`residual_order` says so), the covariance's Cholesky factor
+        recorded as ``chol_u``,
         and ``u`` = z_u L'; membership logits ``gamma`` (dims ``logit`` x
         ``mterm``); observed ``y`` with the class-marginal density of
         :func:`bayesmix.density.likelihood.mixture_logp` (for mixtures with one

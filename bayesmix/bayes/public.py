@@ -81,8 +81,8 @@ def build_model(
         outcome in the user's units (with level-2 classes one density term
         for the whole vector, the schools' classes marginalised). The free variables are those NUTS
         samples, on the standardised scale (``b_<term>`` fixed effects or
-        their reparameterisations, ``sigma``, ``gamma``, ``chol_u`` or
-        ``sd_u``, ``z_u``...); the model's log density is that of the model
+        their reparameterisations, ``sigma``, ``gamma``, ``sd_u`` and
+        ``chol_corr_u``, ``z_u``...); the model's log density is that of the model
         ``fit_bayes`` samples minus ``n log sd(y)``, the Jacobian of the
         outcome's standardisation.
 

@@ -9,13 +9,19 @@ Cholesky factor may be sampled in another order than the spec's
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from bayesmix.bayes.centring import SchoolMeans, centred_school_effects, school_start
+from bayesmix.bayes.centring import (
+    SchoolMeans,
+    centred_school_effects,
+    direct_variance_ratio,
+    school_start,
+)
 from bayesmix.data.design import Design
 from bayesmix.errors import SpecError
 from bayesmix.model.params import Params
@@ -83,27 +89,45 @@ def residual_order(design: Design, init: Params | None, lead: int = 0) -> np.nda
     """Order of the school residuals in the Cholesky factor NUTS samples.
 
     The spec's order, except for mixtures (one level of classes) with three
-    or more residuals and ML estimates ``init``: after the first ``lead``
-    (the centred ones, see :mod:`bayesmix.bayes.centring`), one at a time, the
-    first residual in the spec's order of which those before it leave at
-    least :data:`_DETERMINED` of the variance unexplained at the ML
-    estimates (or, if none, the one they leave most). A residual that the
-    others nearly determine has a Cholesky diagonal near 0; in a row before
-    the last, the rows after it then depend on two standardised residuals
-    of every school only through the length of their coefficients, and NUTS
-    has to rotate all schools' pairs together to move along that circle.
-    Last, the near-0 diagonal leaves no row after it. On NELS-sized model B3
-    data (corr(u_1, u_female) -0.997 at the ML estimates) the order (u_1,
-    u_f, u_female) removes that slow rotation, which had kept the largest
-    R-hat well above 1.01. The LKJ and SD priors give the same covariance
-    density in any order, so the model is unchanged.
+    or more residuals of unstructured covariance and ML estimates ``init``. Then, after the first
+    ``lead`` (the centred ones, see :mod:`bayesmix.bayes.centring`), one at a
+    time, the first residual in the spec's order of which those before it
+    leave at least :data:`_DETERMINED` of the variance unexplained at the ML
+    estimates, and of which the schools' data determine at least
+    :data:`_DETERMINED` of the variance on their own
+    (:func:`~bayesmix.bayes.centring.direct_variance_ratio`). Failing that,
+    the first that the residuals before it leave undetermined; failing that,
+    the one they leave most unexplained.
+
+    Both rules keep out of the rows before the last a residual whose
+    standardised school values the data leave free. A later row depends on
+    that residual's and its own standardised values only through the
+    length of their coefficients, and NUTS has to rotate every school's
+    pair together to move along that circle. The data leave them free where
+    the residuals before nearly determine the residual (the Cholesky
+    diagonal is near 0), as on NELS-sized model B3 data (corr(u_1,
+    u_female) -0.997 at the ML estimates), and where they say little about
+    the residual itself, as about HSB's female slopes (own ratio 0.96). On
+    both, the order (u_1, u_f, u_female) removes the slow rotation that had
+    kept the largest R-hat above 1.01. The LKJ and SD priors give the same
+    covariance density in any order, so the model is unchanged.
     """
     spec = design.spec
     r = len(spec.random_effects)
-    if init is None or spec.classes < 2 or spec.between_classes > 1 or r < 3:
+    if (
+        init is None
+        or spec.classes < 2
+        or spec.between_classes > 1
+        or r < 3
+        or spec.covariance != "unstructured"
+    ):
         return np.arange(r)
     chol = np.asarray(init.chol, dtype=float)
     sigma = chol @ chol.T
+    # the data's own information is defined only off the rank-deficient boundary where
+    # ML estimates can lie (HSB B3's covariance is), so correlations shrink by 1/1.1 for it
+    shrunk = sigma + 0.1 * np.diag(np.diag(sigma)) + 1e-12 * np.eye(r)
+    own = direct_variance_ratio(design, replace(init, chol=np.linalg.cholesky(shrunk)))
     order, rest = list(range(lead)), list(range(lead, r))
 
     def unexplained(k: int) -> float:
@@ -119,7 +143,8 @@ def residual_order(design: Design, init: Params | None, lead: int = 0) -> np.nda
     while rest:
         shares = [unexplained(k) for k in rest]
         kept = [k for k, share in zip(rest, shares, strict=True) if share >= _DETERMINED]
-        pick = kept[0] if kept else rest[int(np.argmax(shares))]
+        informed = [k for k in kept if own[k] <= 1.0 - _DETERMINED]
+        pick = (informed or kept)[0] if kept else rest[int(np.argmax(shares))]
         order.append(pick)
         rest.remove(pick)
     return np.asarray(order)
@@ -128,13 +153,22 @@ def residual_order(design: Design, init: Params | None, lead: int = 0) -> np.nda
 def _residual_cholesky(
     design: Design, priors: Mapping[str, Prior], init: Params | None, order: np.ndarray
 ) -> Any:
-    """Factor of the school residual covariance: LKJ or diagonal SDs.
+    """Factor of the school residual covariance: SDs times an LKJ correlation factor,
+    or diagonal SDs.
 
-    Lower triangular, except that an LKJ covariance's factor is sampled in
-    ``order`` (:func:`residual_order`, which keeps the centred terms first)
-    and its rows are put back in the spec's order. Then the sampled factor
-    is ``chol_u_ordered`` and ``chol_u`` (with ``chol_u_stds`` and
-    ``chol_u_corr``) is the lower Cholesky factor in the spec's order,
+    An unstructured covariance is sampled as its SDs ``sd_u`` (with their
+    priors) and the Cholesky factor ``chol_corr_u`` of its correlation
+    matrix (LKJ(2)), whose product ``diag(sd_u) chol_corr_u`` is a Cholesky
+    factor of the covariance: the prior of ``pm.LKJCholeskyCov`` with the
+    same SD priors, so the same covariance density. Sampled apart from the
+    correlations, an SD near 0 is one coordinate, where the packed factor of
+    the covariance made it the length of a row of several, and NUTS mixed
+    slowly along it (HSB B3's var(u_female), whose posterior SD exceeds its
+    mean). The factor is sampled in ``order`` (:func:`residual_order`, which
+    keeps the centred terms first), as ``sd_u_ordered`` and
+    ``chol_corr_u_ordered`` when that is not the spec's, and its rows are
+    put back in the spec's order. ``chol_u`` (with ``chol_u_stds`` and
+    ``chol_u_corr``) is then the lower Cholesky factor in the spec's order,
     recorded with the draws.
     """
     spec = design.spec
@@ -146,47 +180,63 @@ def _residual_cholesky(
         raise SpecError("priors of the random-effect SDs mix families; use one family.")
     nu = np.array([p.nu for p in sd_priors])
     init_chol = None if init is None else np.asarray(init.chol)
-    if spec.covariance == "unstructured" and r > 1:
-        scales, nu = scales[order], nu[order]
-        if sd_priors[0].family == "half_normal":
-            sd_dist = pm.HalfNormal.dist(sigma=scales, shape=r)
-        else:
-            sd_dist = pm.HalfStudentT.dist(nu=nu, sigma=scales, shape=r)
-        kw: dict[str, Any] = {}
-        same = np.array_equal(order, np.arange(r))
-        if init_chol is not None:
-            if same:
-                chol = init_chol.copy()
-            else:
-                sigma = (init_chol @ init_chol.T)[np.ix_(order, order)]
-                chol = np.linalg.cholesky(sigma + 1e-12 * np.eye(r))
-            diag = np.diag(chol).copy()
-            np.fill_diagonal(chol, np.maximum(diag, 0.05 * scales))
-            # an ML covariance of exactly 0 (beside a variance at the boundary), with z_u
-            # starting at 0, leaves that entry's gradient exactly 0, where nutpie cannot start
-            zero = np.tril(chol == 0.0, -1)
-            chol[zero] = 1e-3 * np.broadcast_to(scales[:, None], (r, r))[zero]
-            kw["initval"] = chol[np.tril_indices(r)]
-        if same:
-            chol_u, _, _ = pm.LKJCholeskyCov(
-                "chol_u", n=r, eta=2.0, sd_dist=sd_dist, compute_corr=True, **kw
-            )
-            return chol_u
-        packed = pm.LKJCholeskyCov(
-            "chol_u_ordered", n=r, eta=2.0, sd_dist=sd_dist, compute_corr=False, **kw
-        )
-        L = pm.math.expand_packed_triangular(r, packed, lower=True)[np.argsort(order), :]
-        _record_spec_order_cholesky(L, r)
+    unstructured = spec.covariance == "unstructured" and r > 1
+    if not unstructured:
+        order = np.arange(r)
+    scales, nu = scales[order], nu[order]
+    same = np.array_equal(order, np.arange(r))
+    suffix = "" if same or not unstructured else "_ordered"
+    kw: dict[str, Any] = {} if same or not unstructured else {"shape": r}
+    if same or not unstructured:
+        kw["dims"] = "rterm"
+    corr_kw: dict[str, Any] = {}
+    if init_chol is not None:
+        sigma = (init_chol @ init_chol.T)[np.ix_(order, order)]
+        kw["initval"] = np.maximum(np.sqrt(np.diag(sigma)), 0.05 * scales)
+        corr_kw["initval"] = _correlation_start(sigma)
+    if sd_priors[0].family == "half_normal":
+        sd_u = pm.HalfNormal(f"sd_u{suffix}", sigma=scales, **kw)
     else:
-        kw = {}
-        if init_chol is not None:
-            kw["initval"] = np.maximum(np.sqrt(np.sum(init_chol**2, axis=1)), 0.05 * scales)
-        if sd_priors[0].family == "half_normal":
-            sd_u = pm.HalfNormal("sd_u", sigma=scales, dims="rterm", **kw)
-        else:
-            sd_u = pm.HalfStudentT("sd_u", nu=nu, sigma=scales, dims="rterm", **kw)
-        L = pt.diag(sd_u)
+        sd_u = pm.HalfStudentT(f"sd_u{suffix}", nu=nu, sigma=scales, **kw)
+    if not unstructured:
+        return pt.diag(sd_u)
+    corr = pm.LKJCorr(f"chol_corr_u{suffix}", n=r, eta=2.0, **corr_kw)
+    L = (sd_u[:, None] * corr)[np.argsort(order), :]
+    _record_spec_order_cholesky(L, r)
     return L
+
+
+_CORRELATION_SHRINK = 0.01
+"""Shrinkage of the ML correlations at the start when their Cholesky factor has a
+diagonal below it (a correlation matrix on or near the boundary, rank-deficient)."""
+
+
+def _correlation_start(sigma: np.ndarray) -> np.ndarray:
+    """Cholesky factor of the correlations of the ML covariance ``sigma``, where chains start.
+
+    A variance of 0 leaves its correlations at 0. At or near the boundary
+    (HSB B3's estimate is rank-deficient) the correlations shrink by
+    ``1 / (1 + s)``, ``s`` = :data:`_CORRELATION_SHRINK`, so that the factor
+    is of full rank and its unconstrained value finite. An entry of exactly
+    0, with ``z_u`` starting at 0, would have a gradient of exactly 0, where
+    nutpie cannot start, so it starts at 1e-3, its row rescaled to length 1.
+    """
+    r = len(sigma)
+    sd = np.sqrt(np.clip(np.diag(sigma), 0.0, None))
+    positive = sd > 0.0
+    safe = np.where(positive, sd, 1.0)
+    corr = np.where(np.outer(positive, positive), sigma / np.outer(safe, safe), 0.0)
+    np.fill_diagonal(corr, 1.0)
+    try:
+        factor = np.linalg.cholesky(corr)
+        full_rank = bool(np.diag(factor).min() >= _CORRELATION_SHRINK)
+    except np.linalg.LinAlgError:
+        full_rank = False
+    if not full_rank:
+        shrunk = (corr + _CORRELATION_SHRINK * np.eye(r)) / (1.0 + _CORRELATION_SHRINK)
+        factor = np.linalg.cholesky(shrunk)
+    factor[np.tril(factor == 0.0, -1)] = 1e-3
+    return factor / np.linalg.norm(factor, axis=1, keepdims=True)
 
 
 def _record_spec_order_cholesky(factor: Any, r: int) -> None:

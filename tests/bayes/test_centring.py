@@ -129,10 +129,13 @@ def test_sampled_coordinates_give_the_model_density(name):
         for c, v in enumerate(lam):
             p = priors[f"lambda(C#{c + 2})"]
             ref += stats.norm.logpdf(v, p.mu, p.sigma)
-    # the residual SD and covariance priors are the same variables in both coordinates
-    sampled = "chol_u_ordered" if "chol_u_ordered" in model.named_vars else scale
-    assert (sampled == "chol_u_ordered") == (name == "hsb_B_collinear")
-    ref += float(model.compile_logp(vars=[model["sigma"], model[sampled]], jacobian=False)(point))
+    # the residual SD and correlation priors are the same variables in both coordinates
+    ordered = "sd_u_ordered" in model.named_vars
+    assert ordered == (name == "hsb_B_collinear")
+    sampled = ["sd_u"] if spec.covariance != "unstructured" else ["sd_u", "chol_corr_u"]
+    sampled = [f"{n}_ordered" for n in sampled] if ordered else sampled
+    prior_vars = [model["sigma"], *(model[n] for n in sampled)]
+    ref += float(model.compile_logp(vars=prior_vars, jacobian=False)(point))
     chol = draws.chol[0, 0]
     cov = chol @ chol.T
     ref += stats.multivariate_normal(np.zeros(len(cov)), cov).logpdf(u).sum()

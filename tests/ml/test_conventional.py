@@ -191,8 +191,10 @@ def test_pymc_density_with_random_effects_integrated_equals_ml_loglik(hsb_ml):
             value = upper @ beta
         elif name == "sigma":
             value = np.exp(0.5 * lsig)
-        elif name == "chol_u":
-            value = chol[np.tril_indices(3)]
+        elif name == "sd_u":
+            value = np.sqrt(np.sum(chol**2, axis=1))
+        elif name == "chol_corr_u":
+            value = chol / np.sqrt(np.sum(chol**2, axis=1))[:, None]
         elif name == "z_u":
             value = z_hat
         else:
