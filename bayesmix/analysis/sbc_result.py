@@ -28,6 +28,8 @@ def rank_bins(ranks: int, simulations: int) -> int:
 class SBCResult:
     """Ranks of the drawn parameters among their posterior draws, one row per simulation.
 
+    :func:`bayesmix.plots.plot_sbc` draws the rank histograms.
+
     Attributes
     ----------
     model : str
@@ -57,8 +59,6 @@ class SBCResult:
         when there were none, or with ``init="prior"``).
     residual_sd_factor : float
         The planted error (1.0: none).
-
-    :func:`bayesmix.plots.plot_sbc` draws the rank histograms.
     """
 
     model: str
