@@ -11,7 +11,7 @@ PYTHON_BOOT ?= $(shell v=$$(cat .python-version 2>/dev/null); \
 	  if [ -x "$$c" ] && "$$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then \
 	    echo "$$c"; break; fi; done)
 
-.PHONY: venv test test-long test-fast notebooks wheel-check demo bench sbc lint clean
+.PHONY: venv test test-long test-fast notebooks wheel-check demo bench sbc lint docs clean
 
 venv: $(STAMP)
 
@@ -67,5 +67,28 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check bayesmix tests benchmarks scripts
 	$(PY) scripts/check_structure.py
 
+# The documentation site in site/, then every page of it in headless Chromium. Installs the
+# docs extra into .venv when mkdocs is missing there, and Debian's Graphviz (the path
+# diagrams), MathJax (copied into docs/assets/mathjax/, so the site needs no network) and
+# Chromium when missing.
+MATHJAX_SRC := /usr/share/javascript/mathjax
+MATHJAX_DST := docs/assets/mathjax
+MATHJAX_FILES := MathJax.js config/TeX-AMS_CHTML.js extensions jax/input/TeX \
+	jax/output/CommonHTML jax/element fonts/HTML-CSS/TeX/woff fonts/HTML-CSS/TeX/otf
+APT_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
+
+docs: $(STAMP)
+	@test -x $(VENV)/bin/mkdocs || $(PY) -m pip install --quiet -e ".[docs]"
+	@command -v dot >/dev/null || { $(APT_INSTALL) graphviz; }
+	@test -f $(MATHJAX_SRC)/MathJax.js || { $(APT_INSTALL) libjs-mathjax; }
+	@{ command -v chromium && command -v chromedriver; } >/dev/null || \
+	  { $(APT_INSTALL) chromium chromium-driver; }
+	rm -rf $(MATHJAX_DST) && mkdir -p $(MATHJAX_DST)
+	cd $(MATHJAX_SRC) && cp -r --parents $(MATHJAX_FILES) $(CURDIR)/$(MATHJAX_DST)/
+	$(PY) docs/gen_diagrams.py
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+	$(PY) -m pytest -q -m docs tests/test_docs_site.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache bayesmix-output sbc-output
+	rm -rf site $(MATHJAX_DST) docs/gallery/diagrams
