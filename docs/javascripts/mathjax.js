@@ -10,7 +10,6 @@ window.MathJax = {
     processClass: "arithmatex",
   },
   TeX: { equationNumbers: { autoNumber: "none" } },
-  "HTML-CSS": { availableFonts: ["TeX"], preferredFont: "TeX", webFont: "TeX" },
   CommonHTML: { linebreaks: { automatic: true } },
   messageStyle: "none",
 };
