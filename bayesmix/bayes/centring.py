@@ -154,9 +154,9 @@ def direct_variance_ratio(design: Design, init: Params) -> np.ndarray:
     ``L`` the Cholesky factor, which must be of full rank. The ratio is what
     a residual's posterior variance would be, over its prior variance, if it
     were the school's only residual: near 0 when the students pin it down, 1
-    when they say nothing about it. Unlike the
-    posterior variance of ``u_k`` itself, it does not borrow what the data
-    say about a residual it is correlated with. Free of the outcome's units.
+    when they say nothing about it. Unlike the posterior variance of ``u_k``
+    itself, it does not borrow what the data say about a residual it is
+    correlated with. Free of the outcome's units.
     """
     posterior = school_posterior_covariance(design, init)
     L = np.asarray(init.chol, dtype=float)

@@ -89,11 +89,12 @@ def residual_order(design: Design, init: Params | None, lead: int = 0) -> np.nda
     """Order of the school residuals in the Cholesky factor NUTS samples.
 
     The spec's order, except for mixtures (one level of classes) with three
-    or more residuals of unstructured covariance and ML estimates ``init``. Then, after the first
-    ``lead`` (the centred ones, see :mod:`bayesmix.bayes.centring`), one at a
-    time, the first residual in the spec's order of which those before it
-    leave at least :data:`_DETERMINED` of the variance unexplained at the ML
-    estimates, and of which the schools' data determine at least
+    or more residuals of unstructured covariance and ML estimates ``init``.
+    Then, after the first ``lead`` (the centred ones, see
+    :mod:`bayesmix.bayes.centring`), one at a time, the first residual in
+    the spec's order of which those before it leave at least
+    :data:`_DETERMINED` of the variance unexplained at the ML estimates,
+    and of which the schools' data determine at least
     :data:`_DETERMINED` of the variance on their own
     (:func:`~bayesmix.bayes.centring.direct_variance_ratio`). Failing that,
     the first that the residuals before it leave undetermined; failing that,
@@ -185,10 +186,8 @@ def _residual_cholesky(
         order = np.arange(r)
     scales, nu = scales[order], nu[order]
     same = np.array_equal(order, np.arange(r))
-    suffix = "" if same or not unstructured else "_ordered"
-    kw: dict[str, Any] = {} if same or not unstructured else {"shape": r}
-    if same or not unstructured:
-        kw["dims"] = "rterm"
+    suffix = "" if same else "_ordered"
+    kw: dict[str, Any] = {"dims": "rterm"} if same else {"shape": r}
     corr_kw: dict[str, Any] = {}
     if init_chol is not None:
         sigma = (init_chol @ init_chol.T)[np.ix_(order, order)]
