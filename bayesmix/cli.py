@@ -1,4 +1,4 @@
-"""Command-line interface: ``bayesmix fit`` and ``simulate``.
+"""Command-line interface: ``bayesmix fit``, ``simulate`` and ``cache``.
 
 Applications built on the library add their own subcommands through the
 ``bayesmix.commands`` entry-point group: each entry point names a function
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
+from bayesmix.cache.command import register as register_cache_command
 from bayesmix.errors import BayesmixError, DataError, SpecError
 from bayesmix.outputs import CLI_FORMAT, check_output, write_file
 from bayesmix.validate import SAMPLERS, SEED_MAX, seed_problem
@@ -67,6 +68,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     commands: dict[str, Command] = {"fit": _cmd_fit, "simulate": _cmd_simulate}
     _add_fit_parser(sub)
     _add_simulate_parser(sub)
+    commands.update(register_cache_command(sub))
     commands.update(_plugin_commands(sub))
     return parser, commands
 

@@ -253,7 +253,9 @@ def centred_school_effects(
         mean = pt.zeros(J) + ref[j]
         for k2, j2, values in plan.level2:
             if k2 == k:
-                mean = mean + ref[j2] * values
+                # shared data, not a constant: the compiled code is then the same for
+                # every data set of the design's shapes
+                mean = mean + ref[j2] * pm.Data(f"school_level2_{k2}_{j2}", values)
         columns.append(mean)
     m = pt.stack(columns, axis=1)
     if generative:

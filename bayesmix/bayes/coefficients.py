@@ -149,8 +149,15 @@ def whitened_fixed_effects(
     kwargs: dict[str, Any] = {}
     if init_beta is not None:
         kwargs["initval"] = upper @ init_beta[0]
-    eta = pm.MvNormal("b_whitened", mu=upper @ mu, cov=upper @ np.diag(sd**2) @ upper.T, **kwargs)
-    beta = pt.dot(np.linalg.inv(upper), eta)
+    # the factor, its inverse and the prior of eta as shared data, not constants: one
+    # compiled log-density serves every data set of these shapes
+    eta = pm.MvNormal(
+        "b_whitened",
+        mu=pm.Data("whitened_prior_mean", upper @ mu),
+        chol=pm.Data("whitened_prior_chol", np.linalg.cholesky(upper @ np.diag(sd**2) @ upper.T)),
+        **kwargs,
+    )
+    beta = pt.dot(pm.Data("unwhitening", np.linalg.inv(upper)), eta)
     return [
         pt.stack([pm.Deterministic(fixed_rv_name(name), beta[j])])
         for j, name in enumerate(spec.fixed_names)
@@ -221,7 +228,9 @@ def mixture_fixed_effects(
             columns[j] = fixed_effect_rows(design, priors, names[j], j, init_beta, generative)
         return [columns[j] for j in range(len(names))]
     shear = _shear(design.F[:, varying], design.F[:, shared])
-    shift = pt.dot(shear, pt.stack([columns[j][0] for j in shared]))
+    # shared data, not a constant: one compiled log-density serves every data set of
+    # these shapes (see bayesmix.bayes.compiled_store)
+    shift = pt.dot(pm.Data("shear", shear), pt.stack([columns[j][0] for j in shared]))
     if init_beta is not None:
         start_s = init_beta[0, shared]
     else:

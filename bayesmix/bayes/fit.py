@@ -41,7 +41,7 @@ from bayesmix.errors import (
     EstimationError,
 )
 from bayesmix.model.params import Params
-from bayesmix.model.priors import Prior, resolve_priors
+from bayesmix.model.priors import Prior, canonical_priors, resolve_priors
 from bayesmix.model.spec import Spec
 from bayesmix.results.bayes import BayesResult, LabelCheck
 from bayesmix.results.ml import MLResult
@@ -168,7 +168,7 @@ def fit_bayes(
     design, internal, st, full_priors = prepare(spec, data, priors, missing)
     seed = int(np.random.default_rng(random_seed).integers(2**31 - 1))
     init_params, init_z = chain_start(init, design, internal, st, ml_starts, seed)
-    model = sampling_model(internal, full_priors, init_params, init_z)
+    model = sampling_model(internal, full_priors, init_params, init_z, shared_outcome=True)
     key = None
     if sampler == "nutpie":
         key = compile_key(internal, full_priors, init_params, init_z, backend)
@@ -228,10 +228,12 @@ def prepare(
     spec: Spec, data: DataLike, priors: Mapping[str, Prior] | None, missing: MissingPolicy
 ) -> tuple[Design, Design, Standardisation, dict[str, Prior]]:
     """The design, its standardised twin NUTS samples on, the map between them, and the
-    complete priors on the standardised scale (``priors`` given in the user's units)."""
+    complete priors on the standardised scale (``priors`` given in the user's units),
+    without rounding noise (:func:`~bayesmix.model.priors.canonical_priors`)."""
     design = build_design(spec, data, missing=missing)
     internal, st = standardise(design)
-    return design, internal, st, resolve_priors(internal, priors, st.prior_to_internal)
+    full = canonical_priors(resolve_priors(internal, priors, st.prior_to_internal))
+    return design, internal, st, full
 
 
 def _check_options(draws: int, tune: int, chains: int, init: Init | MLResult) -> None:

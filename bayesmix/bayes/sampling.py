@@ -26,6 +26,7 @@ import pymc as pm
 import pytensor
 import xarray as xr
 
+from bayesmix.cache.xla import persistent_jax_cache
 from bayesmix.data.design import Design
 from bayesmix.errors import EstimationError
 from bayesmix.model.params import Params
@@ -158,12 +159,36 @@ def compile_key(
 
 def compiled_nutpie(model: pm.Model, ml_init: bool, key: str | None, backend: str) -> Any:
     """nutpie's compiled ``model`` (kept under ``key`` when one is given); with
-    ``ml_init`` every chain starts at the model's initial point, without jitter."""
-    import nutpie
+    ``ml_init`` every chain starts at the model's initial point, without jitter.
 
+    With numba, code compiled for a model of the same structure, in this
+    process or an earlier one, is reused from :mod:`bayesmix.bayes.compiled_store`;
+    with JAX, XLA's compilations are kept in the ``jax`` cache.
+    """
     if key is not None and key in _COMPILED:
         _COMPILED.move_to_end(key)
         return _COMPILED[key]
+    compiled = _compile_or_load(model, ml_init, backend)
+    if key is not None:
+        _COMPILED[key] = compiled
+        while len(_COMPILED) > _COMPILED_MAX:
+            _COMPILED.popitem(last=False)
+    return compiled
+
+
+def _compile_or_load(model: pm.Model, ml_init: bool, backend: str) -> Any:
+    import nutpie
+
+    from bayesmix.bayes import compiled_store
+
+    if backend == "jax":
+        persistent_jax_cache()
+        structure = None
+    else:
+        structure = compiled_store.structure_key(model, backend)
+        code = compiled_store.load_code(structure)
+        if code is not None:
+            return compiled_store.bind(code, model, ml_init)
     # nutpie compiles its outer numba function afresh in every process, inlining the
     # log-density's inner functions when they are compiled in the same process but
     # calling them when they come from the on-disk cache; with fast-math reassociation
@@ -176,10 +201,8 @@ def compiled_nutpie(model: pm.Model, ml_init: bool, key: str | None, backend: st
             gradient_backend="jax" if backend == "jax" else "pytensor",
             jitter_rvs=set() if ml_init else None,
         )
-    if key is not None:
-        _COMPILED[key] = compiled
-        while len(_COMPILED) > _COMPILED_MAX:
-            _COMPILED.popitem(last=False)
+    if structure is not None:
+        compiled_store.store_code(structure, compiled, model)
     return compiled
 
 

@@ -208,3 +208,31 @@ def resolve_priors(
         for target in targets:
             priors[target] = prior if convert is None else convert(target, prior)
     return priors
+
+
+CANONICAL_DIGITS = 10
+"""Significant digits kept of a prior's scale and degrees of freedom by :func:`canonical_priors`."""
+
+
+def _round_significant(value: float) -> float:
+    return float(f"{value:.{CANONICAL_DIGITS}g}")
+
+
+def canonical_priors(priors: Mapping[str, Prior]) -> dict[str, Prior]:
+    """``priors`` with rounding noise removed: scales and degrees of freedom to
+    :data:`CANONICAL_DIGITS` significant digits, locations to multiples of
+    ``10**-CANONICAL_DIGITS`` times the scale.
+
+    On standardised data a data-scaled default is the same number for every
+    data set up to rounding (a scale of 2.5 comes out as 2.4999999999999996,
+    a location of 0 as -4e-17). The priors enter the compiled log-density as
+    constants, so without this two data sets of one structure would compile
+    different code (:mod:`bayesmix.bayes.compiled_store`); the change to the
+    prior is below 1e-10 of its scale.
+    """
+    out = {}
+    for name, prior in priors.items():
+        sigma = _round_significant(prior.sigma)
+        mu = float(np.round(prior.mu / sigma, CANONICAL_DIGITS)) * sigma + 0.0
+        out[name] = Prior(prior.family, mu, sigma, _round_significant(prior.nu))
+    return out

@@ -9,9 +9,10 @@ import pytensor.tensor as pt
 import pytest
 
 import bayesmix as bm
-from bayesmix.bayes import sampling
+from bayesmix.bayes import compiled_store, sampling
 from bayesmix.bayes.draws import check_labels
 from bayesmix.bayes.model import sampling_model
+from bayesmix.cache.folders import CACHE_VARIABLE
 from bayesmix.data.design import build_design
 from bayesmix.density.compiled import loglik_and_grad
 from bayesmix.errors import SamplingWarning
@@ -191,7 +192,11 @@ def test_ml_start_has_no_exactly_flat_residual():
 
 
 @pytest.mark.slow
-def test_refit_of_same_model_and_data_skips_compilation(fig1_spec, fig1_10k):
+def test_refit_of_same_model_and_data_skips_compilation(fig1_spec, fig1_10k, tmp_path, monkeypatch):
+    # an empty compile cache, on disk and in this process
+    monkeypatch.setenv(CACHE_VARIABLE, str(tmp_path))
+    monkeypatch.setattr(sampling, "_COMPILED", type(sampling._COMPILED)())
+    monkeypatch.setattr(compiled_store, "_LOADED", type(compiled_store._LOADED)())
     data = fig1_10k.iloc[:900]
     kw = dict(draws=40, tune=40, chains=2, progress=False, backend="numba")
     ml = bm.fit_ml(fig1_spec, data, random_seed=1)
@@ -204,9 +209,14 @@ def test_refit_of_same_model_and_data_skips_compilation(fig1_spec, fig1_10k):
     # the same spec, data, priors and ML start: the compiled model is reused
     assert first.timings["compile_s"] > 0.5
     assert again.timings["compile_s"] < 0.01
-    # one more student: a new log-density, compiled anew
+    # one more student: other shapes, a new log-density, compiled anew
     assert other.timings["compile_s"] > 0.5
     assert len(sampling._COMPILED) <= sampling._COMPILED_MAX
+    # other data of the first shapes: the code compiled for them runs on these values
+    with pytest.warns(SamplingWarning):
+        shifted = bm.fit_bayes(fig1_spec, fig1_10k.iloc[900:1800], random_seed=11, **kw)
+    assert shifted.timings["compile_s"] < 0.5
+    assert not np.allclose(shifted.table["mean"], first.table["mean"])
 
 
 @pytest.mark.slow

@@ -1,0 +1,1 @@
+"""On-disk caches of compiled code, shared by every process of one user."""
