@@ -10,15 +10,14 @@ does not recompile.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
-from functools import lru_cache
-from pathlib import Path
+from functools import lru_cache, partial
 
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from bayesmix.cache.xla import export_key, exported_function, persistent_jax_cache
 from bayesmix.density.hermite import gauss_hermite, quadrature_loglik
 from bayesmix.density.likelihood import gaussian_multilevel_loglik, model_log_joint, total_loglik
 from bayesmix.density.primitives import segment_sum
@@ -48,28 +47,8 @@ def _mode(backend: str) -> str:
     # scalar exponentials and logarithms one value at a time.
     if backend != "jax":
         return "NUMBA"
-    _persistent_jax_cache()
+    persistent_jax_cache()
     return "JAX"
-
-
-@lru_cache(maxsize=1)
-def _persistent_jax_cache() -> None:
-    """Keep XLA compilations on disk, so a new process fitting the same shapes skips them.
-
-    The folder is ``$BAYESMIX_CACHE/jax`` (default ``~/.cache/bayesmix/jax``); a
-    cache the user configured for JAX is left alone.
-    """
-    import jax
-
-    if jax.config.jax_compilation_cache_dir:
-        return
-    root = Path(os.environ.get("BAYESMIX_CACHE", Path.home() / ".cache" / "bayesmix"))
-    try:
-        (root / "jax").mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return
-    jax.config.update("jax_compilation_cache_dir", str(root / "jax"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
 def _typed_inputs(
@@ -121,17 +100,24 @@ def _compile_shapes(
     return _shapes(args)
 
 
-@lru_cache(maxsize=32)
-def _quadrature_functions(
-    lay: Layout, points: int, shapes: tuple[tuple[int, ...], ...] | None, backend: str
-) -> tuple[Callable[..., list[np.ndarray]], ...]:
-    theta = pt.tensor("theta", dtype="float64", shape=(lay.n_params,))
+def _quadrature_names(lay: Layout) -> tuple[tuple[str, str, int], ...]:
     extra = int(lay.spec.between_classes > 1)
-    names = tuple(
+    return tuple(
         (name, dt, nd + extra if name in ("centre", "scale") else nd)
         for name, dt, nd in _QUAD_NAMES
     )
-    inputs = _typed_inputs(shapes, names)
+
+
+QUADRATURE_OUTPUTS = ("value_and_grad", "posterior", "moments")
+"""The compiled quadrature functions, in the order :func:`quadrature_functions` returns them."""
+
+
+def _quadrature_graph(
+    lay: Layout, points: int, shapes: tuple[tuple[int, ...], ...] | None
+) -> tuple[list[pt.TensorVariable], dict[str, list[pt.TensorVariable]]]:
+    """The quadrature's inputs (``theta`` first) and the outputs of each function."""
+    theta = pt.tensor("theta", dtype="float64", shape=(lay.n_params,))
+    inputs = _typed_inputs(shapes, _quadrature_names(lay))
     y, F, R, Z, V, cluster, weight, W, centre, scale = inputs
     nodes, logw = gauss_hermite(points, lay.n_random)
     per_cluster, mean, cov, post_class, post_between = quadrature_loglik(
@@ -152,22 +138,45 @@ def _quadrature_functions(
     )
     # weights 0 mark the padding clusters of equal-shaped chunks
     loglik = pt.sum(weight * per_cluster)
-    mode = _mode(backend)
-
-    def compiled(outputs: list[pt.TensorVariable]) -> Callable[..., list[np.ndarray]]:
-        return _reentrant(
-            pytensor.function(
-                [theta, *inputs], outputs, trust_input=True, on_unused_input="ignore", mode=mode
-            )
-        )
-
     # The optimiser calls the first and the node adaptation the last; the class
     # probabilities cost another pass of exponentials over the (classes, nodes,
     # observations) array and are needed only for the results.
-    value_and_grad = compiled([loglik, pytensor.grad(loglik, theta)])
-    posterior = compiled([loglik, mean, cov, post_class, per_cluster, post_between])
-    moments = compiled([loglik, mean, cov])
-    return value_and_grad, posterior, moments
+    outputs = {
+        "value_and_grad": [loglik, pytensor.grad(loglik, theta)],
+        "posterior": [loglik, mean, cov, post_class, per_cluster, post_between],
+        "moments": [loglik, mean, cov],
+    }
+    return [theta, *inputs], outputs
+
+
+@lru_cache(maxsize=32)
+def _quadrature_functions(
+    lay: Layout, points: int, shapes: tuple[tuple[int, ...], ...] | None, backend: str
+) -> tuple[Callable[..., list[np.ndarray]], ...]:
+    graph = lru_cache(maxsize=1)(lambda: _quadrature_graph(lay, points, shapes))
+    mode = _mode(backend)
+
+    def compiled(name: str) -> Callable[..., list[np.ndarray]]:
+        inputs, outputs = graph()
+        return _reentrant(
+            pytensor.function(
+                inputs, outputs[name], trust_input=True, on_unused_input="ignore", mode=mode
+            )
+        )
+
+    if shapes is None:
+        return tuple(compiled(name) for name in QUADRATURE_OUTPUTS)
+    # JAX: exported once per structure and shapes, and loaded by later processes
+    dtypes = ["float64"] + [dt for _, dt, _ in _quadrature_names(lay)]
+    arguments = list(zip([(lay.n_params,), *shapes], dtypes, strict=True))
+    return tuple(
+        exported_function(
+            export_key("quadrature", name, lay, points, shapes),
+            partial(compiled, name),
+            arguments,
+        )
+        for name in QUADRATURE_OUTPUTS
+    )
 
 
 def _reentrant(fn: Callable[..., list[np.ndarray]]) -> Callable[..., list[np.ndarray]]:

@@ -155,3 +155,26 @@ def test_second_process_loads_compiled_model(tmp_path):
     assert other["compile_s"] < 1.0
     assert not np.allclose(other["means"], first[0]["means"])
     assert len(list((cache / "nutpie").glob("*.pkl"))) == 1
+
+
+def test_ml_objective_is_exported_once_and_loaded(tmp_path, monkeypatch):
+    from bayesmix.density import compiled
+
+    monkeypatch.setenv(CACHE_VARIABLE, str(tmp_path))
+    spec = bm.load_spec(MODELS / "fig3.toml")
+    data = bm.simulate(spec, FIG3_PARAMS, clusters=30, cluster_size=10, random_seed=1)
+    compiled._quadrature_functions.cache_clear()
+    first = bm.fit_ml(spec, data, starts=2, random_seed=1)
+    stored = sorted(p.name for p in (tmp_path / "exported").iterdir())
+    # the three functions for each shape of the data's chunks
+    assert stored and len(stored) % len(compiled.QUADRATURE_OUTPUTS) == 0
+    # what a new process does: load the exports, without pytensor building the graphs
+    compiled._quadrature_functions.cache_clear()
+    monkeypatch.setattr(
+        compiled, "_quadrature_graph", lambda *a: pytest.fail("the graph was built again")
+    )
+    again = bm.fit_ml(spec, data, starts=2, random_seed=1)
+    assert again.loglik == first.loglik
+    assert np.array_equal(again.params["estimate"], first.params["estimate"])
+    assert sorted(p.name for p in (tmp_path / "exported").iterdir()) == stored
+    compiled._quadrature_functions.cache_clear()
