@@ -245,7 +245,6 @@ _ESTIMATORS = {
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from bayesmix.analysis.compare import compare, format_table
     from bayesmix.model.build import load_spec
 
     if args.json is not None and args.json != "-":
@@ -283,6 +282,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if len(results) == 1:
         payload: Any = results[0].to_dict()
     else:
+        from bayesmix.analysis.compare import compare, format_table
+
         table = compare(results)
         if show:
             stream.write("\nModel comparison (* = lowest BIC):\n" + format_table(table) + "\n")

@@ -104,7 +104,9 @@ def fit_bayes(
     missing : {"error", "listwise"}
         Handling of rows with missing values.
     ml_starts : int
-        Random starts of the ML fit used for initialisation.
+        Random starts of the ML fit used for initialisation: the first
+        :data:`QUICK_ML_STARTS` of them, and all of them only when those do
+        not reach their best log-likelihood twice (see :func:`ml_start`).
     adaptation : {"diag", "low_rank"}
         nutpie's mass-matrix adaptation: diagonal, or diagonal plus a
         low-rank correction that captures strong posterior correlations
@@ -264,9 +266,7 @@ def chain_start(
     if init == "prior":
         return None, None
     if init == "ml":
-        from bayesmix.ml.fit import fit_internal
-
-        ml = fit_internal(internal, starts=ml_starts, random_seed=seed)
+        ml = ml_start(internal, ml_starts, seed)
         estimates, between = ml.estimates, ml.between_probabilities
     else:
         spec = design.spec
@@ -281,6 +281,28 @@ def chain_start(
     if internal.spec.between_classes > 1 and internal.spec.random_effects:
         init_z = between_residual_start(internal, estimates, between)
     return unsaturated(internal, internal.layout.unpack(estimates, natural=True)), init_z
+
+
+QUICK_ML_STARTS = 8
+"""Random starts tried first for the ML fit that starts the chains (see :func:`ml_start`)."""
+
+
+def ml_start(internal: Design, ml_starts: int, seed: int) -> MLResult:
+    """The ML fit whose estimates start every chain, from as few starts as is safe.
+
+    The first :data:`QUICK_ML_STARTS` of the ``ml_starts`` random starts run
+    first (the same starts, from the same seed). A mixture whose best
+    log-likelihood they reach from at least two starts (Mplus's check that the
+    best log-likelihood is replicated) keeps that fit; otherwise all
+    ``ml_starts`` run. A one-class model has a single start either way.
+    """
+    from bayesmix.ml.fit import fit_internal
+
+    quick = min(ml_starts, QUICK_ML_STARTS)
+    ml = fit_internal(internal, starts=quick, random_seed=seed)
+    if quick < ml_starts and internal.spec.classes > 1 and ml.starts.replicated < 2:
+        ml = fit_internal(internal, starts=ml_starts, random_seed=seed)
+    return ml
 
 
 MAX_START_LOGIT = 10.0

@@ -270,3 +270,33 @@ def test_a_start_with_a_variance_and_its_covariance_at_0_has_no_zero_gradient():
     point = model.initial_point()
     gradient = model.compile_dlogp()(point)
     assert np.isfinite(gradient).all() and np.all(gradient != 0.0)
+
+
+@pytest.mark.parametrize(
+    ("classes", "replicated", "expected"),
+    [(2, 2, [8]), (2, 1, [8, 20]), (1, 1, [8]), (2, 0, [8, 20])],
+)
+def test_ml_start_runs_all_starts_only_when_the_quick_ones_disagree(
+    monkeypatch, classes, replicated, expected
+):
+    from types import SimpleNamespace
+
+    from bayesmix.bayes.fit import ml_start
+    from bayesmix.ml import fit as ml_fit
+
+    calls: list[int] = []
+
+    def fake(design, *, starts, random_seed):
+        calls.append(starts)
+        assert random_seed == 3
+        return SimpleNamespace(starts=SimpleNamespace(replicated=replicated, n_starts=starts))
+
+    monkeypatch.setattr(ml_fit, "fit_internal", fake)
+    design = SimpleNamespace(spec=SimpleNamespace(classes=classes))
+    fit = ml_start(design, 20, 3)
+    assert calls == expected
+    assert fit.starts.n_starts == expected[-1]
+    calls.clear()
+    # asked for fewer starts than the quick number: those alone
+    ml_start(design, 5, 3)
+    assert calls == [5]
