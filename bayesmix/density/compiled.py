@@ -18,6 +18,7 @@ import pytensor
 import pytensor.tensor as pt
 
 from bayesmix.cache.xla import export_key, exported_function, persistent_jax_cache
+from bayesmix.density.fused import register_jax
 from bayesmix.density.hermite import gauss_hermite, quadrature_loglik
 from bayesmix.density.likelihood import gaussian_multilevel_loglik, model_log_joint, total_loglik
 from bayesmix.density.primitives import segment_sum
@@ -48,6 +49,7 @@ def _mode(backend: str) -> str:
     if backend != "jax":
         return "NUMBA"
     persistent_jax_cache()
+    register_jax()
     return "JAX"
 
 
@@ -227,21 +229,48 @@ def _inputs() -> tuple[pt.TensorVariable, ...]:
     return tuple(_typed_inputs(None, _DATA_NAMES))
 
 
+def _exported_numpy(
+    name: str,
+    lay: Layout,
+    shapes: tuple[tuple[int, ...], ...],
+    dtypes: list[str],
+    build: Callable[[], Callable[..., list[np.ndarray]]],
+) -> Callable[..., list[np.ndarray]]:
+    """A JAX-compiled function kept as an export (see :func:`exported_function`), taking
+    and returning numpy arrays as the pytensor function it replaces does."""
+    fn = exported_function(
+        export_key(name, lay, shapes), build, list(zip(shapes, dtypes, strict=True))
+    )
+
+    def call(*args: np.ndarray) -> list[np.ndarray]:
+        inputs = (np.asarray(a, dtype=dt) for a, dt in zip(args, dtypes, strict=True))
+        return [np.asarray(out) for out in fn(*inputs)]
+
+    return call
+
+
 @lru_cache(maxsize=64)
 def _objective(
     lay: Layout, shapes: tuple[tuple[int, ...], ...] | None, backend: str
 ) -> Callable[..., list[np.ndarray]]:
-    theta = pt.tensor("theta", dtype="float64", shape=(lay.n_params,))
-    data = _typed_inputs(shapes, _DATA_NAMES)
-    loglik = total_loglik(lay, lay.unpack(theta, pt), *data)
-    grad = pytensor.grad(loglik, theta)
-    return pytensor.function(
-        [theta, *data],
-        [loglik, grad],
-        trust_input=True,
-        on_unused_input="ignore",
-        mode=_mode(backend),
-    )
+    def build() -> Callable[..., list[np.ndarray]]:
+        theta = pt.tensor("theta", dtype="float64", shape=(lay.n_params,))
+        data = _typed_inputs(shapes, _DATA_NAMES)
+        loglik = total_loglik(lay, lay.unpack(theta, pt), *data)
+        grad = pytensor.grad(loglik, theta)
+        fn = pytensor.function(
+            [theta, *data],
+            [loglik, grad],
+            trust_input=True,
+            on_unused_input="ignore",
+            mode=_mode(backend),
+        )
+        return _reentrant(fn) if shapes is not None else fn
+
+    if shapes is None:
+        return build()
+    dtypes = ["float64"] + [dt for _, dt, _ in _DATA_NAMES]
+    return _exported_numpy("objective", lay, ((lay.n_params,), *shapes), dtypes, build)
 
 
 def loglik_and_grad(
@@ -297,15 +326,22 @@ _POINTWISE_NAMES = (
 def _pointwise(
     lay: Layout, shapes: tuple[tuple[int, ...], ...] | None, backend: str
 ) -> Callable[..., list[np.ndarray]]:
-    inputs = _typed_inputs(shapes, _POINTWISE_NAMES)
-    beta, lsig, gamma, offset, member_offset, y, F, Z, V = inputs
-    params = Params(beta=beta, lsig=lsig, gamma=gamma, chol=pt.zeros((0, 0)))
-    joint = model_log_joint(y, F, Z, V, params, offset, member_offset)
-    loglik = pt.logsumexp(joint, axis=1)
-    posterior = pt.exp(joint - loglik[:, None])
-    return pytensor.function(
-        inputs, [loglik, posterior], on_unused_input="ignore", mode=_mode(backend)
-    )
+    def build() -> Callable[..., list[np.ndarray]]:
+        inputs = _typed_inputs(shapes, _POINTWISE_NAMES)
+        beta, lsig, gamma, offset, member_offset, y, F, Z, V = inputs
+        params = Params(beta=beta, lsig=lsig, gamma=gamma, chol=pt.zeros((0, 0)))
+        joint = model_log_joint(y, F, Z, V, params, offset, member_offset)
+        loglik = pt.logsumexp(joint, axis=1)
+        posterior = pt.exp(joint - loglik[:, None])
+        fn = pytensor.function(
+            inputs, [loglik, posterior], on_unused_input="ignore", mode=_mode(backend)
+        )
+        return _reentrant(fn) if shapes is not None else fn
+
+    if shapes is None:
+        return build()
+    dtypes = [dt for _, dt, _ in _POINTWISE_NAMES]
+    return _exported_numpy("pointwise", lay, shapes, dtypes, build)
 
 
 def pointwise(
