@@ -24,6 +24,7 @@ from bayesmix.bayes.generative import UserUnits
 from bayesmix.bayes.model import sampling_model
 from bayesmix.data.design import DataLike, Design, MissingPolicy
 from bayesmix.data.standardise import Standardisation
+from bayesmix.density.fused import register_jax
 from bayesmix.errors import EstimationError
 from bayesmix.model.priors import Prior
 from bayesmix.model.spec import Spec
@@ -112,6 +113,8 @@ def _public_model(
         start, init_z = chain_start(init, design, internal, st, 0, 0)
     units = UserUnits(y=design.y, centre=st.y_centre, scale=st.y_scale)
     model = sampling_model(internal, full_priors, start, init_z, user_units=units)
+    # the model is for any PyMC sampler, numpyro's and blackjax's included
+    register_jax()
     with model:
         _paper_parameters(model, internal, st)
     return model, list(design.layout.names)

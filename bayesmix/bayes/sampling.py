@@ -28,6 +28,7 @@ import xarray as xr
 
 from bayesmix.cache.xla import persistent_jax_cache
 from bayesmix.data.design import Design
+from bayesmix.density.fused import register_jax
 from bayesmix.errors import EstimationError
 from bayesmix.model.params import Params
 from bayesmix.model.priors import Prior
@@ -183,6 +184,7 @@ def _compile_or_load(model: pm.Model, ml_init: bool, backend: str) -> Any:
 
     if backend == "jax":
         persistent_jax_cache()
+        register_jax()
         structure = None
     else:
         structure = compiled_store.structure_key(model, backend)
@@ -291,6 +293,7 @@ def _run_pm_sample(
     if sampler == "pymc":
         options: dict[str, Any] = {"init": "adapt_diag" if ml_init else "jitter+adapt_diag"}
     else:
+        register_jax()
         options = {"nuts": {"jitter": not ml_init, "chain_method": _chain_method(sampler, chains)}}
     t0 = time.perf_counter()
     with model:

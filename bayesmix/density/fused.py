@@ -349,7 +349,15 @@ def _register_numba() -> None:
         return normal_mixture, _SOURCE_KEY
 
 
-def _register_jax() -> None:
+@functools.lru_cache(maxsize=1)
+def register_jax() -> None:
+    """Give pytensor's JAX backend the op's JAX implementation.
+
+    Called before anything compiles a graph with JAX (the ML objectives, nutpie's
+    JAX backend, numpyro and blackjax, :func:`bayesmix.build_model`) rather than at
+    import: loading pytensor's JAX dispatch takes about a second, which a fit whose
+    compiled code comes from the caches does not need.
+    """
     try:
         from pytensor.link.jax.dispatch import jax_funcify
     except ImportError:
@@ -366,4 +374,3 @@ def _register_jax() -> None:
 
 
 _register_numba()
-_register_jax()

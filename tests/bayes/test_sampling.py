@@ -71,6 +71,7 @@ def _traced(seen: list[type]) -> bool:
 def test_jax_log_density_runs_the_fused_op(fig3: Fitted, monkeypatch: pytest.MonkeyPatch):
     design = build_design(fig3.spec, fig3.data)
     model = sampling_model(design, resolve_priors(design, None))
+    fused.register_jax()  # as every bayesmix path to a JAX compilation does
     # the op stays in the graph that pytensor's JAX rewrites leave
     compiled = pytensor.function(model.value_vars, model.logp(), mode="JAX")
     assert any(isinstance(n.op, NormalMixtureLogp) for n in compiled.maker.fgraph.apply_nodes)

@@ -13,6 +13,7 @@ from bayesmix.density.fused import (
     _mixture_terms,
     normal_mixture_logp,
     numba_kernels,
+    register_jax,
 )
 from bayesmix.density.likelihood import log_class_probs, mixture_logp
 
@@ -52,6 +53,7 @@ def _functions(
 @pytest.mark.parametrize("k", [2, 3, 4])
 @pytest.mark.parametrize("mode", ["NUMBA", "FAST_COMPILE", "JAX"])
 def test_density_and_gradient_match_the_graph(k: int, mode: str) -> None:
+    register_jax()
     args = _inputs(k)
     fused, graph = _functions(mode, 40, k)
     got, want = fused(*args), graph(*args)
