@@ -43,7 +43,7 @@ _LAZY: dict[str, str] = {
     "school_effects": "bayesmix.analysis.schools",
     "share_positive": "bayesmix.analysis.schools",
     "ClassSelection": "bayesmix.analysis.selection",
-    "between_start": "bayesmix.analysis.selection",
+    "between_start": "bayesmix.ml.starts",
     "select_classes": "bayesmix.analysis.selection",
     "fit_bayes": "bayesmix.bayes.fit",
     "build_model": "bayesmix.bayes.public",
@@ -79,12 +79,13 @@ if TYPE_CHECKING:
     from bayesmix.analysis.sbc import sbc
     from bayesmix.analysis.sbc_result import SBCResult
     from bayesmix.analysis.schools import school_effects, share_positive
-    from bayesmix.analysis.selection import ClassSelection, between_start, select_classes
+    from bayesmix.analysis.selection import ClassSelection, select_classes
     from bayesmix.bayes.fit import fit_bayes
     from bayesmix.bayes.public import build_model, prior_predictive
     from bayesmix.data import datasets
     from bayesmix.data.simulate import simulate
     from bayesmix.ml.fit import fit_ml
+    from bayesmix.ml.starts import between_start
     from bayesmix.model.build import load_spec, make_spec
     from bayesmix.model.catalogue import model_file, model_names
     from bayesmix.model.priors import Prior

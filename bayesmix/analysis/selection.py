@@ -7,7 +7,6 @@ Also the starting values that carry one model's estimates into a larger one
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +18,6 @@ from bayesmix.data.design import DataLike, build_design
 from bayesmix.errors import EstimationError
 from bayesmix.ml.fit import fit_ml
 from bayesmix.ml.starts import split_class_start
-from bayesmix.model.params import between_label, layout
 from bayesmix.model.spec import Spec
 from bayesmix.progress import Progress
 from bayesmix.results.ml import MLResult
@@ -135,60 +133,3 @@ def select_classes(
     bar.close()
     best = min(fits, key=lambda f: f.bic)
     return ClassSelection(fits=fits, table=compare(fits), best=best, stopped_early=stopped)
-
-
-def between_start(smaller: MLResult, spec: Spec, shift: float = 0.5) -> dict[str, float]:
-    """Starting values for a model with level-2 classes from the same model without them.
-
-    Every level-2 class starts at the smaller model's estimates, except the
-    effect that labels the level-2 classes, which moves down by ``shift``
-    outcome SDs per class (so the classes start apart, in the labelling
-    order); the level-2 class regression starts at equal shares.
-
-    Parameters
-    ----------
-    smaller : MLResult
-        Fit of ``spec`` with one level-2 class (model B for model C).
-    spec : Spec
-        The model with level-2 classes.
-    shift : float
-        Spacing of the level-2 classes, in SDs of the outcome.
-
-    Returns
-    -------
-    dict
-        Natural parameter values by name, for ``fit_ml(..., init=...)``.
-    """
-
-    def bare(s: Spec) -> Spec:
-        return dataclasses.replace(s, name="", description="")
-
-    if smaller.spec.between_classes != 1 or bare(spec.with_between_classes(1)) != bare(
-        smaller.spec
-    ):
-        raise EstimationError(
-            f"the smaller fit ({smaller.spec.name!r}) must be the same model with one "
-            "level-2 class."
-        )
-    est = dict(zip(smaller.names, smaller.estimates, strict=True))
-    step = shift * float(np.std(smaller.design.y))
-    out: dict[str, float] = {}
-    for name in layout(spec, smaller.design.layout.group_levels).names:
-        if name.startswith("D#"):
-            out[name] = 0.0
-            continue
-        base, d = _strip_between(name, spec.between_classes)
-        labels = base.split("[")[0] == spec.between_order_by
-        out[name] = est[base] - (step * d if labels else 0.0)
-    return out
-
-
-def _strip_between(name: str, L: int) -> tuple[str, int]:
-    """``x[c1,d2]`` -> (``x[c1]``, 1), ``x[d2]`` -> (``x``, 1), others unchanged with 0."""
-    for d in range(L):
-        label = between_label(d)
-        if name.endswith(f",{label}]"):
-            return name[: -len(label) - 2] + "]", d
-        if name.endswith(f"[{label}]"):
-            return name[: -len(label) - 2], d
-    return name, 0

@@ -35,7 +35,7 @@ from bayesmix.ml.algorithm import Algorithm, choose_algorithm
 from bayesmix.ml.diagnose import convergence_diagnostics, estimate_diagnostics
 from bayesmix.ml.inference import expected_block_diagonal, natural_jacobian, standard_errors
 from bayesmix.ml.optimise import GRADIENT_TOL, _Run, at_bound
-from bayesmix.ml.starts import internal_theta
+from bayesmix.ml.starts import between_start, internal_theta
 from bayesmix.model.params import (
     Layout,
     Params,
@@ -84,6 +84,7 @@ def fit_ml(
     backend: str | None = None,
     init: Mapping[str, float] | Params | None = None,
     extra_starts: Sequence[Mapping[str, float] | Params] = (),
+    start_from_smaller: bool = True,
 ) -> MLResult:
     """Fit a model by maximum likelihood from random starts.
 
@@ -132,6 +133,15 @@ def fit_ml(
         in addition to the best fifth of the random starts, when they rank
         among these. :func:`bayesmix.select_classes` passes the smaller
         model's solution with a class split (:func:`bayesmix.ml.starts.split_class_start`).
+    start_from_smaller : bool
+        For a model with level-2 classes (model C), first fit the same model
+        without them (model B, ``spec.with_between_classes(1)``, with the same
+        starts and seed) and add its solution, spread over the level-2
+        classes by :func:`bayesmix.between_start`, as one more start that
+        goes to the final stage directly (what Mplus users do by hand with
+        ``SVALUES``): random starts alone often stop at model B's solution
+        with a level-2 class that does no work. ``starts.carried`` and
+        ``starts.carried_won`` report where that start ended.
 
     Returns
     -------
@@ -148,6 +158,20 @@ def fit_ml(
     design = build_design(spec, data, missing=missing)
     internal, st = standardise(design)
     given = [] if init is None else [internal_theta(st, init)]
+    carried = spec.between_classes > 1 and start_from_smaller
+    if carried:
+        smaller = fit_ml(
+            spec.with_between_classes(1),
+            data,
+            starts=starts,
+            random_seed=random_seed,
+            missing=missing,
+            maxiter=maxiter,
+            points=points,
+            progress=progress,
+            backend=backend,
+        )
+        given.append(internal_theta(st, between_start(smaller, spec)))
     if isinstance(extra_starts, (str, Mapping, Params)) or not isinstance(extra_starts, Sequence):
         raise EstimationError(
             "extra_starts must be a list of starting values (mappings of parameter names "
@@ -165,6 +189,7 @@ def fit_ml(
         backend=backend,
         given=given,
         extra=extra,
+        carried=carried,
     )
     return replace(user_result(fit, design, st), elapsed_s=time.perf_counter() - t0)
 
@@ -194,7 +219,11 @@ def user_result(fit: MLResult, design: Design, st: Standardisation) -> MLResult:
         p=2 * stats.norm.sf(np.abs(z)),
         cov=cov,
         loglik=fit.loglik - shift,
-        starts=replace(fit.starts, logliks=fit.starts.logliks - shift),
+        starts=replace(
+            fit.starts,
+            logliks=fit.starts.logliks - shift,
+            carried=None if fit.starts.carried is None else fit.starts.carried - shift,
+        ),
     )
 
 
@@ -209,11 +238,13 @@ def fit_internal(
     backend: str | None = None,
     given: Sequence[np.ndarray] = (),
     extra: Sequence[np.ndarray] = (),
+    carried: bool = False,
 ) -> MLResult:
     """The ML fit of :func:`fit_ml` on a design as given (the standardised one).
 
     ``given`` and ``extra`` are optimiser vectors (theta) of user starts
-    (``init``) and extra starts.
+    (``init``) and extra starts; with ``carried`` the last of ``given`` is the
+    start carried over from the model without level-2 classes.
     """
     t0 = time.perf_counter()
     spec, lay, n = design.spec, design.layout, design.n_obs
@@ -246,6 +277,7 @@ def fit_internal(
         seed=random_seed,
         maxiter=maxiter,
         n_starts=n_starts + len(extra),
+        carried=len(given) - 1 if carried else None,
         timings={"compile_s": algorithm.compile_s, "optimise_s": optimise_s},
         t_se=t_se,
         t0=t0,
@@ -281,6 +313,7 @@ def _ml_result(
     timings: dict[str, float],
     t_se: float,
     t0: float,
+    carried: int | None = None,
 ) -> MLResult:
     """Standard errors, class posteriors, replication and diagnostics of the polished best run."""
     spec, lay, n = design.spec, design.layout, design.n_obs
@@ -331,6 +364,8 @@ def _ml_result(
             converged=int(sum(r.converged for r in runs)),
             seed=seed,
             n_final=len(runs) if algorithm.staged else None,
+            # the given starts run first, in order
+            carried=None if carried is None else float(runs[carried].loglik),
         ),
         converged=converged,
         max_abs_gradient=max_grad,

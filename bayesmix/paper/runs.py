@@ -19,10 +19,10 @@ from typing import Any
 import pandas as pd
 
 from bayesmix.analysis.compare import compare, format_table, wald
-from bayesmix.analysis.selection import between_start
 from bayesmix.bayes.fit import fit_bayes
 from bayesmix.data.datasets import load_hsb
 from bayesmix.ml.fit import fit_ml
+from bayesmix.ml.starts import between_start
 from bayesmix.model.build import load_spec
 from bayesmix.model.catalogue import model_file
 from bayesmix.model.spec import Spec
@@ -240,6 +240,7 @@ def _fit_ml_models(
             starts=n_c,
             random_seed=seed,
             init=between_start(fits["B3"], spec_c),  # type: ignore[arg-type]
+            start_from_smaller=False,
             progress=True,
         )
         fits["C23"] = fit

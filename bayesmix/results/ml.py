@@ -48,6 +48,10 @@ class StartsReport:
     n_final : int or None
         Starts carried to the final stage (two-level mixtures, Mplus-style
         ``STARTS = n n/4``); None when every start ran to convergence.
+    carried : float or None
+        For a model with level-2 classes, the log-likelihood reached from the
+        start carried over from the same model without them
+        (:func:`bayesmix.between_start`); None when there was no such start.
     """
 
     n_starts: int
@@ -56,6 +60,15 @@ class StartsReport:
     converged: int
     seed: int | None
     n_final: int | None = None
+    carried: float | None = None
+
+    @property
+    def carried_won(self) -> bool | None:
+        """Whether the carried-over start reached the best log-likelihood (within 1e-3);
+        None when there was no such start."""
+        if self.carried is None:
+            return None
+        return bool(self.carried >= np.nanmax(self.logliks) - 1e-3)
 
 
 @dataclass(frozen=True, eq=False)
@@ -264,6 +277,12 @@ class MLResult(FitResult):
                 f"  entropy {self.entropy:.3f}   best logL replicated by {st.replicated} of "
                 f"{of} (seed {st.seed})"
             )
+            if st.carried is not None:
+                verdict = "the best" if st.carried_won else "below the best"
+                lines.append(
+                    f"  the start from the model without level-2 classes reached logL "
+                    f"{st.carried:.3f} ({verdict})"
+                )
         lines.append(
             f"  converged {'yes' if self.converged else 'NO'} (max |gradient| "
             f"{self.max_abs_gradient:.1e})"
@@ -293,6 +312,8 @@ class MLResult(FitResult):
             "starts": self.starts.n_starts,
             "best_loglik_replicated": self.starts.replicated,
             "final_stage_starts": self.starts.n_final,
+            "carried_start_loglik": json_float(self.starts.carried),
+            "carried_start_won": self.starts.carried_won,
             "class_proportions": proportions(self.class_probabilities),
             "between_proportions": proportions(self.between_probabilities),
             "params": [

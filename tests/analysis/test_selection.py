@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import bayesmix as bm
-from bayesmix.analysis.selection import _strip_between
+from bayesmix.ml.starts import _strip_between
 from bayesmix.model import params as param_layout
 from bayesmix.paper.runs import PaperPlan, run_paper
 from bayesmix.paper.section2 import FIG1_PARAMS

@@ -180,8 +180,7 @@ def test_model_c_bayes_agrees_with_ml(c22_data, c22_ml):
 def test_bayes_model_c_with_equal_school_classes_is_model_b_on_hsb():
     """HSB C23 with both school classes equal and each school's two residual vectors
     equal has model B3's density (factor membership effect, three random dimensions)."""
-    from bayesmix.analysis.selection import _strip_between
-    from bayesmix.ml.starts import random_start
+    from bayesmix.ml.starts import _strip_between, random_start
     from bayesmix.model.params import order_permutation, relabel
 
     spec_c = bm.load_spec(MODELS / "hsb_C.toml", classes=3, between_classes=2)
@@ -219,3 +218,21 @@ def test_bayes_model_c_with_equal_school_classes_is_model_b_on_hsb():
     ll_c = float(mc.compile_fn(out, inputs=mc.value_vars, on_unused_input="ignore")(pt_c))
     assert np.isfinite(ll_b)
     assert ll_c == pytest.approx(ll_b, abs=1e-6)
+
+
+def test_model_c_adds_the_start_carried_over_from_model_b(c22_data):
+    small = c22_data[c22_data["cluster"] <= 60]
+    fit = bm.fit_ml(c22_spec(), small, starts=2, random_seed=1)
+    b = bm.fit_ml(c22_spec().with_between_classes(1), small, starts=2, random_seed=1)
+    # the carried-over start is one more final-stage run, reported with where it ended
+    assert fit.starts.carried is not None
+    # in the user's units, as the log-likelihoods: at least model B's, which C nests
+    assert fit.starts.carried >= b.loglik - 1e-6
+    assert fit.starts.carried <= fit.loglik + 1e-6
+    assert fit.starts.carried_won == (fit.starts.carried >= fit.loglik - 1e-3)
+    assert "the start from the model without level-2 classes reached logL" in fit.summary()
+    assert fit.to_dict()["carried_start_won"] == fit.starts.carried_won
+    plain = bm.fit_ml(c22_spec(), small, starts=2, random_seed=1, start_from_smaller=False)
+    assert plain.starts.carried is None and plain.starts.carried_won is None
+    assert len(plain.starts.logliks) == len(fit.starts.logliks) - 1
+    assert "without level-2 classes" not in plain.summary()
