@@ -312,6 +312,9 @@ def _draw_simulations(
         truth_space,
         model=model,
         var_names=["y"],
+        # every parameter is the simulation's truth, drawn above: none is redrawn, though
+        # shared data (the whitening, the shear) lie upstream of some
+        freeze_vars=[rv.name for rv in model.free_RVs if rv.name in truth_space],
         random_seed=int(outcome_seed.generate_state(1)[0]),
         progressbar=False,
         compile_kwargs=forward,
