@@ -136,8 +136,10 @@ def _result(process: subprocess.Popen) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_second_process_loads_compiled_model(tmp_path):
+    """Four processes, two of them compiling at once with empty caches: minutes on a new
+    machine, so under make test-long."""
     script = tmp_path / "fit.py"
     script.write_text(_FIT)
     cache = tmp_path / "cache"
