@@ -46,12 +46,8 @@ from bayesmix.model.params import (
 )
 from bayesmix.model.spec import Spec
 from bayesmix.progress import Progress
-from bayesmix.results.ml import MLResult, StartsReport
+from bayesmix.results.ml import REPLICATION_TOL, MLResult, StartsReport
 from bayesmix.validate import check_count, check_seed
-
-REPLICATION_TOL = 1e-3
-"""Two starts reach the same maximum when their log-likelihoods differ by less."""
-
 
 _VARIANCE_FLOOR = 1e-6
 """Smallest residual variance allowed, as a fraction of the outcome variance."""
@@ -219,11 +215,7 @@ def user_result(fit: MLResult, design: Design, st: Standardisation) -> MLResult:
         p=2 * stats.norm.sf(np.abs(z)),
         cov=cov,
         loglik=fit.loglik - shift,
-        starts=replace(
-            fit.starts,
-            logliks=fit.starts.logliks - shift,
-            carried=None if fit.starts.carried is None else fit.starts.carried - shift,
-        ),
+        starts=replace(fit.starts, logliks=fit.starts.logliks - shift),
     )
 
 
@@ -277,7 +269,7 @@ def fit_internal(
         seed=random_seed,
         maxiter=maxiter,
         n_starts=n_starts + len(extra),
-        carried=len(given) - 1 if carried else None,
+        carried_index=len(given) - 1 if carried else None,
         timings={"compile_s": algorithm.compile_s, "optimise_s": optimise_s},
         t_se=t_se,
         t0=t0,
@@ -313,7 +305,7 @@ def _ml_result(
     timings: dict[str, float],
     t_se: float,
     t0: float,
-    carried: int | None = None,
+    carried_index: int | None = None,
 ) -> MLResult:
     """Standard errors, class posteriors, replication and diagnostics of the polished best run."""
     spec, lay, n = design.spec, design.layout, design.n_obs
@@ -364,8 +356,8 @@ def _ml_result(
             converged=int(sum(r.converged for r in runs)),
             seed=seed,
             n_final=len(runs) if algorithm.staged else None,
-            # the given starts run first, in order
-            carried=None if carried is None else float(runs[carried].loglik),
+            # the given starts run first, in order, and logliks follow the runs
+            carried_index=carried_index,
         ),
         converged=converged,
         max_abs_gradient=max_grad,

@@ -129,6 +129,10 @@ def _starts(read: FieldReader, value: Any, field: str) -> StartsReport:
         converged=read.integer(start("converged"), f"{field}.converged"),  # type: ignore[arg-type]
         seed=read.integer(start("seed"), f"{field}.seed", optional=True),
         n_final=read.integer(start("n_final"), f"{field}.n_final", optional=True),
+        # absent from files written before model C fits carried a start over
+        carried_index=read.integer(
+            st.get("carried_index"), f"{field}.carried_index", optional=True
+        ),
     )
 
 

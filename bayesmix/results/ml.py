@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     import xarray as xr
 
 
+REPLICATION_TOL = 1e-3
+"""Two starts reach the same maximum when their log-likelihoods differ by less."""
+
+
 @dataclass(frozen=True, eq=False)
 class StartsReport:
     """How the random starts of an ML fit ended.
@@ -40,7 +44,8 @@ class StartsReport:
     logliks : ndarray
         Final log-likelihood of each start.
     replicated : int
-        Final-stage starts that reached the best log-likelihood (within 1e-3).
+        Final-stage starts that reached the best log-likelihood (within
+        :data:`REPLICATION_TOL`).
     converged : int
         Final-stage starts whose optimiser reported convergence.
     seed : int or None
@@ -48,9 +53,9 @@ class StartsReport:
     n_final : int or None
         Starts carried to the final stage (two-level mixtures, Mplus-style
         ``STARTS = n n/4``); None when every start ran to convergence.
-    carried : float or None
-        For a model with level-2 classes, the log-likelihood reached from the
-        start carried over from the same model without them
+    carried_index : int or None
+        For a model with level-2 classes, the position in ``logliks`` of the
+        run from the start carried over from the same model without them
         (:func:`bayesmix.between_start`); None when there was no such start.
     """
 
@@ -60,15 +65,22 @@ class StartsReport:
     converged: int
     seed: int | None
     n_final: int | None = None
-    carried: float | None = None
+    carried_index: int | None = None
+
+    @property
+    def carried(self) -> float | None:
+        """The log-likelihood reached from the carried-over start; None without one."""
+        if self.carried_index is None:
+            return None
+        return float(self.logliks[self.carried_index])
 
     @property
     def carried_won(self) -> bool | None:
-        """Whether the carried-over start reached the best log-likelihood (within 1e-3);
-        None when there was no such start."""
+        """Whether the carried-over start reached the best log-likelihood (within
+        :data:`REPLICATION_TOL`); None when there was no such start."""
         if self.carried is None:
             return None
-        return bool(self.carried >= np.nanmax(self.logliks) - 1e-3)
+        return bool(self.carried >= np.nanmax(self.logliks) - REPLICATION_TOL)
 
 
 @dataclass(frozen=True, eq=False)

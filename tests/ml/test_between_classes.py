@@ -220,7 +220,7 @@ def test_bayes_model_c_with_equal_school_classes_is_model_b_on_hsb():
     assert ll_c == pytest.approx(ll_b, abs=1e-6)
 
 
-def test_model_c_adds_the_start_carried_over_from_model_b(c22_data):
+def test_model_c_adds_the_start_carried_over_from_model_b(c22_data, tmp_path):
     small = c22_data[c22_data["cluster"] <= 60]
     fit = bm.fit_ml(c22_spec(), small, starts=2, random_seed=1)
     b = bm.fit_ml(c22_spec().with_between_classes(1), small, starts=2, random_seed=1)
@@ -232,6 +232,9 @@ def test_model_c_adds_the_start_carried_over_from_model_b(c22_data):
     assert fit.starts.carried_won == (fit.starts.carried >= fit.loglik - 1e-3)
     assert "the start from the model without level-2 classes reached logL" in fit.summary()
     assert fit.to_dict()["carried_start_won"] == fit.starts.carried_won
+    # a saved fit keeps which run the carried start was
+    loaded = bm.load_result(bm.save_result(fit, tmp_path / "c22.json"))
+    assert loaded.starts.carried == fit.starts.carried
     plain = bm.fit_ml(c22_spec(), small, starts=2, random_seed=1, start_from_smaller=False)
     assert plain.starts.carried is None and plain.starts.carried_won is None
     assert len(plain.starts.logliks) == len(fit.starts.logliks) - 1
