@@ -28,7 +28,6 @@ import importlib
 import io
 import pickle
 import re
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,10 +74,9 @@ class _Callback:
     address: int
 
 
-# code loaded or compiled in this process, by structure key: loading one library twice
-# would define its symbols twice
-_LOADED: OrderedDict[str, CompiledCode] = OrderedDict()
-_LOADED_MAX = 16
+# code loaded or compiled in this process, by structure key, for the process's life:
+# loading one library twice would define its symbols twice, so none is ever dropped
+_LOADED: dict[str, CompiledCode] = {}
 
 
 def _graph_text(outputs: list[Any]) -> str:
@@ -90,19 +88,19 @@ def _graph_text(outputs: list[Any]) -> str:
 def _leaves(outputs: list[Any]) -> list[Any]:
     """Every constant and shared variable of the graph, inner graphs included."""
     seen: list[Any] = []
-    stack = list(outputs)
     visited: set[int] = set()
-    while stack:
-        for var in ancestors(stack):
+    pending = list(outputs)
+    while pending:
+        inner: list[Any] = []
+        for var in ancestors(pending):
             if id(var) in visited:
                 continue
             visited.add(id(var))
             if isinstance(var, Constant | SharedVariable):
                 seen.append(var)
-            node = var.owner
-            if node is not None and isinstance(node.op, HasInnerGraph):
-                stack.extend(node.op.inner_outputs)
-        stack = [s for s in stack if id(s) not in visited]
+            if var.owner is not None and isinstance(var.owner.op, HasInnerGraph):
+                inner.extend(var.owner.op.inner_outputs)
+        pending = inner
     return seen
 
 
@@ -235,16 +233,12 @@ def _load(payload: bytes) -> CompiledCode | None:
 
 def _remember(key: str, code: CompiledCode) -> CompiledCode:
     _LOADED[key] = code
-    _LOADED.move_to_end(key)
-    while len(_LOADED) > _LOADED_MAX:
-        _LOADED.popitem(last=False)
     return code
 
 
 def load_code(key: str) -> CompiledCode | None:
     """The code stored under ``key`` (loaded once per process), or None."""
     if key in _LOADED:
-        _LOADED.move_to_end(key)
         return _LOADED[key]
     folder = cache_folder("nutpie")
     path = None if folder is None else folder / f"{key}.pkl"
