@@ -179,7 +179,7 @@ def marginal_school_loglik(
         Indices of the draws used within each chain.
     """
     from bayesmix.density.compiled import cluster_loglik
-    from bayesmix.density.likelihood import needs_quadrature
+    from bayesmix.model.params import needs_quadrature
 
     design = result.design
     lay = design.layout

@@ -16,7 +16,7 @@ import pandas as pd
 
 from bayesmix.data.design import Design
 from bayesmix.density.compiled import loglik_and_grad
-from bayesmix.density.likelihood import needs_quadrature
+from bayesmix.model.params import needs_quadrature
 from bayesmix.model.spec import Spec
 from bayesmix.results.bayes import BayesResult, LabelCheck
 

@@ -129,16 +129,6 @@ def gaussian_multilevel_loglik(
     return school_gaussian_logpdf(resid, log_var, R, params.chol, bounds, pt, r)
 
 
-def needs_quadrature(lay: Layout) -> bool:
-    """Whether the model needs the quadrature objective.
-
-    Two-level mixtures with random effects integrate them numerically;
-    level-2 classes mix whole schools, which that objective handles (with a
-    single node when there are no random effects).
-    """
-    return (lay.n_random > 0 and lay.spec.classes > 1) or lay.spec.between_classes > 1
-
-
 def total_loglik(lay: Layout, params: Params, y, F, R, Z, V, bounds) -> pt.TensorVariable:
     spec = lay.spec
     if spec.random:

@@ -18,17 +18,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bayesmix.data.design import Design
-from bayesmix.density.compiled import loglik_and_grad, pointwise
-from bayesmix.density.likelihood import needs_quadrature
-from bayesmix.density.quadrature import DEFAULT_POINTS, AdaptiveQuadrature
+from bayesmix.density import gaussian
+from bayesmix.errors import EstimationError
 from bayesmix.ml.inference import observed_information, posterior_args
 from bayesmix.ml.optimise import GRADIENT_TOL, _polish, _Run, at_bound, optimise, staged_starts
 from bayesmix.ml.starts import random_start
+from bayesmix.model.params import needs_quadrature
 from bayesmix.progress import Progress
+
+if TYPE_CHECKING:
+    from bayesmix.density.quadrature import AdaptiveQuadrature
+
+ML_BACKENDS = ("numpy", "jax", "numba")
+"""How the ML objective is evaluated: numpy's closed form (one-class models only), or
+the likelihood's graph compiled by XLA through JAX or by pytensor's numba backend."""
 
 Bounds = list[tuple[float | None, float | None]]
 """L-BFGS-B bounds on theta, one (lower, upper) pair per entry."""
@@ -44,7 +52,7 @@ class Algorithm:
 
     fun: Objective
     backend: str
-    """Compiler of the objective, ``"jax"`` or ``"numba"``."""
+    """Evaluator of the objective, one of :data:`ML_BACKENDS`."""
     points: int | None
     """Gauss-Hermite points per dimension; None for the closed form."""
     compile_s: float
@@ -63,17 +71,48 @@ class Algorithm:
 def choose_algorithm(design: Design, backend: str | None, points: int | None) -> Algorithm:
     """Quadrature for the models that need it, else the closed form, compiled for ``design``.
 
-    The default backend is JAX (see :func:`bayesmix.ml.fit.fit_ml`).
+    The default backend is numpy for one-class models, whose objective needs no
+    compiler, and JAX for the others (see :func:`bayesmix.ml.fit.fit_ml`).
     """
     lay = design.layout
+    if backend == "numpy" and not gaussian.supports(lay):
+        raise EstimationError(
+            f"backend='numpy' evaluates one-class models only, and model {lay.spec.name!r} has "
+            f"{lay.spec.classes} classes and {lay.spec.between_classes} level-2 classes; "
+            "use backend='jax' or 'numba', or leave it unset."
+        )
+    if backend == "numpy" or (backend is None and gaussian.supports(lay)):
+        return numpy_closed_form(design)
     if needs_quadrature(lay):
+        from bayesmix.density.quadrature import DEFAULT_POINTS
+
         return quadrature(design, backend or "jax", points or DEFAULT_POINTS.get(lay.n_random, 3))
     return closed_form(design, backend or "jax")
+
+
+def numpy_closed_form(design: Design) -> Algorithm:
+    """The one-class objective of :mod:`bayesmix.density.gaussian`, every start optimised to
+    convergence; all students are in the one class."""
+    fun = gaussian.objective(design.layout, design.likelihood_args())
+    ones = np.ones((design.n_obs, 1))
+    return Algorithm(
+        fun=fun,
+        backend="numpy",
+        points=None,
+        compile_s=0.0,
+        maxiter=2000,
+        staged=False,
+        run_starts=partial(_independent_starts, fun, design),
+        polish=partial(_polish, fun),
+        posteriors=lambda theta: (ones, None),
+    )
 
 
 def closed_form(design: Design, backend: str) -> Algorithm:
     """The closed-form objective, every start optimised to convergence, and the class
     posteriors (compiled here, so that their compilation counts as such)."""
+    from bayesmix.density.compiled import pointwise
+
     t0 = time.perf_counter()
     lay = design.layout
     fun = _objective(design, backend)
@@ -95,6 +134,8 @@ def quadrature(design: Design, backend: str, points: int) -> Algorithm:
     """Adaptive Gauss-Hermite quadrature with ``points`` per dimension, two-stage starts
     and a polish that re-adapts the nodes; a final-stage start's optimisation costs far
     more evaluations, so its default iteration budget is lower."""
+    from bayesmix.density.quadrature import AdaptiveQuadrature
+
     t0 = time.perf_counter()
     quad = AdaptiveQuadrature(design, points, backend)
     return Algorithm(
@@ -112,6 +153,8 @@ def quadrature(design: Design, backend: str, points: int) -> Algorithm:
 
 def _objective(design: Design, backend: str) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
     """Negative mean log-likelihood and its gradient, as scipy expects."""
+    from bayesmix.density.compiled import loglik_and_grad
+
     args = design.likelihood_args()
     f = loglik_and_grad(design.layout, args, backend)
     n = design.n_obs
@@ -184,6 +227,8 @@ def _pointwise_posteriors(
     design: Design, backend: str, theta: np.ndarray
 ) -> tuple[np.ndarray, None]:
     """Posterior class probabilities of the students at ``theta``, no school residuals."""
+    from bayesmix.density.compiled import pointwise
+
     args = posterior_args(design, design.layout.unpack(theta))
     return pointwise(design.layout, backend, args)(*args)[1], None
 

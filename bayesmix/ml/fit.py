@@ -21,17 +21,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
-from scipy import stats
+from scipy.special import ndtr
 
 from bayesmix.data.design import DataLike, Design, MissingPolicy, build_design
 from bayesmix.data.standardise import Standardisation, standardise
-from bayesmix.density.compiled import BACKENDS
 from bayesmix.diagnostics import empty_classes
 from bayesmix.errors import (
     EstimationError,
     type_name,
 )
-from bayesmix.ml.algorithm import Algorithm, choose_algorithm
+from bayesmix.ml.algorithm import ML_BACKENDS, Algorithm, choose_algorithm
 from bayesmix.ml.diagnose import convergence_diagnostics, estimate_diagnostics
 from bayesmix.ml.inference import expected_block_diagonal, natural_jacobian, standard_errors
 from bayesmix.ml.optimise import GRADIENT_TOL, _Run, at_bound
@@ -61,9 +60,9 @@ def _check_options(
         if value is None and label != "starts":
             continue
         check_count(value, label)
-    if backend is not None and backend not in BACKENDS:
+    if backend is not None and backend not in ML_BACKENDS:
         raise EstimationError(
-            f"backend={backend!r} is not available; use one of {', '.join(BACKENDS)}."
+            f"backend={backend!r} is not available; use one of {', '.join(ML_BACKENDS)}."
         )
 
 
@@ -108,15 +107,17 @@ def fit_ml(
         school's posterior of its random effects.
     progress : bool
         Print a progress line per start to stderr.
-    backend : {"jax", "numba"}, optional
-        Compiler of the log-likelihood and its gradient: XLA through JAX
-        (compiled for the data's shapes) or pytensor's numba backend (any
-        shape). Default JAX: it runs the two-level mixtures' quadrature
-        faster, it compiles a new model in seconds where numba takes up to a
+    backend : {"numpy", "jax", "numba"}, optional
+        Evaluator of the log-likelihood and its gradient. One-class models
+        default to numpy's closed form (:mod:`bayesmix.density.gaussian`),
+        which needs no compiler; the same likelihood compiled by JAX or numba
+        gives the same fit to rounding. Mixtures default to XLA through JAX
+        (compiled for the data's shapes); pytensor's numba backend compiles
+        once for all data sizes, which pays when one process fits many data
+        sets of different sizes. JAX runs the two-level mixtures' quadrature
+        faster, compiles a new model in seconds where numba takes up to a
         minute on a machine whose caches are empty, and a new process loads
-        its compiled function from the on-disk cache. numba compiles once
-        for all data sizes, which pays when one process fits many data sets
-        of different sizes.
+        its compiled function from the on-disk cache.
     init : mapping or Params, optional
         Starting values (Mplus ``SVALUES``; natural parameter names as in
         :attr:`MLResult.names`, e.g. a smaller model's estimates expanded),
@@ -212,7 +213,7 @@ def user_result(fit: MLResult, design: Design, st: Standardisation) -> MLResult:
         estimates=estimates,
         se=se,
         z=z,
-        p=2 * stats.norm.sf(np.abs(z)),
+        p=2 * ndtr(-np.abs(z)),
         cov=cov,
         loglik=fit.loglik - shift,
         starts=replace(fit.starts, logliks=fit.starts.logliks - shift),
@@ -345,7 +346,7 @@ def _ml_result(
         estimates=natural,
         se=se,
         z=z,
-        p=2 * stats.norm.sf(np.abs(z)),
+        p=2 * ndtr(-np.abs(z)),
         cov=cov,
         loglik=float(best.loglik),
         class_probabilities=np.asarray(post),

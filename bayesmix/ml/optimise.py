@@ -6,15 +6,18 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import optimize
 
 from bayesmix.data.design import Design
-from bayesmix.density.quadrature import AdaptiveQuadrature, NodeState
 from bayesmix.ml.inference import observed_information
 from bayesmix.ml.starts import random_start
 from bayesmix.progress import Progress
+
+if TYPE_CHECKING:
+    from bayesmix.density.quadrature import AdaptiveQuadrature, NodeState
 
 GRADIENT_TOL = 1e-3
 """A fit has converged when no free parameter's log-likelihood gradient (on the
@@ -129,6 +132,8 @@ def staged_starts(
     ones (which therefore do not depend on them) and go on to the final
     stage, besides the random starts chosen, when they rank among these.
     """
+    from bayesmix.density.quadrature import AdaptiveQuadrature
+
     coarse = AdaptiveQuadrature(design, min(3, quad.points), quad.backend)
     initial = []
     thetas = (random_start(design, rng) for _ in range(n_starts))

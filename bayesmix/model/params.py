@@ -534,3 +534,13 @@ def _relabel_membership_random(
     A[d - r_m :, d - r_m :] = T
     cov = A @ chol @ chol.T @ A.T
     return _psd_cholesky(cov), new @ np.linalg.inv(T)
+
+
+def needs_quadrature(lay: Layout) -> bool:
+    """Whether the model needs the quadrature objective.
+
+    Two-level mixtures with random effects integrate them numerically;
+    level-2 classes mix whole schools, which that objective handles (with a
+    single node when there are no random effects).
+    """
+    return (lay.n_random > 0 and lay.spec.classes > 1) or lay.spec.between_classes > 1

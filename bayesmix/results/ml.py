@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy.special import ndtri
 
 from bayesmix.data.design import Design
 from bayesmix.diagnostics import Diagnostic
@@ -179,7 +179,7 @@ class MLResult(FitResult):
         NaN where a parameter has no standard error (a variance at its
         boundary, or singular information).
         """
-        z = float(stats.norm.ppf(tail_quantiles(level)[1]))
+        z = float(ndtri(tail_quantiles(level)[1]))
         return pd.DataFrame(
             {"lower": self.estimates - z * self.se, "upper": self.estimates + z * self.se},
             index=pd.Index(self.names, name="parameter"),
