@@ -360,18 +360,18 @@ def elpd(
     Returns
     -------
     ELPD
-        PSIS-LOO by ``arviz_stats.loo`` on :func:`loo_data`'s tree, with its
-        defaults, and WAIC from the same values. Cached on the result:
-        asking again costs nothing.
+        PSIS-LOO on :func:`loo_data`'s tree with ArviZ's definitions and
+        defaults (:func:`bayesmix.analysis.psis.loo`), and WAIC from the same
+        values. Cached on the result: asking again costs nothing.
     """
-    import arviz_stats as azs
+    from bayesmix.analysis import psis
 
     level = _check_level(result.spec, level)
     key = ("elpd", level, max_draws, points)
     if key in result.cache:
         return result.cache[key]
     tree = loo_data(result, level, max_draws=max_draws, points=points, progress=progress)
-    loo = azs.loo(tree, pointwise=True)
+    loo = psis.loo(tree)
     (values,) = tree["log_likelihood"].to_dataset().data_vars.values()
     flat = np.asarray(values).reshape(-1, values.shape[-1])
     w_elpd, w_se, w_p = waic(flat)

@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Literal
 
-import arviz_stats as azs
 import numpy as np
 import xarray as xr
 
+from bayesmix.analysis import psis
 from bayesmix.bayes.datatree import split_posterior
 from bayesmix.bayes.diagnose import posterior_diagnostics
 from bayesmix.bayes.draws import (
@@ -201,7 +201,7 @@ def fit_bayes(
             check_labels(pointwise.chain_post) if spec.classes > 1 else LabelCheck(False, (), ())
         ),
         between_labels=None if chain_between is None else check_labels(chain_between),
-        loo=azs.loo(idata),
+        loo=psis.loo(idata),
         priors={name: st.prior_to_user(name, prior) for name, prior in full_priors.items()},
         settings={
             "draws": draws,

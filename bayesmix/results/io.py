@@ -293,7 +293,7 @@ def _open_draws(read: FieldReader, folder: Path, names: tuple[str, ...]) -> tupl
 
 
 def _load_bayes(target: Path, file: Path, payload: dict[str, Any], verify: bool) -> BayesResult:
-    import arviz_stats as azs
+    from bayesmix.analysis import psis
 
     if not target.is_dir():
         raise ResultFileError(
@@ -336,7 +336,7 @@ def _load_bayes(target: Path, file: Path, payload: dict[str, Any], verify: bool)
         named=named,
         chain_post=np.empty((1, 0, design.spec.classes)),
         chain_between=None,
-        loo=azs.loo(idata),
+        loo=psis.loo(idata),
         **values,
     )
     result = replace(result, class_probabilities=post, between_probabilities=between)
