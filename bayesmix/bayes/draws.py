@@ -20,10 +20,13 @@ from scipy.special import logsumexp
 
 from bayesmix.bayes.coefficients import fixed_rv_name
 from bayesmix.data.design import Design
-from bayesmix.density.compiled import pointwise
+from bayesmix.density.batched import pointwise_draws
 from bayesmix.density.primitives import log_softmax_ref, normal_logpdf
 from bayesmix.model.params import Params
 from bayesmix.results.bayes import LabelCheck
+
+_BLOCK_VALUES = 1_000_000
+"""Entries of a (draws x students x classes) array computed at once by the pointwise pass."""
 
 
 def structured_draws(posterior: xr.Dataset, design: Design) -> Params:
@@ -136,27 +139,28 @@ class Pointwise:
 
 
 def _pointwise_draws(draws: Params, design: Design, u: np.ndarray | None) -> Pointwise:
-    """Per-student log-likelihood, class probabilities and class shares of every draw."""
-    f = pointwise(design.layout)
-    n_chain, n_draw = draws.beta.shape[:2]
-    loglik = np.empty((n_chain, n_draw, design.n_obs))
-    post = np.zeros((n_chain, design.n_obs, design.spec.classes))
-    share = np.empty((n_chain, n_draw, design.spec.classes))
+    """Per-student log-likelihood, class probabilities and class shares of every draw,
+    computed for blocks of draws at once."""
     spec = design.spec
-    r = len(spec.random)
-    offset = np.zeros(design.n_obs)
-    member = np.zeros((design.n_obs, spec.classes - 1))
+    n_chain, n_draw = draws.beta.shape[:2]
+    n, K, r = design.n_obs, spec.classes, len(spec.random)
+    loglik = np.empty((n_chain, n_draw, n))
+    post = np.zeros((n_chain, n, K))
+    share = np.empty((n_chain, n_draw, K))
+    block = max(1, _BLOCK_VALUES // (n * max(K, r + 1)))
     for ch in range(n_chain):
-        for d in range(n_draw):
+        for lo in range(0, n_draw, block):
+            hi = min(n_draw, lo + block)
+            offset, member = np.zeros((hi - lo, n)), None
             if u is not None:
-                ui = u[ch, d][design.cluster]
-                offset = np.einsum("ir,ir->i", design.R, ui[:, :r])
+                ui = u[ch, lo:hi][:, design.cluster]
+                offset = np.einsum("ir,dir->di", design.R, ui[:, :, :r])
                 if spec.membership_random != "none":
-                    member = ui[:, r:] @ np.asarray(draws.load[ch, d]).T
-            ll, pp = f(
-                draws.beta[ch, d],
-                draws.lsig[ch, d],
-                draws.gamma[ch, d],
+                    member = np.einsum("dis,dcs->dic", ui[:, :, r:], draws.load[ch, lo:hi])
+            ll, pp = pointwise_draws(
+                np.asarray(draws.beta[ch, lo:hi], dtype=float),
+                np.asarray(draws.lsig[ch, lo:hi], dtype=float),
+                np.asarray(draws.gamma[ch, lo:hi], dtype=float),
                 offset,
                 member,
                 design.y,
@@ -164,9 +168,9 @@ def _pointwise_draws(draws: Params, design: Design, u: np.ndarray | None) -> Poi
                 design.Z,
                 design.V,
             )
-            loglik[ch, d] = ll
-            post[ch] += pp
-            share[ch, d] = np.mean(pp, axis=0)
+            loglik[ch, lo:hi] = ll
+            post[ch] += pp.sum(axis=0)
+            share[ch, lo:hi] = pp.mean(axis=1)
     post /= n_draw
     return Pointwise(loglik=loglik, chain_post=post, class_share=share)
 
