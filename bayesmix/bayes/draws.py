@@ -11,6 +11,8 @@ class labels (:func:`check_labels`).
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,8 +27,11 @@ from bayesmix.density.primitives import log_softmax_ref, normal_logpdf
 from bayesmix.model.params import Params
 from bayesmix.results.bayes import LabelCheck
 
-_BLOCK_VALUES = 1_000_000
-"""Entries of a (draws x students x classes) array computed at once by the pointwise pass."""
+_BLOCK_VALUES = 250_000
+"""Entries of a (draws x students x classes) array computed at once by the pointwise pass:
+small enough to stay in cache."""
+_THREADS = min(4, os.cpu_count() or 1)
+"""Blocks of draws evaluated at once."""
 
 
 def structured_draws(posterior: xr.Dataset, design: Design) -> Params:
@@ -140,37 +145,44 @@ class Pointwise:
 
 def _pointwise_draws(draws: Params, design: Design, u: np.ndarray | None) -> Pointwise:
     """Per-student log-likelihood, class probabilities and class shares of every draw,
-    computed for blocks of draws at once."""
+    computed for blocks of draws at once, in threads (numpy releases the GIL in the
+    array work)."""
     spec = design.spec
     n_chain, n_draw = draws.beta.shape[:2]
     n, K, r = design.n_obs, spec.classes, len(spec.random)
+    block = max(1, _BLOCK_VALUES // (n * max(K, r + 1)))
+
+    def evaluate(ch: int, lo: int) -> tuple[np.ndarray, np.ndarray]:
+        hi = min(n_draw, lo + block)
+        offset, member = np.zeros((hi - lo, n)), None
+        if u is not None:
+            ui = u[ch, lo:hi][:, design.cluster]
+            offset = sum(design.R[:, k] * ui[:, :, k] for k in range(r)) + offset
+            if spec.membership_random != "none":
+                member = np.einsum("dis,dcs->dic", ui[:, :, r:], draws.load[ch, lo:hi])
+        return pointwise_draws(
+            np.asarray(draws.beta[ch, lo:hi], dtype=float),
+            np.asarray(draws.lsig[ch, lo:hi], dtype=float),
+            np.asarray(draws.gamma[ch, lo:hi], dtype=float),
+            offset,
+            member,
+            design.y,
+            design.F,
+            design.Z,
+            design.V,
+        )
+
+    tasks = [(ch, lo) for ch in range(n_chain) for lo in range(0, n_draw, block)]
     loglik = np.empty((n_chain, n_draw, n))
     post = np.zeros((n_chain, n, K))
     share = np.empty((n_chain, n_draw, K))
-    block = max(1, _BLOCK_VALUES // (n * max(K, r + 1)))
-    for ch in range(n_chain):
-        for lo in range(0, n_draw, block):
-            hi = min(n_draw, lo + block)
-            offset, member = np.zeros((hi - lo, n)), None
-            if u is not None:
-                ui = u[ch, lo:hi][:, design.cluster]
-                offset = np.einsum("ir,dir->di", design.R, ui[:, :, :r])
-                if spec.membership_random != "none":
-                    member = np.einsum("dis,dcs->dic", ui[:, :, r:], draws.load[ch, lo:hi])
-            ll, pp = pointwise_draws(
-                np.asarray(draws.beta[ch, lo:hi], dtype=float),
-                np.asarray(draws.lsig[ch, lo:hi], dtype=float),
-                np.asarray(draws.gamma[ch, lo:hi], dtype=float),
-                offset,
-                member,
-                design.y,
-                design.F,
-                design.Z,
-                design.V,
-            )
+    with ThreadPoolExecutor(_THREADS, thread_name_prefix="bayesmix-pointwise") as pool:
+        results = pool.map(evaluate, [ch for ch, _ in tasks], [lo for _, lo in tasks])
+        for (ch, lo), (ll, pp) in zip(tasks, results, strict=True):
+            hi = lo + ll.shape[0]
             loglik[ch, lo:hi] = ll
-            post[ch] += pp.sum(axis=0)
-            share[ch, lo:hi] = pp.mean(axis=1)
+            post[ch] += pp.sum(axis=1).T
+            share[ch, lo:hi] = pp.mean(axis=2).T
     post /= n_draw
     return Pointwise(loglik=loglik, chain_post=post, class_share=share)
 

@@ -11,9 +11,13 @@ in arithmetic. Built from the same primitives as the graphs
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import logsumexp
 
-from bayesmix.density.primitives import log_softmax_ref, log_softmax_ref_binary, normal_logpdf
+from bayesmix.density.primitives import (
+    log_softmax_ref,
+    log_softmax_ref_binary,
+    logsumexp,
+    normal_logpdf,
+)
 
 
 def pointwise_draws(
@@ -46,17 +50,20 @@ def pointwise_draws(
     loglik : ndarray
         (D, n).
     posterior : ndarray
-        (D, n, K), ``P(C_i = c | y_i, theta, u)``.
+        (K, D, n), ``P(C_i = c | y_i, theta, u)``: classes first, so that the
+        sums over them run over whole arrays rather than along a short axis.
     """
     K = beta.shape[1]
-    mu = np.einsum("np,dkp->dnk", F, beta) + offset[:, :, None]
-    log_var = np.einsum("nv,dkv->dnk", V, lsig)
-    joint = normal_logpdf(y[None, :, None] - mu, log_var, np)
+    joint = np.stack(
+        [normal_logpdf(y - (beta[:, k] @ F.T + offset), lsig[:, k] @ V.T, np) for k in range(K)]
+    )
     if K > 1:
-        eta = np.einsum("nm,dcm->dnc", Z, gamma)
+        eta = np.stack([gamma[:, c] @ Z.T for c in range(K - 1)])
         if member_offset is not None:
-            eta = eta + member_offset
-        log_prob = log_softmax_ref_binary(eta, np) if K == 2 else log_softmax_ref(eta, np)
+            eta = eta + np.moveaxis(member_offset, -1, 0)
+        log_prob = (
+            log_softmax_ref_binary(eta, np, axis=0) if K == 2 else log_softmax_ref(eta, np, axis=0)
+        )
         joint = joint + log_prob
-    loglik = logsumexp(joint, axis=-1)
-    return loglik, np.exp(joint - loglik[..., None])
+    loglik = logsumexp(joint, axis=0)
+    return loglik, np.exp(joint - loglik)
