@@ -25,16 +25,23 @@ Results agree with ArviZ's to rounding; a test holds them equal.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import xarray as xr
-from scipy.special import logsumexp
+
+from bayesmix.density.primitives import logsumexp
 
 _PRIOR_BS = 3
 _PRIOR_K = 10
 _CHUNK_VALUES = 2_000_000
 """Entries of the (observations x grid x tail) array computed at once."""
+_THREADS = min(4, os.cpu_count() or 1)
+"""Blocks of observations smoothed at once."""
+_BLOCK_ROWS = 128
+"""Observations per block: a block's arrays of all draws stay in cache."""
 
 
 def tail_length(n_draws: int, r_eff: float) -> int:
@@ -107,8 +114,24 @@ def psis_log_weights(log_lik: np.ndarray, r_eff: float) -> tuple[np.ndarray, np.
     pareto_k : ndarray
         (n_obs,).
     """
-    raw = -np.asarray(log_lik, dtype=float)
-    raw = raw - raw.max(axis=1, keepdims=True)
+    log_w, kappa, _, _ = _smooth(np.asarray(log_lik, dtype=float), r_eff)
+    return log_w, kappa
+
+
+def _smooth(
+    log_lik: np.ndarray, r_eff: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Log weights, Pareto k, ``elpd_i`` and ``lppd_i`` of every observation (rows of
+    ``log_lik``).
+
+    Smoothing changes only the M tail weights, so every pass over all S draws
+    is a plain array operation; ``elpd_i = log sum_s w_s p(y_i | theta_s)`` is
+    then a sum over the tail plus ``S - M`` equal terms, since a body draw's
+    raw weight is ``1 / p(y_i | theta_s)`` up to the row's constant.
+    """
+    low = log_lik.min(axis=1, keepdims=True)
+    # -log p less its maximum, as ArviZ forms the raw log weights
+    raw = low - log_lik
     n_obs, n_draws = raw.shape
     n_tail = tail_length(n_draws, r_eff)
     if n_tail < 5:
@@ -135,10 +158,33 @@ def psis_log_weights(log_lik: np.ndarray, r_eff: float) -> tuple[np.ndarray, np.
         smoothed = np.log(_gpd_quantiles(p, kappa, sigma, exp_cutoff))
     smoothed = np.where(smoothed > max_tail[:, None], max_tail[:, None], smoothed)
     smoothed = np.where(np.isfinite(kappa)[:, None], smoothed, tail)
-    weights = raw.copy()
-    weights[rows, tail_index] = smoothed
-    weights -= logsumexp(weights, axis=1, keepdims=True)
-    return weights, kappa
+    body = np.exp(raw)
+    body[rows, tail_index] = 0.0
+    norm = np.log(body.sum(axis=1) + np.exp(smoothed).sum(axis=1))
+    elpd_i = low[:, 0] - norm + np.log(cut + np.exp(smoothed - tail).sum(axis=1))
+    raw[rows, tail_index] = smoothed
+    raw -= norm[:, None]
+    lppd_i = logsumexp(log_lik, axis=1) - np.log(n_draws)
+    return raw, kappa, elpd_i, lppd_i
+
+
+def _smooth_blocks(
+    log_lik: np.ndarray, r_eff: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_smooth` on blocks of rows, which stay in cache, in threads (rows are
+    independent, and numpy releases the GIL in the array work); each block is made
+    contiguous in its own thread."""
+    n_obs = log_lik.shape[0]
+    edges = [*range(0, n_obs, _BLOCK_ROWS), n_obs]
+    if len(edges) == 2:
+        return _smooth(np.ascontiguousarray(log_lik), r_eff)
+
+    def block(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return _smooth(np.ascontiguousarray(log_lik[lo:hi]), r_eff)
+
+    with ThreadPoolExecutor(_THREADS, thread_name_prefix="bayesmix-psis") as pool:
+        parts = list(pool.map(block, edges[:-1], edges[1:]))
+    return tuple(np.concatenate(arrays) for arrays in zip(*parts, strict=True))  # type: ignore[return-value]
 
 
 def relative_efficiency(data: Any) -> float:
@@ -181,18 +227,16 @@ def loo(data: Any, var_name: str | None = None, pointwise: bool = True) -> Any:
         var_name = next(iter(group.data_vars))
     da = group[var_name]
     obs_dims = [d for d in da.dims if d not in ("chain", "draw")]
-    da = da.transpose(*obs_dims, "chain", "draw")
-    values = np.asarray(da.values, dtype=float)
     n_samples = da.sizes["chain"] * da.sizes["draw"]
-    flat = values.reshape(-1, n_samples)
+    obs_shape = tuple(da.sizes[d] for d in obs_dims)
+    # observations by draws, a view of the array as stored
+    flat = np.asarray(da.transpose("chain", "draw", *obs_dims).values, dtype=float)
+    flat = flat.reshape(n_samples, -1).T
     r_eff = relative_efficiency(data)
-    log_w, kappa = psis_log_weights(flat, r_eff)
-    elpd_i = logsumexp(log_w + flat, axis=1)
-    lppd_i = logsumexp(flat, axis=1) - np.log(n_samples)
+    log_w, kappa, elpd_i, lppd_i = _smooth_blocks(flat, r_eff)
     p_loo_i = lppd_i - elpd_i
     n = elpd_i.size
     good_k = min(1 - 1 / np.log10(n_samples), 0.7) if n_samples > 1 else 0.7
-    obs_shape = values.shape[:-2]
     coords = {d: da.coords[d] for d in obs_dims if d in da.coords}
     elpd_da = xr.DataArray(elpd_i.reshape(obs_shape), dims=obs_dims, coords=coords)
     k_da = xr.DataArray(kappa.reshape(obs_shape), dims=obs_dims, coords=coords)
@@ -209,6 +253,9 @@ def loo(data: Any, var_name: str | None = None, pointwise: bool = True) -> Any:
         pareto_k=k_da if pointwise else None,
         approx_posterior=False,
         log_weights=xr.DataArray(
-            log_w.reshape(values.shape), dims=da.dims, coords=da.coords, name=var_name
+            log_w.reshape(*obs_shape, da.sizes["chain"], da.sizes["draw"]),
+            dims=(*obs_dims, "chain", "draw"),
+            coords=da.coords,
+            name=var_name,
         ),
     )
