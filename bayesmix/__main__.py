@@ -1,5 +1,5 @@
 """``python -m bayesmix``: the ``bayesmix`` command."""
 
-from bayesmix.cli import main
+from bayesmix.cli import run
 
-raise SystemExit(main())
+run()

@@ -9,13 +9,15 @@ that takes the subparsers object and returns ``{name: handler}``. The paper's
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from bayesmix.cache.command import register as register_cache_command
 from bayesmix.errors import BayesmixError, DataError, SpecError
@@ -403,5 +405,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.formatwarning = previous
 
 
+def run() -> NoReturn:
+    """The ``bayesmix`` console command: :func:`main`, then a prompt exit.
+
+    After the command returns, the standard streams are flushed and the exit
+    handlers run (files are closed, temporary folders removed), as at any exit;
+    the interpreter's teardown of every loaded module (PyMC, pytensor, JAX,
+    numba, ...), which would keep the process alive most of a second longer
+    and has no effect outside it, is skipped. An exception that escapes
+    :func:`main` ends the process the usual way, with its traceback.
+    """
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            # a closed stream or pipe has nothing left to flush
+            pass
+    atexit._run_exitfuncs()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

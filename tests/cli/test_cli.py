@@ -185,3 +185,34 @@ def test_ml_fit_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         assert entry["se"] > 0
         # n = 2000 recovers the population values within 5 standard errors
         assert abs(entry["estimate"] - FIG1_PARAMS[entry["name"]]) < 5 * entry["se"]
+
+
+def test_the_console_command_flushes_runs_exit_handlers_and_keeps_its_exit_code(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('exit handler ran'))\n"
+        "from bayesmix.cli import run\n"
+        "sys.argv = ['bayesmix'] + sys.argv[1:]\n"
+        "run()\n"
+    )
+    env = {**os.environ, "BAYESMIX_CACHE": str(tmp_path)}
+    ok = subprocess.run(
+        [sys.executable, "-c", probe, "cache"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert ok.returncode == 0
+    assert str(tmp_path) in ok.stdout
+    assert ok.stdout.rstrip().endswith("exit handler ran")
+    failed = subprocess.run(
+        [sys.executable, "-c", probe, "fit", str(tmp_path / "none.toml"), "--data", "hsb"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert failed.returncode == 2
+    assert failed.stderr.startswith("bayesmix: error:")
+    assert "none.toml" in failed.stderr
