@@ -119,6 +119,13 @@ def _add_fit_parser(sub: argparse._SubParsersAction) -> None:
         "numba); jax compiles faster and uses a GPU when JAX has one",
     )
     fit.add_argument(
+        "--se",
+        choices=("ml", "mlr"),
+        default="ml",
+        help="standard errors (ML): observed information, or sandwich over the clusters "
+        "(Mplus MLR)",
+    )
+    fit.add_argument(
         "--missing",
         choices=("error", "listwise"),
         default="error",
@@ -200,6 +207,7 @@ def _fit_ml(spec: Spec, args: argparse.Namespace) -> FitResult:
         random_seed=args.seed,
         missing=args.missing,
         progress=not args.quiet,
+        se=args.se,
     )
 
 

@@ -26,11 +26,13 @@ class LRTResult:
     restricted, full : str
         Model names.
     statistic : float
-        ``2 (logL_full - logL_restricted)``.
+        ``2 (logL_full - logL_restricted)``, divided by ``scaling`` for MLR fits.
     df : int
         Difference in the number of parameters.
     p_value : float
         Chi-square tail probability (not valid across class numbers).
+    scaling : float or None
+        The difference test's scaling correction ``cd`` (MLR fits), else None.
     """
 
     restricted: str
@@ -38,10 +40,12 @@ class LRTResult:
     statistic: float
     df: int
     p_value: float
+    scaling: float | None = None
 
     def __str__(self) -> str:
+        kind = "LRT" if self.scaling is None else f"scaled LRT (MLR, cd = {self.scaling:.4f})"
         return (
-            f"LRT {self.restricted} vs {self.full}: chi2 = {self.statistic:.3f}, "
+            f"{kind} {self.restricted} vs {self.full}: chi2 = {self.statistic:.3f}, "
             f"df = {self.df}, p = {self.p_value:.4g}"
         )
 
@@ -57,6 +61,17 @@ def lrt(restricted: MLResult, full: MLResult) -> LRTResult:
     Returns
     -------
     LRTResult
+
+    Notes
+    -----
+    For two MLR fits (``se="mlr"``) the statistic is Satorra and Bentler's
+    (2001) scaled difference, as Mplus computes it for log-likelihoods: with
+    ``p0``, ``p1`` the parameter counts and ``c0``, ``c1`` the scaling correction
+    factors (:attr:`MLResult.scaling_factor`) of the restricted and the full
+    model, ``cd = (p0 c0 - p1 c1) / (p0 - p1)`` and the statistic is
+    ``-2 (logL_0 - logL_1) / cd``, referred to chi-square with ``p1 - p0``
+    degrees of freedom. A ``cd`` that is not positive (possible in small samples)
+    makes the test undefined; it is refused.
 
     Warns
     -----
@@ -85,13 +100,39 @@ def lrt(restricted: MLResult, full: MLResult) -> LRTResult:
             stacklevel=2,
         )
     statistic = 2.0 * (full.loglik - restricted.loglik)
+    scaling = _difference_scaling(restricted, full)
+    if scaling is not None:
+        statistic /= scaling
     return LRTResult(
         restricted=restricted.spec.name,
         full=full.spec.name,
         statistic=statistic,
         df=df,
         p_value=float(stats.chi2.sf(statistic, df)),
+        scaling=scaling,
     )
+
+
+def _difference_scaling(restricted: MLResult, full: MLResult) -> float | None:
+    """Satorra-Bentler's ``cd`` of two MLR fits; None for two ML fits."""
+    kinds = (restricted.se_type, full.se_type)
+    if kinds == ("ml", "ml"):
+        return None
+    if kinds != ("mlr", "mlr"):
+        raise EstimationError(
+            f"the fits have {kinds[0]!r} and {kinds[1]!r} standard errors; fit both with "
+            "se='mlr' for the scaled difference test, or both with se='ml'."
+        )
+    p0, p1 = restricted.n_params, full.n_params
+    c0, c1 = float(restricted.scaling_factor or np.nan), float(full.scaling_factor or np.nan)
+    cd = (p0 * c0 - p1 * c1) / (p0 - p1)
+    if not cd > 0:
+        raise EstimationError(
+            f"the scaled difference test is undefined here: its correction cd = {cd:.4g} "
+            f"(scaling factors {c0:.4f} with {p0} parameters, {c1:.4f} with {p1}) is not "
+            "positive; compare the models by BIC."
+        )
+    return float(cd)
 
 
 @dataclass(frozen=True)
@@ -103,8 +144,8 @@ class WaldResult:
     names : tuple of str
         The parameters tested.
     statistic : float
-        ``(b - b0)' V^-1 (b - b0)`` with V their covariance from the observed
-        information.
+        ``(b - b0)' V^-1 (b - b0)`` with V their covariance in the fit (from the
+        observed information, or the sandwich of an ``se="mlr"`` fit).
     df : int
         Number of parameters tested.
     p_value : float

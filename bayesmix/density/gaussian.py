@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bayesmix.density.primitives import normal_logpdf, school_gaussian_logpdf
+from bayesmix.density.primitives import normal_logpdf, school_gaussian_logpdf, segment_sum
 from bayesmix.model.params import Layout
 
 Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
@@ -116,6 +116,30 @@ def loglik_and_grad(
     rhr = np.einsum("ik,ikl,il->i", R, H[school], R)
     d_eta = 0.5 * (w * adjusted**2 - 1.0 + w * rhr)
     return ll, _theta_gradient(lay, d_beta, 2.0 * d_sigma @ chol, V.T @ d_eta)
+
+
+def cluster_loglik(
+    lay: Layout,
+    theta: np.ndarray,
+    y: np.ndarray,
+    F: np.ndarray,
+    R: np.ndarray,
+    V: np.ndarray,
+    bounds: np.ndarray,
+) -> np.ndarray:
+    """Each cluster's log-likelihood (each observation's for a model with no cluster column).
+
+    Arguments as :func:`loglik_and_grad`; the clusters are the schools of a
+    two-level model, or the groups of the cluster column of a single-level one.
+    """
+    params = lay.unpack(np.asarray(theta, dtype=float))
+    e = y - F @ np.asarray(params.beta[0])
+    eta = V @ np.asarray(params.lsig[0])
+    r = lay.n_random
+    if r:
+        return school_gaussian_logpdf(e, eta, R, np.asarray(params.chol), bounds, np, r)
+    per_row = normal_logpdf(e, eta, np)
+    return segment_sum(per_row, bounds, np) if lay.spec.cluster is not None else per_row
 
 
 def objective(lay: Layout, args: tuple[np.ndarray, ...]) -> Objective:

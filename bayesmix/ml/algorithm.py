@@ -66,6 +66,9 @@ class Algorithm:
     """``f(best, n, bounds)``: the polished best run and the observed information there."""
     posteriors: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
     """``f(theta)``: class probabilities of the students and, model C, of the schools."""
+    cluster_logliks: Callable[[np.ndarray], np.ndarray]
+    """``f(theta)``: each cluster's log-likelihood (each observation's without a cluster
+    column), whose scores the robust standard errors sum."""
 
 
 def choose_algorithm(design: Design, backend: str | None, points: int | None) -> Algorithm:
@@ -105,6 +108,7 @@ def numpy_closed_form(design: Design) -> Algorithm:
         run_starts=partial(_independent_starts, fun, design),
         polish=partial(_polish, fun),
         posteriors=lambda theta: (ones, None),
+        cluster_logliks=partial(_gaussian_cluster_logliks, design),
     )
 
 
@@ -127,6 +131,7 @@ def closed_form(design: Design, backend: str) -> Algorithm:
         run_starts=partial(_independent_starts, fun, design),
         polish=partial(_polish, fun),
         posteriors=partial(_pointwise_posteriors, design, backend),
+        cluster_logliks=partial(_compiled_cluster_logliks, design, backend),
     )
 
 
@@ -148,6 +153,7 @@ def quadrature(design: Design, backend: str, points: int) -> Algorithm:
         run_starts=partial(staged_starts, quad, design),
         polish=partial(_polish_quadrature, quad),
         posteriors=partial(_quadrature_posteriors, quad),
+        cluster_logliks=lambda theta: quad.evaluate(theta)[4],
     )
 
 
@@ -240,3 +246,23 @@ def _quadrature_posteriors(
     (ones without them) at ``theta``, the school residuals integrated."""
     evaluated = quad.evaluate(theta)
     return evaluated[3], evaluated[5]
+
+
+def _gaussian_cluster_logliks(design: Design, theta: np.ndarray) -> np.ndarray:
+    """Each cluster's log-likelihood by :func:`bayesmix.density.gaussian.cluster_loglik`."""
+    y, F, R, _, V, bounds = design.likelihood_args()
+    return gaussian.cluster_loglik(design.layout, theta, y, F, R, V, bounds)
+
+
+def _compiled_cluster_logliks(design: Design, backend: str, theta: np.ndarray) -> np.ndarray:
+    """Each cluster's log-likelihood from the compiled graphs: the school marginals of a
+    one-class two-level model, else the students' mixtures summed by cluster."""
+    from bayesmix.density.compiled import cluster_loglik, pointwise
+    from bayesmix.density.primitives import segment_sum
+
+    lay = design.layout
+    if lay.n_random:
+        return np.asarray(cluster_loglik(lay)(theta, *design.likelihood_args()))
+    args = posterior_args(design, lay.unpack(theta))
+    per_row = np.asarray(pointwise(lay, backend, args)(*args)[0])
+    return segment_sum(per_row, design.bounds, np) if design.spec.cluster is not None else per_row

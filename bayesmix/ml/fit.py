@@ -32,7 +32,13 @@ from bayesmix.errors import (
 )
 from bayesmix.ml.algorithm import ML_BACKENDS, Algorithm, choose_algorithm
 from bayesmix.ml.diagnose import convergence_diagnostics, estimate_diagnostics
-from bayesmix.ml.inference import expected_block_diagonal, natural_jacobian, standard_errors
+from bayesmix.ml.inference import (
+    cluster_scores,
+    expected_block_diagonal,
+    natural_jacobian,
+    robust_covariance,
+    standard_errors,
+)
 from bayesmix.ml.optimise import GRADIENT_TOL, _Run, at_bound
 from bayesmix.ml.starts import between_start, internal_theta
 from bayesmix.model.params import (
@@ -47,6 +53,9 @@ from bayesmix.model.spec import Spec
 from bayesmix.progress import Progress
 from bayesmix.results.ml import REPLICATION_TOL, MLResult, StartsReport
 from bayesmix.validate import check_count, check_seed
+
+SE_TYPES = ("ml", "mlr")
+"""Kinds of standard errors: observed information, or sandwich (Mplus MLR)."""
 
 _VARIANCE_FLOOR = 1e-6
 """Smallest residual variance allowed, as a fraction of the outcome variance."""
@@ -80,6 +89,7 @@ def fit_ml(
     init: Mapping[str, float] | Params | None = None,
     extra_starts: Sequence[Mapping[str, float] | Params] = (),
     start_from_smaller: bool = True,
+    se: str = "ml",
 ) -> MLResult:
     """Fit a model by maximum likelihood from random starts.
 
@@ -139,6 +149,17 @@ def fit_ml(
         ``SVALUES``): random starts alone often stop at model B's solution
         with a level-2 class that does no work. ``starts.carried`` and
         ``starts.carried_won`` report where that start ended.
+    se : {"ml", "mlr"}
+        Standard errors from the inverse observed information (``"ml"``, the
+        default, which lme4 and Mplus's ``ESTIMATOR = ML`` report), or sandwich
+        standard errors robust to misspecification (``"mlr"``, Mplus's default
+        for mixtures and ``TYPE = COMPLEX``): ``A^-1 B A^-1`` with ``A`` the
+        observed information and ``B`` the summed outer products of each
+        cluster's scores (schools for two-level models, the cluster column for
+        single-level models that name one, single observations otherwise),
+        times ``G / (G - 1)`` for G clusters, as Mplus does. Wald tests use the
+        chosen covariance, and :func:`bayesmix.lrt` of two MLR fits is the
+        scaled difference test.
 
     Returns
     -------
@@ -151,6 +172,10 @@ def fit_ml(
     """
     t0 = time.perf_counter()
     _check_options(starts, backend, maxiter, points)
+    if se not in SE_TYPES:
+        raise EstimationError(
+            f"se={se!r} is not a kind of standard error; use one of {', '.join(SE_TYPES)}."
+        )
     random_seed = check_seed(random_seed)
     design = build_design(spec, data, missing=missing)
     internal, st = standardise(design)
@@ -187,6 +212,7 @@ def fit_ml(
         given=given,
         extra=extra,
         carried=carried,
+        se=se,
     )
     return replace(user_result(fit, design, st), elapsed_s=time.perf_counter() - t0)
 
@@ -232,6 +258,7 @@ def fit_internal(
     given: Sequence[np.ndarray] = (),
     extra: Sequence[np.ndarray] = (),
     carried: bool = False,
+    se: str = "ml",
 ) -> MLResult:
     """The ML fit of :func:`fit_ml` on a design as given (the standardised one).
 
@@ -274,6 +301,7 @@ def fit_internal(
         timings={"compile_s": algorithm.compile_s, "optimise_s": optimise_s},
         t_se=t_se,
         t0=t0,
+        se_type=se,
     )
 
 
@@ -307,6 +335,7 @@ def _ml_result(
     t_se: float,
     t0: float,
     carried_index: int | None = None,
+    se_type: str = "ml",
 ) -> MLResult:
     """Standard errors, class posteriors, replication and diagnostics of the polished best run."""
     spec, lay, n = design.spec, design.layout, design.n_obs
@@ -322,7 +351,14 @@ def _ml_result(
     natural = lay.to_natural(best.theta)
     if spec.classes == 1 and spec.cluster is not None:
         info = expected_block_diagonal(info, len(spec.fixed_names))
-    cov, se, singular = standard_errors(info, natural_jacobian(lay, best.theta), ~held)
+    jac = natural_jacobian(lay, best.theta)
+    scaling = None
+    if se_type == "mlr":
+        scores = cluster_scores(algorithm.cluster_logliks, best.theta)
+        adjust = spec.cluster is not None
+        cov, se, singular, scaling = robust_covariance(info, scores, jac, ~held, adjust)
+    else:
+        cov, se, singular = standard_errors(info, jac, ~held)
     boundary = _boundary(lay, natural, held, design.y.var())
     se = np.where(np.isin(lay.names, boundary), np.nan, se)
     post, post_between = algorithm.posteriors(best.theta)
@@ -369,6 +405,8 @@ def _ml_result(
         timings={**timings, "se_s": time.perf_counter() - t_se},
         quadrature_points=algorithm.points,
         between_probabilities=(np.asarray(post_between) if spec.between_classes > 1 else None),
+        se_type=se_type,
+        scaling_factor=scaling,
     )
 
 

@@ -92,6 +92,46 @@ def standard_errors(
     return cov, se, singular
 
 
+def cluster_scores(
+    cluster_loglik: Callable[[np.ndarray], np.ndarray], theta: np.ndarray
+) -> np.ndarray:
+    """Each cluster's score, ``d log L_g / d theta`` (G, p), by central differences of the
+    clusters' log-likelihoods."""
+    return _jacobian(cluster_loglik, theta, 1e-5)
+
+
+def robust_covariance(
+    info: np.ndarray, scores: np.ndarray, jac: np.ndarray, free: np.ndarray, adjust: bool
+) -> tuple[np.ndarray, np.ndarray, bool, float]:
+    """Sandwich covariance of the natural parameters, and the MLR scaling factor.
+
+    ``A^-1 B A^-1`` in theta with ``A`` the information and ``B = sum_g s_g s_g'``
+    the outer products of the clusters' scores, times ``G / (G - 1)`` with
+    ``adjust`` (Mplus's finite-cluster factor; R's ``sandwich::vcovCL(cadjust =
+    TRUE)``), mapped to the natural scale by the delta method. Parameters held at
+    a bound are fixed, as in :func:`standard_errors`. The scaling correction
+    factor is ``c = tr(A^-1 B) / p`` over the ``p`` free parameters (Mplus's
+    "scaling correction factor for MLR"), which the scaled difference test of
+    :func:`bayesmix.lrt` uses.
+    """
+    p = info.shape[0]
+    sub = info[np.ix_(free, free)]
+    eigvals = np.linalg.eigvalsh(sub) if sub.size else np.array([1.0])
+    singular = bool(eigvals.min() <= 1e-8 * max(eigvals.max(), 1.0))
+    bread = np.linalg.pinv(sub) if singular else np.linalg.inv(sub)
+    s = scores[:, free]
+    g = s.shape[0]
+    meat = s.T @ s * (g / (g - 1) if adjust and g > 1 else 1.0)
+    cov_theta = np.zeros((p, p))
+    cov_theta[np.ix_(free, free)] = bread @ meat @ bread
+    cov = jac @ cov_theta @ jac.T
+    se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    if singular:
+        se = np.full_like(se, np.nan)
+    scaling = float(np.trace(bread @ meat) / max(int(free.sum()), 1))
+    return cov, se, singular, scaling
+
+
 def posterior_args(design: Design, params: Params) -> tuple[np.ndarray, ...]:
     """Arguments of :func:`~bayesmix.density.compiled.pointwise` without school residuals."""
     n = design.n_obs

@@ -181,6 +181,12 @@ def _diagnostics(read: FieldReader, value: Any, field: str) -> tuple[Diagnostic,
     return tuple(found)
 
 
+def _se_type(read: FieldReader, value: Any, field: str) -> str:
+    if value not in ("ml", "mlr"):
+        read.fail(field, f"is {value!r}, not 'ml' or 'mlr'")
+    return str(value)
+
+
 def _chain_labels(read: FieldReader, value: Any, field: str) -> LabelCheck:
     if value is None:
         read.fail(field, "is null, not the chains' label check")
@@ -206,6 +212,10 @@ ML_READERS: dict[str, Reader] = {
     "quadrature_points": lambda read, value, field, names: read.integer(
         value, field, optional=True, minimum=1
     ),
+    "se_type": lambda read, value, field, names: _se_type(read, value, field),
+    "scaling_factor": lambda read, value, field, names: (
+        None if value is None else read.number(value, field)
+    ),
 }
 """A reader for each field :class:`MLResult` saves."""
 
@@ -223,9 +233,10 @@ BAYES_READERS: dict[str, Reader] = {
 }
 """A reader for each field :class:`BayesResult` saves."""
 
-OPTIONAL = {"bayes.loglik"}
+OPTIONAL = {"bayes.loglik", "ml.se_type", "ml.scaling_factor"}
 """Fields a readable file may lack: format 1 saved no log-likelihood at the posterior means
-(it saved the rows, from which it is computed again)."""
+(it saved the rows, from which it is computed again), and fits saved before robust standard
+errors existed have the observed information's."""
 
 
 def _read_fields(
@@ -252,10 +263,12 @@ def _load_ml(target: Path, file: Path, payload: dict[str, Any], verify: bool) ->
     design = read_design(read, payload, read_spec(read, read.get(payload, "spec", "")))
     block = read.mapping(read.get(payload, "ml", ""), "ml")
     names = read_names(read, read.get(block, "names", "ml"), "ml.names", design.layout)
+    fields = _read_fields(read, block, MLResult, ML_READERS, names)
+    fields["se_type"] = fields["se_type"] or "ml"
     return MLResult(
         spec=design.spec,
         design=design,
-        **_read_fields(read, block, MLResult, ML_READERS, names),
+        **fields,
         class_probabilities=read_probabilities(read, block, "ml", design, 1),
         between_probabilities=read_probabilities(read, block, "ml", design, 2),
     )

@@ -94,8 +94,9 @@ class MLResult(FitResult):
     names : tuple of str
         Parameter names (see :func:`bayesmix.model.params.param_names`).
     estimates, se, z, p : ndarray
-        Estimates, standard errors from the observed information, Wald z and
-        two-sided p-values, on the natural scale (variances, not logs).
+        Estimates, standard errors (from the observed information, or robust;
+        see ``se_type``), Wald z and two-sided p-values, on the natural scale
+        (variances, not logs).
     cov : ndarray
         Covariance matrix of the estimates.
     loglik : float
@@ -120,6 +121,12 @@ class MLResult(FitResult):
         Gauss-Hermite points per dimension (two-level mixtures only).
     between_probabilities : ndarray, shape (J, L), or None
         Posterior level-2 class probabilities of each school (model C).
+    se_type : {"ml", "mlr"}
+        Where ``se`` and ``cov`` come from: the observed information, or the
+        sandwich over clusters (Mplus MLR; see :func:`bayesmix.fit_ml`).
+    scaling_factor : float or None
+        MLR's scaling correction factor ``tr(A^-1 B) / p`` (None for ``"ml"``),
+        which the scaled likelihood-ratio test uses.
     """
 
     spec: Spec
@@ -142,6 +149,8 @@ class MLResult(FitResult):
     timings: dict[str, float] = field(default_factory=dict)
     quadrature_points: int | None = None
     between_probabilities: np.ndarray | None = field(default=None, repr=False)
+    se_type: str = "ml"
+    scaling_factor: float | None = None
     estimator: str = "ml"
 
     REBUILT: ClassVar[frozenset[str]] = frozenset()
@@ -299,6 +308,12 @@ class MLResult(FitResult):
             f"  converged {'yes' if self.converged else 'NO'} (max |gradient| "
             f"{self.max_abs_gradient:.1e})"
         )
+        if self.se_type == "mlr":
+            units = f"{self.design.n_clusters} clusters" if s.cluster else "observations"
+            lines.append(
+                f"  standard errors: MLR, sandwich over {units} (scaling correction factor "
+                f"{self.scaling_factor:.4f})"
+            )
         lines += ["", format_table(self.params)]
         lines += class_lines(s, self.classes, self.between_probabilities)
         lines += ["", *diagnostic_lines(self.diagnostics)]
@@ -321,6 +336,8 @@ class MLResult(FitResult):
             "elapsed_s": self.elapsed_s,
             "converged": self.converged,
             "quadrature_points": self.quadrature_points,
+            "se_type": self.se_type,
+            "scaling_factor": json_float(self.scaling_factor),
             "starts": self.starts.n_starts,
             "best_loglik_replicated": self.starts.replicated,
             "final_stage_starts": self.starts.n_final,
