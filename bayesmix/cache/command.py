@@ -22,7 +22,7 @@ def _cmd_cache(args: argparse.Namespace) -> int:
         return 0
     sys.stdout.write(f"cache folder: {cache_root()} (set {CACHE_VARIABLE} to move it)\n")
     for usage in cache_usage():
-        sys.stdout.write(f"  {usage.name:<7} {usage.entries:>5} entries  {_size(usage.size)}\n")
+        sys.stdout.write(f"  {usage.name:<8} {usage.entries:>6} entries  {_size(usage.size)}\n")
     return 0
 
 

@@ -96,7 +96,8 @@ def test_cache_command_shows_and_clears(tmp_path, monkeypatch, capsys):
     assert main(["cache"]) == 0
     out = capsys.readouterr().out
     assert str(tmp_path) in out
-    assert "nutpie      1 entries" in out and "jax         1 entries" in out
+    assert "nutpie        1 entries" in out and "jax           1 entries" in out
+    assert "exported      0 entries" in out
     assert main(["cache", "clear"]) == 0
     assert "removed 2 entries" in capsys.readouterr().out
     assert not (tmp_path / "nutpie").exists() and not (tmp_path / "jax").exists()
