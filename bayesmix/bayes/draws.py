@@ -157,7 +157,8 @@ def _pointwise_draws(draws: Params, design: Design, u: np.ndarray | None) -> Poi
         offset, member = np.zeros((hi - lo, n)), None
         if u is not None:
             ui = u[ch, lo:hi][:, design.cluster]
-            offset = sum(design.R[:, k] * ui[:, :, k] for k in range(r)) + offset
+            for k in range(r):
+                offset += design.R[:, k] * ui[:, :, k]
             if spec.membership_random != "none":
                 member = np.einsum("dis,dcs->dic", ui[:, :, r:], draws.load[ch, lo:hi])
         return pointwise_draws(

@@ -30,7 +30,7 @@ from collections.abc import Callable
 import numpy as np
 
 from bayesmix.density.primitives import normal_logpdf, school_gaussian_logpdf, segment_sum
-from bayesmix.model.params import Layout
+from bayesmix.model.params import Layout, Params
 
 Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
@@ -55,6 +55,15 @@ def _theta_gradient(
             out[sl["cov"]] = d_chol[np.tril_indices(r)]
     out[sl["resid"]] = d_lsig
     return out
+
+
+def _residuals(
+    lay: Layout, theta: np.ndarray, y: np.ndarray, F: np.ndarray, V: np.ndarray
+) -> tuple[Params, np.ndarray, np.ndarray]:
+    """The parameters of ``theta``, the residuals ``y - F beta`` and the log residual
+    variances ``V lsig``."""
+    params = lay.unpack(np.asarray(theta, dtype=float))
+    return params, y - F @ np.asarray(params.beta[0]), V @ np.asarray(params.lsig[0])
 
 
 def loglik_and_grad(
@@ -85,10 +94,7 @@ def loglik_and_grad(
     grad : ndarray
         Same length as ``theta``.
     """
-    params = lay.unpack(np.asarray(theta, dtype=float))
-    beta, lsig = np.asarray(params.beta[0]), np.asarray(params.lsig[0])
-    e = y - F @ beta
-    eta = V @ lsig
+    params, e, eta = _residuals(lay, theta, y, F, V)
     w = np.exp(-eta)
     r = lay.n_random
     if r == 0:
@@ -132,9 +138,7 @@ def cluster_loglik(
     Arguments as :func:`loglik_and_grad`; the clusters are the schools of a
     two-level model, or the groups of the cluster column of a single-level one.
     """
-    params = lay.unpack(np.asarray(theta, dtype=float))
-    e = y - F @ np.asarray(params.beta[0])
-    eta = V @ np.asarray(params.lsig[0])
+    params, e, eta = _residuals(lay, theta, y, F, V)
     r = lay.n_random
     if r:
         return school_gaussian_logpdf(e, eta, R, np.asarray(params.chol), bounds, np, r)
@@ -159,3 +163,16 @@ def objective(lay: Layout, args: tuple[np.ndarray, ...]) -> Objective:
         return -ll / n, -grad / n
 
     return fun
+
+
+def cluster_logliks(
+    lay: Layout, args: tuple[np.ndarray, ...]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """:func:`cluster_loglik` of ``theta`` on the data ``args``
+    (:meth:`~bayesmix.data.design.Design.likelihood_args`), as :func:`objective` binds them."""
+    y, F, R, _, V, bounds = args
+
+    def logliks(theta: np.ndarray) -> np.ndarray:
+        return cluster_loglik(lay, theta, y, F, R, V, bounds)
+
+    return logliks

@@ -96,7 +96,8 @@ def choose_algorithm(design: Design, backend: str | None, points: int | None) ->
 def numpy_closed_form(design: Design) -> Algorithm:
     """The one-class objective of :mod:`bayesmix.density.gaussian`, every start optimised to
     convergence; all students are in the one class."""
-    fun = gaussian.objective(design.layout, design.likelihood_args())
+    args = design.likelihood_args()
+    fun = gaussian.objective(design.layout, args)
     ones = np.ones((design.n_obs, 1))
     return Algorithm(
         fun=fun,
@@ -108,7 +109,7 @@ def numpy_closed_form(design: Design) -> Algorithm:
         run_starts=partial(_independent_starts, fun, design),
         polish=partial(_polish, fun),
         posteriors=lambda theta: (ones, None),
-        cluster_logliks=partial(_gaussian_cluster_logliks, design),
+        cluster_logliks=gaussian.cluster_logliks(design.layout, args),
     )
 
 
@@ -246,12 +247,6 @@ def _quadrature_posteriors(
     (ones without them) at ``theta``, the school residuals integrated."""
     evaluated = quad.evaluate(theta)
     return evaluated[3], evaluated[5]
-
-
-def _gaussian_cluster_logliks(design: Design, theta: np.ndarray) -> np.ndarray:
-    """Each cluster's log-likelihood by :func:`bayesmix.density.gaussian.cluster_loglik`."""
-    y, F, R, _, V, bounds = design.likelihood_args()
-    return gaussian.cluster_loglik(design.layout, theta, y, F, R, V, bounds)
 
 
 def _compiled_cluster_logliks(design: Design, backend: str, theta: np.ndarray) -> np.ndarray:

@@ -79,17 +79,37 @@ def standard_errors(
     Parameters held at a bound are treated as fixed (their rows and
     columns are zero); a singular information matrix gives NaN SEs.
     """
-    p = info.shape[0]
+    inverse, singular = _free_inverse(info, free)
+    cov, se = _natural_covariance(_embed(inverse, free), jac, singular)
+    return cov, se, singular
+
+
+def _free_inverse(info: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Inverse of the information's block of the free parameters (the pseudo-inverse when
+    it is singular), and whether it is."""
     sub = info[np.ix_(free, free)]
     eigvals = np.linalg.eigvalsh(sub) if sub.size else np.array([1.0])
     singular = bool(eigvals.min() <= 1e-8 * max(eigvals.max(), 1.0))
-    cov_theta = np.zeros((p, p))
-    cov_theta[np.ix_(free, free)] = np.linalg.pinv(sub) if singular else np.linalg.inv(sub)
+    return (np.linalg.pinv(sub) if singular else np.linalg.inv(sub)), singular
+
+
+def _embed(block: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """A covariance of the free parameters in theta, zero for those held at a bound."""
+    out = np.zeros((free.size, free.size))
+    out[np.ix_(free, free)] = block
+    return out
+
+
+def _natural_covariance(
+    cov_theta: np.ndarray, jac: np.ndarray, singular: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The delta method's covariance on the natural scale and its SEs (NaN when the
+    information is singular)."""
     cov = jac @ cov_theta @ jac.T
     se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     if singular:
         se = np.full_like(se, np.nan)
-    return cov, se, singular
+    return cov, se
 
 
 def cluster_scores(
@@ -114,20 +134,11 @@ def robust_covariance(
     "scaling correction factor for MLR"), which the scaled difference test of
     :func:`bayesmix.lrt` uses.
     """
-    p = info.shape[0]
-    sub = info[np.ix_(free, free)]
-    eigvals = np.linalg.eigvalsh(sub) if sub.size else np.array([1.0])
-    singular = bool(eigvals.min() <= 1e-8 * max(eigvals.max(), 1.0))
-    bread = np.linalg.pinv(sub) if singular else np.linalg.inv(sub)
+    bread, singular = _free_inverse(info, free)
     s = scores[:, free]
     g = s.shape[0]
     meat = s.T @ s * (g / (g - 1) if adjust and g > 1 else 1.0)
-    cov_theta = np.zeros((p, p))
-    cov_theta[np.ix_(free, free)] = bread @ meat @ bread
-    cov = jac @ cov_theta @ jac.T
-    se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-    if singular:
-        se = np.full_like(se, np.nan)
+    cov, se = _natural_covariance(_embed(bread @ meat @ bread, free), jac, singular)
     scaling = float(np.trace(bread @ meat) / max(int(free.sum()), 1))
     return cov, se, singular, scaling
 
