@@ -197,6 +197,16 @@ def test_refit_of_same_model_and_data_skips_compilation(fig1_spec, fig1_10k, tmp
     monkeypatch.setenv(CACHE_VARIABLE, str(tmp_path))
     monkeypatch.setattr(sampling, "_COMPILED", type(sampling._COMPILED)())
     monkeypatch.setattr(compiled_store, "_LOADED", type(compiled_store._LOADED)())
+    import nutpie
+
+    compilations: list[int] = []
+    compile_pymc_model = nutpie.compile_pymc_model
+
+    def counted(*args, **kwargs):
+        compilations.append(1)
+        return compile_pymc_model(*args, **kwargs)
+
+    monkeypatch.setattr(nutpie, "compile_pymc_model", counted)
     data = fig1_10k.iloc[:900]
     kw = dict(draws=40, tune=40, chains=2, progress=False, backend="numba")
     ml = bm.fit_ml(fig1_spec, data, random_seed=1)
@@ -207,15 +217,16 @@ def test_refit_of_same_model_and_data_skips_compilation(fig1_spec, fig1_10k, tmp
     with pytest.warns(SamplingWarning):
         other = bm.fit_bayes(fig1_spec, fig1_10k.iloc[:901], random_seed=11, **kw)
     # the same spec, data, priors and ML start: the compiled model is reused
-    assert first.timings["compile_s"] > 0.5
-    assert again.timings["compile_s"] < 0.01
+    # (the first fit compiles, the second reuses it, the third compiles its own)
+    assert len(compilations) == 2
+    assert first.timings["compile_s"] > 0.0
     # one more student: other shapes, a new log-density, compiled anew
-    assert other.timings["compile_s"] > 0.5
+    assert other.timings["compile_s"] > 0.0
     assert len(sampling._COMPILED) <= sampling._COMPILED_MAX
     # other data of the first shapes: the code compiled for them runs on these values
     with pytest.warns(SamplingWarning):
         shifted = bm.fit_bayes(fig1_spec, fig1_10k.iloc[900:1800], random_seed=11, **kw)
-    assert shifted.timings["compile_s"] < 0.5
+    assert len(compilations) == 2
     assert not np.allclose(shifted.table["mean"], first.table["mean"])
 
 
