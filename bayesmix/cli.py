@@ -121,9 +121,9 @@ def _add_fit_parser(sub: argparse._SubParsersAction) -> None:
     fit.add_argument(
         "--se",
         choices=("ml", "mlr"),
-        default="ml",
+        default=None,
         help="standard errors (ML): observed information, or sandwich over the clusters "
-        "(Mplus MLR)",
+        "(Mplus MLR); default ml, and mlr for a model with [weights]",
     )
     fit.add_argument(
         "--missing",

@@ -66,6 +66,7 @@ def fit_bayes(
     adaptation: Literal["diag", "low_rank"] = "diag",
     backend: Literal["numba", "jax"] | None = None,
     progress: bool = False,
+    pseudo_likelihood: bool = False,
 ) -> BayesResult:
     """Fit a model by NUTS.
 
@@ -123,6 +124,15 @@ def fit_bayes(
         blackjax JAX) and refuse the other value.
     progress : bool
         Show progress.
+    pseudo_likelihood : bool
+        For a model with sampling weights (``spec.weights``), sample the weighted
+        pseudo-posterior: each student's log density times its weight ``a_ij b_j``
+        (:mod:`bayesmix.model.weights`; for model C the school weight multiplies each
+        school's term), the school residuals' distribution and the priors unweighted.
+        Its posterior SDs and intervals are not design-based uncertainty (they
+        understate it when the weights vary much); use :func:`bayesmix.fit_ml`'s
+        robust standard errors for inference. The pointwise ``log_likelihood`` stays
+        unweighted. A weighted model without this option is refused.
 
     Returns
     -------
@@ -168,6 +178,7 @@ def fit_bayes(
     backend = sampler_backend(sampler, backend, adaptation)
     random_seed = check_seed(random_seed)
     design, internal, st, full_priors = prepare(spec, data, priors, missing)
+    _check_weighted(spec, pseudo_likelihood)
     seed = int(np.random.default_rng(random_seed).integers(2**31 - 1))
     init_params, init_z = chain_start(init, design, internal, st, ml_starts, seed)
     model = sampling_model(internal, full_priors, init_params, init_z, shared_outcome=True)
@@ -224,6 +235,23 @@ def fit_bayes(
     for diagnostic in result.diagnostics:
         diagnostic.warn(stacklevel=2)
     return result
+
+
+def _check_weighted(spec: Spec, pseudo_likelihood: bool) -> None:
+    """Refuse a weighted model unless its pseudo-posterior is asked for, and the option
+    for an unweighted one."""
+    if spec.weights is not None and not pseudo_likelihood:
+        raise EstimationError(
+            f"model {spec.name!r} has sampling weights ({', '.join(spec.weights.columns)}); "
+            "NUTS samples them only as a weighted pseudo-posterior, whose SDs are not "
+            "design-based uncertainty: pass pseudo_likelihood=True to sample it, or fit by "
+            "bayesmix.fit_ml (pseudo-ML with robust standard errors)."
+        )
+    if pseudo_likelihood and spec.weights is None:
+        raise EstimationError(
+            f"pseudo_likelihood=True weights the likelihood, and model {spec.name!r} has no "
+            "[weights]; name the weight columns in the model, or drop the option."
+        )
 
 
 def prepare(

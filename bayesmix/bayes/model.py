@@ -273,14 +273,30 @@ def _observed_y(
     else:
         params = (mu, residual_variance(V, lsig), membership_logprob(Z, gamma))
         density = mixture_logp
+    signature = "(k),(k),(j)->()"
+    if design.weights is not None:
+        weight = design.weights.combined(design.cluster)
+        params, density = (*params, pm.Data("weight", weight)), _weighted(density)
+        signature = "(k),(k),(j),()->()"
     pm.CustomDist(
         "y",
         *params,
         logp=density,
-        signature="(k),(k),(j)->()",
+        signature=signature,
         observed=observed,
         dims="obs",
     )
+
+
+def _weighted(density: Any) -> Any:
+    """``density`` times each observation's sampling weight, its last parameter: the
+    weighted pseudo-likelihood that :func:`bayesmix.fit_bayes` samples with
+    ``pseudo_likelihood=True``."""
+
+    def weighted(y: Any, *params: Any) -> Any:
+        return params[-1] * density(y, *params[:-1])
+
+    return weighted
 
 
 def _fused_mixture_logp(y: Any, mu: Any, lsig: Any, eta: Any) -> Any:
@@ -363,9 +379,14 @@ def _between_likelihood(
     y = pm.Data("y_obs", design.y)
     joint = logw + normal_logpdf(y[:, None, None] - mu, logs2, pt)
     per_obs = pt.logsumexp(joint, axis=2)
+    if design.weights is not None:
+        per_obs = per_obs * pm.Data("weight", design.weights.row)[:, None]
     school = segment_sum(per_obs, design.bounds, pt)
     log_pi = membership_logprob(W, delta)
-    pm.Potential("y_school", pt.sum(pt.logsumexp(school + log_pi, axis=1)))
+    per_school = pt.logsumexp(school + log_pi, axis=1)
+    if design.weights is not None:
+        per_school = per_school * pm.Data("school_weight", design.weights.cluster)
+    pm.Potential("y_school", pt.sum(per_school))
 
 
 def _school_logits(

@@ -28,6 +28,7 @@ from bayesmix.data.checks import (
 )
 from bayesmix.data.matrices import Matrices
 from bayesmix.data.reading import DataLike, resolve_data
+from bayesmix.data.weighting import SampleWeights, sample_weights
 from bayesmix.errors import DataError, SpecError, type_name
 from bayesmix.model.formula import INTERCEPT
 from bayesmix.model.params import Layout
@@ -86,6 +87,9 @@ class Design:
         covariates as used (after centring); empty without clusters.
     n_dropped : int
         Rows removed for missing values.
+    weights : SampleWeights or None
+        The scaled sampling weights (:mod:`bayesmix.data.weighting`); None for an
+        unweighted model.
     """
 
     spec: Spec
@@ -102,6 +106,7 @@ class Design:
     frame: pd.DataFrame = field(repr=False)
     schools: pd.DataFrame = field(repr=False)
     n_dropped: int = 0
+    weights: SampleWeights | None = field(default=None, repr=False)
 
     @property
     def n_obs(self) -> int:
@@ -127,6 +132,17 @@ class Design:
             np.ascontiguousarray(self.V, dtype=float),
             np.ascontiguousarray(self.bounds, dtype=np.int64),
         )
+
+    def weight_args(self) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """Sampling weights as the likelihoods take them: None without weights; the
+        student and school weights ``(a, b)`` for a model that integrates over schools;
+        each row's ``a b`` and None for a single-level model."""
+        w = self.weights
+        if w is None:
+            return None
+        if w.two_level:
+            return w.row, w.cluster
+        return w.combined(self.cluster), None
 
     @property
     def bounds(self) -> np.ndarray:
@@ -263,7 +279,14 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
     frame = resolve_data(data)
     check_columns(frame, spec)
     cols = list(spec.columns)
-    frame, n_dropped = handle_missing(frame, cols, missing)
+    weight_columns = [] if spec.weights is None else list(spec.weights.columns)
+    for col in weight_columns:
+        if col not in frame.columns:
+            raise DataError(
+                f"weight column {col!r} is not in the data; its columns are "
+                f"{list(map(str, frame.columns))[:20]}."
+            )
+    frame, n_dropped = handle_missing(frame, cols + weight_columns, missing)
     if len(frame) == 0:
         raise DataError("no rows left to fit.")
     frame, codes, cluster_ids = _sort_by_cluster(frame, spec)
@@ -302,6 +325,7 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
         frame=frame,
         schools=m.schools,
         n_dropped=n_dropped,
+        weights=sample_weights(spec, frame, np.asarray(codes), len(cluster_ids)),
     )
 
 

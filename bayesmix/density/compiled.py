@@ -27,7 +27,9 @@ from bayesmix.model.params import Layout, Params
 
 def _structure(lay: Layout) -> Layout:
     """The layout without labels, so that cache keys depend on structure only."""
-    return Layout(dataclasses.replace(lay.spec, name="", description=""), lay.group_levels)
+    # sampling weights are data: the same compiled functions serve weighted fits
+    bare = dataclasses.replace(lay.spec, name="", description="", weights=None)
+    return Layout(bare, lay.group_levels)
 
 
 BACKENDS = ("jax", "numba")
@@ -81,6 +83,7 @@ _QUAD_NAMES = (
     ("cluster", "int64", 1),
     ("weight", "float64", 1),
     ("W", "float64", 2),
+    ("row_weight", "float64", 1),
     ("centre", "float64", 2),
     ("scale", "float64", 3),
 )
@@ -120,7 +123,7 @@ def _quadrature_graph(
     """The quadrature's inputs (``theta`` first) and the outputs of each function."""
     theta = pt.tensor("theta", dtype="float64", shape=(lay.n_params,))
     inputs = _typed_inputs(shapes, _quadrature_names(lay))
-    y, F, R, Z, V, cluster, weight, W, centre, scale = inputs
+    y, F, R, Z, V, cluster, weight, W, row_weight, centre, scale = inputs
     nodes, logw = gauss_hermite(points, lay.n_random)
     per_cluster, mean, cov, post_class, post_between = quadrature_loglik(
         y,
@@ -137,8 +140,9 @@ def _quadrature_graph(
         scale,
         W=W,
         between=lay.spec.between_classes,
+        row_weight=row_weight,
     )
-    # weights 0 mark the padding clusters of equal-shaped chunks
+    # the school sampling weights, and 0 for the padding clusters of equal-shaped chunks
     loglik = pt.sum(weight * per_cluster)
     # The optimiser calls the first and the node adaptation the last; the class
     # probabilities cost another pass of exponentials over the (classes, nodes,
@@ -198,9 +202,11 @@ def quadrature_functions(
 ) -> tuple[Callable[..., list[np.ndarray]], ...]:
     """Compiled quadrature objective, posterior and moments for data shaped like ``args``.
 
-    ``args`` are ``(y, F, R, Z, V, cluster, weight, W, centre, scale)``, with
-    ``weight`` (J,) the clusters' weights in the log-likelihood (0 for
-    padding) and ``W`` (J, m2) the school design of the level-2 classes.
+    ``args`` are ``(y, F, R, Z, V, cluster, weight, W, row_weight, centre, scale)``,
+    with ``weight`` (J,) the clusters' weights in the log-likelihood (their
+    sampling weights, 0 for padding), ``W`` (J, m2) the school design of the
+    level-2 classes and ``row_weight`` (n,) the students' sampling weights
+    (ones without weights).
     The JAX backend compiles for their shapes (one compilation per data
     size), the numba backend for any shape.
 
@@ -271,6 +277,44 @@ def _objective(
         return build()
     dtypes = ["float64"] + [dt for _, dt, _ in _DATA_NAMES]
     return _exported_numpy("objective", lay, ((lay.n_params,), *shapes), dtypes, build)
+
+
+_WEIGHTED_NAMES = (*_DATA_NAMES, ("weight", "float64", 1))
+
+
+@lru_cache(maxsize=16)
+def _weighted_objective(
+    lay: Layout, shapes: tuple[tuple[int, ...], ...] | None, backend: str
+) -> Callable[..., list[np.ndarray]]:
+    def build() -> Callable[..., list[np.ndarray]]:
+        theta = pt.tensor("theta", dtype="float64", shape=(lay.n_params,))
+        data = _typed_inputs(shapes, _WEIGHTED_NAMES)
+        y, F, _, Z, V, _, weight = data
+        joint = model_log_joint(y, F, Z, V, lay.unpack(theta, pt))
+        loglik = pt.sum(weight * pt.logsumexp(joint, axis=1))
+        fn = pytensor.function(
+            [theta, *data],
+            [loglik, pytensor.grad(loglik, theta)],
+            trust_input=True,
+            on_unused_input="ignore",
+            mode=_mode(backend),
+        )
+        return _reentrant(fn) if shapes is not None else fn
+
+    if shapes is None:
+        return build()
+    dtypes = ["float64"] + [dt for _, dt, _ in _WEIGHTED_NAMES]
+    return _exported_numpy("weighted_objective", lay, ((lay.n_params,), *shapes), dtypes, build)
+
+
+def weighted_loglik_and_grad(
+    lay: Layout, args: tuple[np.ndarray, ...] | None = None, backend: str = "numba"
+) -> Callable[..., list[np.ndarray]]:
+    """Compiled ``f(theta, y, F, R, Z, V, bounds, weight) -> [loglik, gradient]`` of a
+    mixture without school residuals, each observation's log-likelihood times its
+    sampling weight (:mod:`bayesmix.model.weights`); otherwise as :func:`loglik_and_grad`."""
+    shapes = _compile_shapes(backend, args)
+    return _weighted_objective(_structure(lay), shapes, backend)
 
 
 def loglik_and_grad(

@@ -103,6 +103,7 @@ def quadrature_loglik(
     scale: pt.TensorLike,
     W: pt.TensorLike | None = None,
     between: int = 1,
+    row_weight: pt.TensorLike | None = None,
 ) -> tuple[pt.TensorVariable, ...]:
     """Marginal log-likelihood of each cluster by adaptive Gauss-Hermite quadrature.
 
@@ -119,6 +120,10 @@ def quadrature_loglik(
     mixtures are summed within each school for each d, and the school's
     density mixes over d with the weights ``softmax(W_j delta)`` (``W``
     (J, m2)), inside the integral over the random effects.
+
+    ``row_weight`` (n,), the scaled student sampling weights, raises each
+    student's density to its weight inside the integral (the weighted
+    pseudo-likelihood of :mod:`bayesmix.model.weights`).
 
     Returns
     -------
@@ -138,7 +143,7 @@ def quadrature_loglik(
     if between > 1:
         return _between_quadrature(
             y, F, R, Z, V, cluster, params, n_outcome_random, nodes, logw, centre, scale, W,
-            between,
+            between, row_weight,
         )  # fmt: skip
     y = pt.as_tensor_variable(y)
     r = n_outcome_random
@@ -170,6 +175,8 @@ def quadrature_loglik(
     eta = eta + pt.zeros_like(pt.sum(every_node[:1], axis=0, keepdims=True))
     full = reference_logits(eta, pt, axis=0)
     per_obs, cls = _class_mixture(_shifted_exp(full), logn, axis=0, inner=inner)
+    if row_weight is not None:
+        per_obs = per_obs * pt.as_tensor_variable(row_weight)[None, :]
     log_phi = std_normal_logpdf(v, pt, nodes.shape[1])
     log_det = pt.sum(pt.log(pt.diagonal(scale, axis1=1, axis2=2)), axis=1)
     # a scatter-add, not differences of a cumulative sum: XLA lowers cumsum to
@@ -186,8 +193,9 @@ def quadrature_loglik(
 
 
 def _between_quadrature(
-    y, F, R, Z, V, cluster, params: Params, r: int, nodes, logw, centre, scale, W, L: int
-) -> tuple[pt.TensorVariable, ...]:
+    y, F, R, Z, V, cluster, params: Params, r: int, nodes, logw, centre, scale, W, L: int,
+    row_weight=None,
+) -> tuple[pt.TensorVariable, ...]:  # fmt: skip
     """:func:`quadrature_loglik` with L level-2 classes, one adapted rule per class.
 
     Given D_j = d the school residuals have a unimodal posterior, but mixed
@@ -220,6 +228,8 @@ def _between_quadrature(
     eta = eta + pt.zeros_like(pt.sum(logn, axis=1, keepdims=True))
     full = reference_logits(eta, pt, axis=1)
     per_obs, cls = _class_mixture(_shifted_exp(full, axis=1), logn, axis=1)
+    if row_weight is not None:
+        per_obs = per_obs * pt.as_tensor_variable(row_weight)[None, None, :]
     log_phi = std_normal_logpdf(v, pt, dim).dimshuffle(0, 2, 1)
     log_det = pt.sum(pt.log(pt.diagonal(scale, axis1=2, axis2=3)), axis=2)
     school = pt.inc_subtensor(pt.zeros_like(log_phi)[cluster], per_obs.dimshuffle(2, 1, 0))

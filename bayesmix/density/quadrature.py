@@ -130,17 +130,27 @@ def make_chunks(design: Design, cells_per_row: int, target: int = CHUNK_CELLS) -
     j_pad = max(r.stop - r.start for r in runs) + 1
     y, F, R, Z, V, _ = design.likelihood_args()
     cluster = np.asarray(design.cluster, dtype=np.int64)
+    row_weight, school_weight = school_weights(design)
     chunks = []
     for r in runs:
         rows = slice(int(bounds[r.start]), int(bounds[r.stop]))
         local = np.full(n_pad, j_pad - 1, dtype=np.int64)
         local[: rows.stop - rows.start] = cluster[rows] - r.start
-        weight = np.zeros(j_pad)
-        weight[: r.stop - r.start] = 1.0
+        weight = np.ascontiguousarray(_pad(school_weight[r], j_pad))
         args = tuple(np.ascontiguousarray(_pad(a[rows], n_pad)) for a in (y, F, R, Z, V))
         W = np.ascontiguousarray(_pad(design.W[r], j_pad))
-        chunks.append(Chunk(r, rows, (*args, local, weight, W)))
+        rw = np.ascontiguousarray(_pad(row_weight[rows], n_pad))
+        chunks.append(Chunk(r, rows, (*args, local, weight, W, rw)))
     return chunks
+
+
+def school_weights(design: Design) -> tuple[np.ndarray, np.ndarray]:
+    """The students' and the schools' sampling weights (ones for an unweighted design)."""
+    weights = design.weight_args()
+    if weights is None:
+        return np.ones(design.n_obs), np.ones(len(design.cluster_ids))
+    row, school = weights
+    return row, np.ones(len(design.cluster_ids)) if school is None else school
 
 
 class AdaptiveQuadrature:
@@ -183,6 +193,8 @@ class AdaptiveQuadrature:
         self.rules = (self.L,) if self.L > 1 else ()
         cells = points**self.d * self.K * self.L
         self.chunks = make_chunks(design, cells, chunk_cells)
+        self.school_weights = school_weights(design)[1]
+        """The schools' sampling weights (ones without weights), by which their terms count."""
         self.j_pad = len(self.chunks[0].args[6])
         # real (not padding) schools of each chunk
         self.real = (

@@ -84,6 +84,11 @@ def choose_algorithm(design: Design, backend: str | None, points: int | None) ->
             f"{lay.spec.classes} classes and {lay.spec.between_classes} level-2 classes; "
             "use backend='jax' or 'numba', or leave it unset."
         )
+    if design.weights is not None and backend in ("jax", "numba") and gaussian.supports(lay):
+        raise EstimationError(
+            f"a weighted one-class model is evaluated by numpy's closed form; drop "
+            f"backend={backend!r} (or use backend='numpy')."
+        )
     if backend == "numpy" or (backend is None and gaussian.supports(lay)):
         return numpy_closed_form(design)
     if needs_quadrature(lay):
@@ -97,7 +102,8 @@ def numpy_closed_form(design: Design) -> Algorithm:
     """The one-class objective of :mod:`bayesmix.density.gaussian`, every start optimised to
     convergence; all students are in the one class."""
     args = design.likelihood_args()
-    fun = gaussian.objective(design.layout, args)
+    weights = design.weight_args()
+    fun = gaussian.objective(design.layout, args, weights)
     ones = np.ones((design.n_obs, 1))
     return Algorithm(
         fun=fun,
@@ -109,7 +115,7 @@ def numpy_closed_form(design: Design) -> Algorithm:
         run_starts=partial(_independent_starts, fun, design),
         polish=partial(_polish, fun),
         posteriors=lambda theta: (ones, None),
-        cluster_logliks=gaussian.cluster_logliks(design.layout, args),
+        cluster_logliks=gaussian.cluster_logliks(design.layout, args, weights),
     )
 
 
@@ -154,16 +160,22 @@ def quadrature(design: Design, backend: str, points: int) -> Algorithm:
         run_starts=partial(staged_starts, quad, design),
         polish=partial(_polish_quadrature, quad),
         posteriors=partial(_quadrature_posteriors, quad),
-        cluster_logliks=lambda theta: quad.evaluate(theta)[4],
+        cluster_logliks=partial(_quadrature_cluster_logliks, quad),
     )
 
 
 def _objective(design: Design, backend: str) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
-    """Negative mean log-likelihood and its gradient, as scipy expects."""
-    from bayesmix.density.compiled import loglik_and_grad
+    """Negative mean log-likelihood and its gradient, as scipy expects; with sampling
+    weights, of the weighted pseudo-log-likelihood."""
+    from bayesmix.density.compiled import loglik_and_grad, weighted_loglik_and_grad
 
     args = design.likelihood_args()
-    f = loglik_and_grad(design.layout, args, backend)
+    weights = design.weight_args()
+    if weights is None:
+        f = loglik_and_grad(design.layout, args, backend)
+    else:
+        args = (*args, np.ascontiguousarray(weights[0]))
+        f = weighted_loglik_and_grad(design.layout, args, backend)
     n = design.n_obs
 
     def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
@@ -249,6 +261,11 @@ def _quadrature_posteriors(
     return evaluated[3], evaluated[5]
 
 
+def _quadrature_cluster_logliks(quad: AdaptiveQuadrature, theta: np.ndarray) -> np.ndarray:
+    """Each school's term of the (weighted) log-likelihood under the current nodes."""
+    return quad.evaluate(theta)[4] * quad.school_weights
+
+
 def _compiled_cluster_logliks(design: Design, backend: str, theta: np.ndarray) -> np.ndarray:
     """Each cluster's log-likelihood from the compiled graphs: the school marginals of a
     one-class two-level model, else the students' mixtures summed by cluster."""
@@ -260,4 +277,7 @@ def _compiled_cluster_logliks(design: Design, backend: str, theta: np.ndarray) -
         return np.asarray(cluster_loglik(lay)(theta, *design.likelihood_args()))
     args = posterior_args(design, lay.unpack(theta))
     per_row = np.asarray(pointwise(lay, backend, args)(*args)[0])
+    weights = design.weight_args()
+    if weights is not None:
+        per_row = weights[0] * per_row
     return segment_sum(per_row, design.bounds, np) if design.spec.cluster is not None else per_row

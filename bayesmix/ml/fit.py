@@ -75,6 +75,24 @@ def _check_options(
         )
 
 
+def _se_type(se: str | None, spec: Spec) -> str:
+    """The kind of standard error asked for, its default resolved: MLR for weighted models."""
+    weighted = isinstance(spec, Spec) and spec.weights is not None
+    if se is None:
+        return "mlr" if weighted else "ml"
+    if se not in SE_TYPES:
+        raise EstimationError(
+            f"se={se!r} is not a kind of standard error; use one of {', '.join(SE_TYPES)}."
+        )
+    if weighted and se == "ml":
+        raise EstimationError(
+            f"model {spec.name!r} has sampling weights, and the inverse information of a "
+            "pseudo-likelihood does not estimate the estimates' variance; use se='mlr' (the "
+            "default for weighted models) or drop [weights]."
+        )
+    return se
+
+
 def fit_ml(
     spec: Spec,
     data: DataLike,
@@ -89,7 +107,7 @@ def fit_ml(
     init: Mapping[str, float] | Params | None = None,
     extra_starts: Sequence[Mapping[str, float] | Params] = (),
     start_from_smaller: bool = True,
-    se: str = "ml",
+    se: str | None = None,
 ) -> MLResult:
     """Fit a model by maximum likelihood from random starts.
 
@@ -149,7 +167,7 @@ def fit_ml(
         ``SVALUES``): random starts alone often stop at model B's solution
         with a level-2 class that does no work. ``starts.carried`` and
         ``starts.carried_won`` report where that start ended.
-    se : {"ml", "mlr"}
+    se : {"ml", "mlr"}, optional
         Standard errors from the inverse observed information (``"ml"``, the
         default, which lme4 and Mplus's ``ESTIMATOR = ML`` report), or sandwich
         standard errors robust to misspecification (``"mlr"``, Mplus's default
@@ -159,7 +177,9 @@ def fit_ml(
         single-level models that name one, single observations otherwise),
         times ``G / (G - 1)`` for G clusters, as Mplus does. Wald tests use the
         chosen covariance, and :func:`bayesmix.lrt` of two MLR fits is the
-        scaled difference test.
+        scaled difference test. A model with sampling weights (``spec.weights``)
+        is fitted by pseudo-maximum likelihood, whose only valid standard errors
+        are the sandwich ones: its default is ``"mlr"``, and ``"ml"`` is refused.
 
     Returns
     -------
@@ -172,10 +192,7 @@ def fit_ml(
     """
     t0 = time.perf_counter()
     _check_options(starts, backend, maxiter, points)
-    if se not in SE_TYPES:
-        raise EstimationError(
-            f"se={se!r} is not a kind of standard error; use one of {', '.join(SE_TYPES)}."
-        )
+    se = _se_type(se, spec)
     random_seed = check_seed(random_seed)
     design = build_design(spec, data, missing=missing)
     internal, st = standardise(design)
@@ -223,7 +240,8 @@ def user_result(fit: MLResult, design: Design, st: Standardisation) -> MLResult:
     Estimates and their covariance follow the affine map of
     :class:`~bayesmix.data.standardise.Standardisation`; the log-likelihood
     gains the Jacobian ``-n log s_y`` of the outcome's scaling; class
-    probabilities and diagnostics are unchanged.
+    probabilities and diagnostics are unchanged. With sampling weights n is the
+    weighted number of students, ``sum a_ij b_j``.
     """
     estimates = st.to_user(fit.estimates)
     cov = st.cov_to_user(fit.cov)
@@ -232,7 +250,8 @@ def user_result(fit: MLResult, design: Design, st: Standardisation) -> MLResult:
     se = np.where(undefined, np.nan, se)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = estimates / se
-    shift = design.n_obs * np.log(st.y_scale)
+    students = design.n_obs if design.weights is None else design.weights.total(design.cluster)
+    shift = students * np.log(st.y_scale)
     return replace(
         fit,
         design=design,

@@ -23,6 +23,7 @@ from bayesmix.model.spec import (
     Spec,
     default_order,
 )
+from bayesmix.model.weights import Weights, weights_from
 
 
 def _rhs_terms(value: str | Iterable[str] | None, where: str) -> tuple[str, ...]:
@@ -126,6 +127,7 @@ def make_spec(
     between_classes: int = 1,
     between_membership: str | None = None,
     between_varying: str | Iterable[str] = "class_varying",
+    weights: str | Mapping[str, str] | Weights | None = None,
     name: str = "model",
     description: str = "",
 ) -> Spec:
@@ -175,6 +177,10 @@ def make_spec(
         Fixed effects whose values vary across the level-2 classes (those
         that are also class-varying vary over both); by default the
         class-varying ones.
+    weights : str, mapping or Weights, optional
+        Sampling weights: the student-weight column, or a mapping with keys
+        ``within``, ``between``, ``scaling`` and ``between_scaling`` (see
+        :class:`~bayesmix.model.weights.Weights`).
     name, description : str
         Labels for tables.
 
@@ -241,6 +247,7 @@ def make_spec(
         between_classes=between_classes,
         between_membership=between_terms,
         between_varying=bvarying,
+        weights=weights_from(weights),
         name=name,
         description=description,
     )
@@ -298,6 +305,7 @@ def spec_from_dict(
             ),
             between_membership=between.get("formula"),
             between_varying=between.get("varying", "class_varying"),
+            weights=weights_from(model_table(doc, "weights", source) or None, "[weights]"),
             name=doc.get("name", Path(source).stem),
             description=doc.get("description", ""),
         )

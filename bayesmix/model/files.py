@@ -26,6 +26,7 @@ TOP_KEYS = {
     "level2",
     "random",
     "between",
+    "weights",
 }
 OUTCOME_KEYS = {
     "formula",

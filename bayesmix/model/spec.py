@@ -38,6 +38,7 @@ from bayesmix.model.checks import (
     check_fixed_effects,
 )
 from bayesmix.model.formula import INTERCEPT
+from bayesmix.model.weights import Weights, check_weights, integrates_schools
 
 ResidualVariance = Literal["common", "class"]
 Covariance = Literal["unstructured", "diagonal"]
@@ -111,6 +112,10 @@ class Spec:
         covariates (eq 32), intercept first.
     between_varying : tuple of str
         Fixed effects that vary across the level-2 classes.
+    weights : Weights or None
+        Sampling weights (:mod:`bayesmix.model.weights`): the student- and
+        school-weight columns and their scalings. A weighted model is fitted by
+        pseudo-maximum likelihood with robust standard errors.
     name : str
         Short model name used in tables.
     description : str
@@ -135,6 +140,7 @@ class Spec:
     between_classes: int = 1
     between_membership: tuple[str, ...] = (INTERCEPT,)
     between_varying: tuple[str, ...] = ()
+    weights: Weights | None = None
     name: str = "model"
     description: str = ""
 
@@ -149,6 +155,12 @@ class Spec:
         if self.order_classes_by in self.between_varying:
             return self.order_classes_by
         return default_order(self.between_varying)
+
+    @property
+    def integrates_schools(self) -> bool:
+        """Whether the likelihood integrates over schools (random effects or level-2
+        classes), so that student weights act inside each school's term."""
+        return integrates_schools(self.cluster, len(self.random_effects), self.between_classes)
 
     @property
     def n_classes(self) -> int:
@@ -310,6 +322,12 @@ def check_spec(spec: Spec) -> None:
         raise SpecError("the membership regression must include an intercept.")
     _check_between(spec)
     _check_mixture(spec)
+    if spec.weights is not None and not isinstance(spec.weights, Weights):
+        raise SpecError(
+            f"weights must be a bayesmix.model.weights.Weights, got {spec.weights!r}; "
+            "make_spec(weights=...) accepts a column name or a mapping."
+        )
+    check_weights(spec.weights, spec.cluster, spec.integrates_schools, spec.columns)
 
 
 def _check_class_count(spec: Spec) -> None:

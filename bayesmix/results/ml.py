@@ -15,6 +15,7 @@ from bayesmix.errors import EstimationError
 from bayesmix.formatting import format_table
 from bayesmix.model.params import Params
 from bayesmix.model.spec import Spec
+from bayesmix.model.weights import within_scaling
 from bayesmix.results.interface import FitResult, sample_size, tail_quantiles
 from bayesmix.results.tables import (
     class_lines,
@@ -314,6 +315,12 @@ class MLResult(FitResult):
                 f"  standard errors: MLR, sandwich over {units} (scaling correction factor "
                 f"{self.scaling_factor:.4f})"
             )
+        if s.weights is not None:
+            scaling = within_scaling(s.weights, s.integrates_schools)
+            parts = [f"{s.weights.within} ({scaling})"] if s.weights.within else []
+            if s.weights.between:
+                parts.append(f"schools {s.weights.between} ({s.weights.between_scaling})")
+            lines.append(f"  sampling weights: {', '.join(parts)}; pseudo-log-likelihood")
         lines += ["", format_table(self.params)]
         lines += class_lines(s, self.classes, self.between_probabilities)
         lines += ["", *diagnostic_lines(self.diagnostics)]

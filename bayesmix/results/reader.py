@@ -21,6 +21,7 @@ import pandas as pd
 from bayesmix.errors import DataError, SpecError
 from bayesmix.model.params import Layout
 from bayesmix.model.spec import Spec
+from bayesmix.model.weights import weights_from
 from bayesmix.results.persist import ResultFileError, decode
 from bayesmix.results.rowless import ClassSummary, DesignSummary
 
@@ -171,7 +172,10 @@ def read_spec(read: FieldReader, values: Any) -> Spec:
         if not _conforms(values[name], hints[name]):
             read.fail(f"spec.{name}", f"is {show(values[name])}, not a valid value")
     try:
-        return Spec(**{k: _tuples(v) for k, v in values.items()})
+        settings = {k: _tuples(v) for k, v in values.items()}
+        if settings.get("weights") is not None:
+            settings["weights"] = weights_from(dict(values["weights"]), "spec.weights")
+        return Spec(**settings)
     except SpecError as err:
         raise ResultFileError(
             f"{read.where}: field spec describes no valid model ({err}); the file was edited "

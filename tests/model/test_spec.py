@@ -215,7 +215,7 @@ def test_load_spec_class_varying_string(tmp_path: Path) -> None:
             "",
             "['class']",
             "['between', 'centre', 'classes', 'cluster', 'description', 'level2', 'membership', "
-            "'name', 'outcome', 'random']",
+            "'name', 'outcome', 'random', 'weights']",
         ),
         (
             '[outcome]\nformula = "y ~ x"\nvarying = ["x"]\nresidual = "class"\n',
