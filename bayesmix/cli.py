@@ -126,6 +126,12 @@ def _add_fit_parser(sub: argparse._SubParsersAction) -> None:
         "(Mplus MLR); default ml, and mlr for a model with [weights]",
     )
     fit.add_argument(
+        "--pseudo-likelihood",
+        action="store_true",
+        help="(Bayes) sample the weighted pseudo-posterior of a model with [weights]; its SDs "
+        "are not design-based uncertainty",
+    )
+    fit.add_argument(
         "--missing",
         choices=("error", "listwise"),
         default="error",
@@ -227,6 +233,7 @@ def _fit_bayes(spec: Spec, args: argparse.Namespace) -> FitResult:
         sampler=args.sampler,
         backend=args.backend,
         progress=not args.quiet,
+        pseudo_likelihood=args.pseudo_likelihood,
     )
 
 

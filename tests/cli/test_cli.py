@@ -7,6 +7,7 @@ import math
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -216,3 +217,23 @@ def test_the_console_command_flushes_runs_exit_handlers_and_keeps_its_exit_code(
     assert failed.returncode == 2
     assert failed.stderr.startswith("bayesmix: error:")
     assert "none.toml" in failed.stderr
+
+
+def test_a_weighted_model_file_fits_with_robust_errors_and_nuts_needs_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "weighted.toml"
+    model.write_text(Path(FIG1).read_text() + '\n[weights]\nwithin = "wt"\n')
+    data = simulate(load_spec(FIG1), FIG1_PARAMS, n=500, random_seed=1)
+    data["wt"] = np.random.default_rng(2).uniform(0.5, 2.0, len(data))
+    path = tmp_path / "weighted.csv"
+    data.to_csv(path, index=False)
+    argv = ["fit", str(model), "--data", str(path), "--starts", "2", "--seed", "1"]
+    assert main([*argv, "--json", "-"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["se_type"] == "mlr"
+    assert "sampling weights: wt (sample)" in err
+    assert main([*argv, "--se", "ml"]) == 2
+    assert "se='mlr'" in capsys.readouterr().err
+    assert main([*argv, "--estimator", "bayes", "--draws", "10", "--tune", "10"]) == 2
+    assert "pseudo_likelihood=True" in capsys.readouterr().err
