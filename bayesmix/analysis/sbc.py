@@ -463,6 +463,12 @@ def sbc(
     )
     backend = sampler_backend("nutpie", backend, "diag")
     random_seed = check_seed(random_seed)
+    if isinstance(spec, Spec) and spec.weights is not None:
+        raise EstimationError(
+            f"model {spec.name!r} has sampling weights; SBC checks the posterior of the "
+            "generative model, which weights do not change: run it on the model without "
+            "them (dataclasses.replace(spec, weights=None))."
+        )
     setup = _Setup(
         spec=spec,
         frame=resolve_data(data),

@@ -104,6 +104,13 @@ def _public_model(
     init: MLResult | None,
 ) -> tuple[pm.Model, list[str]]:
     """:func:`build_model` and the names of the paper's parameters, in layout order."""
+    if isinstance(spec, Spec) and spec.weights is not None:
+        raise EstimationError(
+            f"model {spec.name!r} has sampling weights; the public PyMC model is the "
+            "generative model of the data, which weights do not change: drop [weights] "
+            "(dataclasses.replace(spec, weights=None)), or sample the weighted "
+            "pseudo-posterior with bayesmix.fit_bayes(..., pseudo_likelihood=True)."
+        )
     design, internal, st, full_priors = prepare(spec, data, priors, missing)
     start, init_z = None, None
     if init is not None:

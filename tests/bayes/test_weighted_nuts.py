@@ -59,3 +59,11 @@ def test_the_pseudo_posterior_centres_on_the_pseudo_ml_estimates(weighted_fig1):
     gap = np.abs(table["mean"].to_numpy() - ml.estimates) / table["sd"].to_numpy()
     assert gap.max() < 0.5
     assert "y" in post.idata["log_likelihood"]
+
+
+def test_the_generative_model_and_sbc_refuse_weights(weighted_fig1):
+    _, wspec, data = weighted_fig1
+    with pytest.raises(EstimationError, match="public PyMC model is the generative model"):
+        bm.build_model(wspec, data)
+    with pytest.raises(EstimationError, match="SBC checks the posterior"):
+        bm.sbc(wspec, data, simulations=2, draws=100, tune=10)
