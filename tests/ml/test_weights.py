@@ -293,3 +293,26 @@ def test_a_weighted_fit_says_so_and_reloads(tmp_path):
     assert back.spec.weights == spec.weights
     assert back.loglik == fit.loglik
     np.testing.assert_array_equal(back.se, fit.se)
+
+
+@pytest.mark.long
+def test_model_a_weighted_fits_equal_fits_to_duplicated_data():
+    """Model A (two classes, two integration dimensions) on 50 HSB schools: four fits of
+    minutes each, so under make test-long."""
+    spec = bm.load_spec(MODELS / "hsb_A.toml", classes=2)
+    data = with_weights(bm.datasets.load_hsb().query("school < 3500"), "school", seed=5)
+    kw = dict(starts=4, random_seed=1)
+    pairs = [
+        (
+            bm.fit_ml(weighted(spec, within="wt", scaling="unscaled"), data, **kw),
+            bm.fit_ml(spec, repeat_rows(data, "wt"), **kw),
+        ),
+        (
+            bm.fit_ml(weighted(spec, between="bwt", between_scaling="unscaled"), data, **kw),
+            bm.fit_ml(spec, repeat_schools(data, "bwt", "school"), **kw),
+        ),
+    ]
+    for fit, copy in pairs:
+        assert fit.converged and copy.converged
+        assert fit.loglik == pytest.approx(copy.loglik, abs=1e-5)
+        assert np.max(np.abs(fit.estimates - copy.estimates) / copy.se) < 1e-4
