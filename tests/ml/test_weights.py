@@ -4,6 +4,7 @@ against duplicated rows and schools, at fixed parameters and fitted."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ from bayesmix.density.quadrature import AdaptiveQuadrature
 from bayesmix.errors import DataError, EstimationError, SpecError
 from bayesmix.model.weights import Weights
 from bayesmix.paper.section2 import FIG1_PARAMS, FIG3_PARAMS
-from tests.support.paths import MODELS
+from tests.support.paths import MODELS, REFERENCE
 
 
 def weighted(spec: bm.Spec, **kw) -> bm.Spec:
@@ -316,3 +317,18 @@ def test_model_a_weighted_fits_equal_fits_to_duplicated_data():
         assert fit.converged and copy.converged
         assert fit.loglik == pytest.approx(copy.loglik, abs=1e-5)
         assert np.max(np.abs(fit.estimates - copy.estimates) / copy.se) < 1e-4
+
+
+def test_weighted_clustered_regression_matches_r_weighted_lm_and_vcovcl():
+    reference = json.loads((REFERENCE / "hsb_weighted_sandwich.json").read_text())
+    data = bm.datasets.load_hsb()
+    data["wt"] = 1 + data["female"] + 0.5 * data["minority"]
+    spec = bm.make_spec("math ~ female + ses + catholic", cluster="school", weights="wt")
+    fit = bm.fit_ml(spec, data)
+    assert list(fit.names[:4]) == reference["names"]
+    assert fit.design.n_clusters == reference["n_clusters"]
+    np.testing.assert_allclose(fit.estimates[:4], reference["estimates"], rtol=1e-8)
+    np.testing.assert_allclose(
+        fit.params.loc["sigma2", "estimate"], reference["sigma2_pseudo_ml"], rtol=1e-8
+    )
+    np.testing.assert_allclose(fit.se[:4], reference["se_cadjust"], rtol=0, atol=1e-8)
