@@ -155,7 +155,7 @@ def _check_column(
     if bad.any():
         row = int(np.argmax(bad))
         shown = ", ".join(
-            f"{v} = {frame[v].iloc[row]!r}"
+            f"{v} = {np.asarray(frame[v])[row].item()!r}"
             for p in term_parts(term)
             for v in part_variables(p)
             if v in frame.columns
@@ -284,6 +284,9 @@ def code_terms(spec: Spec, frame: pd.DataFrame) -> Coded:
     if not any(needs_coding(terms, frame, derived) for terms in fields.values()):
         return Coded(spec=spec, columns=pd.DataFrame(index=frame.index))
     context = group_transforms(spec, frame)
+    # only the model's columns: another column (simulate's class column C) would hide a
+    # transform of that name from formulaic
+    frame = frame[[c for c in spec.columns if c in frame.columns and c != spec.cluster]]
     labels = {"outcome": "outcome formula", "membership": "membership formula"}
     labels |= {"residual": "residual_covariates", "between": "[between] formula"}
     coded: dict[str, dict[str, tuple[str, ...]]] = {}

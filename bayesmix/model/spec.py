@@ -27,6 +27,7 @@ A :class:`Spec` is a frozen dataclass, checked when it is created. It is built i
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -376,10 +377,16 @@ def _check_cluster_given(spec: Spec) -> None:
     """Settings that act per school need the column that names the schools."""
     if spec.cluster is not None:
         return
+    by_cluster = [
+        t
+        for t in (*spec.terms, *spec.membership, *spec.residual_covariates)
+        if re.search(r"\bgroup_(center|mean)\(", t)
+    ]
     needs = [
         f"{label} {value!r}"
         for label, value in (
             ("random", list(spec.random)),
+            ("terms by cluster", by_cluster),
             ("level2", dict(spec.level2)),
             ("residual_groups", spec.residual_groups),
             ("membership random", spec.membership_random),
@@ -388,7 +395,8 @@ def _check_cluster_given(spec: Spec) -> None:
     ]
     if needs:
         raise SpecError(
-            f"random effects, level-2 regressions and residual groups need a cluster "
+            f"random effects, level-2 regressions, residual groups and group_center(...) or "
+            f"group_mean(...) terms need a cluster "
             f'column ({", ".join(needs)}): set cluster = "school" (or your level-2 '
             "identifier)."
         )
