@@ -76,7 +76,7 @@ def check_columns(frame: pd.DataFrame, spec: Spec) -> None:
             f"the data have columns {available} but no rows; pass the data that hold the "
             "observations."
         )
-    categorical = _text_categories(frame, spec)
+    categorical = text_categories(frame, spec)
     for col in spec.columns:
         series = frame[col]
         if col == spec.cluster or pd.api.types.is_bool_dtype(series) or col in categorical:
@@ -100,7 +100,7 @@ def check_columns(frame: pd.DataFrame, spec: Spec) -> None:
             )
 
 
-def _text_categories(frame: pd.DataFrame, spec: Spec) -> set[str]:
+def text_categories(frame: pd.DataFrame, spec: Spec) -> set[str]:
     """Covariate columns read as categories: a categorical dtype, or text none of whose
     values is a number (text of numbers, or numbers mixed with text, is refused as a
     column that is not numeric); the outcome and residual groups are always numbers."""

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bayesmix.data.checks import text_categories
 from bayesmix.data.covariates import Generator, drawn_covariates, given_covariates, is_number
 from bayesmix.data.design import Matrices, design_matrices
 from bayesmix.data.terms import code_terms
@@ -329,12 +330,15 @@ def simulate(
         )
     written = spec
     if isinstance(covariates, pd.DataFrame):
-        coded = code_terms(spec, covariates.reset_index(drop=True))
-        spec = coded.spec
-        if len(coded.columns.columns):
-            covariates = pd.concat([covariates.reset_index(drop=True), coded.columns], axis=1)
-    else:
-        _refuse_coded_terms(spec)
+        spec, covariates = _code_covariates(spec, covariates)
+    elif _coded_terms(spec):
+        raise SpecError(
+            f"model {spec.name!r} has terms coded on data "
+            f"({', '.join(map(repr, _coded_terms(spec)))}): categorical columns and "
+            "transforms are coded on the covariates, which simulate cannot draw for them; "
+            "pass covariates as a DataFrame with the columns "
+            f"{[c for c in spec.columns if c != spec.outcome]}."
+        )
     values: dict[str, float] | None = None
     arrays: dict[str, np.ndarray] = {}
     if isinstance(params, Params):
@@ -386,20 +390,25 @@ def simulate(
     return out
 
 
-def _refuse_coded_terms(spec: Spec) -> None:
-    """Refuse drawing covariates for terms that are coded on data (categories, transforms)."""
+def _coded_terms(spec: Spec) -> list[str]:
+    """Terms coded on data (categorical columns, transforms) rather than read as columns."""
     fields = (spec.terms, spec.membership, spec.residual_covariates, spec.between_membership)
     terms = [t for field in fields for t in field] + [w for _, ws in spec.level2 for w in ws]
-    coded = [
+    return [
         t for t in terms if any(not is_name(p) and p not in spec.derived for p in term_parts(t))
     ]
-    if coded:
-        raise SpecError(
-            f"model {spec.name!r} has terms coded on data ({', '.join(map(repr, coded))}): "
-            "categorical columns and transforms are coded on the covariates, which simulate "
-            "cannot draw for them; pass covariates as a DataFrame with the columns "
-            f"{[c for c in spec.columns if c != spec.outcome]}."
-        )
+
+
+def _code_covariates(spec: Spec, covariates: pd.DataFrame) -> tuple[Spec, pd.DataFrame]:
+    """The spec coded on the covariates, which gain the derived columns; unchanged where
+    nothing is coded (a missing column is left for the covariates' checks to name)."""
+    if any(c not in covariates.columns for c in spec.columns if c != spec.outcome):
+        return spec, covariates
+    if not _coded_terms(spec) and not text_categories(covariates, spec):
+        return spec, covariates
+    covariates = covariates.reset_index(drop=True)
+    coded = code_terms(spec, covariates)
+    return coded.spec, pd.concat([covariates, coded.columns], axis=1)
 
 
 def _matrices(

@@ -234,3 +234,12 @@ def test_nuts_posterior_names_the_levels(hsb: pd.DataFrame, spec: bm.Spec, fits)
     ml = dict(zip(fits[0].names, fits[0].estimates, strict=True))
     for name in ("C(sector)[T.public_large]", "C(sector)[T.public_small]", "center(ses)"):
         assert mean[name] == pytest.approx(ml[name], abs=0.5)
+
+
+def test_saved_fit_loads_with_its_coded_terms(tmp_path: Path, fits) -> None:
+    formula = fits[0]
+    path = formula.save(tmp_path / "sector.json")
+    loaded = bm.load_result(path)
+    assert tuple(loaded.names) == NAMES
+    assert loaded.design.spec == formula.design.spec
+    assert loaded.loglik == formula.loglik
