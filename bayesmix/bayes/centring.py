@@ -34,6 +34,7 @@ from bayesmix.bayes.generative import (
     school_coefficients_logp,
 )
 from bayesmix.data.design import Design
+from bayesmix.model.formula import term_parts
 from bayesmix.model.params import Params
 from bayesmix.model.priors import Prior
 from bayesmix.model.spec import fixed_effect_name
@@ -101,7 +102,7 @@ def school_means_plan(design: Design, init: Params | None) -> SchoolMeans | None
                 continue
             j = names.index(name)
             values = np.ones(len(design.cluster_ids))
-            for part in covariate.split(":"):
+            for part in term_parts(covariate):
                 values = values * design.schools[part].to_numpy(dtype=float)
             if np.allclose(design.F[:, j], design.R[:, k] * values[design.cluster]):
                 level2.append((k, j, values))

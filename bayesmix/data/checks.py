@@ -76,9 +76,10 @@ def check_columns(frame: pd.DataFrame, spec: Spec) -> None:
             f"the data have columns {available} but no rows; pass the data that hold the "
             "observations."
         )
+    categorical = text_categories(frame, spec)
     for col in spec.columns:
         series = frame[col]
-        if col == spec.cluster or pd.api.types.is_bool_dtype(series):
+        if col == spec.cluster or pd.api.types.is_bool_dtype(series) or col in categorical:
             continue
         if pd.api.types.is_complex_dtype(series):
             raise DataError(
@@ -94,9 +95,29 @@ def check_columns(frame: pd.DataFrame, spec: Spec) -> None:
                 )
             raise DataError(
                 f"column {col!r} is not numeric (dtype {series.dtype}, e.g. value "
-                f"{bad.iloc[0]!r} in row {bad.index[0]}); recode it as numbers, e.g. 0/1 "
-                "dummies for categories."
+                f"{bad.iloc[0]!r} in row {bad.index[0]}); recode it as numbers, or, if it "
+                f"holds categories, write C({col}) in the formula."
             )
+
+
+def text_categories(frame: pd.DataFrame, spec: Spec) -> set[str]:
+    """Covariate columns read as categories: a categorical dtype, or text none of whose
+    values is a number (text of numbers, or numbers mixed with text, is refused as a
+    column that is not numeric); the outcome and residual groups are always numbers."""
+    out = set()
+    for col in spec.columns:
+        if col in (spec.outcome, spec.residual_groups, spec.cluster):
+            continue
+        series = frame[col]
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            out.add(col)
+        elif not pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_complex_dtype(
+            series
+        ):
+            values = series.dropna()
+            if len(values) and pd.to_numeric(values, errors="coerce").isna().all():
+                out.add(col)
+    return out
 
 
 def handle_missing(
@@ -312,8 +333,8 @@ def school_columns(spec: Spec) -> list[str]:
     if spec.residual_groups:
         cols.append(spec.residual_groups)
     for term in spec.between_membership:
-        for name in term.split(":"):
-            if name != INTERCEPT and name not in cols:
+        for name in spec.term_columns(term):
+            if name not in cols:
                 cols.append(name)
     return cols
 

@@ -28,9 +28,10 @@ from bayesmix.data.checks import (
 )
 from bayesmix.data.matrices import Matrices
 from bayesmix.data.reading import DataLike, resolve_data
+from bayesmix.data.terms import code_terms
 from bayesmix.data.weighting import SampleWeights, sample_weights
 from bayesmix.errors import DataError, SpecError, type_name
-from bayesmix.model.formula import INTERCEPT
+from bayesmix.model.formula import INTERCEPT, term_parts
 from bayesmix.model.params import Layout
 from bayesmix.model.spec import Spec
 
@@ -56,7 +57,9 @@ class Design:
     Attributes
     ----------
     spec : Spec
-        The model the matrices were built for.
+        The model the matrices were built for, one term per column: a
+        categorical or transformed term of the spec given is replaced by its
+        columns (:func:`bayesmix.data.terms.code_terms`).
     layout : Layout
         Its parameter layout (with the residual group levels of the data).
     y : ndarray, shape (n,)
@@ -81,7 +84,8 @@ class Design:
     cluster_ids : ndarray, shape (J,)
         Cluster labels in index order.
     frame : pandas.DataFrame
-        The rows used, after any listwise deletion and sorting.
+        The rows used, after any listwise deletion and sorting, with the
+        columns derived from formula terms (``spec.derived``) appended.
     schools : pandas.DataFrame
         One row per cluster (index ``cluster_ids``) with the school-level
         covariates as used (after centring); empty without clusters.
@@ -156,7 +160,7 @@ def term_column(frame: pd.DataFrame, term: str) -> np.ndarray:
     if term == INTERCEPT:
         return np.ones(len(frame))
     out = np.ones(len(frame))
-    for name in term.split(":"):
+    for name in term_parts(term):
         out = out * frame[name].to_numpy(dtype=float)
     return out
 
@@ -290,6 +294,12 @@ def build_design(spec: Spec, data: DataLike, *, missing: MissingPolicy = "error"
     if len(frame) == 0:
         raise DataError("no rows left to fit.")
     frame, codes, cluster_ids = _sort_by_cluster(frame, spec)
+    # categorical and transformed terms become columns of their own (bayesmix.data.terms)
+    coded = code_terms(spec, frame)
+    spec = coded.spec
+    if len(coded.columns.columns):
+        frame = pd.concat([frame, coded.columns], axis=1)
+    cols = list(spec.columns)
     numeric = frame[[c for c in cols if c != spec.cluster]].astype(float)
     check_values(numeric, spec)
     _centre(numeric, spec)

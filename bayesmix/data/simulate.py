@@ -9,10 +9,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bayesmix.data.checks import text_categories
 from bayesmix.data.covariates import Generator, drawn_covariates, given_covariates, is_number
 from bayesmix.data.design import Matrices, design_matrices
+from bayesmix.data.terms import code_terms
 from bayesmix.density.primitives import log_softmax_ref
 from bayesmix.errors import DataError, SpecError, type_name
+from bayesmix.model.formula import is_name, term_parts
 from bayesmix.model.params import Layout, Params, layout
 from bayesmix.model.spec import Spec
 from bayesmix.validate import check_count, check_seed
@@ -287,7 +290,12 @@ def simulate(
         sd)``, ``"bernoulli"`` (p = 0.5, the default for
         ``residual_groups``), ``("bernoulli", p)`` or a callable ``f(rng,
         size)``. School-level columns (level-2 covariates, residual groups)
-        are drawn once per cluster.
+        are drawn once per cluster. Formula terms coded on data
+        (categorical columns, transforms such as ``center(x)``) are coded on
+        a covariates DataFrame, as :func:`bayesmix.fit_ml` codes them on the
+        data (``params`` then name the coded columns, e.g.
+        ``C(sector)[T.private]``); generators draw only numeric columns, so
+        such terms need the DataFrame.
     random_seed : int, optional
         Seed (a non-negative integer); the same seed gives the same data.
 
@@ -319,6 +327,17 @@ def simulate(
         raise DataError(
             f"model {spec.name!r} is single-level (no cluster column): it takes n (the number "
             "of observations), not clusters or cluster_size."
+        )
+    written = spec
+    if isinstance(covariates, pd.DataFrame):
+        spec, covariates = _code_covariates(spec, covariates)
+    elif _coded_terms(spec):
+        raise SpecError(
+            f"model {spec.name!r} has terms coded on data "
+            f"({', '.join(map(repr, _coded_terms(spec)))}): categorical columns and "
+            "transforms are coded on the covariates, which simulate cannot draw for them; "
+            "pass covariates as a DataFrame with the columns "
+            f"{[c for c in spec.columns if c != spec.outcome]}."
         )
     values: dict[str, float] | None = None
     arrays: dict[str, np.ndarray] = {}
@@ -358,11 +377,38 @@ def simulate(
     codes, m = _matrices(spec, frame, names, levels)
     y, cls, between = _draw_outcome(spec, m, codes, structured, rng)
     out = frame.copy()
+    if written is not spec:
+        # the data hold the columns as the model file names them, to be fitted again
+        out = out.drop(columns=[c for c in spec.derived if c not in written.derived])
+        for col in written.columns:
+            if col not in out.columns and col != written.outcome:
+                out[col] = covariates[col].to_numpy()
     out[spec.outcome] = y
     out["C"] = cls + 1
     if spec.between_classes > 1:
         out["D"] = between + 1
     return out
+
+
+def _coded_terms(spec: Spec) -> list[str]:
+    """Terms coded on data (categorical columns, transforms) rather than read as columns."""
+    fields = (spec.terms, spec.membership, spec.residual_covariates, spec.between_membership)
+    terms = [t for field in fields for t in field] + [w for _, ws in spec.level2 for w in ws]
+    return [
+        t for t in terms if any(not is_name(p) and p not in spec.derived for p in term_parts(t))
+    ]
+
+
+def _code_covariates(spec: Spec, covariates: pd.DataFrame) -> tuple[Spec, pd.DataFrame]:
+    """The spec coded on the covariates, which gain the derived columns; unchanged where
+    nothing is coded (a missing column is left for the covariates' checks to name)."""
+    if any(c not in covariates.columns for c in spec.columns if c != spec.outcome):
+        return spec, covariates
+    if not _coded_terms(spec) and not text_categories(covariates, spec):
+        return spec, covariates
+    covariates = covariates.reset_index(drop=True)
+    coded = code_terms(spec, covariates)
+    return coded.spec, pd.concat([covariates, coded.columns], axis=1)
 
 
 def _matrices(

@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.data.design import Design, design_matrices
-from bayesmix.model.formula import INTERCEPT
+from bayesmix.model.formula import INTERCEPT, term_parts
 from bayesmix.model.params import Layout, Params
 from bayesmix.model.priors import Prior
 
@@ -63,7 +63,7 @@ Columns = tuple[tuple[str, ...], ...]
 def _variables(term: str | None) -> tuple[str, ...]:
     if term is None or term == INTERCEPT:
         return ()
-    return tuple(term.split(":"))
+    return term_parts(term)
 
 
 def _columns(design: Design) -> dict[str, Columns]:

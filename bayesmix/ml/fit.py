@@ -210,7 +210,7 @@ def fit_ml(
             progress=progress,
             backend=backend,
         )
-        given.append(internal_theta(st, between_start(smaller, spec)))
+        given.append(internal_theta(st, between_start(smaller, design.spec)))
     if isinstance(extra_starts, (str, Mapping, Params)) or not isinstance(extra_starts, Sequence):
         raise EstimationError(
             "extra_starts must be a list of starting values (mappings of parameter names "

@@ -12,10 +12,11 @@ from bayesmix.model.checks import (
     check_argument_types,
     check_class_overrides,
     check_fixed_effects,
+    names_term,
     warn_membership_random_dropped,
 )
 from bayesmix.model.files import model_table, model_tables, read_model_file
-from bayesmix.model.formula import INTERCEPT, parse_formula
+from bayesmix.model.formula import INTERCEPT, normalise_term, parse_formula
 from bayesmix.model.spec import (
     Covariance,
     MembershipRandom,
@@ -37,7 +38,12 @@ def _rhs_terms(value: str | Iterable[str] | None, where: str) -> tuple[str, ...]
         if form.lhs is not None:
             raise SpecError(f"{where}: expected a right-hand side such as 'w1 + w2'.")
         return tuple(t for t in form.terms if t != INTERCEPT)
-    return tuple(value)
+    return _names(value)
+
+
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    """Names of terms or effects as the formula parser writes them (``I(x*2)`` -> ``I(x * 2)``)."""
+    return tuple(normalise_term(v) for v in value)
 
 
 class _ClassSettings(NamedTuple):
@@ -60,13 +66,15 @@ def _class_settings(
 ) -> _ClassSettings:
     """Resolve ``class_varying`` and the label order; a one-class model drops its mixture."""
     if isinstance(class_varying, str):
-        varying = fixed if class_varying == "all" else (class_varying,)
+        varying = fixed if class_varying == "all" else (normalise_term(class_varying),)
     else:
-        varying = tuple(class_varying)
+        varying = _names(class_varying)
     check_fixed_effects(varying, fixed, "class_varying")
     # checked whatever the number of classes, as class_varying is: a one-class model drops
     # the setting, but a name that is no term of the model is a mistake in any model
-    if order_classes_by is not None and order_classes_by not in fixed:
+    if order_classes_by is not None:
+        order_classes_by = normalise_term(order_classes_by)
+    if order_classes_by is not None and not names_term(order_classes_by, fixed):
         raise SpecError(
             f"order_classes_by={order_classes_by!r} is not a fixed effect of the model; give "
             f"one of the class-varying effects among {list(fixed)}, or leave it out."
@@ -99,9 +107,9 @@ def _between_settings(
         between_terms = (INTERCEPT, *_rhs_terms(between_membership, "[between] formula"))
     if isinstance(between_varying, str):
         named = {"class_varying": tuple(varying) or fixed, "all": fixed}
-        bvarying = named.get(between_varying, (between_varying,))
+        bvarying = named.get(between_varying, (normalise_term(between_varying),))
     else:
-        bvarying = tuple(between_varying)
+        bvarying = _names(between_varying)
     check_fixed_effects(bvarying, fixed, "[between] varying")
     if between_classes == 1:
         return (INTERCEPT,), ()
@@ -215,12 +223,13 @@ def make_spec(
             f"outcome {formula.lhs!r} also appears on the right-hand side of {outcome!r}."
         )
     l2 = tuple(
-        (str(term), _rhs_terms(covs, f"[level2] {term}")) for term, covs in (level2 or {}).items()
+        (normalise_term(str(term)), _rhs_terms(covs, f"[level2] {term}"))
+        for term, covs in (level2 or {}).items()
     )
     if isinstance(random, str):
         rand = parse_formula(random, where="random terms").terms
     else:
-        rand = tuple(random or ())
+        rand = _names(random or ())
     fixed = Spec(outcome=formula.lhs, terms=formula.terms, level2=l2, cluster=cluster).fixed_names
     mixture = _class_settings(
         classes, class_varying, order_classes_by, fixed, membership_random, residual_variance, name

@@ -9,11 +9,13 @@ Spec exists.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bayesmix.errors import SpecError, SpecWarning
+from bayesmix.model.formula import term_parts
 
 MEMBERSHIP_RANDOM = ("none", "independent", "factor")
 """The kinds of school random intercepts of the membership logits."""
@@ -23,6 +25,18 @@ RESIDUAL_CHOICES = ("common", "class")
 
 COVARIANCE_CHOICES = ("unstructured", "diagonal")
 """The covariance structures of the school residuals."""
+
+
+def names_term(name: str, terms: tuple[str, ...]) -> bool:
+    """Whether ``name`` is one of ``terms``, or a column of one of them.
+
+    A categorical term's columns are known only with data; ``C(g)[T.b]`` and
+    ``C(g)[T.b]:x`` are columns of the terms ``C(g)`` and ``C(g):x``.
+    """
+    if name in terms:
+        return True
+    parts = [re.sub(r"\[[^\[\]]*\]$", "", part) for part in term_parts(name)]
+    return ":".join(parts) in terms
 
 
 def check_fixed_effects(names: tuple[str, ...], fixed: tuple[str, ...], setting: str) -> None:
@@ -37,7 +51,7 @@ def check_fixed_effects(names: tuple[str, ...], fixed: tuple[str, ...], setting:
     setting : str
         The setting's name, as the user wrote it.
     """
-    unknown = [t for t in names if t not in fixed]
+    unknown = [t for t in names if not names_term(t, fixed)]
     if unknown:
         raise SpecError(
             f"{setting} names {unknown}, which are not fixed effects of the model; "

@@ -1,32 +1,61 @@
-"""A small parser for the additive formulas used in model specifications.
+"""Formulas of model specifications, read by formulaic.
 
 Formulas are of the form ``"y ~ x + z"`` (outcome) or ``"x + z"`` / ``"C ~ x"``
-(membership). The intercept is the term ``"1"``; it is included unless the
-formula contains ``0`` or ``-1``. Interactions ``a:b`` are kept as single
-terms whose column is the product of the named columns.
+(membership and the other one-sided fields). The right-hand side follows
+formulaic's grammar (which bambi's formulae also follow): ``a:b`` is a
+product, ``a*b`` is ``a + b + a:b``, ``C(g)`` codes a column as categorical,
+and Python expressions such as ``center(x)``, ``scale(x)``, ``np.log(x)`` and
+``I(x + z)`` are transformed columns. The intercept is the term ``"1"``; it is
+included unless the formula contains ``0`` or ``-1``.
+
+A term is kept as text, its factors joined by ``:``; which columns a term
+gives (one per level of a categorical factor) is known only with data, see
+:mod:`bayesmix.data.terms`.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass
+
+from formulaic import Formula as _Formulaic
+from formulaic import SimpleFormula
+from formulaic.errors import FormulaicError
+from formulaic.parser.types import Factor
+from formulaic.transforms import TRANSFORMS
 
 from bayesmix.errors import FormulaError
 
 INTERCEPT = "1"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m|[⧛⧚]")
+
+GROUP_TRANSFORMS = ("group_center", "group_mean")
+"""Transforms by cluster, which the design provides: ``group_center(x)`` is ``x`` minus
+its cluster's mean (Mplus ``CENTERING = GROUPMEAN``), ``group_mean(x)`` the cluster mean."""
+
+_KNOWN = frozenset({*TRANSFORMS, *GROUP_TRANSFORMS})
+"""Names in a formula's expressions that are functions or modules, not columns."""
+
+_GRAMMAR = (
+    "terms are column names joined by '+', products 'a:b' and 'a*b' (a + b + a:b), "
+    "categorical columns 'C(g)', transforms such as 'center(x)', 'group_center(x)', "
+    "'scale(x)', 'np.log(x)' or 'I(x + z)', and '1', '0' or '-1'"
+)
 
 
 @dataclass(frozen=True)
 class Formula:
-    """A parsed additive formula.
+    """A parsed formula.
 
     Attributes
     ----------
     lhs : str or None
         Left-hand side (the outcome), or ``None`` for one-sided formulas.
     terms : tuple of str
-        Terms in order, starting with ``"1"`` when an intercept is present.
+        Terms in the order written, starting with ``"1"`` when an intercept
+        is present; a product's factors are joined by ``:``.
     """
 
     lhs: str | None
@@ -42,21 +71,140 @@ class Formula:
         """Data columns the right-hand side refers to, in order of first use."""
         seen: list[str] = []
         for term in self.terms:
-            if term == INTERCEPT:
-                continue
-            for name in term.split(":"):
+            for name in term_variables(term):
                 if name not in seen:
                     seen.append(name)
         return tuple(seen)
 
 
+def term_parts(term: str) -> tuple[str, ...]:
+    """The factors of a term: its text split at each ``:`` outside brackets.
+
+    ``"x:w"`` gives ``("x", "w")``; ``"C(g)[T.a:b]:x"`` gives
+    ``("C(g)[T.a:b]", "x")``: a level's label may hold a colon.
+    """
+    if term == INTERCEPT:
+        return ()
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(term):
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == ":" and depth == 0:
+            parts.append(term[start:i])
+            start = i + 1
+    parts.append(term[start:])
+    return tuple(parts)
+
+
+def is_name(part: str) -> bool:
+    """Whether a factor is a plain column name (rather than an expression)."""
+    return bool(_NAME.match(part))
+
+
+def part_variables(part: str) -> tuple[str, ...]:
+    """Data columns a factor reads: itself for a name, else those its expression names.
+
+    Names of transforms (``C``, ``center``, ``np``...) and of the cluster
+    transforms :data:`GROUP_TRANSFORMS` are not columns.
+    """
+    if is_name(part):
+        return (part,)
+    # a categorical level's column, C(g)[T.b], reads the columns of its factor C(g)
+    part = re.sub(r"\[[^\[\]]*\]$", "", part)
+    try:
+        tree = ast.parse(part, mode="eval")
+    except SyntaxError:
+        return ()
+    called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    out: list[str] = []
+    for node in ast.walk(tree):
+        # a called name is a function (np.log's root np included), not a column
+        if isinstance(node, ast.Name) and id(node) not in called and node.id not in _KNOWN:
+            if node.id not in out:
+                out.append(node.id)
+    return tuple(out)
+
+
+def term_variables(term: str) -> tuple[str, ...]:
+    """Data columns a term reads, in order of appearance."""
+    out: list[str] = []
+    for part in term_parts(term):
+        for name in part_variables(part):
+            if name not in out:
+                out.append(name)
+    return tuple(out)
+
+
+def _plain_message(err: Exception) -> str:
+    """formulaic's message without its terminal colours and markers, first line only."""
+    text = _ANSI.sub("", str(err)).strip()
+    return (text.splitlines()[0] if text else type(err).__name__).replace("`", "'")
+
+
+def _term_text(term: object, text: str, where: str) -> str:
+    """A formulaic term as bayesmix's text, refused unless it reads back as itself."""
+    factors: list[Factor] = list(term.factors)  # type: ignore[attr-defined]
+    for factor in factors:
+        if factor.eval_method == Factor.EvalMethod.LOOKUP and not is_name(factor.expr):
+            raise FormulaError(
+                f"{where}: cannot read term {str(factor.expr)!r} in {text!r}; it is not a "
+                f"column name (letters, digits, '_' and '.', not starting with a digit); "
+                f"{_GRAMMAR}."
+            )
+    out = str(term)
+    again = [str(t) for t in _parse_rhs(out, text, where) if str(t) != INTERCEPT]
+    if again != [out]:
+        raise FormulaError(
+            f"{where}: term {out!r} of {text!r} does not read back as one term; write a "
+            f"computed column as I(...), e.g. I({out})."
+        )
+    return out
+
+
+def _parse_rhs(rhs: str, text: str, where: str) -> SimpleFormula:
+    try:
+        parsed = _Formulaic(rhs, _ordering="none")
+    except (FormulaicError, SyntaxError, ValueError) as err:
+        raise FormulaError(
+            f"{where}: cannot read {text!r} ({_plain_message(err)}); {_GRAMMAR}."
+        ) from None
+    if not isinstance(parsed, SimpleFormula):
+        raise FormulaError(
+            f"{where}: {text!r} has several parts ('|' or a second '~'); give one formula, "
+            "e.g. 'y ~ x + w'."
+        )
+    return parsed
+
+
+def _check_subtraction(rhs: str, text: str, where: str) -> None:
+    """Refuse ``- term`` other than ``-1`` / ``-0``: formulaic would drop it silently."""
+    depth = 0
+    for i, char in enumerate(rhs):
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "-" and depth == 0:
+            rest = rhs[i + 1 :].lstrip()
+            token = re.match(r"[^+\-]*", rest)
+            removed = token.group(0).strip() if token else ""
+            if removed not in ("0", "1"):
+                raise FormulaError(
+                    f"{where}: cannot read term {('-' + removed)!r} in {text!r}: only the "
+                    f"intercept can be removed ('-1' or '0'); drop the term from the formula "
+                    f"instead; {_GRAMMAR}."
+                )
+
+
 def parse_formula(text: str, *, where: str = "formula") -> Formula:
-    """Parse an additive formula.
+    """Parse a formula.
 
     Parameters
     ----------
     text : str
-        The formula, e.g. ``"y ~ x + z"`` or ``"x"``.
+        The formula, e.g. ``"y ~ x + z"``, ``"x"`` or ``"y ~ C(g) * center(x)"``.
     where : str
         Where the formula comes from, used in error messages.
 
@@ -67,8 +215,8 @@ def parse_formula(text: str, *, where: str = "formula") -> Formula:
     Raises
     ------
     FormulaError
-        If the formula is empty, has several ``~`` or contains a term that is
-        neither a column name, an interaction ``a:b``, ``1``, ``0`` nor ``-1``.
+        If the formula is empty, has several ``~``, a left-hand side that is
+        not a column name, or a right-hand side formulaic cannot read.
     """
     if not isinstance(text, str) or not text.strip():
         raise FormulaError(f"{where}: expected a formula such as 'y ~ x', got {text!r}.")
@@ -80,35 +228,35 @@ def parse_formula(text: str, *, where: str = "formula") -> Formula:
     if len(parts) == 2:
         lhs = parts[0].strip()
         if not _NAME.match(lhs):
-            raise FormulaError(f"{where}: left-hand side {lhs!r} of {text!r} is not a column name.")
-    intercept = True
-    terms: list[str] = []
-    # "x + -1" is "x - 1"; then one split on '+' suffices
-    for i, raw in enumerate(re.sub(r"\+\s*-", "-", rhs).replace("-", "+-").split("+")):
-        token = raw.strip().replace(" ", "")
-        if token == "":
-            if (i == 0 and rhs.strip().startswith("-")) or not rhs.strip():
-                continue  # the split's empty head of "-1 + x", or an empty right side
             raise FormulaError(
-                f"{where}: {text!r} has a '+' with no term on one side; remove it or add "
-                "the missing term."
+                f"{where}: left-hand side {lhs!r} of {text!r} is not a column name; a "
+                "transformed outcome is a new column of the data (e.g. "
+                'data["log_y"] = np.log(data["y"])).'
             )
-        if token in ("0", "-1"):
-            intercept = False
-            continue
-        if token == "1":
-            continue
-        names = token.split(":")
-        if not all(_NAME.match(name) for name in names):
-            raise FormulaError(
-                f"{where}: cannot read term {raw.strip()!r} in {text!r}; terms are column "
-                "names joined by '+', interactions 'a:b', and '1', '0' or '-1'."
-            )
-        # a:b and b:a are the same product column
-        if not any(set(t.split(":")) == set(names) for t in terms):
-            terms.append(token)
-    if intercept:
+    if not rhs.strip():
+        raise FormulaError(f"{where}: {text!r} has no terms and no intercept.")
+    _check_subtraction(rhs, text, where)
+    parsed = _parse_rhs(rhs, text, where)
+    terms = [INTERCEPT if str(t) == INTERCEPT else _term_text(t, text, where) for t in parsed]
+    if INTERCEPT in terms:
+        # the intercept leads, as the parameter layout expects
+        terms.remove(INTERCEPT)
         terms.insert(0, INTERCEPT)
     if not terms:
         raise FormulaError(f"{where}: {text!r} has no terms and no intercept.")
     return Formula(lhs=lhs, terms=tuple(terms))
+
+
+def normalise_term(name: str) -> str:
+    """A term's name as :func:`parse_formula` writes it (``"I(x*2)"`` -> ``"I(x * 2)"``).
+
+    Names that are no single term (a categorical level such as
+    ``"C(g)[T.b]"``) are returned as given.
+    """
+    if name == INTERCEPT or is_name(name):
+        return name
+    try:
+        terms = [t for t in parse_formula(name).terms if t != INTERCEPT]
+    except FormulaError:
+        return name
+    return terms[0] if len(terms) == 1 else name

@@ -27,6 +27,7 @@ A :class:`Spec` is a frozen dataclass, checked when it is created. It is built i
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,8 +37,9 @@ from bayesmix.model.checks import (
     MEMBERSHIP_RANDOM,
     RESIDUAL_CHOICES,
     check_fixed_effects,
+    names_term,
 )
-from bayesmix.model.formula import INTERCEPT
+from bayesmix.model.formula import INTERCEPT, part_variables, term_parts
 from bayesmix.model.weights import Weights, check_weights, integrates_schools
 
 ResidualVariance = Literal["common", "class"]
@@ -105,6 +107,12 @@ class Spec:
         variances (model 1c).
     centre : tuple of str
         Columns grand-mean centred (over all observations used) before fitting.
+    derived : tuple of str
+        Columns derived from formula terms on the data (a categorical level's
+        indicator such as ``C(sector)[T.private]``, a transformed column such
+        as ``center(ses)``): the terms of a spec coded on data
+        (:func:`bayesmix.data.terms.code_terms`) name them as columns. Empty
+        in a spec as written.
     between_classes : int
         Number of level-2 latent classes L (model C; 1 for none).
     between_membership : tuple of str
@@ -137,6 +145,7 @@ class Spec:
     residual_covariates: tuple[str, ...] = ()
     residual_groups: str | None = None
     centre: tuple[str, ...] = ()
+    derived: tuple[str, ...] = ()
     between_classes: int = 1
     between_membership: tuple[str, ...] = (INTERCEPT,)
     between_varying: tuple[str, ...] = ()
@@ -203,13 +212,23 @@ class Spec:
         """Fixed effects shared by all classes."""
         return tuple(t for t in self.fixed_names if t not in self.class_varying)
 
+    def term_columns(self, term: str) -> tuple[str, ...]:
+        """Data columns a term reads: its factors that are columns (derived ones
+        included), and the columns named in the others' expressions."""
+        out: list[str] = []
+        for part in term_parts(term):
+            for name in (part,) if part in self.derived else part_variables(part):
+                if name not in out:
+                    out.append(name)
+        return tuple(out)
+
     @property
     def level2_covariates(self) -> tuple[str, ...]:
         """School-level columns used by the level-2 regressions."""
         seen: list[str] = []
         for _, covs in self.level2:
             for w in covs:
-                for name in w.split(":"):
+                for name in self.term_columns(w):
                     if name not in seen:
                         seen.append(name)
         return tuple(seen)
@@ -222,13 +241,11 @@ class Spec:
             *self.terms,
             *self.membership,
             *self.residual_covariates,
-            *self.level2_covariates,
+            *(w for _, covs in self.level2 for w in covs),
             *self.between_membership,
         )
         for term in terms:
-            if term == INTERCEPT:
-                continue
-            for name in term.split(":"):
+            for name in self.term_columns(term):
                 if name not in cols:
                     cols.append(name)
         for extra in (self.residual_groups, self.cluster):
@@ -352,12 +369,12 @@ def _check_choices(spec: Spec) -> None:
 def _check_terms_known(spec: Spec) -> None:
     """Level-2 regressions and random effects belong to terms of the outcome formula."""
     for term, _ in spec.level2:
-        if term not in spec.terms:
+        if not names_term(term, spec.terms):
             raise SpecError(
                 f"[level2] regresses {term!r}, which is not a term of the outcome "
                 f"formula; its terms are {list(spec.terms)}."
             )
-    bad_random = [t for t in spec.random if t not in spec.terms]
+    bad_random = [t for t in spec.random if not names_term(t, spec.terms)]
     if bad_random:
         raise SpecError(
             f"random names {bad_random}, which are not terms of the outcome formula; "
@@ -378,10 +395,16 @@ def _check_cluster_given(spec: Spec) -> None:
     """Settings that act per school need the column that names the schools."""
     if spec.cluster is not None:
         return
+    by_cluster = [
+        t
+        for t in (*spec.terms, *spec.membership, *spec.residual_covariates)
+        if re.search(r"\bgroup_(center|mean)\(", t)
+    ]
     needs = [
         f"{label} {value!r}"
         for label, value in (
             ("random", list(spec.random)),
+            ("terms by cluster", by_cluster),
             ("level2", dict(spec.level2)),
             ("residual_groups", spec.residual_groups),
             ("membership random", spec.membership_random),
@@ -390,7 +413,8 @@ def _check_cluster_given(spec: Spec) -> None:
     ]
     if needs:
         raise SpecError(
-            f"random effects, level-2 regressions and residual groups need a cluster "
+            f"random effects, level-2 regressions, residual groups and group_center(...) or "
+            f"group_mean(...) terms need a cluster "
             f'column ({", ".join(needs)}): set cluster = "school" (or your level-2 '
             "identifier)."
         )
@@ -426,7 +450,7 @@ def _check_cluster_not_a_covariate(spec: Spec) -> None:
         ("a term of the [between] formula", spec.between_membership),
     )
     for where, terms in uses:
-        if any(c in term.split(":") for term in terms):
+        if any(c in spec.term_columns(term) for term in terms):
             raise SpecError(
                 f"cluster column {c!r} identifies the clusters (schools) and cannot also "
                 f"be {where}; remove it from there, or, if the column also holds a numeric "
@@ -446,7 +470,7 @@ def _check_outcome_not_a_covariate(spec: Spec) -> None:
         ("the [between] formula", spec.between_membership),
     )
     for where, terms in uses:
-        if any(spec.outcome in term.split(":") for term in terms):
+        if any(spec.outcome in spec.term_columns(term) for term in terms):
             raise SpecError(
                 f"outcome {spec.outcome!r} also appears in {where}; the outcome cannot "
                 f"explain itself: remove {spec.outcome!r} there."

@@ -15,7 +15,7 @@ import pandas as pd
 from bayesmix.data.design import Design
 from bayesmix.density.likelihood import reference_log_probs
 from bayesmix.errors import DataError
-from bayesmix.model.formula import INTERCEPT
+from bayesmix.model.formula import INTERCEPT, term_parts
 from bayesmix.model.params import Params
 from bayesmix.plots.backend import pyplot
 from bayesmix.results.interface import FitResult
@@ -55,7 +55,7 @@ def _profile(
 
 
 def _factors(term: str, covariate: str | None = None) -> tuple[str, ...]:
-    names = term.split(":") + ([] if covariate is None else covariate.split(":"))
+    names = [*term_parts(term), *(() if covariate is None else term_parts(covariate))]
     return tuple(n for n in names if n != INTERCEPT)
 
 

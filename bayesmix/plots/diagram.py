@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from bayesmix.model.formula import term_parts
 from bayesmix.model.spec import INTERCEPT, Spec
 
 Level = Literal["within", "between"]
@@ -148,7 +149,7 @@ def model_diagram(spec: Spec) -> ModelDiagram:
         u = node(f"u_{term}", _coefficient_label(term), "circle", "between")
         edges.append(DiagramEdge(u, y, "dotted"))
         for covariate in level2.get(term, ()):
-            for part in covariate.split(":"):
+            for part in term_parts(covariate):
                 edges.append(DiagramEdge(node(part, part, "box", "between"), u))
     if spec.between_classes > 1:
         d = node("D", "D", "circle", "between")

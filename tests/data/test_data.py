@@ -205,13 +205,22 @@ def test_missing_outcome_on_hsb_lists_hsb_columns(spec: Spec) -> None:
     )
 
 
-def test_non_numeric_column(spec: Spec, frame: pd.DataFrame) -> None:
-    data = frame.assign(x=["a", "b"] * 25)
+def test_column_mixing_numbers_and_text_is_not_numeric(spec: Spec, frame: pd.DataFrame) -> None:
+    data = frame.assign(x=["1.5", "a"] * 25)
     with pytest.raises(DataError) as info:
         build_design(spec, data)
     message = str(info.value)
     assert message.startswith("column 'x' is not numeric")
-    assert "'a' in row 0" in message
+    assert "'a' in row 1" in message
+    assert "write C(x) in the formula" in message
+
+
+def test_text_column_is_categorical(spec: Spec, frame: pd.DataFrame) -> None:
+    data = frame.assign(x=["a", "b"] * 25)
+    design = build_design(spec, data)
+    assert design.spec.terms == ("1", "x[T.b]")
+    assert design.spec.derived == ("x[T.b]",)
+    np.testing.assert_array_equal(design.X[:, 1], [0.0, 1.0] * 25)
 
 
 def test_non_numeric_value_is_located(spec: Spec, frame: pd.DataFrame) -> None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from bayesmix.errors import FormulaError, SpecError
-from bayesmix.model.formula import INTERCEPT, Formula, parse_formula
+from bayesmix.model.formula import (
+    INTERCEPT,
+    Formula,
+    normalise_term,
+    parse_formula,
+    term_parts,
+    term_variables,
+)
 
 
 @pytest.mark.parametrize(
@@ -105,25 +112,76 @@ def test_malformed_formula_raises(text: object, fragment: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "term"),
+    ("text", "fragment"),
     [
-        ("y ~ x*z", "x*z"),
-        ("y ~ log(x)", "log(x)"),
-        ("y ~ a::b", "a::b"),
-        ("y ~ x - z", "- z"),
-        ("y ~ -x", "-x"),
-        ("y ~ 2", "2"),
-        ("y ~ x + 1x", "1x"),
-        ("y ~ x:", "x:"),
+        ("y ~ a::b", "cannot read 'y ~ a::b' (Operator '::'"),
+        ("y ~ x - z", "cannot read term '-z' in 'y ~ x - z': only the intercept can be removed"),
+        ("y ~ -x", "cannot read term '-x' in 'y ~ -x'"),
+        ("y ~ 2", "cannot read 'y ~ 2' (Numeric literals other than '1'"),
+        ("y ~ x + 1x", "cannot read term '1x' in 'y ~ x + 1x'; it is not a column name"),
+        ("y ~ x:", "cannot read 'y ~ x:' (Operator ':'"),
     ],
 )
-def test_unreadable_term_names_the_term_and_the_grammar(text: str, term: str) -> None:
+def test_unreadable_term_names_the_term_and_the_grammar(text: str, fragment: str) -> None:
     with pytest.raises(FormulaError) as info:
         parse_formula(text)
     message = str(info.value)
-    assert f"cannot read term {term!r} in {text!r}" in message
-    assert "interactions 'a:b'" in message
+    assert fragment in message
+    assert "products 'a:b' and 'a*b'" in message
+    assert "'C(g)'" in message
     assert "'1', '0' or '-1'" in message
+
+
+def test_a_formula_of_several_parts_is_refused() -> None:
+    with pytest.raises(FormulaError, match=r"'y ~ x \| z' has several parts"):
+        parse_formula("y ~ x | z")
+
+
+def test_a_computed_term_must_read_back_as_itself() -> None:
+    with pytest.raises(FormulaError, match=r"write a computed column as I\(\.\.\.\)"):
+        parse_formula("y ~ {x + 1}")
+
+
+def test_a_transformed_outcome_is_refused_with_the_fix() -> None:
+    with pytest.raises(FormulaError, match=r"left-hand side 'np.log\(y\)'.*log_y"):
+        parse_formula("np.log(y) ~ x")
+
+
+# --- formulaic's grammar: products, categorical columns, transforms ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "terms", "variables"),
+    [
+        ("y ~ x*w", ("1", "x", "w", "x:w"), ("x", "w")),
+        ("y ~ (a + b):c", ("1", "a:c", "b:c"), ("a", "c", "b")),
+        ("y ~ C(sector) + ses", ("1", "C(sector)", "ses"), ("sector", "ses")),
+        ("y ~ C(sector):ses", ("1", "C(sector):ses"), ("sector", "ses")),
+        ("y ~ center(ses) + scale(x)", ("1", "center(ses)", "scale(x)"), ("ses", "x")),
+        ("y ~ np.log(size) + I(x*2)", ("1", "np.log(size)", "I(x * 2)"), ("size", "x")),
+        ("y ~ group_center(ses) + group_mean(ses)", ("1", "group_center(ses)",
+                                                     "group_mean(ses)"), ("ses",)),
+        ("y ~ C(g, contr.treatment('b'))", ("1", "C(g, contr.treatment('b'))"), ("g",)),
+        ("y ~ 0 + C(g)", ("C(g)",), ("g",)),
+    ],
+)  # fmt: skip
+def test_formulaic_terms(text: str, terms: tuple[str, ...], variables: tuple[str, ...]) -> None:
+    formula = parse_formula(text)
+    assert formula.terms == terms
+    assert formula.variables == variables
+
+
+def test_term_parts_keep_a_level_with_a_colon_whole() -> None:
+    assert term_parts("C(g)[T.a:b]:x") == ("C(g)[T.a:b]", "x")
+    assert term_parts("x:w") == ("x", "w")
+    assert term_parts(INTERCEPT) == ()
+    assert term_variables("C(g)[T.b]:np.log(x)") == ("g", "x")
+
+
+def test_names_are_normalised_as_the_parser_writes_them() -> None:
+    assert normalise_term("I(x*2)") == "I(x * 2)"
+    assert normalise_term("x:w") == "x:w"
+    assert normalise_term("C(sector)[T.private]") == "C(sector)[T.private]"
 
 
 def test_where_prefixes_the_message() -> None:
