@@ -368,6 +368,15 @@ def _check_options(counts: dict[str, Any], residual_sd_factor: Any, init: Any) -
         raise EstimationError(f"init must be 'ml' or 'prior', got {init!r}.")
 
 
+def _refuse_weights(spec: Spec) -> None:
+    if isinstance(spec, Spec) and spec.weights is not None:
+        raise EstimationError(
+            f"model {spec.name!r} has sampling weights; SBC checks the posterior of the "
+            "generative model, which weights do not change: run it on the model without "
+            "them (dataclasses.replace(spec, weights=None))."
+        )
+
+
 def sbc(
     spec: Spec,
     data: DataLike,
@@ -463,12 +472,7 @@ def sbc(
     )
     backend = sampler_backend("nutpie", backend, "diag")
     random_seed = check_seed(random_seed)
-    if isinstance(spec, Spec) and spec.weights is not None:
-        raise EstimationError(
-            f"model {spec.name!r} has sampling weights; SBC checks the posterior of the "
-            "generative model, which weights do not change: run it on the model without "
-            "them (dataclasses.replace(spec, weights=None))."
-        )
+    _refuse_weights(spec)
     setup = _Setup(
         spec=spec,
         frame=resolve_data(data),
