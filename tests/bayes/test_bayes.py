@@ -213,7 +213,7 @@ def test_refit_of_same_model_and_data_skips_compilation(fig1_spec, fig1_10k, tmp
     with pytest.warns(SamplingWarning):
         first = bm.fit_bayes(fig1_spec, data, random_seed=11, init=ml, **kw)
     with pytest.warns(SamplingWarning):
-        again = bm.fit_bayes(fig1_spec, data, random_seed=12, init=ml, **kw)
+        bm.fit_bayes(fig1_spec, data, random_seed=12, init=ml, **kw)
     with pytest.warns(SamplingWarning):
         other = bm.fit_bayes(fig1_spec, fig1_10k.iloc[:901], random_seed=11, **kw)
     # the same spec, data, priors and ML start: the compiled model is reused
