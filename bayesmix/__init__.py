@@ -24,6 +24,8 @@ from bayesmix.errors import (
 # Every other public name is imported on first use, so that `import bayesmix`, the CLI's
 # --help and an ML fit do not load PyMC, JAX or numba before an estimator needs them.
 _LAZY: dict[str, str] = {
+    "BLRTResult": "bayesmix.analysis.blrt_result",
+    "blrt": "bayesmix.analysis.blrt",
     "LRTResult": "bayesmix.analysis.compare",
     "WaldResult": "bayesmix.analysis.compare",
     "compare": "bayesmix.analysis.compare",
@@ -32,6 +34,8 @@ _LAZY: dict[str, str] = {
     "wald": "bayesmix.analysis.compare",
     "ELPD": "bayesmix.analysis.loo",
     "elpd": "bayesmix.analysis.loo",
+    "LMRResult": "bayesmix.analysis.lmr",
+    "lmr": "bayesmix.analysis.lmr",
     "MonteCarloResult": "bayesmix.analysis.montecarlo",
     "SimulationDesign": "bayesmix.analysis.montecarlo",
     "compare_estimators": "bayesmix.analysis.montecarlo",
@@ -67,7 +71,10 @@ _LAZY: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
+    from bayesmix.analysis.blrt import blrt
+    from bayesmix.analysis.blrt_result import BLRTResult
     from bayesmix.analysis.compare import LRTResult, WaldResult, compare, format_table, lrt, wald
+    from bayesmix.analysis.lmr import LMRResult, lmr
     from bayesmix.analysis.loo import ELPD, elpd
     from bayesmix.analysis.montecarlo import (
         MonteCarloResult,
@@ -120,6 +127,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "ELPD",
+    "BLRTResult",
     "BayesResult",
     "BayesmixError",
     "BayesmixWarning",
@@ -128,6 +136,7 @@ __all__ = [
     "EstimationError",
     "FitResult",
     "FormulaError",
+    "LMRResult",
     "LRTResult",
     "MLResult",
     "MonteCarloResult",
@@ -143,6 +152,7 @@ __all__ = [
     "WaldResult",
     "__version__",
     "between_start",
+    "blrt",
     "build_model",
     "compare",
     "compare_estimators",
@@ -151,6 +161,7 @@ __all__ = [
     "fit_bayes",
     "fit_ml",
     "format_table",
+    "lmr",
     "load_result",
     "load_spec",
     "lrt",
