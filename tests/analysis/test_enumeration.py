@@ -18,6 +18,7 @@ from bayesmix.analysis.lmr import vuong_weights, weighted_chi2_sf
 from bayesmix.errors import EstimationError
 from bayesmix.ml.scores import unit_scores
 from bayesmix.paper.section2 import FIG1_PARAMS
+from tests.support.fits import two_level_60x10
 from tests.support.paths import MODELS
 
 ONE_CLASS = {"1": 0.0, "x": 0.5, "sigma2": 1.0}
@@ -87,6 +88,18 @@ def test_lmr_does_not_reject_on_one_class_data(one_class) -> None:
     assert result.adjusted_p_value > result.p_value
     # the reference's mean is the sum of the weights, near the parameter difference
     assert 3 < result.mean < 8
+
+
+def test_lmr_of_a_two_level_mixture_sums_scores_over_schools() -> None:
+    fitted = two_level_60x10("fig3")
+    one = bm.fit_ml(fitted.spec.with_classes(1), fitted.data, random_seed=1)
+    result = bm.lmr(one, fitted.ml)
+    assert result.units == 60
+    assert result.df == fitted.ml.n_params - one.n_params == 6
+    assert result.adjusted_statistic == pytest.approx(
+        result.statistic / (1 + 1 / (6 * np.log(60)))
+    )
+    assert result.p_value < 1e-4
 
 
 def test_vuong_weights_equal_the_eigenvalues_of_w(two_class) -> None:
