@@ -96,9 +96,7 @@ def test_lmr_of_a_two_level_mixture_sums_scores_over_schools() -> None:
     result = bm.lmr(one, fitted.ml)
     assert result.units == 60
     assert result.df == fitted.ml.n_params - one.n_params == 6
-    assert result.adjusted_statistic == pytest.approx(
-        result.statistic / (1 + 1 / (6 * np.log(60)))
-    )
+    assert result.adjusted_statistic == pytest.approx(result.statistic / (1 + 1 / (6 * np.log(60))))
     assert result.p_value < 1e-4
 
 
