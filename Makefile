@@ -11,7 +11,7 @@ PYTHON_BOOT ?= $(shell v=$$(cat .python-version 2>/dev/null); \
 	  if [ -x "$$c" ] && "$$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then \
 	    echo "$$c"; break; fi; done)
 
-.PHONY: venv test test-long test-fast notebooks wheel-check demo bench sbc lint docs clean
+.PHONY: venv test test-long test-fast notebooks wheel-check demo bench sbc blrt lint docs clean
 
 venv: $(STAMP)
 
@@ -60,6 +60,12 @@ bench: $(STAMP)
 sbc: $(STAMP)
 	$(PY) benchmarks/sbc.py $(SBC_SIMULATIONS)
 
+# The bootstrap likelihood-ratio test's power (20 Fig 1 data sets x 99 bootstraps), size
+# (100 one-class data sets x 19) and a Fig 3 case (200 schools x 15, 99 bootstraps), one JSON
+# line each; resumes from blrt-output/. BLRT_ARGS="--power 5 --size 20" runs fewer.
+blrt: $(STAMP)
+	$(PY) benchmarks/blrt.py $(BLRT_ARGS)
+
 # Style (ruff), then the package's shape: sizes, import cycles, the library's
 # independence of the paper, no estimator branches outside results/.
 lint: $(STAMP)
@@ -90,5 +96,5 @@ docs: $(STAMP)
 	$(PY) -m pytest -q -m docs tests/test_docs_site.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache bayesmix-output sbc-output
+	rm -rf $(VENV) .pytest_cache .ruff_cache bayesmix-output sbc-output blrt-output
 	rm -rf site $(MATHJAX_DST) docs/gallery/diagrams

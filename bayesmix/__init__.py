@@ -24,6 +24,8 @@ from bayesmix.errors import (
 # Every other public name is imported on first use, so that `import bayesmix`, the CLI's
 # --help and an ML fit do not load PyMC, JAX or numba before an estimator needs them.
 _LAZY: dict[str, str] = {
+    "BLRTResult": "bayesmix.analysis.blrt_result",
+    "blrt": "bayesmix.analysis.blrt",
     "LRTResult": "bayesmix.analysis.compare",
     "WaldResult": "bayesmix.analysis.compare",
     "compare": "bayesmix.analysis.compare",
@@ -32,6 +34,8 @@ _LAZY: dict[str, str] = {
     "wald": "bayesmix.analysis.compare",
     "ELPD": "bayesmix.analysis.loo",
     "elpd": "bayesmix.analysis.loo",
+    "LMRResult": "bayesmix.analysis.lmr",
+    "lmr": "bayesmix.analysis.lmr",
     "MonteCarloResult": "bayesmix.analysis.montecarlo",
     "SimulationDesign": "bayesmix.analysis.montecarlo",
     "compare_estimators": "bayesmix.analysis.montecarlo",
@@ -57,6 +61,7 @@ _LAZY: dict[str, str] = {
     "model_names": "bayesmix.model.catalogue",
     "Prior": "bayesmix.model.priors",
     "Spec": "bayesmix.model.spec",
+    "Weights": "bayesmix.model.weights",
     "OutputError": "bayesmix.outputs",
     "BayesResult": "bayesmix.results.bayes",
     "FitResult": "bayesmix.results.interface",
@@ -67,7 +72,10 @@ _LAZY: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
+    from bayesmix.analysis.blrt import blrt
+    from bayesmix.analysis.blrt_result import BLRTResult
     from bayesmix.analysis.compare import LRTResult, WaldResult, compare, format_table, lrt, wald
+    from bayesmix.analysis.lmr import LMRResult, lmr
     from bayesmix.analysis.loo import ELPD, elpd
     from bayesmix.analysis.montecarlo import (
         MonteCarloResult,
@@ -90,6 +98,7 @@ if TYPE_CHECKING:
     from bayesmix.model.catalogue import model_file, model_names
     from bayesmix.model.priors import Prior
     from bayesmix.model.spec import Spec
+    from bayesmix.model.weights import Weights
     from bayesmix.outputs import OutputError
     from bayesmix.results.bayes import BayesResult
     from bayesmix.results.interface import FitResult
@@ -120,6 +129,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "ELPD",
+    "BLRTResult",
     "BayesResult",
     "BayesmixError",
     "BayesmixWarning",
@@ -128,6 +138,7 @@ __all__ = [
     "EstimationError",
     "FitResult",
     "FormulaError",
+    "LMRResult",
     "LRTResult",
     "MLResult",
     "MonteCarloResult",
@@ -141,8 +152,10 @@ __all__ = [
     "Spec",
     "SpecError",
     "WaldResult",
+    "Weights",
     "__version__",
     "between_start",
+    "blrt",
     "build_model",
     "compare",
     "compare_estimators",
@@ -151,6 +164,7 @@ __all__ = [
     "fit_bayes",
     "fit_ml",
     "format_table",
+    "lmr",
     "load_result",
     "load_spec",
     "lrt",

@@ -89,6 +89,19 @@ def _add_fit_parser(sub: argparse._SubParsersAction) -> None:
         "the comparison table (the paper's Table 2)",
     )
     fit.add_argument(
+        "--lmr",
+        action="store_true",
+        help="with several --classes: add the Vuong-Lo-Mendell-Rubin and adjusted LMR "
+        "p-values of each K against K - 1 to the table",
+    )
+    fit.add_argument(
+        "--blrt",
+        type=positive_int,
+        metavar="B",
+        help="with several --classes: add the bootstrap LRT's p-value of each K against "
+        "K - 1 from B bootstraps (each costs two fits; --seed seeds them)",
+    )
+    fit.add_argument(
         "--between-classes",
         type=positive_int,
         help="number of level-2 latent classes L (model C; default: the model file's)",
@@ -286,6 +299,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         raise BayesmixError(
             "several --classes values compare ML fits; with --estimator bayes give one K."
         )
+    if (args.lmr or args.blrt) and (len(ks) < 2 or not estimator.compares_classes):
+        raise BayesmixError(
+            "--lmr and --blrt test K - 1 against K classes: give several --classes with "
+            "--estimator ml, e.g. --classes 1 2 3 --lmr."
+        )
     show = not args.quiet
     # With JSON on stdout the human summary goes to stderr.
     stream = sys.stderr if args.json == "-" else sys.stdout
@@ -301,7 +319,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     else:
         from bayesmix.analysis.compare import compare, format_table
 
-        table = compare(results)
+        table = compare(
+            results,
+            lmr=args.lmr,
+            blrt=args.blrt or 0,
+            blrt_options={"random_seed": args.seed or 0, "progress": show},
+        )
         if show:
             stream.write("\nModel comparison (* = lowest BIC):\n" + format_table(table) + "\n")
         payload = {

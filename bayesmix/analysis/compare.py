@@ -4,7 +4,7 @@ and Wald tests."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bayesmix.analysis.enumeration import add_test_columns, tests_against_fewer
 from bayesmix.errors import BayesmixWarning, EstimationError
 from bayesmix.results.interface import FitResult
 from bayesmix.results.ml import MLResult
@@ -116,7 +117,8 @@ def lrt(restricted: MLResult, full: MLResult) -> LRTResult:
 def _difference_scaling(restricted: MLResult, full: MLResult) -> float | None:
     """Satorra-Bentler's ``cd`` of two MLR fits; None for two ML fits."""
     kinds = (restricted.se_type, full.se_type)
-    if kinds == ("ml", "ml"):
+    if "mlr" not in kinds:
+        # the plain statistic does not depend on the standard errors' kind
         return None
     if kinds != ("mlr", "mlr"):
         raise EstimationError(
@@ -219,6 +221,9 @@ def compare(
     level: str | None = None,
     max_draws: int = 1000,
     progress: bool = False,
+    lmr: bool = False,
+    blrt: int = 0,
+    blrt_options: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """The paper's Table 2 for fits to the same data, with LOO and WAIC for Bayes fits.
 
@@ -236,6 +241,19 @@ def compare(
         Posterior draws for the school-level integration.
     progress : bool
         Show progress of the integration.
+    lmr : bool
+        Add ``lmr_p`` and ``lmr_adj_p``: the Vuong-Lo-Mendell-Rubin and
+        adjusted LMR p-values (:func:`bayesmix.lmr`, Mplus TECH11) of each ML
+        fit against the fit of the same model with one class fewer in
+        ``results`` (NaN where there is none).
+    blrt : int
+        B > 0 adds ``blrt_p``, the bootstrap LRT p-value from B bootstrap
+        data sets (:func:`bayesmix.blrt`, Mplus TECH14), for the same pairs;
+        each bootstrap costs two fits.
+    blrt_options : mapping, optional
+        Passed to :func:`bayesmix.blrt` (``random_seed``, ``starts``,
+        ``workers``, ``client``, ``progress``; not ``out``, which would name
+        one file for several tests).
 
     Returns
     -------
@@ -252,7 +270,9 @@ def compare(
         (against the best LOO, the SE from the paired pointwise
         differences), ``rank_bic`` and ``rank_loo`` among the Bayes fits,
         and ``best_loo``. ``table.attrs["rank_disagreement"]`` says whether
-        BIC and LOO order the Bayes fits differently.
+        BIC and LOO order the Bayes fits differently; with ``lmr`` or
+        ``blrt``, ``table.attrs["class_tests"]`` maps each tested row to its
+        :class:`~bayesmix.analysis.enumeration.ClassTests`.
 
     Raises
     ------
@@ -268,6 +288,12 @@ def compare(
             f"the fits use different numbers of observations {sorted(sizes)}; "
             "information criteria compare fits to the same data only."
         )
+    if blrt_options is not None and "out" in blrt_options:
+        raise EstimationError(
+            "blrt_options may not name out=: compare runs one test per pair of fits; run "
+            "bayesmix.blrt on a pair to keep its bootstraps in a file."
+        )
+    tests = tests_against_fewer(results, lmr=lmr, blrt=blrt, blrt_options=blrt_options)
     if level is None:
         level = "school_marginal" if any(r.spec.cluster for r in results) else "student"
     rows = []
@@ -302,6 +328,8 @@ def compare(
     if (table["between_classes"] == 1).all():
         table = table.drop(columns="between_classes")
     table["best_bic"] = np.where(table["bic"] == table["bic"].min(), "*", "")
+    if lmr or blrt:
+        add_test_columns(table, tests, lmr=lmr, blrt=bool(blrt))
     table.attrs["rank_disagreement"] = False
     if elpds:
         best = max(elpds, key=lambda k: elpds[k].elpd_loo)
@@ -347,6 +375,10 @@ def format_table(table: pd.DataFrame) -> str:
                     "elpd_diff",
                     "se_diff",
                 )
+            },
+            **{
+                k: (lambda v: "" if np.isnan(v) else f"{v:.4f}")
+                for k in ("lmr_p", "lmr_adj_p", "blrt_p")
             },
             **{
                 k: (lambda v: "" if np.isnan(v) else f"{v:.0f}")

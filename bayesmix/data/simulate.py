@@ -11,7 +11,7 @@ import pandas as pd
 
 from bayesmix.data.checks import text_categories
 from bayesmix.data.covariates import Generator, drawn_covariates, given_covariates, is_number
-from bayesmix.data.design import Matrices, design_matrices
+from bayesmix.data.design import Design, Matrices, design_matrices
 from bayesmix.data.terms import code_terms
 from bayesmix.density.primitives import log_softmax_ref
 from bayesmix.errors import DataError, SpecError, type_name
@@ -411,6 +411,34 @@ def _code_covariates(spec: Spec, covariates: pd.DataFrame) -> tuple[Spec, pd.Dat
     return coded.spec, pd.concat([covariates, coded.columns], axis=1)
 
 
+def simulate_outcome(design: Design, params: Params, rng: np.random.Generator) -> np.ndarray:
+    """Draw a new outcome for the rows of a built design, its covariates and clusters kept.
+
+    Unlike :func:`simulate`, the design's own matrices are used, with the
+    covariates centred as the model's ``centre`` says, so that parameters
+    estimated on the design (a fit's :attr:`~bayesmix.MLResult.structured`)
+    generate data from the fitted model: the parametric bootstrap of
+    :func:`bayesmix.blrt`.
+
+    Parameters
+    ----------
+    design : Design
+        The rows (:attr:`MLResult.design <bayesmix.MLResult.design>`), in its order.
+    params : Params
+        Structured parameters of ``design.spec`` in the design's units.
+    rng : numpy.random.Generator
+        The source of the school effects, classes and residuals.
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        The outcome, one value per row of ``design.frame``.
+    """
+    arrays = _structured_arrays(design.spec, params)
+    _check_shapes(design.spec, design.layout, arrays)
+    return _draw_outcome(design.spec, design, design.cluster, params, rng)[0]
+
+
 def _matrices(
     spec: Spec, frame: pd.DataFrame, names: list[str], levels: tuple[Any, ...]
 ) -> tuple[np.ndarray, Matrices]:
@@ -428,7 +456,11 @@ def _matrices(
 
 
 def _draw_outcome(
-    spec: Spec, m: Matrices, codes: np.ndarray, structured: Params, rng: np.random.Generator
+    spec: Spec,
+    m: Matrices | Design,
+    codes: np.ndarray,
+    structured: Params,
+    rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """School effects, then classes, then the outcome: ``(y, class, level-2 class)`` per row.
 

@@ -62,8 +62,9 @@ class Algorithm:
     """Whether the starts run in two stages, the runs returned being the final stage's."""
     run_starts: Callable[..., list[_Run]]
     """``f(rng, n_starts, bounds, maxiter, bar, given, extra)``: the runs of all starts."""
-    polish: Callable[[_Run, int, Bounds], tuple[_Run, np.ndarray]]
-    """``f(best, n, bounds)``: the polished best run and the observed information there."""
+    polish: Callable[[_Run, int, Bounds, bool], tuple[_Run, np.ndarray | None]]
+    """``f(best, n, bounds, information)``: the polished best run and, with ``information``,
+    the observed information there (else None)."""
     posteriors: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
     """``f(theta)``: class probabilities of the students and, model C, of the schools."""
     cluster_logliks: Callable[[np.ndarray], np.ndarray]
@@ -113,7 +114,7 @@ def numpy_closed_form(design: Design) -> Algorithm:
         maxiter=2000,
         staged=False,
         run_starts=partial(_independent_starts, fun, design),
-        polish=partial(_polish, fun),
+        polish=partial(_polish_closed, fun),
         posteriors=lambda theta: (ones, None),
         cluster_logliks=gaussian.cluster_logliks(design.layout, args, weights),
     )
@@ -136,7 +137,7 @@ def closed_form(design: Design, backend: str) -> Algorithm:
         maxiter=2000,
         staged=False,
         run_starts=partial(_independent_starts, fun, design),
-        polish=partial(_polish, fun),
+        polish=partial(_polish_closed, fun),
         posteriors=partial(_pointwise_posteriors, design, backend),
         cluster_logliks=partial(_compiled_cluster_logliks, design, backend),
     )
@@ -207,9 +208,19 @@ def _independent_starts(
     return runs
 
 
+def _polish_closed(
+    fun: Objective, best: _Run, n: int, bounds: Bounds, information: bool = True
+) -> tuple[_Run, np.ndarray | None]:
+    """Newton steps from the best run; the observed information at the end by central
+    differences for standard errors, or none (forward differences for the steps alone)."""
+    if information:
+        return _polish(fun, best, n, bounds)
+    return _polish(fun, best, n, bounds, final_info=False, central=False)[0], None
+
+
 def _polish_quadrature(
-    quad: AdaptiveQuadrature, best: _Run, n: int, bounds: Bounds
-) -> tuple[_Run, np.ndarray]:
+    quad: AdaptiveQuadrature, best: _Run, n: int, bounds: Bounds, information: bool = True
+) -> tuple[_Run, np.ndarray | None]:
     """Newton steps with the nodes fixed, re-adapting them between rounds until
     re-adapting moves nothing; the nodes move little between rounds, so one
     information matrix serves them all.
@@ -239,7 +250,7 @@ def _polish_quadrature(
     else:
         best, info = _polish(fun, best, n, bounds, final_info=False, info=info, central=False)
         best = replace(best, loglik=quad.value_and_grad(best.theta)[0])
-    return best, observed_information(fun, best.theta, n)
+    return best, observed_information(fun, best.theta, n) if information else None
 
 
 def _pointwise_posteriors(

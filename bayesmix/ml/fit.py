@@ -54,8 +54,8 @@ from bayesmix.progress import Progress
 from bayesmix.results.ml import REPLICATION_TOL, MLResult, StartsReport
 from bayesmix.validate import check_count, check_seed
 
-SE_TYPES = ("ml", "mlr")
-"""Kinds of standard errors: observed information, or sandwich (Mplus MLR)."""
+SE_TYPES = ("ml", "mlr", "none")
+"""Kinds of standard errors: observed information, sandwich (Mplus MLR), or none at all."""
 
 _VARIANCE_FLOOR = 1e-6
 """Smallest residual variance allowed, as a fraction of the outcome variance."""
@@ -167,7 +167,7 @@ def fit_ml(
         ``SVALUES``): random starts alone often stop at model B's solution
         with a level-2 class that does no work. ``starts.carried`` and
         ``starts.carried_won`` report where that start ended.
-    se : {"ml", "mlr"}, optional
+    se : {"ml", "mlr", "none"}, optional
         Standard errors from the inverse observed information (``"ml"``, the
         default, which lme4 and Mplus's ``ESTIMATOR = ML`` report), or sandwich
         standard errors robust to misspecification (``"mlr"``, Mplus's default
@@ -180,6 +180,10 @@ def fit_ml(
         scaled difference test. A model with sampling weights (``spec.weights``)
         is fitted by pseudo-maximum likelihood, whose only valid standard errors
         are the sandwich ones: its default is ``"mlr"``, and ``"ml"`` is refused.
+        ``"none"`` skips the information matrix after
+        the polish and leaves ``se``, ``cov``, ``z`` and ``p`` NaN: for fits
+        whose log-likelihood alone is wanted, such as the bootstrap fits of
+        :func:`bayesmix.blrt`.
 
     Returns
     -------
@@ -291,7 +295,7 @@ def fit_internal(
     maxiter = algorithm.maxiter if maxiter is None else maxiter
     rng = np.random.default_rng(random_seed)
     n_starts = 1 if spec.classes == 1 else starts
-    bounds = lay.bounds(float(np.log(_VARIANCE_FLOOR * design.y.var())))
+    bounds = optimiser_bounds(design)
     t_opt = time.perf_counter()
     bar = Progress(n_starts + len(extra), "ML starts", enabled=progress)
     runs = algorithm.run_starts(rng, n_starts, bounds, maxiter, bar, list(given), list(extra))
@@ -305,7 +309,7 @@ def fit_internal(
     best = _labelled(max(finite, key=lambda r: r.loglik), spec, lay)
     optimise_s = time.perf_counter() - t_opt
     t_se = time.perf_counter()
-    best, info = algorithm.polish(best, n, bounds)
+    best, info = algorithm.polish(best, n, bounds, se != "none")
     return _ml_result(
         design,
         algorithm,
@@ -322,6 +326,12 @@ def fit_internal(
         t0=t0,
         se_type=se,
     )
+
+
+def optimiser_bounds(design: Design) -> list[tuple[float | None, float | None]]:
+    """L-BFGS-B bounds of a fit to ``design`` (the standardised one): Cholesky diagonals
+    >= 0 and residual variances above a small fraction of the outcome's."""
+    return design.layout.bounds(float(np.log(_VARIANCE_FLOOR * design.y.var())))
 
 
 def _labelled(best: _Run, spec: Spec, lay: Layout) -> _Run:
@@ -344,7 +354,7 @@ def _ml_result(
     algorithm: Algorithm,
     runs: list[_Run],
     best: _Run,
-    info: np.ndarray,
+    info: np.ndarray | None,
     bounds: list[tuple[float | None, float | None]],
     *,
     seed: int | None,
@@ -368,16 +378,7 @@ def _ml_result(
     # replication among the starts' own optima: the polish raises only the best one
     replicated = int(np.sum(np.abs(logliks - np.nanmax(logliks)) < REPLICATION_TOL))
     natural = lay.to_natural(best.theta)
-    if spec.classes == 1 and spec.cluster is not None:
-        info = expected_block_diagonal(info, len(spec.fixed_names))
-    jac = natural_jacobian(lay, best.theta)
-    scaling = None
-    if se_type == "mlr":
-        scores = cluster_scores(algorithm.cluster_logliks, best.theta)
-        adjust = spec.cluster is not None
-        cov, se, singular, scaling = robust_covariance(info, scores, jac, ~held, adjust)
-    else:
-        cov, se, singular = standard_errors(info, jac, ~held)
+    cov, se, singular, scaling = _covariance(design, algorithm, best.theta, info, held, se_type)
     boundary = _boundary(lay, natural, held, design.y.var())
     se = np.where(np.isin(lay.names, boundary), np.nan, se)
     post, post_between = algorithm.posteriors(best.theta)
@@ -427,6 +428,29 @@ def _ml_result(
         se_type=se_type,
         scaling_factor=scaling,
     )
+
+
+def _covariance(
+    design: Design,
+    algorithm: Algorithm,
+    theta: np.ndarray,
+    info: np.ndarray | None,
+    held: np.ndarray,
+    se_type: str,
+) -> tuple[np.ndarray, np.ndarray, bool, float | None]:
+    """Covariance, standard errors, whether the information is singular, and MLR's scaling
+    factor; NaN throughout when the information was not computed (``se="none"``)."""
+    spec, lay = design.spec, design.layout
+    if info is None:
+        return np.full((lay.n_params,) * 2, np.nan), np.full(lay.n_params, np.nan), False, None
+    if spec.classes == 1 and spec.cluster is not None:
+        info = expected_block_diagonal(info, len(spec.fixed_names))
+    jac = natural_jacobian(lay, theta)
+    if se_type == "mlr":
+        scores = cluster_scores(algorithm.cluster_logliks, theta)
+        return robust_covariance(info, scores, jac, ~held, spec.cluster is not None)
+    cov, se, singular = standard_errors(info, jac, ~held)
+    return cov, se, singular, None
 
 
 def _boundary(lay: Layout, natural: np.ndarray, held: np.ndarray, y_var: float) -> list[str]:

@@ -55,6 +55,21 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Command]:
     paper.add_argument(
         "--seed", type=seed_arg, default=20090301, help=f"random seed, 0 to {SEED_MAX}"
     )
+    paper.add_argument(
+        "--lmr",
+        action="store_true",
+        help="add the Vuong-Lo-Mendell-Rubin and adjusted LMR p-values to Table 2",
+    )
+    paper.add_argument(
+        "--blrt",
+        type=positive_int,
+        metavar="B",
+        help="add the bootstrap LRT's p-value from B bootstraps to Table 2 (each costs two "
+        "fits of the model)",
+    )
+    paper.add_argument(
+        "--workers", type=positive_int, default=1, help="local processes of the bootstrap LRT"
+    )
 
     mc = sub.add_parser("montecarlo", help="Monte Carlo studies (the paper's Section 2.2)")
     mc.add_argument("suite", choices=("section2",), help="set of studies")
@@ -97,7 +112,14 @@ def _cmd_paper(args: argparse.Namespace) -> int:
     from bayesmix.paper.runs import run_paper
 
     check_folder(args.out)
-    run_paper(Path(args.out), quick=args.quick, seed=args.seed)
+    run_paper(
+        Path(args.out),
+        quick=args.quick,
+        seed=args.seed,
+        lmr=args.lmr,
+        blrt=args.blrt or 0,
+        workers=args.workers,
+    )
     return 0
 
 

@@ -110,7 +110,14 @@ def _label(fit: FitResult) -> str:
 
 
 def run_paper(
-    out: Path, *, quick: bool = False, seed: int = 20090301, plan: PaperPlan | None = None
+    out: Path,
+    *,
+    quick: bool = False,
+    seed: int = 20090301,
+    plan: PaperPlan | None = None,
+    lmr: bool = False,
+    blrt: int = 0,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Run the paper's HSB analysis and write tables, figures and ``report.md`` to ``out``.
 
@@ -124,6 +131,15 @@ def run_paper(
         Seed of every fit.
     plan : PaperPlan, optional
         Overrides ``quick``.
+    lmr : bool
+        Add the Vuong-Lo-Mendell-Rubin and adjusted LMR p-values of each ML
+        fit against the same model with one class fewer to Table 2.
+    blrt : int
+        B > 0 adds the bootstrap LRT's p-value from B bootstraps to Table 2;
+        on HSB each bootstrap costs two full fits of a two-level mixture, so it
+        is off by default.
+    workers : int
+        Local processes of the bootstrap LRT.
 
     Returns
     -------
@@ -152,7 +168,12 @@ def run_paper(
     fits = _fit_ml_models(plan, data, seed, log)
 
     ml_fits = list(fits.values())
-    table2 = compare(ml_fits)
+    table2 = compare(
+        ml_fits,
+        lmr=lmr,
+        blrt=blrt,
+        blrt_options={"random_seed": seed, "workers": workers, "progress": False},
+    )
     table2.insert(0, "label", [_label(f) for f in ml_fits])
     text2 = format_table(table2)
     log.step("Table 2 (ML):\n" + text2)

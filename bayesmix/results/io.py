@@ -182,8 +182,8 @@ def _diagnostics(read: FieldReader, value: Any, field: str) -> tuple[Diagnostic,
 
 
 def _se_type(read: FieldReader, value: Any, field: str) -> str:
-    if value not in ("ml", "mlr"):
-        read.fail(field, f"is {value!r}, not 'ml' or 'mlr'")
+    if value not in ("ml", "mlr", "none"):
+        read.fail(field, f"is {value!r}, not 'ml', 'mlr' or 'none'")
     return str(value)
 
 

@@ -122,9 +122,10 @@ class MLResult(FitResult):
         Gauss-Hermite points per dimension (two-level mixtures only).
     between_probabilities : ndarray, shape (J, L), or None
         Posterior level-2 class probabilities of each school (model C).
-    se_type : {"ml", "mlr"}
+    se_type : {"ml", "mlr", "none"}
         Where ``se`` and ``cov`` come from: the observed information, or the
-        sandwich over clusters (Mplus MLR; see :func:`bayesmix.fit_ml`).
+        sandwich over clusters (Mplus MLR; see :func:`bayesmix.fit_ml`); with
+        ``"none"`` they were not computed and are NaN.
     scaling_factor : float or None
         MLR's scaling correction factor ``tr(A^-1 B) / p`` (None for ``"ml"``),
         which the scaled likelihood-ratio test uses.

@@ -237,3 +237,35 @@ def test_a_weighted_model_file_fits_with_robust_errors_and_nuts_needs_the_flag(
     assert "se='mlr'" in capsys.readouterr().err
     assert main([*argv, "--estimator", "bayes", "--draws", "10", "--tune", "10"]) == 2
     assert "pseudo_likelihood=True" in capsys.readouterr().err
+
+
+def test_fit_adds_class_enumeration_tests(tmp_path: Path) -> None:
+    data = tmp_path / "fig1.csv"
+    simulate(load_spec(FIG1), FIG1_PARAMS, n=300, random_seed=11).to_csv(data, index=False)
+    out = tmp_path / "table.json"
+    argv = ["fit", FIG1, "--data", str(data), "--classes", "1", "2", "--starts", "4"]
+    code = main([*argv, "--seed", "1", "--lmr", "--blrt", "2", "--quiet", "--json", str(out)])
+    assert code == 0
+    rows = json.loads(out.read_text())["comparison"]
+    assert rows[0]["lmr_p"] is None and rows[0]["blrt_p"] is None
+    assert rows[1]["lmr_p"] < 1e-6 and rows[1]["lmr_adj_p"] < 1e-6
+    assert rows[1]["blrt_p"] == pytest.approx(1 / 3)
+
+
+def test_fit_refuses_class_tests_without_several_classes(capsys) -> None:
+    assert main(["fit", FIG1, "--data", "hsb", "--lmr", "--quiet"]) == 2
+    assert "--classes 1 2 3 --lmr" in capsys.readouterr().err
+
+
+def test_paper_passes_the_class_tests_to_table_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bayesmix.paper.runs
+
+    calls: list[dict] = []
+    monkeypatch.setattr(bayesmix.paper.runs, "run_paper", lambda out, **kw: calls.append(kw))
+    out = str(tmp_path / "paper")
+    assert main(["paper", "--out", out, "--quick"]) == 0
+    assert main(["paper", "--out", out, "--lmr", "--blrt", "19", "--workers", "2"]) == 0
+    assert (calls[0]["lmr"], calls[0]["blrt"]) == (False, 0)
+    assert (calls[1]["lmr"], calls[1]["blrt"], calls[1]["workers"]) == (True, 19, 2)
