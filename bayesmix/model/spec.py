@@ -169,7 +169,10 @@ class Spec:
     def integrates_schools(self) -> bool:
         """Whether the likelihood integrates over schools (random effects or level-2
         classes), so that student weights act inside each school's term."""
-        return integrates_schools(self.cluster, len(self.random_effects), self.between_classes)
+        # counted without naming them: a mistyped number of classes (1e11) would
+        # exhaust memory listing one membership residual per class
+        has_random = bool(self.random) or self.membership_random != "none"
+        return integrates_schools(self.cluster, int(has_random), self.between_classes)
 
     @property
     def n_classes(self) -> int:
@@ -344,7 +347,8 @@ def check_spec(spec: Spec) -> None:
             f"weights must be a bayesmix.model.weights.Weights, got {spec.weights!r}; "
             "make_spec(weights=...) accepts a column name or a mapping."
         )
-    check_weights(spec.weights, spec.cluster, spec.integrates_schools, spec.columns)
+    if spec.weights is not None:
+        check_weights(spec.weights, spec.cluster, spec.integrates_schools, spec.columns)
 
 
 def _check_class_count(spec: Spec) -> None:
