@@ -27,8 +27,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from formulaic import Formula
-from formulaic.errors import DataMismatchWarning, FormulaicError
 
 from bayesmix.errors import DataError, SpecError
 from bayesmix.model.formula import INTERCEPT, is_name, part_variables, term_parts
@@ -107,6 +105,10 @@ def _matrix(
     text: str, frame: pd.DataFrame, context: Mapping[str, Any], where: str, term: str
 ) -> Any:
     """formulaic's model matrix of ``text``, its problems as errors naming ``term``."""
+    # formulaic (with scipy.sparse) loads only for formulas that need coding
+    from formulaic import Formula
+    from formulaic.errors import DataMismatchWarning, FormulaicError
+
     with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
         # a log of 0 is found below as a value that is not finite, and named
         warnings.simplefilter("always", DataMismatchWarning)
@@ -127,6 +129,9 @@ def _matrix(
                 f"({warning.message}); list every level in C(..., levels=[...]), or drop "
                 "those rows."
             )
+    # the others reach the user as they were raised
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     return matrix
 
 

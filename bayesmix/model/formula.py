@@ -18,14 +18,13 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass
-
-from formulaic import Formula as _Formulaic
-from formulaic import SimpleFormula
-from formulaic.errors import FormulaicError
-from formulaic.parser.types import Factor
-from formulaic.transforms import TRANSFORMS
+from functools import cache
+from typing import TYPE_CHECKING
 
 from bayesmix.errors import FormulaError
+
+if TYPE_CHECKING:
+    from formulaic import SimpleFormula
 
 INTERCEPT = "1"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
@@ -35,8 +34,14 @@ GROUP_TRANSFORMS = ("group_center", "group_mean")
 """Transforms by cluster, which the design provides: ``group_center(x)`` is ``x`` minus
 its cluster's mean (Mplus ``CENTERING = GROUPMEAN``), ``group_mean(x)`` the cluster mean."""
 
-_KNOWN = frozenset({*TRANSFORMS, *GROUP_TRANSFORMS})
-"""Names in a formula's expressions that are functions or modules, not columns."""
+
+@cache
+def _known() -> frozenset[str]:
+    """Names in a formula's expressions that are functions or modules, not columns."""
+    from formulaic.transforms import TRANSFORMS
+
+    return frozenset({*TRANSFORMS, *GROUP_TRANSFORMS})
+
 
 _GRAMMAR = (
     "terms are column names joined by '+', products 'a:b' and 'a*b' (a + b + a:b), "
@@ -121,7 +126,7 @@ def part_variables(part: str) -> tuple[str, ...]:
     out: list[str] = []
     for node in ast.walk(tree):
         # a called name is a function (np.log's root np included), not a column
-        if isinstance(node, ast.Name) and id(node) not in called and node.id not in _KNOWN:
+        if isinstance(node, ast.Name) and id(node) not in called and node.id not in _known():
             if node.id not in out:
                 out.append(node.id)
     return tuple(out)
@@ -145,6 +150,8 @@ def _plain_message(err: Exception) -> str:
 
 def _term_text(term: object, text: str, where: str) -> str:
     """A formulaic term as bayesmix's text, refused unless it reads back as itself."""
+    from formulaic.parser.types import Factor
+
     factors: list[Factor] = list(term.factors)  # type: ignore[attr-defined]
     for factor in factors:
         if factor.eval_method == Factor.EvalMethod.LOOKUP and not is_name(factor.expr):
@@ -164,6 +171,10 @@ def _term_text(term: object, text: str, where: str) -> str:
 
 
 def _parse_rhs(rhs: str, text: str, where: str) -> SimpleFormula:
+    from formulaic import Formula as _Formulaic
+    from formulaic import SimpleFormula
+    from formulaic.errors import FormulaicError
+
     try:
         parsed = _Formulaic(rhs, _ordering="none")
     except (FormulaicError, SyntaxError, ValueError) as err:
@@ -196,6 +207,51 @@ def _check_subtraction(rhs: str, text: str, where: str) -> None:
                     f"intercept can be removed ('-1' or '0'); drop the term from the formula "
                     f"instead; {_GRAMMAR}."
                 )
+
+
+_PLAIN_ITEM = re.compile(r"^(0|1|[A-Za-z_][A-Za-z0-9_.]*(:[A-Za-z_][A-Za-z0-9_.]*)*)$")
+
+
+def _plain_terms(rhs: str) -> list[str] | None:
+    """The terms of a right-hand side of column names, products ``a:b``, ``1``, ``0`` and
+    ``-1``, read as formulaic reads them; None for anything else (formulaic reads it).
+
+    Most model files hold such formulas; reading them here spares the fit formulaic's
+    import.
+    """
+    text = rhs.strip()
+    text = text if text.startswith(("+", "-")) else f"+ {text}"
+    items = re.split(r"\s*([+-])\s*", text)
+    if items[0]:
+        return None
+    terms: list[str] = []
+    intercept, removed = True, False
+    for sign, item in zip(items[1::2], items[2::2], strict=True):
+        if not _PLAIN_ITEM.match(item):
+            return None
+        if item in ("0", "1"):
+            kept = (sign == "+") == (item == "1")
+            removed = removed or not kept
+            intercept = intercept and kept
+            continue
+        if sign == "-":
+            return None
+        factors = item.split(":")
+        # repeated factors or terms, and products in another order, are formulaic's to merge
+        if len(set(factors)) < len(factors) or any(
+            set(t.split(":")) == set(factors) for t in terms
+        ):
+            return None
+        terms.append(item)
+    if removed and "+ 1" in f"+ {text}":
+        return None
+    return [INTERCEPT, *terms] if intercept else terms
+
+
+def _formulaic_terms(rhs: str, text: str, where: str) -> list[str]:
+    """The terms of a right-hand side as formulaic parses it, in the order written."""
+    parsed = _parse_rhs(rhs, text, where)
+    return [INTERCEPT if str(t) == INTERCEPT else _term_text(t, text, where) for t in parsed]
 
 
 def parse_formula(text: str, *, where: str = "formula") -> Formula:
@@ -236,8 +292,9 @@ def parse_formula(text: str, *, where: str = "formula") -> Formula:
     if not rhs.strip():
         raise FormulaError(f"{where}: {text!r} has no terms and no intercept.")
     _check_subtraction(rhs, text, where)
-    parsed = _parse_rhs(rhs, text, where)
-    terms = [INTERCEPT if str(t) == INTERCEPT else _term_text(t, text, where) for t in parsed]
+    terms = _plain_terms(rhs)
+    if terms is None:
+        terms = _formulaic_terms(rhs, text, where)
     if INTERCEPT in terms:
         # the intercept leads, as the parameter layout expects
         terms.remove(INTERCEPT)

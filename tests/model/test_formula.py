@@ -187,3 +187,34 @@ def test_names_are_normalised_as_the_parser_writes_them() -> None:
 def test_where_prefixes_the_message() -> None:
     with pytest.raises(FormulaError, match=r"^membership formula: "):
         parse_formula("x ~ y ~ z", where="membership formula")
+
+
+@pytest.mark.parametrize(
+    "rhs",
+    [
+        "x",
+        "x + z",
+        "1 + x",
+        "x + 1",
+        "0 + x + z",
+        "x + z - 1",
+        "-1 + x",
+        "x:w + x + w",
+        "female + ses + pracad:catholic + meanses",
+        "1",
+        "z + x:w:v",
+    ],
+)
+def test_plain_formulas_read_without_formulaic_as_formulaic_reads_them(rhs):
+    from bayesmix.model.formula import _formulaic_terms, _plain_terms
+
+    plain = _plain_terms(rhs)
+    assert plain is not None
+    assert plain == _formulaic_terms(rhs, rhs, "test")
+
+
+@pytest.mark.parametrize("rhs", ["x + x", "x:w + w:x", "x:x", "C(g)", "x*w", "1 - 1 + x"])
+def test_formulas_formulaic_must_merge_go_to_formulaic(rhs):
+    from bayesmix.model.formula import _plain_terms
+
+    assert _plain_terms(rhs) is None
