@@ -219,19 +219,20 @@ def _plain_terms(rhs: str) -> list[str] | None:
     Most model files hold such formulas; reading them here spares the fit formulaic's
     import.
     """
-    text = rhs.strip()
-    text = text if text.startswith(("+", "-")) else f"+ {text}"
-    items = re.split(r"\s*([+-])\s*", text)
+    written = rhs.strip()
+    written = written if written.startswith(("+", "-")) else f"+ {written}"
+    items = re.split(r"\s*([+-])\s*", written)
     if items[0]:
         return None
     terms: list[str] = []
-    intercept, removed = True, False
+    intercept, removed, added = True, False, False
     for sign, item in zip(items[1::2], items[2::2], strict=True):
         if not _PLAIN_ITEM.match(item):
             return None
         if item in ("0", "1"):
             kept = (sign == "+") == (item == "1")
             removed = removed or not kept
+            added = added or (kept and item == "1")
             intercept = intercept and kept
             continue
         if sign == "-":
@@ -243,7 +244,7 @@ def _plain_terms(rhs: str) -> list[str] | None:
         ):
             return None
         terms.append(item)
-    if removed and "+ 1" in f"+ {text}":
+    if removed and added:
         return None
     return [INTERCEPT, *terms] if intercept else terms
 
