@@ -129,32 +129,10 @@ def loglik_and_grad(
             per_row, d_eta, we = a * per_row, a * d_eta, a * we
         ll = float(np.sum(per_row))
         return ll, _theta_gradient(lay, F.T @ we, np.zeros((0, 0)), V.T @ d_eta)
-    if weights is not None:
-        return _weighted_two_level(lay, params, e, eta, R, V, F, bounds, weights)
-    w = np.exp(-eta)
-    chol = np.asarray(params.chol)
-    starts = np.asarray(bounds[:-1])
-    sizes = np.diff(bounds)
-    school = np.repeat(np.arange(sizes.size), sizes)
-    A = np.add.reduceat(R[:, :, None] * R[:, None, :] * w[:, None, None], starts)
-    b = np.add.reduceat(R * (w * e)[:, None], starts)
-    M = np.eye(r) + chol.T @ A @ chol
-    M_inv = np.linalg.inv(M)
-    s = b @ chol
-    t = np.einsum("jkl,jl->jk", M_inv, s)
-    ll = float(np.sum(school_gaussian_logpdf(e, eta, R, chol, bounds, np, r)))
-    g = t @ chol.T
-    H = chol @ M_inv @ chol.T
-    adjusted = e - np.sum(R * g[school], axis=1)
-    d_beta = F.T @ (w * adjusted)
-    q = b - np.einsum("jkl,jl->jk", A, g)
-    d_sigma = 0.5 * (np.einsum("jk,jl->kl", q, q) - A.sum(axis=0) + np.sum(A @ H @ A, axis=0))
-    rhr = np.einsum("ik,ikl,il->i", R, H[school], R)
-    d_eta = 0.5 * (w * adjusted**2 - 1.0 + w * rhr)
-    return ll, _theta_gradient(lay, d_beta, 2.0 * d_sigma @ chol, V.T @ d_eta)
+    return _two_level(lay, params, e, eta, R, V, F, bounds, weights)
 
 
-def _weighted_two_level(
+def _two_level(
     lay: Layout,
     params: Params,
     e: np.ndarray,
@@ -163,13 +141,16 @@ def _weighted_two_level(
     V: np.ndarray,
     F: np.ndarray,
     bounds: np.ndarray,
-    weights: Weights,
+    weights: Weights | None,
 ) -> tuple[float, np.ndarray]:
-    """:func:`loglik_and_grad` of a weighted two-level model: the unweighted formulas at
-    the shifted log variances, each school's terms times its weight (module notes)."""
-    a, b = weights
-    b = np.ones(len(bounds) - 1) if b is None else b
-    shifted, c = _weight_terms(eta, a)
+    """:func:`loglik_and_grad` of a two-level model (the module notes' formulas); with
+    weights, the same formulas at the shifted log variances, each school's terms times
+    its weight."""
+    a, b, c, shifted = None, np.ones(len(bounds) - 1), None, eta
+    if weights is not None:
+        a = weights[0]
+        b = b if weights[1] is None else weights[1]
+        shifted, c = _weight_terms(eta, a)
     r = lay.n_random
     w = np.exp(-shifted)
     chol = np.asarray(params.chol)
@@ -181,7 +162,9 @@ def _weighted_two_level(
     M_inv = np.linalg.inv(np.eye(r) + chol.T @ A @ chol)
     g = np.einsum("jkl,jl->jk", M_inv, rhs @ chol) @ chol.T
     per_school = school_gaussian_logpdf(e, shifted, R, chol, bounds, np, r)
-    ll = float(np.sum(b * (per_school + segment_sum(c, bounds, np))))
+    if c is not None:
+        per_school = per_school + segment_sum(c, bounds, np)
+    ll = float(np.sum(b * per_school))
     H = chol @ M_inv @ chol.T
     row_b = b[school]
     adjusted = e - np.sum(R * g[school], axis=1)
@@ -193,7 +176,8 @@ def _weighted_two_level(
         + np.einsum("j,jkl->kl", b, A @ H @ A)
     )
     rhr = np.einsum("ik,ikl,il->i", R, H[school], R)
-    d_eta = 0.5 * row_b * (w * adjusted**2 - 1.0 + w * rhr + 1.0 - a)
+    # the weights' constants add (1 - a) / 2 to each row's derivative
+    d_eta = 0.5 * row_b * (w * adjusted**2 - 1.0 + w * rhr + (0.0 if a is None else 1.0 - a))
     return ll, _theta_gradient(lay, d_beta, 2.0 * d_sigma @ chol, V.T @ d_eta)
 
 
