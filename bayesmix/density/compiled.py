@@ -255,13 +255,18 @@ def _exported_numpy(
     return call
 
 
+_WEIGHTED_NAMES = (*_DATA_NAMES, ("weight", "float64", 1))
+
+
 @lru_cache(maxsize=64)
 def _objective(
-    lay: Layout, shapes: tuple[tuple[int, ...], ...] | None, backend: str
+    lay: Layout, shapes: tuple[tuple[int, ...], ...] | None, backend: str, weighted: bool = False
 ) -> Callable[..., list[np.ndarray]]:
+    names = _WEIGHTED_NAMES if weighted else _DATA_NAMES
+
     def build() -> Callable[..., list[np.ndarray]]:
         theta = pt.tensor("theta", dtype="float64", shape=(lay.n_params,))
-        data = _typed_inputs(shapes, _DATA_NAMES)
+        data = _typed_inputs(shapes, names)
         loglik = total_loglik(lay, lay.unpack(theta, pt), *data)
         grad = pytensor.grad(loglik, theta)
         fn = pytensor.function(
@@ -275,36 +280,9 @@ def _objective(
 
     if shapes is None:
         return build()
-    dtypes = ["float64"] + [dt for _, dt, _ in _DATA_NAMES]
-    return _exported_numpy("objective", lay, ((lay.n_params,), *shapes), dtypes, build)
-
-
-_WEIGHTED_NAMES = (*_DATA_NAMES, ("weight", "float64", 1))
-
-
-@lru_cache(maxsize=16)
-def _weighted_objective(
-    lay: Layout, shapes: tuple[tuple[int, ...], ...] | None, backend: str
-) -> Callable[..., list[np.ndarray]]:
-    def build() -> Callable[..., list[np.ndarray]]:
-        theta = pt.tensor("theta", dtype="float64", shape=(lay.n_params,))
-        data = _typed_inputs(shapes, _WEIGHTED_NAMES)
-        y, F, _, Z, V, _, weight = data
-        joint = model_log_joint(y, F, Z, V, lay.unpack(theta, pt))
-        loglik = pt.sum(weight * pt.logsumexp(joint, axis=1))
-        fn = pytensor.function(
-            [theta, *data],
-            [loglik, pytensor.grad(loglik, theta)],
-            trust_input=True,
-            on_unused_input="ignore",
-            mode=_mode(backend),
-        )
-        return _reentrant(fn) if shapes is not None else fn
-
-    if shapes is None:
-        return build()
-    dtypes = ["float64"] + [dt for _, dt, _ in _WEIGHTED_NAMES]
-    return _exported_numpy("weighted_objective", lay, ((lay.n_params,), *shapes), dtypes, build)
+    dtypes = ["float64"] + [dt for _, dt, _ in names]
+    name = "weighted_objective" if weighted else "objective"
+    return _exported_numpy(name, lay, ((lay.n_params,), *shapes), dtypes, build)
 
 
 def weighted_loglik_and_grad(
@@ -314,7 +292,7 @@ def weighted_loglik_and_grad(
     mixture without school residuals, each observation's log-likelihood times its
     sampling weight (:mod:`bayesmix.model.weights`); otherwise as :func:`loglik_and_grad`."""
     shapes = _compile_shapes(backend, args)
-    return _weighted_objective(_structure(lay), shapes, backend)
+    return _objective(_structure(lay), shapes, backend, weighted=True)
 
 
 def loglik_and_grad(

@@ -129,8 +129,13 @@ def gaussian_multilevel_loglik(
     return school_gaussian_logpdf(resid, log_var, R, params.chol, bounds, pt, r)
 
 
-def total_loglik(lay: Layout, params: Params, y, F, R, Z, V, bounds) -> pt.TensorVariable:
+def total_loglik(
+    lay: Layout, params: Params, y, F, R, Z, V, bounds, weight=None
+) -> pt.TensorVariable:
+    """The log-likelihood of the models without quadrature; ``weight`` (n,), the rows'
+    sampling weights of a model without school residuals, multiplies each row's term."""
     spec = lay.spec
     if spec.random:
         return pt.sum(gaussian_multilevel_loglik(y, F, R, V, bounds, params, lay.n_random))
-    return pt.sum(pt.logsumexp(model_log_joint(y, F, Z, V, params), axis=1))
+    per_row = pt.logsumexp(model_log_joint(y, F, Z, V, params), axis=1)
+    return pt.sum(per_row if weight is None else weight * per_row)
