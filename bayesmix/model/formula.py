@@ -19,9 +19,10 @@ import ast
 import re
 from dataclasses import dataclass
 from functools import cache
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
-from bayesmix.errors import FormulaError
+from bayesmix.errors import FormulaError, type_name
 
 if TYPE_CHECKING:
     from formulaic import SimpleFormula
@@ -90,17 +91,21 @@ def term_parts(term: str) -> tuple[str, ...]:
     """
     if term == INTERCEPT:
         return ()
-    parts, depth, start = [], 0, 0
-    for i, char in enumerate(term):
-        if char in "([{":
+    cuts = [-1, *_outside_brackets(term, ":"), len(term)]
+    return tuple(term[i + 1 : j] for i, j in pairwise(cuts))
+
+
+def _outside_brackets(text: str, char: str) -> list[int]:
+    """Positions of ``char`` in ``text`` outside parentheses and brackets."""
+    out, depth = [], 0
+    for i, c in enumerate(text):
+        if c in "([{":
             depth += 1
-        elif char in ")]}":
+        elif c in ")]}":
             depth -= 1
-        elif char == ":" and depth == 0:
-            parts.append(term[start:i])
-            start = i + 1
-    parts.append(term[start:])
-    return tuple(parts)
+        elif c == char and depth == 0:
+            out.append(i)
+    return out
 
 
 def is_name(part: str) -> bool:
@@ -145,7 +150,7 @@ def term_variables(term: str) -> tuple[str, ...]:
 def _plain_message(err: Exception) -> str:
     """formulaic's message without its terminal colours and markers, first line only."""
     text = _ANSI.sub("", str(err)).strip()
-    return (text.splitlines()[0] if text else type(err).__name__).replace("`", "'")
+    return (text.splitlines()[0] if text else type_name(err)).replace("`", "'")
 
 
 def _term_text(term: object, text: str, where: str) -> str:
@@ -191,22 +196,16 @@ def _parse_rhs(rhs: str, text: str, where: str) -> SimpleFormula:
 
 def _check_subtraction(rhs: str, text: str, where: str) -> None:
     """Refuse ``- term`` other than ``-1`` / ``-0``: formulaic would drop it silently."""
-    depth = 0
-    for i, char in enumerate(rhs):
-        if char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth -= 1
-        elif char == "-" and depth == 0:
-            rest = rhs[i + 1 :].lstrip()
-            token = re.match(r"[^+\-]*", rest)
-            removed = token.group(0).strip() if token else ""
-            if removed not in ("0", "1"):
-                raise FormulaError(
-                    f"{where}: cannot read term {('-' + removed)!r} in {text!r}: only the "
-                    f"intercept can be removed ('-1' or '0'); drop the term from the formula "
-                    f"instead; {_GRAMMAR}."
-                )
+    for i in _outside_brackets(rhs, "-"):
+        rest = rhs[i + 1 :].lstrip()
+        token = re.match(r"[^+\-]*", rest)
+        removed = token.group(0).strip() if token else ""
+        if removed not in ("0", "1"):
+            raise FormulaError(
+                f"{where}: cannot read term {('-' + removed)!r} in {text!r}: only the "
+                f"intercept can be removed ('-1' or '0'); drop the term from the formula "
+                f"instead; {_GRAMMAR}."
+            )
 
 
 _PLAIN_ITEM = re.compile(r"^(0|1|[A-Za-z_][A-Za-z0-9_.]*(:[A-Za-z_][A-Za-z0-9_.]*)*)$")
