@@ -144,7 +144,7 @@ class Design:
         w = self.weights
         if w is None:
             return None
-        if w.two_level:
+        if self.spec.integrates_schools:
             return w.row, w.cluster
         return w.combined(self.cluster), None
 

@@ -37,16 +37,12 @@ class SampleWeights:
         Scaled student weights ``a_ij``, in the design's row order.
     cluster : ndarray, shape (J,)
         Scaled school weights ``b_j`` (ones without a cluster column or school weights).
-    two_level : bool
-        Whether the student weights act inside each school's integral
-        (:attr:`bayesmix.model.spec.Spec.integrates_schools`).
     scaling, between_scaling : str
         The scalings applied.
     """
 
     row: np.ndarray
     cluster: np.ndarray
-    two_level: bool
     scaling: str
     between_scaling: str
 
@@ -103,8 +99,7 @@ def sample_weights(
     weights = spec.weights
     if weights is None:
         return None
-    two_level = spec.integrates_schools
-    scaling = within_scaling(weights, two_level)
+    scaling = within_scaling(weights, spec.integrates_schools)
     n = len(frame)
     raw = np.ones(n) if weights.within is None else _positive(frame, weights.within, "weight")
     sums = np.bincount(codes, weights=raw, minlength=n_clusters)
@@ -137,7 +132,6 @@ def sample_weights(
     return SampleWeights(
         row=np.ascontiguousarray(row),
         cluster=np.ascontiguousarray(cluster),
-        two_level=two_level,
         scaling=scaling,
         between_scaling=weights.between_scaling,
     )

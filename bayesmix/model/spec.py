@@ -40,7 +40,7 @@ from bayesmix.model.checks import (
     names_term,
 )
 from bayesmix.model.formula import INTERCEPT, part_variables, term_parts
-from bayesmix.model.weights import Weights, check_weights, integrates_schools
+from bayesmix.model.weights import Weights, check_weights
 
 ResidualVariance = Literal["common", "class"]
 Covariance = Literal["unstructured", "diagonal"]
@@ -169,10 +169,10 @@ class Spec:
     def integrates_schools(self) -> bool:
         """Whether the likelihood integrates over schools (random effects or level-2
         classes), so that student weights act inside each school's term."""
-        # counted without naming them: a mistyped number of classes (1e11) would
-        # exhaust memory listing one membership residual per class
+        # not from random_effects: a mistyped number of classes (1e11) would exhaust
+        # memory listing one membership residual per class
         has_random = bool(self.random) or self.membership_random != "none"
-        return integrates_schools(self.cluster, int(has_random), self.between_classes)
+        return self.cluster is not None and (has_random or self.between_classes > 1)
 
     @property
     def n_classes(self) -> int:

@@ -115,12 +115,6 @@ def weights_from(value: Any, where: str = "weights") -> Weights | None:
     )
 
 
-def integrates_schools(cluster: str | None, n_random_effects: int, between_classes: int) -> bool:
-    """Whether a model's likelihood is a product over schools of integrals (random
-    effects or level-2 classes), where student weights act inside each school's term."""
-    return cluster is not None and (n_random_effects > 0 or between_classes > 1)
-
-
 def check_weights(
     weights: Weights | None,
     cluster: str | None,
@@ -135,7 +129,8 @@ def check_weights(
     cluster : str or None
         The model's cluster column.
     two_level : bool
-        Whether the model integrates over schools (:func:`integrates_schools`).
+        Whether the model integrates over schools
+        (:attr:`bayesmix.model.spec.Spec.integrates_schools`).
     used : tuple of str
         The model's other columns (outcome, covariates, cluster).
     """
