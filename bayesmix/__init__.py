@@ -62,6 +62,7 @@ _LAZY: dict[str, str] = {
     "Prior": "bayesmix.model.priors",
     "Spec": "bayesmix.model.spec",
     "Weights": "bayesmix.model.weights",
+    "Constraints": "bayesmix.model.constraints",
     "OutputError": "bayesmix.outputs",
     "BayesResult": "bayesmix.results.bayes",
     "FitResult": "bayesmix.results.interface",
@@ -96,6 +97,7 @@ if TYPE_CHECKING:
     from bayesmix.ml.starts import between_start
     from bayesmix.model.build import load_spec, make_spec
     from bayesmix.model.catalogue import model_file, model_names
+    from bayesmix.model.constraints import Constraints
     from bayesmix.model.priors import Prior
     from bayesmix.model.spec import Spec
     from bayesmix.model.weights import Weights
@@ -134,6 +136,7 @@ __all__ = [
     "BayesmixError",
     "BayesmixWarning",
     "ClassSelection",
+    "Constraints",
     "DataError",
     "EstimationError",
     "FitResult",

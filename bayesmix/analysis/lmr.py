@@ -53,6 +53,7 @@ from scipy import integrate
 from bayesmix.analysis.nested import check_class_pair
 from bayesmix.errors import EstimationError
 from bayesmix.ml.scores import UnitScores, unit_scores
+from bayesmix.model.constraints import describe
 from bayesmix.results.ml import MLResult
 
 _EIGEN_TOL = 1e-8
@@ -251,6 +252,13 @@ def lmr(smaller: MLResult, larger: MLResult, *, backend: str | None = None) -> L
     2001, eq 15; Imhof 1961) and how this differs from Mplus's TECH11 are in
     :mod:`bayesmix.analysis.lmr`.
     """
+    for label, fit in (("smaller", smaller), ("larger", larger)):
+        if describe(fit.spec.constraints):
+            raise EstimationError(
+                f"the LMR test takes the scores of every parameter, and {label} "
+                f"({fit.spec.name!r}) has constraints ({describe(fit.spec.constraints)}); "
+                "use bayesmix.blrt, which refits the constrained models, or compare by BIC."
+            )
     check_class_pair(smaller, larger, "the LMR test", adjacent=True)
     scores = unit_scores(larger, backend)
     weights = vuong_weights(scores, unit_scores(smaller, backend))

@@ -185,8 +185,7 @@ def marginal_school_loglik(
     lay = design.layout
     if design.spec.cluster is None:
         raise EstimationError(f"model {design.spec.name!r} has no clusters; use level='student'.")
-    names = list(result.names)
-    stacked = np.stack([result.draws[n] for n in names], axis=-1)
+    stacked = result.layout_draws()
     n_chain, n_draw = stacked.shape[:2]
     keep = _thin(n_chain, n_draw, max_draws)
     J = len(design.cluster_ids)

@@ -36,6 +36,7 @@ from bayesmix.analysis.study import append_records, read_records
 from bayesmix.analysis.tasks import run_tasks
 from bayesmix.data.reading import DataLike
 from bayesmix.errors import BayesmixWarning, EstimationError
+from bayesmix.model.constraints import describe
 from bayesmix.model.params import Params
 from bayesmix.model.priors import Prior
 from bayesmix.model.spec import Spec
@@ -368,12 +369,19 @@ def _check_options(counts: dict[str, Any], residual_sd_factor: Any, init: Any) -
         raise EstimationError(f"init must be 'ml' or 'prior', got {init!r}.")
 
 
-def _refuse_weights(spec: Spec) -> None:
+def _refuse_weights_and_constraints(spec: Spec) -> None:
     if isinstance(spec, Spec) and spec.weights is not None:
         raise EstimationError(
             f"model {spec.name!r} has sampling weights; SBC checks the posterior of the "
             "generative model, which weights do not change: run it on the model without "
             "them (dataclasses.replace(spec, weights=None))."
+        )
+    if isinstance(spec, Spec) and describe(spec.constraints):
+        raise EstimationError(
+            f"model {spec.name!r} has constraints ({describe(spec.constraints)}), whose "
+            "values are in the units of one data set, and SBC draws a data set per "
+            "simulation: run it on the model without them "
+            "(dataclasses.replace(spec, constraints=None))."
         )
 
 
@@ -472,7 +480,7 @@ def sbc(
     )
     backend = sampler_backend("nutpie", backend, "diag")
     random_seed = check_seed(random_seed)
-    _refuse_weights(spec)
+    _refuse_weights_and_constraints(spec)
     setup = _Setup(
         spec=spec,
         frame=resolve_data(data),

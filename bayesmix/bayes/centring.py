@@ -26,6 +26,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from bayesmix.bayes.constrained import constrained_effects
 from bayesmix.bayes.generative import (
     forward_substitution,
     prior_logp,
@@ -81,14 +82,20 @@ def school_means_plan(design: Design, init: Params | None) -> SchoolMeans | None
 
     A level-2 effect of a centred term moves into the school mean when it is
     shared by the classes and its design column is exactly the term's column
-    times the school covariate.
+    times the school covariate. Effects with constraints
+    (:mod:`bayesmix.bayes.constrained`) stay out of the school means.
     """
     spec = design.spec
     if init is None or spec.classes < 2 or spec.between_classes > 1 or not spec.random:
         return None
     ratio = posterior_variance_ratio(design, init)
+    constrained = constrained_effects(spec)
     n_centred = 0
-    while n_centred < len(spec.random) and ratio[n_centred] < 0.5:
+    while (
+        n_centred < len(spec.random)
+        and ratio[n_centred] < 0.5
+        and spec.random[n_centred] not in constrained
+    ):
         n_centred += 1
     if n_centred == 0:
         return None
@@ -98,7 +105,7 @@ def school_means_plan(design: Design, init: Params | None) -> SchoolMeans | None
     for k, term in enumerate(spec.random[:n_centred]):
         for covariate in spec.level2_map.get(term, ()):
             name = fixed_effect_name(term, covariate)
-            if name in spec.class_varying:
+            if name in spec.class_varying or name in constrained:
                 continue
             j = names.index(name)
             values = np.ones(len(design.cluster_ids))

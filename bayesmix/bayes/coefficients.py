@@ -16,6 +16,7 @@ import pytensor.tensor as pt
 from pymc.distributions.transforms import Ordered
 
 from bayesmix.bayes.centring import SchoolMeans, reference_offset_effect
+from bayesmix.bayes.constrained import EffectTies
 from bayesmix.bayes.generative import (
     corner_ordered_coefficients,
     prior_logp,
@@ -23,7 +24,7 @@ from bayesmix.bayes.generative import (
 )
 from bayesmix.bayes.transforms import CornerOrdered
 from bayesmix.data.design import Design
-from bayesmix.model.params import Params
+from bayesmix.model.params import Params, labelling
 from bayesmix.model.priors import Prior, prior_arrays
 from bayesmix.model.spec import Spec
 
@@ -79,8 +80,9 @@ def fixed_effect_rows(
     entries = lay.fixed_entries(name)
     plist = [priors[e] for e in entries]
     rv_name = fixed_rv_name(name)
-    order_c = cv and name == spec.order_classes_by
-    order_d = bv and name == spec.between_order_by
+    by_class, by_between = labelling(spec)
+    order_c = cv and name == by_class
+    order_d = bv and name == by_between
     kwargs: dict[str, Any] = {}
     if cv and bv:
         if order_c or order_d:
@@ -114,6 +116,62 @@ def fixed_effect_rows(
         kwargs["initval"] = float(init_beta[0, j])
     rv = coef_rv(rv_name, plist, **kwargs)
     return pt.stack([rv] * (K * L))
+
+
+def _entry_values(design: Design, j: int, init_beta: np.ndarray) -> np.ndarray:
+    """Fixed effect ``j``'s values in ``init_beta`` (L K rows) in the order of its entries
+    (:meth:`~bayesmix.model.params.Layout.fixed_entries`)."""
+    spec = design.spec
+    K = spec.classes
+    cv, bv = design.layout._varies(spec.fixed_names[j])
+    column = np.asarray(init_beta[:, j], dtype=float)
+    if cv and bv:
+        return column
+    if cv:
+        return column[:K]
+    return column[::K] if bv else column[:1]
+
+
+def constrained_effect_rows(
+    design: Design,
+    priors: Mapping[str, Prior],
+    name: str,
+    j: int,
+    init_beta: np.ndarray | None,
+    ties: EffectTies,
+) -> Any:
+    """Fixed effect ``name`` as its L K rows of beta, its classes' values constrained.
+
+    A fixed value is a constant; a value constrained equal to an earlier class's is
+    that class's variable; each free value is a variable ``b_<entry>`` of its own, with
+    its entry's prior (no order constraint: the constraints or another effect label the
+    classes, :func:`bayesmix.model.params.labelling`). The values are recorded as the
+    deterministic ``b_<name>``, shaped as an unconstrained effect's.
+    """
+    spec, lay = design.spec, design.layout
+    K, L = spec.classes, spec.between_classes
+    cv, bv = lay._varies(name)
+    entries = lay.fixed_entries(name)
+    start = None if init_beta is None else _entry_values(design, j, init_beta)
+    values: list[Any] = []
+    for e, entry in enumerate(entries):
+        if e in ties.fixed:
+            values.append(pt.constant(ties.fixed[e]))
+        elif e in ties.follows:
+            values.append(values[ties.follows[e]])
+        else:
+            kwargs = {} if start is None else {"initval": float(start[e])}
+            values.append(coef_rv(fixed_rv_name(entry), [priors[entry]], **kwargs))
+    stacked = pt.stack(values)
+    rv_name = fixed_rv_name(name)
+    if cv and bv:
+        pm.Deterministic(rv_name, stacked.reshape((L, K)), dims=("between", "class"))
+        return stacked
+    if cv or bv:
+        pm.Deterministic(rv_name, stacked, dims="class" if cv else "between")
+        return pt.tile(stacked, L) if cv else pt.repeat(stacked, K)
+    pm.Deterministic(rv_name, stacked[0])
+    return pt.stack([stacked[0]] * (K * L))
 
 
 def _spread_start(plist: list[Prior], shape: tuple[int, ...], rows: bool, cols: bool) -> np.ndarray:
@@ -184,6 +242,7 @@ def mixture_fixed_effects(
     init_beta: np.ndarray | None,
     plan: SchoolMeans | None,
     generative: bool = False,
+    ties: Mapping[str, EffectTies] | None = None,
 ) -> list[Any]:
     """Fixed effects of a one-level-class mixture, in coordinates NUTS crosses easily.
 
@@ -200,17 +259,23 @@ def mixture_fixed_effects(
     The priors on ``beta`` are kept exactly, as potentials on the implied
     coefficients, or with ``generative`` as the densities of free variables
     that can be drawn forward (:mod:`bayesmix.bayes.generative`); each fixed
-    effect is the deterministic ``b_<name>``.
+    effect is the deterministic ``b_<name>``. Effects with constraints (``ties``) are
+    sampled by :func:`constrained_effect_rows`, outside the school means and the shear.
     """
     spec = design.spec
     names = spec.fixed_names
     absorbed = frozenset() if plan is None else plan.absorbed
+    order_by = labelling(spec)[0]
+    ties = ties or {}
     columns: dict[int, Any] = {}
+    for j, name in enumerate(names):
+        if name in ties:
+            columns[j] = constrained_effect_rows(design, priors, name, j, init_beta, ties[name])
     for j in sorted(absorbed):
         name = names[j]
         if name in spec.class_varying:
             plist = [priors[e] for e in design.layout.fixed_entries(name)]
-            ordered = name == spec.order_classes_by
+            ordered = name == order_by
             start = _class_start(plist, init_beta, j, ordered)
             base = None
             if not generative:
@@ -218,7 +283,7 @@ def mixture_fixed_effects(
             columns[j] = reference_offset_effect(name, plist, ordered, start, base)
         else:
             columns[j] = fixed_effect_rows(design, priors, name, j, init_beta, generative)
-    rest = [j for j in range(len(names)) if j not in absorbed]
+    rest = [j for j in range(len(names)) if j not in absorbed and names[j] not in ties]
     varying = [j for j in rest if names[j] in spec.class_varying]
     shared = [j for j in rest if names[j] not in spec.class_varying]
     for j in shared:
@@ -238,7 +303,7 @@ def mixture_fixed_effects(
     for i, j in enumerate(varying):
         name = names[j]
         plist = [priors[e] for e in design.layout.fixed_entries(name)]
-        ordered = name == spec.order_classes_by
+        ordered = name == order_by
         start = _class_start(plist, init_beta, j, ordered) + shear[i] @ start_s
         if generative:
             alpha = shifted_coefficients(

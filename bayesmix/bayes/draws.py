@@ -24,6 +24,7 @@ from bayesmix.bayes.coefficients import fixed_rv_name
 from bayesmix.data.design import Design
 from bayesmix.density.batched import pointwise_draws
 from bayesmix.density.primitives import log_softmax_ref, normal_logpdf
+from bayesmix.model.constraints import sampled_names
 from bayesmix.model.params import Params
 from bayesmix.results.bayes import LabelCheck
 
@@ -95,7 +96,8 @@ def structured_draws(posterior: xr.Dataset, design: Design) -> Params:
 
 
 def named_draws(draws: Params, design: Design) -> dict[str, np.ndarray]:
-    """Posterior draws of every named natural parameter, each (chain, draw)."""
+    """Posterior draws of every named natural parameter, each (chain, draw), but those the
+    spec's constraints fix (:func:`~bayesmix.model.constraints.sampled_names`)."""
     lay = design.layout
     n_chain, n_draw = np.asarray(draws.beta).shape[:2]
     out = np.empty((n_chain, n_draw, lay.n_params))
@@ -112,7 +114,8 @@ def named_draws(draws: Params, design: Design) -> dict[str, np.ndarray]:
                 ),
                 natural=True,
             )
-    return {name: out[:, :, k] for k, name in enumerate(lay.names)}
+    kept = set(sampled_names(design.spec.constraints, lay.names))
+    return {name: out[:, :, k] for k, name in enumerate(lay.names) if name in kept}
 
 
 @dataclass(frozen=True)

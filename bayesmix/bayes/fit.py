@@ -21,6 +21,7 @@ import numpy as np
 import xarray as xr
 
 from bayesmix.analysis import psis
+from bayesmix.bayes.constrained import effect_ties
 from bayesmix.bayes.datatree import split_posterior
 from bayesmix.bayes.diagnose import posterior_diagnostics
 from bayesmix.bayes.draws import (
@@ -40,6 +41,7 @@ from bayesmix.data.standardise import Standardisation, standardise
 from bayesmix.errors import (
     EstimationError,
 )
+from bayesmix.ml.tie import Tie, make_tie
 from bayesmix.model.params import Params
 from bayesmix.model.priors import Prior, canonical_priors, resolve_priors
 from bayesmix.model.spec import Spec
@@ -181,7 +183,9 @@ def fit_bayes(
     _check_weighted(spec, pseudo_likelihood)
     seed = int(np.random.default_rng(random_seed).integers(2**31 - 1))
     init_params, init_z = chain_start(init, design, internal, st, ml_starts, seed)
-    model = sampling_model(internal, full_priors, init_params, init_z, shared_outcome=True)
+    model = sampling_model(
+        internal, full_priors, init_params, init_z, shared_outcome=True, ties=effect_ties(st)
+    )
     key = None
     if sampler == "nutpie":
         key = compile_key(internal, full_priors, init_params, init_z, backend)
@@ -294,7 +298,7 @@ def chain_start(
     if init == "prior":
         return None, None
     if init == "ml":
-        ml = ml_start(internal, ml_starts, seed)
+        ml = ml_start(internal, ml_starts, seed, make_tie(st))
         estimates, between = ml.estimates, ml.between_probabilities
     else:
         spec = design.spec
@@ -315,21 +319,22 @@ QUICK_ML_STARTS = 8
 """Random starts tried first for the ML fit that starts the chains (see :func:`ml_start`)."""
 
 
-def ml_start(internal: Design, ml_starts: int, seed: int) -> MLResult:
+def ml_start(internal: Design, ml_starts: int, seed: int, tie: Tie | None = None) -> MLResult:
     """The ML fit whose estimates start every chain, from as few starts as is safe.
 
     The first :data:`QUICK_ML_STARTS` of the ``ml_starts`` random starts run
     first (the same starts, from the same seed). A mixture whose best
     log-likelihood they reach from at least two starts (Mplus's check that the
     best log-likelihood is replicated) keeps that fit; otherwise all
-    ``ml_starts`` run. A one-class model has a single start either way.
+    ``ml_starts`` run. A one-class model has a single start either way. With ``tie``
+    (the spec's constraints, :mod:`bayesmix.ml.tie`) the fit meets them.
     """
     from bayesmix.ml.fit import fit_internal
 
     quick = min(ml_starts, QUICK_ML_STARTS)
-    ml = fit_internal(internal, starts=quick, random_seed=seed)
+    ml = fit_internal(internal, starts=quick, random_seed=seed, tie=tie)
     if quick < ml_starts and internal.spec.classes > 1 and ml.starts.replicated < 2:
-        ml = fit_internal(internal, starts=ml_starts, random_seed=seed)
+        ml = fit_internal(internal, starts=ml_starts, random_seed=seed, tie=tie)
     return ml
 
 

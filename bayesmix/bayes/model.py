@@ -18,6 +18,7 @@ import pytensor.tensor as pt
 from bayesmix.bayes.centring import SchoolMeans, school_means_plan
 from bayesmix.bayes.coefficients import (
     coef_rv,
+    constrained_effect_rows,
     fixed_effect_rows,
     loadings,
     membership_coefficients,
@@ -25,6 +26,7 @@ from bayesmix.bayes.coefficients import (
     residual_rvs,
     whitened_fixed_effects,
 )
+from bayesmix.bayes.constrained import EffectTies
 from bayesmix.bayes.generative import UserUnits, observed_outcome, observed_school_outcome
 from bayesmix.bayes.residuals import centred_residuals, noncentred_residuals, residual_order
 from bayesmix.data.design import Design
@@ -55,6 +57,7 @@ def sampling_model(
     user_units: UserUnits | None = None,
     shared_outcome: bool = False,
     coordinates: Params | None = None,
+    ties: Mapping[str, EffectTies] | None = None,
 ) -> pm.Model:
     """The PyMC model of a spec on a (standardised) design, in the coordinates NUTS samples.
 
@@ -89,6 +92,10 @@ def sampling_model(
         gives the initial values alone: the model of another outcome on the
         same design, started at its own estimates, keeps the free variables
         (and so the compiled log density) of the model built at these.
+    ties : mapping, optional
+        The spec's constraints on fixed effects, on the standardised scale
+        (:func:`bayesmix.bayes.constrained.effect_ties`): fixed values are
+        constants, equal ones one free variable.
 
     Returns
     -------
@@ -124,7 +131,8 @@ def sampling_model(
     n_centred = 0 if plan is None else len(plan.terms)
     order = residual_order(design, chooser, n_centred)
     with pm.Model(coords=_coords(design, plan, order)) as model:
-        beta = pt.stack(_fixed_effects(design, priors, init, plan, generative), axis=1)
+        effects = _fixed_effects(design, priors, init, plan, generative, ties or {})
+        beta = pt.stack(effects, axis=1)
         lsig = residual_rvs(design, priors, init)
         if design.spec.classes > 1:
             gamma = membership_coefficients(design, priors, init)
@@ -194,21 +202,26 @@ def _fixed_effects(
     init: Params | None,
     plan: SchoolMeans | None,
     generative: bool,
+    ties: Mapping[str, EffectTies],
 ) -> list[Any]:
-    """Each fixed effect's column of beta, in the coordinates NUTS samples it in."""
+    """Each fixed effect's column of beta, in the coordinates NUTS samples it in; an
+    effect with constraints (``ties``) as its free classes' values and constants."""
     spec = design.spec
     init_beta = None if init is None else np.asarray(init.beta)
     whiten = (
-        spec.classes == 1
+        not ties
+        and spec.classes == 1
         and len(spec.fixed_names) > 1
         and all(priors[name].family == "normal" for name in spec.fixed_names)
     )
     if whiten:
         return whitened_fixed_effects(design, priors, init_beta)
     if spec.classes > 1 and spec.between_classes == 1:
-        return mixture_fixed_effects(design, priors, init_beta, plan, generative)
+        return mixture_fixed_effects(design, priors, init_beta, plan, generative, ties)
     return [
-        fixed_effect_rows(design, priors, name, j, init_beta, generative)
+        constrained_effect_rows(design, priors, name, j, init_beta, ties[name])
+        if name in ties
+        else fixed_effect_rows(design, priors, name, j, init_beta, generative)
         for j, name in enumerate(spec.fixed_names)
     ]
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from bayesmix.data.design import Design
 from bayesmix.density.compiled import loglik_and_grad
+from bayesmix.model.constraints import with_fixed
 from bayesmix.model.params import needs_quadrature
 from bayesmix.model.spec import Spec
 from bayesmix.results.bayes import BayesResult, LabelCheck
@@ -88,7 +89,10 @@ def bayes_result(
     """
     table = posterior_table(named)
     if loglik is None:
-        loglik = loglik_at_means(design, table["mean"].to_numpy())
+        means = with_fixed(
+            table["mean"].to_numpy(), table.index, design.layout.names, spec.constraints
+        )
+        loglik = loglik_at_means(design, means)
     return BayesResult(
         spec=spec,
         design=design,

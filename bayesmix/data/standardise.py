@@ -39,7 +39,11 @@ Consequences a user sees:
   correlations of the school residuals concerns the residuals of those
   centred coefficients;
 * convergence criteria and variance bounds are judged on the standardised
-  scale, the same for every choice of units.
+  scale, the same for every choice of units;
+* a variable is not centred where that would make a constrained parameter
+  (:mod:`bayesmix.model.constraints`) depend on other standardised parameters:
+  each fixed value or equality in the user's units then stays one in the
+  standardised model.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.data.design import Design, design_matrices
+from bayesmix.model.constraints import resolve
 from bayesmix.model.formula import INTERCEPT, term_parts
 from bayesmix.model.params import Layout, Params
 from bayesmix.model.priors import Prior
@@ -348,6 +353,17 @@ def _transforms(
     return out
 
 
+def _keeps_constraints(lay: Layout, T: dict[str, np.ndarray], constrained: list[int]) -> bool:
+    """Whether each constrained parameter stays a function of its own standardised
+    counterpart alone, so that a fixed value or an equality in the user's units is one
+    in the standardised model (centring a variable mixes it into the intercepts)."""
+    if not constrained:
+        return True
+    A = _natural_map(lay, T, 0.0, 1.0)[0][constrained]
+    A[np.arange(len(constrained)), constrained] = 0.0
+    return not np.any(A)
+
+
 def standardise(design: Design) -> tuple[Design, Standardisation]:
     """The design on standardised columns, and the map of its parameters to the user's units.
 
@@ -376,12 +392,13 @@ def standardise(design: Design) -> tuple[Design, Standardisation]:
     centre = dict.fromkeys(used, 0.0)
     transforms = _transforms(columns, design, centre, scale)
     assert transforms is not None  # scaling alone always keeps the model
+    constrained = sorted(resolve(spec.constraints, design.layout.names).constrained)
     for v in variables:
         mean = float(numeric[v].mean())
         if mean == 0.0 or np.ptp(numeric[v].to_numpy()) == 0:
             continue
         trial = _transforms(columns, design, {**centre, v: mean}, scale)
-        if trial is not None:
+        if trial is not None and _keeps_constraints(design.layout, trial, constrained):
             centre[v], transforms = mean, trial
     y = design.y
     y_scale = float(y.std())

@@ -184,6 +184,7 @@ class AdaptiveQuadrature:
         self.points = points
         self.threads = threads
         self.backend = backend
+        self.design = design
         self.n = design.n_obs
         self.J = len(design.cluster_ids)
         self.d = design.layout.n_random
@@ -207,6 +208,10 @@ class AdaptiveQuadrature:
             (*self.chunks[0].args, self.centre[0], self.scale[0]),
             backend,
         )
+
+    def with_points(self, points: int) -> AdaptiveQuadrature:
+        """The same objective with another rule (``points`` per dimension)."""
+        return AdaptiveQuadrature(self.design, points, self.backend, threads=self.threads)
 
     def reset(self) -> None:
         """Non-adaptive nodes: prior mean 0 and covariance I."""

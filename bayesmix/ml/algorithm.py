@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from bayesmix.errors import EstimationError
 from bayesmix.ml.inference import observed_information, posterior_args
 from bayesmix.ml.optimise import GRADIENT_TOL, _polish, _Run, at_bound, optimise, staged_starts
 from bayesmix.ml.starts import random_start
+from bayesmix.ml.tie import Tie, TiedQuadrature
 from bayesmix.model.params import needs_quadrature
 from bayesmix.progress import Progress
 
@@ -72,11 +73,14 @@ class Algorithm:
     column), whose scores the robust standard errors sum."""
 
 
-def choose_algorithm(design: Design, backend: str | None, points: int | None) -> Algorithm:
+def choose_algorithm(
+    design: Design, backend: str | None, points: int | None, tie: Tie | None = None
+) -> Algorithm:
     """Quadrature for the models that need it, else the closed form, compiled for ``design``.
 
     The default backend is numpy for one-class models, whose objective needs no
-    compiler, and JAX for the others (see :func:`bayesmix.ml.fit.fit_ml`).
+    compiler, and JAX for the others (see :func:`bayesmix.ml.fit.fit_ml`). With a
+    :class:`~bayesmix.ml.tie.Tie` every step works on its free vector in place of theta.
     """
     lay = design.layout
     if backend == "numpy" and not gaussian.supports(lay):
@@ -91,20 +95,29 @@ def choose_algorithm(design: Design, backend: str | None, points: int | None) ->
             f"backend={backend!r} (or use backend='numpy')."
         )
     if backend == "numpy" or (backend is None and gaussian.supports(lay)):
-        return numpy_closed_form(design)
+        return numpy_closed_form(design, tie)
     if needs_quadrature(lay):
         from bayesmix.density.quadrature import DEFAULT_POINTS
 
-        return quadrature(design, backend or "jax", points or DEFAULT_POINTS.get(lay.n_random, 3))
-    return closed_form(design, backend or "jax")
+        default = DEFAULT_POINTS.get(lay.n_random, 3)
+        return quadrature(design, backend or "jax", points or default, tie)
+    return closed_form(design, backend or "jax", tie)
 
 
-def numpy_closed_form(design: Design) -> Algorithm:
+def start_drawer(design: Design, tie: Tie | None) -> Callable[[np.random.Generator], np.ndarray]:
+    """Random starts (:func:`~bayesmix.ml.starts.random_start`) as optimiser vectors:
+    projected on the constraints of ``tie``."""
+    if tie is None:
+        return partial(random_start, design)
+    return lambda rng: tie.project(random_start(design, rng))
+
+
+def numpy_closed_form(design: Design, tie: Tie | None = None) -> Algorithm:
     """The one-class objective of :mod:`bayesmix.density.gaussian`, every start optimised to
     convergence; all students are in the one class."""
     args = design.likelihood_args()
     weights = design.weight_args()
-    fun = gaussian.objective(design.layout, args, weights)
+    fun = _tied(tie, gaussian.objective(design.layout, args, weights))
     ones = np.ones((design.n_obs, 1))
     return Algorithm(
         fun=fun,
@@ -113,21 +126,21 @@ def numpy_closed_form(design: Design) -> Algorithm:
         compile_s=0.0,
         maxiter=2000,
         staged=False,
-        run_starts=partial(_independent_starts, fun, design),
+        run_starts=partial(_independent_starts, fun, design, start_drawer(design, tie)),
         polish=partial(_polish_closed, fun),
         posteriors=lambda theta: (ones, None),
-        cluster_logliks=gaussian.cluster_logliks(design.layout, args, weights),
+        cluster_logliks=_free(tie, gaussian.cluster_logliks(design.layout, args, weights)),
     )
 
 
-def closed_form(design: Design, backend: str) -> Algorithm:
+def closed_form(design: Design, backend: str, tie: Tie | None = None) -> Algorithm:
     """The closed-form objective, every start optimised to convergence, and the class
     posteriors (compiled here, so that their compilation counts as such)."""
     from bayesmix.density.compiled import pointwise
 
     t0 = time.perf_counter()
     lay = design.layout
-    fun = _objective(design, backend)
+    fun = _tied(tie, _objective(design, backend))
     pointwise(lay, backend, posterior_args(design, lay.unpack(np.zeros(lay.n_params))))
     return Algorithm(
         fun=fun,
@@ -136,21 +149,23 @@ def closed_form(design: Design, backend: str) -> Algorithm:
         compile_s=time.perf_counter() - t0,
         maxiter=2000,
         staged=False,
-        run_starts=partial(_independent_starts, fun, design),
+        run_starts=partial(_independent_starts, fun, design, start_drawer(design, tie)),
         polish=partial(_polish_closed, fun),
-        posteriors=partial(_pointwise_posteriors, design, backend),
-        cluster_logliks=partial(_compiled_cluster_logliks, design, backend),
+        posteriors=_free(tie, partial(_pointwise_posteriors, design, backend)),
+        cluster_logliks=_free(tie, partial(_compiled_cluster_logliks, design, backend)),
     )
 
 
-def quadrature(design: Design, backend: str, points: int) -> Algorithm:
+def quadrature(design: Design, backend: str, points: int, tie: Tie | None = None) -> Algorithm:
     """Adaptive Gauss-Hermite quadrature with ``points`` per dimension, two-stage starts
     and a polish that re-adapts the nodes; a final-stage start's optimisation costs far
     more evaluations, so its default iteration budget is lower."""
     from bayesmix.density.quadrature import AdaptiveQuadrature
 
     t0 = time.perf_counter()
-    quad = AdaptiveQuadrature(design, points, backend)
+    quad: Any = AdaptiveQuadrature(design, points, backend)
+    if tie is not None:
+        quad = TiedQuadrature(quad, tie)
     return Algorithm(
         fun=quad.fun,
         backend=backend,
@@ -158,7 +173,7 @@ def quadrature(design: Design, backend: str, points: int) -> Algorithm:
         compile_s=time.perf_counter() - t0,
         maxiter=300,
         staged=True,
-        run_starts=partial(staged_starts, quad, design),
+        run_starts=partial(staged_starts, quad, start_drawer(design, tie)),
         polish=partial(_polish_quadrature, quad),
         posteriors=partial(_quadrature_posteriors, quad),
         cluster_logliks=partial(_quadrature_cluster_logliks, quad),
@@ -188,9 +203,18 @@ def _objective(design: Design, backend: str) -> Callable[[np.ndarray], tuple[flo
     return fun
 
 
+def _tied(tie: Tie | None, fun: Objective) -> Objective:
+    return fun if tie is None else tie.objective(fun)
+
+
+def _free(tie: Tie | None, f: Callable[[np.ndarray], Any]) -> Callable[[np.ndarray], Any]:
+    return f if tie is None else tie.of_free(f)
+
+
 def _independent_starts(
     fun: Objective,
     design: Design,
+    draw: Callable[[np.random.Generator], np.ndarray],
     rng: np.random.Generator,
     n_starts: int,
     bounds: Bounds,
@@ -201,7 +225,7 @@ def _independent_starts(
 ) -> list[_Run]:
     """Every start optimised to convergence: given, random, then extra."""
     runs = [optimise(fun, theta, bounds, design.n_obs, maxiter) for theta in given]
-    thetas = (random_start(design, rng) for _ in range(n_starts))
+    thetas = (draw(rng) for _ in range(n_starts))
     for theta in itertools.chain(thetas, extra):
         runs.append(optimise(fun, theta, bounds, design.n_obs, maxiter))
         bar.update(f"best logL {max(r.loglik for r in runs):.3f}")

@@ -40,7 +40,9 @@ from bayesmix.ml.inference import (
     standard_errors,
 )
 from bayesmix.ml.optimise import GRADIENT_TOL, _Run, at_bound
-from bayesmix.ml.starts import between_start, internal_theta
+from bayesmix.ml.starts import between_start, constrained_start, internal_theta
+from bayesmix.ml.tie import Tie, make_tie
+from bayesmix.model.constraints import resolve
 from bayesmix.model.params import (
     Layout,
     Params,
@@ -200,11 +202,16 @@ def fit_ml(
     random_seed = check_seed(random_seed)
     design = build_design(spec, data, missing=missing)
     internal, st = standardise(design)
+    tie = make_tie(st)
     given = [] if init is None else [internal_theta(st, init)]
+    if spec.constraints is not None and spec.constraints.start:
+        given.append(constrained_start(internal, st, random_seed))
     carried = spec.between_classes > 1 and start_from_smaller
     if carried:
+        # the model without level-2 classes only supplies a start, projected on the
+        # constraints below: its own parameters are not those the constraints name
         smaller = fit_ml(
-            spec.with_between_classes(1),
+            replace(spec.with_between_classes(1), constraints=None),
             data,
             starts=starts,
             random_seed=random_seed,
@@ -222,6 +229,9 @@ def fit_ml(
         )
     extra = [internal_theta(st, v, "extra_starts") for v in extra_starts]
     extra = extra if spec.classes > 1 else []
+    if tie is not None:
+        given = [tie.project(theta) for theta in given]
+        extra = [tie.project(theta) for theta in extra]
     fit = fit_internal(
         internal,
         starts=starts,
@@ -234,6 +244,7 @@ def fit_ml(
         extra=extra,
         carried=carried,
         se=se,
+        tie=tie,
     )
     return replace(user_result(fit, design, st), elapsed_s=time.perf_counter() - t0)
 
@@ -252,8 +263,12 @@ def user_result(fit: MLResult, design: Design, st: Standardisation) -> MLResult:
     se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     undefined = np.isin(np.asarray(fit.names), fit.boundary) | fit.singular_information
     se = np.where(undefined, np.nan, se)
+    fixed = resolve(design.spec.constraints, list(fit.names)).fixed
+    for k, value in fixed.items():
+        # the value given, not its round trip through the standardised scale
+        estimates[k] = value
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = estimates / se
+        z = np.where(np.isin(np.arange(len(se)), list(fixed)), np.nan, estimates / se)
     students = design.n_obs if design.weights is None else design.weights.total(design.cluster)
     shift = students * np.log(st.y_scale)
     return replace(
@@ -282,20 +297,25 @@ def fit_internal(
     extra: Sequence[np.ndarray] = (),
     carried: bool = False,
     se: str = "ml",
+    tie: Tie | None = None,
 ) -> MLResult:
     """The ML fit of :func:`fit_ml` on a design as given (the standardised one).
 
-    ``given`` and ``extra`` are optimiser vectors (theta) of user starts
-    (``init``) and extra starts; with ``carried`` the last of ``given`` is the
-    start carried over from the model without level-2 classes.
+    ``given`` and ``extra`` are optimiser vectors (theta, or the free vector of
+    ``tie``) of user starts (``init``) and extra starts; with ``carried`` the last
+    of ``given`` is the start carried over from the model without level-2 classes.
+    With ``tie`` (:mod:`bayesmix.ml.tie`) the optimiser works on the free
+    parameters of the spec's constraints.
     """
     t0 = time.perf_counter()
     spec, lay, n = design.spec, design.layout, design.n_obs
-    algorithm = choose_algorithm(design, backend, points)
+    algorithm = choose_algorithm(design, backend, points, tie)
     maxiter = algorithm.maxiter if maxiter is None else maxiter
     rng = np.random.default_rng(random_seed)
     n_starts = 1 if spec.classes == 1 else starts
     bounds = optimiser_bounds(design)
+    if tie is not None:
+        bounds = tie.bounds(bounds)
     t_opt = time.perf_counter()
     bar = Progress(n_starts + len(extra), "ML starts", enabled=progress)
     runs = algorithm.run_starts(rng, n_starts, bounds, maxiter, bar, list(given), list(extra))
@@ -306,7 +326,7 @@ def fit_internal(
             f"all {len(runs)} starts of model {spec.name!r} ended with a non-finite "
             "log-likelihood; check the model and the data's extreme values."
         )
-    best = _labelled(max(finite, key=lambda r: r.loglik), spec, lay)
+    best = _labelled(max(finite, key=lambda r: r.loglik), spec, lay, tie)
     optimise_s = time.perf_counter() - t_opt
     t_se = time.perf_counter()
     best, info = algorithm.polish(best, n, bounds, se != "none")
@@ -325,6 +345,7 @@ def fit_internal(
         t_se=t_se,
         t0=t0,
         se_type=se,
+        tie=tie,
     )
 
 
@@ -334,10 +355,12 @@ def optimiser_bounds(design: Design) -> list[tuple[float | None, float | None]]:
     return design.layout.bounds(float(np.log(_VARIANCE_FLOOR * design.y.var())))
 
 
-def _labelled(best: _Run, spec: Spec, lay: Layout) -> _Run:
+def _labelled(best: _Run, spec: Spec, lay: Layout, tie: Tie | None = None) -> _Run:
     """The best run with its classes labelled (before the information matrix, so that
-    the standard errors belong to the reported labels)."""
-    structured = lay.unpack(best.theta)
+    the standard errors belong to the reported labels); constraints that single out a
+    class leave the labels as they are (:func:`bayesmix.model.params.labelling`)."""
+    theta = best.theta if tie is None else tie.expand(best.theta)
+    structured = lay.unpack(theta)
     perm = order_permutation(structured, spec)
     ordered = relabel(structured, perm)
     same = np.array_equal(perm, np.arange(len(perm)))
@@ -345,8 +368,13 @@ def _labelled(best: _Run, spec: Spec, lay: Layout) -> _Run:
         perm_between = between_order_permutation(ordered, spec)
         ordered = relabel_between(ordered, perm_between)
         same = same and np.array_equal(perm_between, np.arange(len(perm_between)))
+    theta = lay.pack(ordered, natural=False)
     # nodes adapted to other labels are not those of the relabelled parameters
-    return replace(best, theta=lay.pack(ordered, natural=False), nodes=best.nodes if same else None)
+    return replace(
+        best,
+        theta=theta if tie is None else tie.project(theta),
+        nodes=best.nodes if same else None,
+    )
 
 
 def _ml_result(
@@ -365,11 +393,14 @@ def _ml_result(
     t0: float,
     carried_index: int | None = None,
     se_type: str = "ml",
+    tie: Tie | None = None,
 ) -> MLResult:
-    """Standard errors, class posteriors, replication and diagnostics of the polished best run."""
+    """Standard errors, class posteriors, replication and diagnostics of the polished best run
+    (whose vector is the free one of ``tie`` where there is one)."""
     spec, lay, n = design.spec, design.layout, design.n_obs
     grad = -algorithm.fun(best.theta)[1] * n
     held = at_bound(best.theta, bounds)
+    theta = best.theta if tie is None else tie.expand(best.theta)
     max_grad = float(np.max(np.abs(grad[~held]), initial=0.0))
     # a start that used up its iteration budget stopped early, whatever the polish did
     exhausted = best.iterations >= maxiter
@@ -377,9 +408,12 @@ def _ml_result(
     logliks = np.array([r.loglik for r in runs])
     # replication among the starts' own optima: the polish raises only the best one
     replicated = int(np.sum(np.abs(logliks - np.nanmax(logliks)) < REPLICATION_TOL))
-    natural = lay.to_natural(best.theta)
-    cov, se, singular, scaling = _covariance(design, algorithm, best.theta, info, held, se_type)
-    boundary = _boundary(lay, natural, held, design.y.var())
+    natural = lay.to_natural(theta)
+    cov, se, singular, scaling = _covariance(
+        design, algorithm, best.theta, info, held, se_type, tie
+    )
+    held_theta = held if tie is None else (tie.matrix[:, held] != 0).any(axis=1)
+    boundary = _boundary(lay, natural, held_theta, design.y.var())
     se = np.where(np.isin(lay.names, boundary), np.nan, se)
     post, post_between = algorithm.posteriors(best.theta)
     found = convergence_diagnostics(max_grad, maxiter if exhausted else None)
@@ -437,15 +471,24 @@ def _covariance(
     info: np.ndarray | None,
     held: np.ndarray,
     se_type: str,
+    tie: Tie | None = None,
 ) -> tuple[np.ndarray, np.ndarray, bool, float | None]:
     """Covariance, standard errors, whether the information is singular, and MLR's scaling
-    factor; NaN throughout when the information was not computed (``se="none"``)."""
+    factor; NaN throughout when the information was not computed (``se="none"``).
+    ``theta``, ``info`` and ``held`` are in the free vector of ``tie`` where there is one:
+    the delta method goes through ``d theta / d psi``, which gives fixed parameters a
+    standard error of 0 and equal ones the same."""
     spec, lay = design.spec, design.layout
     if info is None:
         return np.full((lay.n_params,) * 2, np.nan), np.full(lay.n_params, np.nan), False, None
+    n_fixed = len(spec.fixed_names)
+    if tie is None:
+        jac = natural_jacobian(lay, theta)
+    else:
+        jac = natural_jacobian(lay, tie.expand(theta)) @ tie.matrix
+        n_fixed = int(np.count_nonzero(tie.matrix[:n_fixed].any(axis=0)))
     if spec.classes == 1 and spec.cluster is not None:
-        info = expected_block_diagonal(info, len(spec.fixed_names))
-    jac = natural_jacobian(lay, theta)
+        info = expected_block_diagonal(info, n_fixed)
     if se_type == "mlr":
         scores = cluster_scores(algorithm.cluster_logliks, theta)
         return robust_covariance(info, scores, jac, ~held, spec.cluster is not None)

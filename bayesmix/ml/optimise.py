@@ -11,9 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import optimize
 
-from bayesmix.data.design import Design
 from bayesmix.ml.inference import observed_information
-from bayesmix.ml.starts import random_start
 from bayesmix.progress import Progress
 
 if TYPE_CHECKING:
@@ -109,7 +107,7 @@ def _optimise_adaptive(
 
 def staged_starts(
     quad: AdaptiveQuadrature,
-    design: Design,
+    draw: Callable[[np.random.Generator], np.ndarray],
     rng: np.random.Generator,
     n_starts: int,
     bounds: list[tuple[float | None, float | None]],
@@ -132,11 +130,9 @@ def staged_starts(
     ones (which therefore do not depend on them) and go on to the final
     stage, besides the random starts chosen, when they rank among these.
     """
-    from bayesmix.density.quadrature import AdaptiveQuadrature
-
-    coarse = AdaptiveQuadrature(design, min(3, quad.points), quad.backend)
+    coarse = quad.with_points(min(3, quad.points))
     initial = []
-    thetas = (random_start(design, rng) for _ in range(n_starts))
+    thetas = (draw(rng) for _ in range(n_starts))
     for theta in itertools.chain(thetas, extra or []):
         initial.append(_optimise_adaptive(coarse, theta, bounds, 10, rounds=1))
         bar.update(f"initial stage, best logL {max(r.loglik for r in initial):.3f}")

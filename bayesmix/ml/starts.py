@@ -18,6 +18,7 @@ import numpy as np
 from bayesmix.data.design import Design
 from bayesmix.data.standardise import Standardisation
 from bayesmix.errors import EstimationError, type_name
+from bayesmix.model.constraints import resolve
 from bayesmix.model.params import Layout, Params, between_label, layout
 from bayesmix.model.spec import Spec
 from bayesmix.results.ml import MLResult
@@ -64,6 +65,19 @@ def internal_theta(
     if not np.all(np.isfinite(natural)):
         raise EstimationError(f"{label} has non-finite values; give finite starting values.")
     return _initial_theta(lay, lay.unpack(st.to_internal(natural), natural=True))
+
+
+def constrained_start(design: Design, st: Standardisation, random_seed: int | None) -> np.ndarray:
+    """The start of a spec's ``constraints.start`` values (Mplus ``*``): a random start
+    (its own generator, so that the random starts stay as they are) with those values,
+    and the fixed ones, put in; theta of the standardised ``design``."""
+    lay = st.layout
+    resolved = resolve(lay.spec.constraints, lay.names)
+    theta = random_start(design, np.random.default_rng(random_seed))
+    natural = st.to_user(lay.to_natural(theta))
+    for k, value in {**resolved.start, **resolved.fixed}.items():
+        natural[k] = value
+    return internal_theta(st, dict(zip(lay.names, natural, strict=True)), "constraints start")
 
 
 def _weighted_lstsq(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from bayesmix.model.checks import (
     names_term,
     warn_membership_random_dropped,
 )
+from bayesmix.model.constraints import Constraints, constraints_from
 from bayesmix.model.files import model_table, model_tables, read_model_file
 from bayesmix.model.formula import INTERCEPT, normalise_term, parse_formula
 from bayesmix.model.spec import (
@@ -136,6 +137,7 @@ def make_spec(
     between_membership: str | None = None,
     between_varying: str | Iterable[str] = "class_varying",
     weights: str | Mapping[str, str] | Weights | None = None,
+    constraints: Mapping[str, Any] | Constraints | None = None,
     name: str = "model",
     description: str = "",
 ) -> Spec:
@@ -189,6 +191,11 @@ def make_spec(
         Sampling weights: the student-weight column, or a mapping with keys
         ``within``, ``between``, ``scaling`` and ``between_scaling`` (see
         :class:`~bayesmix.model.weights.Weights`).
+    constraints : mapping or Constraints, optional
+        Fixed values, equalities and starting values by parameter name: a
+        mapping with keys ``fixed`` (``{"x[c2]": 0.0}``), ``equal``
+        (``[["x[c1]", "x[c2]"]]``) and ``start``, or a
+        :class:`~bayesmix.model.constraints.Constraints`.
     name, description : str
         Labels for tables.
 
@@ -257,6 +264,7 @@ def make_spec(
         between_membership=between_terms,
         between_varying=bvarying,
         weights=weights_from(weights),
+        constraints=constraints_from(constraints),
         name=name,
         description=description,
     )
@@ -315,6 +323,9 @@ def spec_from_dict(
             between_membership=between.get("formula"),
             between_varying=between.get("varying", "class_varying"),
             weights=weights_from(model_table(doc, "weights", source) or None, "[weights]"),
+            constraints=constraints_from(
+                model_table(doc, "constraints", source) or None, "[constraints]"
+            ),
             name=doc.get("name", Path(source).stem),
             description=doc.get("description", ""),
         )

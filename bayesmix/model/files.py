@@ -27,6 +27,7 @@ TOP_KEYS = {
     "random",
     "between",
     "weights",
+    "constraints",
 }
 OUTCOME_KEYS = {
     "formula",

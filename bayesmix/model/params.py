@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from bayesmix.model.constraints import labelling_term
 from bayesmix.model.spec import Spec
 
 
@@ -452,20 +453,59 @@ def from_named(values: dict[str, float], spec: Spec) -> Params:
     return layout(spec).from_named(values)
 
 
+def labelling(spec: Spec) -> tuple[str | None, str | None]:
+    """The fixed effects that label the level-1 and the level-2 classes.
+
+    ``spec.order_classes_by`` and ``spec.between_order_by``, unless the spec's
+    constraints tie their class values or single out a class (see
+    :mod:`bayesmix.model.constraints`); None where nothing relabels the classes.
+    """
+    lay = Layout(spec)
+    K, L = spec.classes, spec.between_classes
+    cons = spec.constraints
+    by_class = [n for n in spec.fixed_names if lay._varies(n)[0]]
+    by_between = [n for n in spec.fixed_names if lay._varies(n)[1]]
+    level1 = None
+    if K > 1:
+        level1 = labelling_term(
+            cons,
+            spec.order_classes_by,
+            by_class,
+            {n: lay.fixed_entries(n)[:K] for n in by_class},
+            [class_label(c) for c in range(K)],
+            ("C#", "lambda("),
+        )
+    level2 = None
+    if L > 1:
+        level2 = labelling_term(
+            cons,
+            spec.between_order_by,
+            by_between,
+            {n: lay.fixed_entries(n)[:: K if lay._varies(n)[0] else 1] for n in by_between},
+            [between_label(d) for d in range(L)],
+            ("D#",),
+        )
+    return level1, level2
+
+
 def order_permutation(params: Params, spec: Spec) -> np.ndarray:
-    """Class order that labels classes by decreasing ``spec.order_classes_by``."""
-    if spec.classes == 1 or spec.order_classes_by is None:
+    """Class order that labels classes by decreasing value of their labelling effect
+    (:func:`labelling`); the identity where none labels them."""
+    term = labelling(spec)[0]
+    if spec.classes == 1 or term is None:
         return np.arange(spec.classes)
-    j = spec.fixed_names.index(spec.order_classes_by)
+    j = spec.fixed_names.index(term)
     return np.argsort(-np.asarray(params.beta)[: spec.classes, j], kind="stable")
 
 
 def between_order_permutation(params: Params, spec: Spec) -> np.ndarray:
-    """Level-2 class order: decreasing ``spec.between_order_by`` in level-1 class 1."""
+    """Level-2 class order: decreasing value of their labelling effect (:func:`labelling`,
+    ``spec.between_order_by`` by default) in level-1 class 1."""
     L, K = spec.between_classes, spec.classes
-    if L == 1:
-        return np.arange(1)
-    j = spec.fixed_names.index(spec.between_order_by)
+    term = labelling(spec)[1]
+    if L == 1 or term is None:
+        return np.arange(L)
+    j = spec.fixed_names.index(term)
     return np.argsort(-np.asarray(params.beta)[::K, j], kind="stable")
 
 

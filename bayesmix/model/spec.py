@@ -39,6 +39,7 @@ from bayesmix.model.checks import (
     check_fixed_effects,
     names_term,
 )
+from bayesmix.model.constraints import Constraints
 from bayesmix.model.formula import INTERCEPT, part_variables, term_parts
 from bayesmix.model.weights import Weights, check_weights
 
@@ -124,6 +125,9 @@ class Spec:
         Sampling weights (:mod:`bayesmix.model.weights`): the student- and
         school-weight columns and their scalings. A weighted model is fitted by
         pseudo-maximum likelihood with robust standard errors.
+    constraints : Constraints or None
+        Fixed values, equalities and starting values of parameters
+        (:mod:`bayesmix.model.constraints`), by parameter name.
     name : str
         Short model name used in tables.
     description : str
@@ -150,6 +154,7 @@ class Spec:
     between_membership: tuple[str, ...] = (INTERCEPT,)
     between_varying: tuple[str, ...] = ()
     weights: Weights | None = None
+    constraints: Constraints | None = None
     name: str = "model"
     description: str = ""
 
@@ -346,6 +351,11 @@ def check_spec(spec: Spec) -> None:
         raise SpecError(
             f"weights must be a bayesmix.model.weights.Weights, got {spec.weights!r}; "
             "make_spec(weights=...) accepts a column name or a mapping."
+        )
+    if spec.constraints is not None and not isinstance(spec.constraints, Constraints):
+        raise SpecError(
+            f"constraints must be a bayesmix.Constraints, got {spec.constraints!r}; "
+            "make_spec(constraints=...) accepts a mapping with keys fixed, equal and start."
         )
     if spec.weights is not None:
         check_weights(spec.weights, spec.cluster, spec.integrates_schools, spec.columns)

@@ -13,6 +13,7 @@ import pandas as pd
 from bayesmix.data.design import Design
 from bayesmix.diagnostics import RHAT_MAX, Diagnostic
 from bayesmix.formatting import format_table
+from bayesmix.model.constraints import describe, with_fixed
 from bayesmix.model.spec import Spec
 from bayesmix.results.interface import FitResult, sample_size, tail_quantiles
 from bayesmix.results.persist import write_draws
@@ -161,8 +162,18 @@ class BayesResult(FitResult):
 
     @property
     def structured(self) -> Params:
-        """The posterior means as structured :class:`~bayesmix.model.params.Params`."""
-        return self.design.layout.unpack(self.table["mean"].to_numpy(), natural=True)
+        """The posterior means as structured :class:`~bayesmix.model.params.Params` (fixed
+        parameters at their values)."""
+        return self.design.layout.unpack(self._all(self.table["mean"].to_numpy()), natural=True)
+
+    def _all(self, values: np.ndarray) -> np.ndarray:
+        """Values over :attr:`names` (last axis) as values over every parameter of the
+        layout, the fixed ones (absent from the posterior) at their values."""
+        return with_fixed(values, self.names, self.design.layout.names, self.spec.constraints)
+
+    def layout_draws(self) -> np.ndarray:
+        """Every parameter's draws in layout order, fixed ones included: (chain, draw, p)."""
+        return self._all(np.stack([self.draws[n] for n in self.names], axis=-1))
 
     def _flat(self) -> np.ndarray:
         """Draws (chains stacked) by parameter, shape (S, n_params), columns as ``names``."""
@@ -218,8 +229,10 @@ class BayesResult(FitResult):
         self.idata[name] = xr.DataTree(group)
 
     def parameter_matrix(self) -> np.ndarray:
-        """Every posterior draw, chains stacked: shape (chains x draws, n_params)."""
-        return np.stack([np.asarray(self.draws[n]).reshape(-1) for n in self.names], axis=1)
+        """Every posterior draw, chains stacked, of every parameter of the layout (fixed
+        ones at their values): shape (chains x draws, p)."""
+        flat = np.stack([np.asarray(self.draws[n]).reshape(-1) for n in self.names], axis=1)
+        return self._all(flat)
 
     @property
     def posterior(self) -> xr.Dataset:
@@ -297,15 +310,17 @@ class BayesResult(FitResult):
             f"divergences {self.divergences}",
             f"  elpd_loo {self.loo.elpd:.2f} (SE {self.loo.se:.2f}, p_loo {self.loo.p:.2f})   "
             f"logL at posterior mean {self.loglik:.3f}",
-            "",
-            format_table(self.table),
         ]
+        if describe(s.constraints):
+            lines.append(f"  constraints: {describe(s.constraints)} (fixed ones not sampled)")
+        lines += ["", format_table(self.table)]
         lines += class_lines(s, self.classes, self.between_probabilities)
         lines += ["", *diagnostic_lines(self.diagnostics)]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (the CLI's ``--json`` contract)."""
+        s_c = self.spec.constraints
         return {
             "model": self.spec.name,
             "estimator": "bayes",
@@ -314,6 +329,7 @@ class BayesResult(FitResult):
             "n_clusters": self.design.n_clusters,
             "loglik": self.loglik,
             "n_params": self.n_params,
+            "constraints": None if s_c is None else s_c.to_table(),
             "bic": self.bic,
             "aic": self.aic,
             "entropy": json_float(self.entropy),

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.errors import EstimationError
+from bayesmix.model.constraints import restrictions
 from bayesmix.results.persist import (
     PROBABILITY_FIELDS,
     ResultRecord,
@@ -128,8 +129,9 @@ class FitResult(ABC):
 
     @property
     def n_params(self) -> int:
-        """Number of free parameters."""
-        return len(self.names)
+        """Number of free parameters: the named ones less those the spec's constraints fix
+        or tie to another (:mod:`bayesmix.model.constraints`)."""
+        return len(self.names) - restrictions(self.spec.constraints, self.names)
 
     @property
     def aic(self) -> float:

@@ -21,6 +21,7 @@ from bayesmix.bayes.diagnose import posterior_diagnostics
 from bayesmix.bayes.posterior import bayes_result
 from bayesmix.diagnostics import Diagnostic
 from bayesmix.errors import BayesmixError
+from bayesmix.model.constraints import sampled_names
 from bayesmix.results.bayes import BayesResult, LabelCheck
 from bayesmix.results.interface import FitResult, saved_fields
 from bayesmix.results.ml import MLResult, StartsReport
@@ -262,7 +263,7 @@ def _load_ml(target: Path, file: Path, payload: dict[str, Any], verify: bool) ->
     read = FieldReader(file)
     design = read_design(read, payload, read_spec(read, read.get(payload, "spec", "")))
     block = read.mapping(read.get(payload, "ml", ""), "ml")
-    names = read_names(read, read.get(block, "names", "ml"), "ml.names", design.layout)
+    names = read_names(read, read.get(block, "names", "ml"), "ml.names", design.layout.names)
     fields = _read_fields(read, block, MLResult, ML_READERS, names)
     fields["se_type"] = fields["se_type"] or "ml"
     return MLResult(
@@ -321,7 +322,12 @@ def _load_bayes(target: Path, file: Path, payload: dict[str, Any], verify: bool)
     read = FieldReader(file)
     design = read_design(read, payload, read_spec(read, read.get(payload, "spec", "")))
     block = read.mapping(read.get(payload, "bayes", ""), "bayes")
-    names = read_names(read, read.get(block, "names", "bayes"), "bayes.names", design.layout)
+    names = read_names(
+        read,
+        read.get(block, "names", "bayes"),
+        "bayes.names",
+        sampled_names(design.spec.constraints, design.layout.names),
+    )
     idata, stacked = _open_draws(read, target, names)
     post = read_probabilities(read, block, "bayes", design, 1)
     between = read_probabilities(read, block, "bayes", design, 2)

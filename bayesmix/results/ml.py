@@ -13,6 +13,7 @@ from bayesmix.data.design import Design
 from bayesmix.diagnostics import Diagnostic
 from bayesmix.errors import EstimationError
 from bayesmix.formatting import format_table
+from bayesmix.model.constraints import describe
 from bayesmix.model.params import Params
 from bayesmix.model.spec import Spec
 from bayesmix.model.weights import within_scaling
@@ -322,6 +323,8 @@ class MLResult(FitResult):
             if s.weights.between:
                 parts.append(f"schools {s.weights.between} ({s.weights.between_scaling})")
             lines.append(f"  sampling weights: {', '.join(parts)}; pseudo-log-likelihood")
+        if describe(s.constraints):
+            lines.append(f"  constraints: {describe(s.constraints)}")
         lines += ["", format_table(self.params)]
         lines += class_lines(s, self.classes, self.between_probabilities)
         lines += ["", *diagnostic_lines(self.diagnostics)]
@@ -329,6 +332,7 @@ class MLResult(FitResult):
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (the CLI's ``--json`` contract)."""
+        s_c = self.spec.constraints
         return {
             "model": self.spec.name,
             "estimator": "ml",
@@ -337,6 +341,7 @@ class MLResult(FitResult):
             "n_clusters": self.design.n_clusters,
             "loglik": self.loglik,
             "n_params": self.n_params,
+            "constraints": None if s_c is None else s_c.to_table(),
             "bic": self.bic,
             "aic": self.aic,
             "sabic": self.sabic,

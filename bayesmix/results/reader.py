@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import MISSING, fields, replace
 from pathlib import Path
 from typing import Any, NoReturn
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.errors import DataError, SpecError
+from bayesmix.model.constraints import constraints_from
 from bayesmix.model.params import Layout
 from bayesmix.model.spec import Spec
 from bayesmix.model.weights import weights_from
@@ -175,6 +177,10 @@ def read_spec(read: FieldReader, values: Any) -> Spec:
         settings = {k: _tuples(v) for k, v in values.items()}
         if settings.get("weights") is not None:
             settings["weights"] = weights_from(dict(values["weights"]), "spec.weights")
+        if settings.get("constraints") is not None:
+            settings["constraints"] = constraints_from(
+                read.mapping(values["constraints"], "spec.constraints"), "spec.constraints"
+            )
         return Spec(**settings)
     except SpecError as err:
         raise ResultFileError(
@@ -236,10 +242,12 @@ def read_design(read: FieldReader, payload: dict[str, Any], spec: Spec) -> Any:
     return replace(design, n_dropped=n_dropped)
 
 
-def read_names(read: FieldReader, values: Any, field: str, layout: Layout) -> tuple[str, ...]:
-    """Saved parameter names, which must be those of the model's layout."""
+def read_names(
+    read: FieldReader, values: Any, field: str, expected_names: Sequence[str]
+) -> tuple[str, ...]:
+    """Saved parameter names, which must be those the model's layout gives the fit."""
     names = read.texts(values, field)
-    expected = list(layout.names)
+    expected = list(expected_names)
     if names == expected:
         return tuple(names)
     k = next(

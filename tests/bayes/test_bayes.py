@@ -297,9 +297,9 @@ def test_ml_start_runs_all_starts_only_when_the_quick_ones_disagree(
 
     calls: list[int] = []
 
-    def fake(design, *, starts, random_seed):
+    def fake(design, *, starts, random_seed, tie):
         calls.append(starts)
-        assert random_seed == 3
+        assert random_seed == 3 and tie is None
         return SimpleNamespace(starts=SimpleNamespace(replicated=replicated, n_starts=starts))
 
     monkeypatch.setattr(ml_fit, "fit_internal", fake)

@@ -214,8 +214,8 @@ def test_load_spec_class_varying_string(tmp_path: Path) -> None:
             'name = "m"\nclass = 2\n[outcome]\nformula = "y ~ x"\n',
             "",
             "['class']",
-            "['between', 'centre', 'classes', 'cluster', 'description', 'level2', 'membership', "
-            "'name', 'outcome', 'random', 'weights']",
+            "['between', 'centre', 'classes', 'cluster', 'constraints', 'description', 'level2', "
+            "'membership', 'name', 'outcome', 'random', 'weights']",
         ),
         (
             '[outcome]\nformula = "y ~ x"\nvarying = ["x"]\nresidual = "class"\n',

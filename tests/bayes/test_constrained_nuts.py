@@ -1,0 +1,101 @@
+"""Constraints under NUTS: fixed effects are not sampled, equal ones share one variable, and
+the posterior agrees with the constrained ML fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bayesmix as bm
+from bayesmix.errors import EstimationError
+from bayesmix.paper.section2 import FIG1_PARAMS
+from tests.support.paths import MODELS
+
+CONSTRAINTS = {"fixed": {"x[c2]": 0.5}, "equal": [["z[c1]", "z[c2]"]]}
+
+
+@pytest.fixture(scope="module")
+def data():
+    base = bm.simulate(bm.load_spec(MODELS / "fig1.toml"), FIG1_PARAMS, n=600, random_seed=4)
+    return base.assign(z=np.random.default_rng(5).normal(size=len(base)))
+
+
+@pytest.fixture(scope="module")
+def spec() -> bm.Spec:
+    return bm.make_spec(
+        "y ~ x + z",
+        classes=2,
+        residual_variance="class",
+        membership="x",
+        constraints=CONSTRAINTS,
+        name="fig1z",
+    )
+
+
+@pytest.fixture(scope="module")
+def fits(spec, data) -> tuple[bm.MLResult, bm.BayesResult]:
+    ml = bm.fit_ml(spec, data, starts=10, random_seed=1)
+    post = bm.fit_bayes(spec, data, draws=300, tune=300, chains=2, random_seed=1, init=ml)
+    return ml, post
+
+
+def test_a_fixed_effect_is_absent_from_the_posterior(fits):
+    ml, post = fits
+    assert "x[c2]" in ml.names and "x[c2]" not in post.names
+    assert "x[c2]" not in post.idata["posterior"].data_vars
+    sampled = set(post.idata["sample_space"].data_vars)
+    assert "b_x[c1]" in sampled and "b_x[c2]" not in sampled
+    assert post.n_params == ml.n_params == 8
+    matrix = post.parameter_matrix()
+    k = list(ml.names).index("x[c2]")
+    assert matrix.shape[1] == len(ml.names)
+    assert np.all(matrix[:, k] == 0.5)
+    assert (
+        "constraints: x[c2] fixed at 0.5; z[c1] = z[c2] (fixed ones not sampled)" in post.summary()
+    )
+
+
+def test_equal_effects_share_their_draws(fits):
+    _, post = fits
+    assert np.array_equal(post.draws["z[c1]"], post.draws["z[c2]"])
+    assert "b_z[c2]" not in post.idata["sample_space"].data_vars
+
+
+def test_the_posterior_agrees_with_the_constrained_ml_fit(fits):
+    ml, post = fits
+    assert post.rhat_max < 1.05 and post.divergences == 0
+    means, sds = post.table["mean"], post.table["sd"]
+    for name in post.names:
+        k = list(ml.names).index(name)
+        assert abs(means[name] - ml.estimates[k]) < 0.5 * sds[name], name
+    # the log-likelihood at the posterior means uses the fixed value
+    assert post.loglik == pytest.approx(ml.loglik, abs=2.0)
+
+
+def test_a_saved_constrained_posterior_reloads(fits, tmp_path):
+    _, post = fits
+    post.save(tmp_path / "post.bmx")
+    back = bm.load_result(tmp_path / "post.bmx")
+    assert back.names == post.names and back.n_params == 8
+    assert back.loglik == pytest.approx(post.loglik, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("constraints", "message"),
+    [
+        ({"fixed": {"C#1 ~ x": 0.0}}, r"'C#1 ~ x' is not a fixed effect.*fit_ml"),
+        ({"equal": [["x[c1]", "z[c1]"]]}, r"span the effects \['x', 'z'\].*fit_ml"),
+    ],
+)
+def test_constraints_nuts_does_not_take_are_refused(data, constraints, message):
+    spec = bm.make_spec("y ~ x + z", classes=2, membership="x", constraints=constraints)
+    with pytest.raises(EstimationError, match=message):
+        bm.fit_bayes(spec, data, draws=10, tune=10, chains=1, init="prior")
+
+
+def test_the_public_model_samples_only_the_free_effects(spec, data):
+    model = bm.build_model(spec, data)
+    free = {v.name for v in model.free_RVs}
+    assert "b_x[c1]" in free and "b_z[c1]" in free
+    assert not {"b_x[c2]", "b_z[c2]"} & free
+    assert "x[c2]" in {v.name for v in model.deterministics}
