@@ -7,7 +7,7 @@ loadings of the membership random effects.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -118,6 +118,20 @@ def fixed_effect_rows(
     return pt.stack([rv] * (K * L))
 
 
+def tied_values(entries: list[str], ties: EffectTies, free: Callable[[int, str], Any]) -> list[Any]:
+    """A block's values under its constraints: a fixed one a constant, one constrained
+    equal to an earlier one that one's value, any other ``free(index, name)``."""
+    values: list[Any] = []
+    for e, entry in enumerate(entries):
+        if e in ties.fixed:
+            values.append(pt.constant(ties.fixed[e]))
+        elif e in ties.follows:
+            values.append(values[ties.follows[e]])
+        else:
+            values.append(free(e, entry))
+    return values
+
+
 def _entry_values(design: Design, j: int, init_beta: np.ndarray) -> np.ndarray:
     """Fixed effect ``j``'s values in ``init_beta`` (L K rows) in the order of its entries
     (:meth:`~bayesmix.model.params.Layout.fixed_entries`)."""
@@ -153,16 +167,12 @@ def constrained_effect_rows(
     cv, bv = lay._varies(name)
     entries = lay.fixed_entries(name)
     start = None if init_beta is None else _entry_values(design, j, init_beta)
-    values: list[Any] = []
-    for e, entry in enumerate(entries):
-        if e in ties.fixed:
-            values.append(pt.constant(ties.fixed[e]))
-        elif e in ties.follows:
-            values.append(values[ties.follows[e]])
-        else:
-            kwargs = {} if start is None else {"initval": float(start[e])}
-            values.append(coef_rv(fixed_rv_name(entry), [priors[entry]], **kwargs))
-    stacked = pt.stack(values)
+
+    def free(e: int, entry: str) -> Any:
+        kwargs = {} if start is None else {"initval": float(start[e])}
+        return coef_rv(fixed_rv_name(entry), [priors[entry]], **kwargs)
+
+    stacked = pt.stack(tied_values(entries, ties, free))
     rv_name = fixed_rv_name(name)
     if cv and bv:
         pm.Deterministic(rv_name, stacked.reshape((L, K)), dims=("between", "class"))
@@ -328,32 +338,56 @@ def mixture_fixed_effects(
 
 
 def membership_coefficients(
-    design: Design, priors: Mapping[str, Prior], init: Params | None
+    design: Design,
+    priors: Mapping[str, Prior],
+    init: Params | None,
+    ties: EffectTies | None = None,
 ) -> Any:
     """Membership logit coefficients ``gamma`` (K-1, m).
 
     Sampled directly: centring their covariates (the intercepts at the
     covariate means) mixed worse on the Fig 1 model, whose membership
-    covariate is a 0/1 student variable.
+    covariate is a 0/1 student variable. With constraints (``ties``) each free
+    coefficient is a variable ``gamma[C#c ~ t]`` of its own and ``gamma`` their
+    deterministic.
     """
     spec = design.spec
     K, m = spec.classes, len(spec.membership)
-    plist = [priors[f"C#{c + 1} ~ {t}"] for c in range(K - 1) for t in spec.membership]
+    names = [f"C#{c + 1} ~ {t}" for c in range(K - 1) for t in spec.membership]
+    plist = [priors[n] for n in names]
+    if ties is not None:
+        start = None if init is None else np.asarray(init.gamma, dtype=float).ravel()
+
+        def free(e: int, entry: str) -> Any:
+            kwargs = {} if start is None else {"initval": float(start[e])}
+            return coef_rv(f"gamma[{entry}]", [priors[entry]], **kwargs)
+
+        values = pt.stack(tied_values(names, ties, free)).reshape((K - 1, m))
+        return pm.Deterministic("gamma", values, dims=("logit", "mterm"))
     kw = {} if init is None else {"initval": np.asarray(init.gamma, dtype=float)}
     return coef_rv("gamma", plist, dims=("logit", "mterm"), shape=(K - 1, m), **kw)
 
 
-def residual_rvs(design: Design, priors: Mapping[str, Prior], init: Params | None) -> Any:
+def residual_rvs(
+    design: Design,
+    priors: Mapping[str, Prior],
+    init: Params | None,
+    ties: EffectTies | None = None,
+) -> Any:
     """Residual variance parameters as ``lsig`` (K, v) log-variance coefficients.
 
     Model 1b's coefficients are the free variable ``lsig`` (dims ``lterm``,
     or ``class`` x ``lterm`` when class-specific), otherwise residual SDs
-    ``sigma`` (dims ``group`` and/or ``class``, or a scalar).
+    ``sigma`` (dims ``group`` and/or ``class``, or a scalar). With constraints
+    (``ties``, one variance per class or one in all) each free SD is a variable
+    ``sigma[sigma2[c]]`` of its own and ``sigma`` their deterministic.
     """
     spec, lay = design.spec, design.layout
     K = spec.classes
     by_class = lay.residual_by_class
     init_lsig = None if init is None else np.asarray(init.lsig)
+    if ties is not None:
+        return _tied_residual_sds(design, priors, init_lsig, ties)
     if spec.residual_covariates:
         names = ["log(sigma2) ~ 1"] + [f"log(sigma2) ~ {t}" for t in spec.residual_covariates]
         v = len(names)
@@ -378,6 +412,27 @@ def residual_rvs(design: Design, priors: Mapping[str, Prior], init: Params | Non
         return (2.0 * pt.log(sigma))[:, None]
     kw = {} if init_lsig is None else {"initval": float(np.exp(0.5 * init_lsig[0, 0]))}
     sigma = scale_rv("sigma", priors["sigma"], **kw)
+    return pt.stack([pt.stack([2.0 * pt.log(sigma)])] * K)
+
+
+def _tied_residual_sds(
+    design: Design, priors: Mapping[str, Prior], init_lsig: np.ndarray | None, ties: EffectTies
+) -> Any:
+    """:func:`residual_rvs` of one residual variance per class or one in all, constrained."""
+    lay, K = design.layout, design.spec.classes
+    sl = lay._slices()["resid"]
+    names = lay.names[sl.start : sl.stop]
+    start = None if init_lsig is None else np.exp(0.5 * init_lsig[: len(names), 0])
+
+    def free(e: int, entry: str) -> Any:
+        kwargs = {} if start is None else {"initval": float(start[e])}
+        return scale_rv(f"sigma[{entry}]", priors["sigma"], **kwargs)
+
+    values = pt.stack(tied_values(names, ties, free))
+    if lay.residual_by_class:
+        sigma = pm.Deterministic("sigma", values, dims="class")
+        return (2.0 * pt.log(sigma))[:, None]
+    sigma = pm.Deterministic("sigma", values[0])
     return pt.stack([pt.stack([2.0 * pt.log(sigma)])] * K)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 
 from bayesmix.analysis import psis
-from bayesmix.bayes.constrained import effect_ties
+from bayesmix.bayes.constrained import model_ties
 from bayesmix.bayes.datatree import split_posterior
 from bayesmix.bayes.diagnose import posterior_diagnostics
 from bayesmix.bayes.draws import (
@@ -184,7 +184,7 @@ def fit_bayes(
     seed = int(np.random.default_rng(random_seed).integers(2**31 - 1))
     init_params, init_z = chain_start(init, design, internal, st, ml_starts, seed)
     model = sampling_model(
-        internal, full_priors, init_params, init_z, shared_outcome=True, ties=effect_ties(st)
+        internal, full_priors, init_params, init_z, shared_outcome=True, ties=model_ties(st)
     )
     key = None
     if sampler == "nutpie":

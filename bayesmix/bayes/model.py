@@ -26,7 +26,7 @@ from bayesmix.bayes.coefficients import (
     residual_rvs,
     whitened_fixed_effects,
 )
-from bayesmix.bayes.constrained import EffectTies
+from bayesmix.bayes.constrained import EffectTies, Ties
 from bayesmix.bayes.generative import UserUnits, observed_outcome, observed_school_outcome
 from bayesmix.bayes.residuals import centred_residuals, noncentred_residuals, residual_order
 from bayesmix.data.design import Design
@@ -57,7 +57,7 @@ def sampling_model(
     user_units: UserUnits | None = None,
     shared_outcome: bool = False,
     coordinates: Params | None = None,
-    ties: Mapping[str, EffectTies] | None = None,
+    ties: Ties | None = None,
 ) -> pm.Model:
     """The PyMC model of a spec on a (standardised) design, in the coordinates NUTS samples.
 
@@ -92,9 +92,9 @@ def sampling_model(
         gives the initial values alone: the model of another outcome on the
         same design, started at its own estimates, keeps the free variables
         (and so the compiled log density) of the model built at these.
-    ties : mapping, optional
-        The spec's constraints on fixed effects, on the standardised scale
-        (:func:`bayesmix.bayes.constrained.effect_ties`): fixed values are
+    ties : Ties, optional
+        The spec's constraints on the standardised scale
+        (:func:`bayesmix.bayes.constrained.model_ties`): fixed values are
         constants, equal ones one free variable.
 
     Returns
@@ -131,11 +131,12 @@ def sampling_model(
     n_centred = 0 if plan is None else len(plan.terms)
     order = residual_order(design, chooser, n_centred)
     with pm.Model(coords=_coords(design, plan, order)) as model:
-        effects = _fixed_effects(design, priors, init, plan, generative, ties or {})
+        ties = ties or Ties()
+        effects = _fixed_effects(design, priors, init, plan, generative, ties.effects)
         beta = pt.stack(effects, axis=1)
-        lsig = residual_rvs(design, priors, init)
+        lsig = residual_rvs(design, priors, init, ties.residual)
         if design.spec.classes > 1:
-            gamma = membership_coefficients(design, priors, init)
+            gamma = membership_coefficients(design, priors, init, ties.membership)
         else:
             gamma = pt.zeros((0, len(design.spec.membership)))
         Z = pm.Data("Z", design.Z)

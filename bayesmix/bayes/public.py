@@ -19,7 +19,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from bayesmix.bayes.constrained import effect_ties
+from bayesmix.bayes.constrained import model_ties
 from bayesmix.bayes.fit import chain_start, prepare
 from bayesmix.bayes.generative import UserUnits
 from bayesmix.bayes.model import sampling_model
@@ -121,7 +121,7 @@ def _public_model(
         start, init_z = chain_start(init, design, internal, st, 0, 0)
     units = UserUnits(y=design.y, centre=st.y_centre, scale=st.y_scale)
     model = sampling_model(
-        internal, full_priors, start, init_z, user_units=units, ties=effect_ties(st)
+        internal, full_priors, start, init_z, user_units=units, ties=model_ties(st)
     )
     # the model is for any PyMC sampler, numpyro's and blackjax's included
     register_jax()

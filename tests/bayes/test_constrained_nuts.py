@@ -1,5 +1,5 @@
-"""Constraints under NUTS: fixed effects are not sampled, equal ones share one variable, and
-the posterior agrees with the constrained ML fit."""
+"""Constraints under NUTS: fixed parameters are not sampled, equal ones share one variable,
+and the posterior agrees with the constrained ML fit."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from bayesmix.errors import EstimationError
 from bayesmix.paper.section2 import FIG1_PARAMS
 from tests.support.paths import MODELS
 
-CONSTRAINTS = {"fixed": {"x[c2]": 0.5}, "equal": [["z[c1]", "z[c2]"]]}
+CONSTRAINTS = {
+    "fixed": {"x[c2]": 0.5, "C#1 ~ z": 0.0},
+    "equal": [["z[c1]", "z[c2]"], ["sigma2[c1]", "sigma2[c2]"]],
+}
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +29,7 @@ def spec() -> bm.Spec:
         "y ~ x + z",
         classes=2,
         residual_variance="class",
-        membership="x",
+        membership="x + z",
         constraints=CONSTRAINTS,
         name="fig1z",
     )
@@ -39,26 +42,33 @@ def fits(spec, data) -> tuple[bm.MLResult, bm.BayesResult]:
     return ml, post
 
 
-def test_a_fixed_effect_is_absent_from_the_posterior(fits):
+def test_fixed_parameters_are_absent_from_the_posterior(fits):
     ml, post = fits
-    assert "x[c2]" in ml.names and "x[c2]" not in post.names
-    assert "x[c2]" not in post.idata["posterior"].data_vars
+    for name in ("x[c2]", "C#1 ~ z"):
+        assert name in ml.names and name not in post.names
+        assert name not in post.idata["posterior"].data_vars
     sampled = set(post.idata["sample_space"].data_vars)
-    assert "b_x[c1]" in sampled and "b_x[c2]" not in sampled
-    assert post.n_params == ml.n_params == 8
+    assert {"b_x[c1]", "gamma[C#1 ~ x]", "sigma[sigma2[c1]]"} <= sampled
+    assert not {"b_x[c2]", "gamma[C#1 ~ z]"} & sampled
+    assert len(ml.names) == 11 and len(post.names) == 9
+    assert post.n_params == ml.n_params == 7
     matrix = post.parameter_matrix()
-    k = list(ml.names).index("x[c2]")
     assert matrix.shape[1] == len(ml.names)
-    assert np.all(matrix[:, k] == 0.5)
-    assert (
-        "constraints: x[c2] fixed at 0.5; z[c1] = z[c2] (fixed ones not sampled)" in post.summary()
+    for name, value in (("x[c2]", 0.5), ("C#1 ~ z", 0.0)):
+        assert np.all(matrix[:, list(ml.names).index(name)] == value)
+    line = (
+        "constraints: x[c2] fixed at 0.5; C#1 ~ z fixed at 0; z[c1] = z[c2]; "
+        "sigma2[c1] = sigma2[c2] (fixed ones not sampled)"
     )
+    assert line in post.summary()
 
 
-def test_equal_effects_share_their_draws(fits):
+def test_equal_parameters_share_their_draws(fits):
     _, post = fits
     assert np.array_equal(post.draws["z[c1]"], post.draws["z[c2]"])
-    assert "b_z[c2]" not in post.idata["sample_space"].data_vars
+    assert np.array_equal(post.draws["sigma2[c1]"], post.draws["sigma2[c2]"])
+    sampled = post.idata["sample_space"].data_vars
+    assert "b_z[c2]" not in sampled and "sigma[sigma2[c2]]" not in sampled
 
 
 def test_the_posterior_agrees_with_the_constrained_ml_fit(fits):
@@ -68,7 +78,7 @@ def test_the_posterior_agrees_with_the_constrained_ml_fit(fits):
     for name in post.names:
         k = list(ml.names).index(name)
         assert abs(means[name] - ml.estimates[k]) < 0.5 * sds[name], name
-    # the log-likelihood at the posterior means uses the fixed value
+    # the log-likelihood at the posterior means uses the fixed values
     assert post.loglik == pytest.approx(ml.loglik, abs=2.0)
 
 
@@ -76,26 +86,33 @@ def test_a_saved_constrained_posterior_reloads(fits, tmp_path):
     _, post = fits
     post.save(tmp_path / "post.bmx")
     back = bm.load_result(tmp_path / "post.bmx")
-    assert back.names == post.names and back.n_params == 8
+    assert back.names == post.names and back.n_params == 7
     assert back.loglik == pytest.approx(post.loglik, abs=1e-9)
 
 
 @pytest.mark.parametrize(
     ("constraints", "message"),
     [
-        ({"fixed": {"C#1 ~ x": 0.0}}, r"'C#1 ~ x' is not a fixed effect.*fit_ml"),
-        ({"equal": [["x[c1]", "z[c1]"]]}, r"span the effects \['x', 'z'\].*fit_ml"),
+        ({"fixed": {"log(sigma2) ~ x": 0.0}}, r"'log\(sigma2\) ~ x' is none of these.*fit_ml"),
+        ({"equal": [["x[c1]", "z[c1]"]]}, r"span \['x', 'z'\].*fit_ml"),
+        ({"equal": [["x[c1]", "C#1 ~ x"]]}, r"span \['C#', 'x'\].*fit_ml"),
     ],
 )
 def test_constraints_nuts_does_not_take_are_refused(data, constraints, message):
-    spec = bm.make_spec("y ~ x + z", classes=2, membership="x", constraints=constraints)
+    spec = bm.make_spec(
+        "y ~ x + z",
+        classes=2,
+        membership="x",
+        residual_covariates="x",
+        constraints=constraints,
+    )
     with pytest.raises(EstimationError, match=message):
         bm.fit_bayes(spec, data, draws=10, tune=10, chains=1, init="prior")
 
 
-def test_the_public_model_samples_only_the_free_effects(spec, data):
+def test_the_public_model_samples_only_the_free_parameters(spec, data):
     model = bm.build_model(spec, data)
     free = {v.name for v in model.free_RVs}
-    assert "b_x[c1]" in free and "b_z[c1]" in free
-    assert not {"b_x[c2]", "b_z[c2]"} & free
-    assert "x[c2]" in {v.name for v in model.deterministics}
+    assert {"b_x[c1]", "b_z[c1]", "gamma[C#1 ~ x]", "sigma[sigma2[c1]]"} <= free
+    assert not {"b_x[c2]", "b_z[c2]", "gamma[C#1 ~ z]", "sigma[sigma2[c2]]"} & free
+    assert {"x[c2]", "C#1 ~ z"} <= {v.name for v in model.deterministics}
