@@ -239,6 +239,31 @@ def test_a_weighted_model_file_fits_with_robust_errors_and_nuts_needs_the_flag(
     assert "pseudo_likelihood=True" in capsys.readouterr().err
 
 
+def test_a_model_file_with_constraints_fits_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "constrained.toml"
+    model.write_text(
+        Path(FIG1).read_text()
+        + '\n[constraints]\nfixed = { "x[c2]" = 0.5 }\nequal = [["sigma2[c1]", "sigma2[c2]"]]\n'
+    )
+    path = tmp_path / "fig1.csv"
+    simulate(load_spec(FIG1), FIG1_PARAMS, n=500, random_seed=1).to_csv(path, index=False)
+    argv = ["fit", str(model), "--data", str(path), "--starts", "4", "--seed", "1"]
+    assert main([*argv, "--json", "-"]) == 0
+    out, err = capsys.readouterr()
+    got = json.loads(out)
+    assert got["n_params"] == 6
+    assert got["constraints"]["fixed"] == {"x[c2]": 0.5}
+    params = {p["name"]: p for p in got["params"]}
+    assert params["x[c2]"]["estimate"] == 0.5 and params["x[c2]"]["se"] == 0.0
+    assert params["sigma2[c1]"]["estimate"] == pytest.approx(params["sigma2[c2]"]["estimate"])
+    assert "constraints: x[c2] fixed at 0.5; sigma2[c1] = sigma2[c2]" in err
+    model.write_text(Path(FIG1).read_text() + '\n[constraints]\nfixed = { "x[c3]" = 0.5 }\n')
+    assert main(argv) == 2
+    assert "'x[c3]' is not a parameter of the model; did you mean" in capsys.readouterr().err
+
+
 def test_fit_adds_class_enumeration_tests(tmp_path: Path) -> None:
     data = tmp_path / "fig1.csv"
     simulate(load_spec(FIG1), FIG1_PARAMS, n=300, random_seed=11).to_csv(data, index=False)

@@ -87,6 +87,8 @@ def test_fixing_a_parameter_at_its_estimate_keeps_the_fit_with_one_parameter_few
     # the fixed value removes its uncertainty from the others: no SE grows
     assert all(se_of(fixed, n) <= se_of(full, n) * (1 + 1e-6) for n in free)
     assert "constraints: x[c2] fixed at" in fixed.summary()
+    test = bm.lrt(fixed, full)
+    assert test.df == 1 and test.statistic == pytest.approx(0.0, abs=2e-6)
     assert fixed.to_dict()["constraints"]["fixed"] == {"x[c2]": estimate(full, "x[c2]")}
 
 
