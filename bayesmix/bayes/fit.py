@@ -41,6 +41,7 @@ from bayesmix.data.standardise import Standardisation, standardise
 from bayesmix.errors import (
     EstimationError,
 )
+from bayesmix.ml.starts import constrained_start
 from bayesmix.ml.tie import Tie, make_tie
 from bayesmix.model.params import Params
 from bayesmix.model.priors import Prior, canonical_priors, resolve_priors
@@ -298,7 +299,7 @@ def chain_start(
     if init == "prior":
         return None, None
     if init == "ml":
-        ml = ml_start(internal, ml_starts, seed, make_tie(st))
+        ml = ml_start(internal, ml_starts, seed, st, make_tie(st))
         estimates, between = ml.estimates, ml.between_probabilities
     else:
         spec = design.spec
@@ -319,7 +320,13 @@ QUICK_ML_STARTS = 8
 """Random starts tried first for the ML fit that starts the chains (see :func:`ml_start`)."""
 
 
-def ml_start(internal: Design, ml_starts: int, seed: int, tie: Tie | None = None) -> MLResult:
+def ml_start(
+    internal: Design,
+    ml_starts: int,
+    seed: int,
+    st: Standardisation | None = None,
+    tie: Tie | None = None,
+) -> MLResult:
     """The ML fit whose estimates start every chain, from as few starts as is safe.
 
     The first :data:`QUICK_ML_STARTS` of the ``ml_starts`` random starts run
@@ -327,14 +334,21 @@ def ml_start(internal: Design, ml_starts: int, seed: int, tie: Tie | None = None
     log-likelihood they reach from at least two starts (Mplus's check that the
     best log-likelihood is replicated) keeps that fit; otherwise all
     ``ml_starts`` run. A one-class model has a single start either way. With ``tie``
-    (the spec's constraints, :mod:`bayesmix.ml.tie`) the fit meets them.
+    (the spec's constraints, :mod:`bayesmix.ml.tie`) the fit meets them, and the
+    spec's starting values (mapped by ``st``) start one more optimisation, as in
+    :func:`bayesmix.fit_ml`.
     """
     from bayesmix.ml.fit import fit_internal
 
     quick = min(ml_starts, QUICK_ML_STARTS)
-    ml = fit_internal(internal, starts=quick, random_seed=seed, tie=tie)
+    given = []
+    constraints = None if st is None else st.layout.spec.constraints
+    if constraints is not None and constraints.start:
+        theta = constrained_start(internal, st, seed)
+        given = [theta if tie is None else tie.project(theta)]
+    ml = fit_internal(internal, starts=quick, random_seed=seed, tie=tie, given=given)
     if quick < ml_starts and internal.spec.classes > 1 and ml.starts.replicated < 2:
-        ml = fit_internal(internal, starts=ml_starts, random_seed=seed, tie=tie)
+        ml = fit_internal(internal, starts=ml_starts, random_seed=seed, tie=tie, given=given)
     return ml
 
 

@@ -297,9 +297,9 @@ def test_ml_start_runs_all_starts_only_when_the_quick_ones_disagree(
 
     calls: list[int] = []
 
-    def fake(design, *, starts, random_seed, tie):
+    def fake(design, *, starts, random_seed, tie, given):
         calls.append(starts)
-        assert random_seed == 3 and tie is None
+        assert random_seed == 3 and tie is None and given == []
         return SimpleNamespace(starts=SimpleNamespace(replicated=replicated, n_starts=starts))
 
     monkeypatch.setattr(ml_fit, "fit_internal", fake)

@@ -116,3 +116,17 @@ def test_the_public_model_samples_only_the_free_parameters(spec, data):
     assert {"b_x[c1]", "b_z[c1]", "gamma[C#1 ~ x]", "sigma[sigma2[c1]]"} <= free
     assert not {"b_x[c2]", "b_z[c2]", "gamma[C#1 ~ z]", "sigma[sigma2[c2]]"} & free
     assert {"x[c2]", "C#1 ~ z"} <= {v.name for v in model.deterministics}
+
+
+def test_the_ml_fit_that_starts_the_chains_uses_the_starting_values(data):
+    from bayesmix.bayes.fit import ml_start
+    from bayesmix.data.design import build_design
+    from bayesmix.data.standardise import standardise
+    from bayesmix.ml.tie import make_tie
+
+    spec = bm.make_spec("y ~ x", classes=2, membership="x", constraints={"start": {"1[c1]": 3.0}})
+    internal, st = standardise(build_design(spec, data))
+    assert make_tie(st) is None
+    ml = ml_start(internal, 4, 1, st, make_tie(st))
+    assert len(ml.starts.logliks) == 5
+    assert len(ml_start(internal, 4, 1).starts.logliks) == 4
