@@ -6,9 +6,11 @@ function of its own standardised counterpart alone, ``user_k = A_kk natural'_k +
 so a constraint in the user's units is an affine one in theta:
 
 * a fixed coefficient: ``theta_k = (v - b_k) / A_kk``; a fixed residual variance, whose
-  theta is its log: ``theta_k = log(v / A_kk)``;
+  theta is its log: ``theta_k = log(v / A_kk)``; a fixed school-residual variance of a
+  diagonal covariance, whose theta is its Cholesky diagonal: ``theta_k = sqrt(v / A_kk)``;
 * an equality of ``k`` with the group's first member ``r``: ``theta_k = (A_rr theta_r +
   b_r - b_k) / A_kk`` for coefficients, ``theta_k = theta_r + log(A_rr / A_kk)`` for
+  residual variances, ``theta_k = sqrt(A_rr / A_kk) theta_r`` for school-residual
   variances.
 
 So ``theta = M psi + m`` with ``psi`` the free parameters, one per group or
@@ -108,6 +110,14 @@ def _log_rows(st: Standardisation) -> set[int]:
     return set(range(sl.start, sl.stop))
 
 
+def _root_rows(st: Standardisation) -> set[int]:
+    """Positions whose theta is the square root of a school-residual variance: the
+    Cholesky diagonal of a diagonal covariance (or of a single residual)."""
+    lay = st.layout
+    sl = lay._slices()["cov"]
+    return {k for k in range(sl.start, sl.stop) if lay.names[k].startswith("var(")}
+
+
 def make_tie(st: Standardisation, resolved: Resolved | None = None) -> Tie | None:
     """The :class:`Tie` of a spec's constraints on a standardised design, None without
     fixed values or equalities."""
@@ -118,11 +128,16 @@ def make_tie(st: Standardisation, resolved: Resolved | None = None) -> Tie | Non
         return None
     p = lay.n_params
     A, b = np.diag(st.A), st.b
-    logs = _log_rows(st)
+    logs, roots = _log_rows(st), _root_rows(st)
     offset = np.zeros(p)
     fixed = np.zeros(p, dtype=bool)
     for k, value in resolved.fixed.items():
-        offset[k] = math.log(value / A[k]) if k in logs else (value - b[k]) / A[k]
+        if k in logs:
+            offset[k] = math.log(value / A[k])
+        elif k in roots:
+            offset[k] = math.sqrt(value / A[k])
+        else:
+            offset[k] = (value - b[k]) / A[k]
         fixed[k] = True
     follows: dict[int, tuple[int, float, float]] = {}
     for group in resolved.groups:
@@ -130,6 +145,8 @@ def make_tie(st: Standardisation, resolved: Resolved | None = None) -> Tie | Non
         for k in group[1:]:
             if k in logs:
                 follows[k] = (r, 1.0, math.log(A[r] / A[k]))
+            elif k in roots:
+                follows[k] = (r, math.sqrt(A[r] / A[k]), 0.0)
             else:
                 follows[k] = (r, A[r] / A[k], (b[r] - b[k]) / A[k])
     free = [k for k in range(p) if not fixed[k] and k not in follows]

@@ -177,13 +177,22 @@ def constraints_from(value: Any, where: str = "constraints") -> Constraints | No
 
 
 def is_variance(name: str) -> bool:
-    """Whether a parameter is a residual variance (estimated on the log scale)."""
-    return name.startswith("sigma2")
+    """Whether a parameter is a variance: of the residual (estimated on the log scale) or
+    of a school residual (through its Cholesky factor)."""
+    return name.startswith(("sigma2", "var("))
 
 
 def is_covariance(name: str) -> bool:
-    """Whether a parameter is a variance or covariance of the school residuals."""
-    return name.startswith(("var(", "cov("))
+    """Whether a parameter is a covariance of the school residuals."""
+    return name.startswith("cov(")
+
+
+def _kind(name: str) -> str:
+    """What an equality may join: residual variances, school-residual variances, or the
+    other parameters (coefficients, loadings)."""
+    if name.startswith("sigma2"):
+        return "residual variances"
+    return "school-residual variances" if name.startswith("var(") else "coefficients"
 
 
 @dataclass(frozen=True)
@@ -240,10 +249,10 @@ def resolve(constraints: Constraints | None, names: list[str] | tuple[str, ...])
     Raises
     ------
     SpecError
-        Naming the parameter: one the model does not have, a covariance of the school
-        residuals (not constrainable), an equality of a residual variance with another
-        kind of parameter, a group fixed at two values, or a residual variance fixed at
-        a value <= 0.
+        Naming the parameter: one the model does not have, a variance or covariance of
+        correlated school residuals (not constrainable; those of a diagonal covariance
+        are), an equality of a variance with another kind of parameter, a group fixed at
+        two values, or a variance fixed at a value <= 0.
     """
     if constraints is None:
         return Resolved({}, (), {})
@@ -255,28 +264,29 @@ def resolve(constraints: Constraints | None, names: list[str] | tuple[str, ...])
         for name in named:
             if name not in names:
                 raise _unknown(name, names, label)
+    correlated = any(is_covariance(n) for n in names)
     for name in constraints.names:
-        if is_covariance(name):
+        if is_covariance(name) or (correlated and name.startswith("var(")):
             raise SpecError(
-                f"constraints: {name!r} is a variance or covariance of the school residuals, "
-                "which cannot be fixed or constrained equal; leave a term out of random terms "
-                'to fix its variance at 0, or set covariance = "diagonal" to fix the '
-                "covariances at 0."
+                f"constraints: {name!r} is a {'covariance' if is_covariance(name) else 'variance'}"
+                " of correlated school residuals, which cannot be fixed or constrained equal; "
+                'set covariance = "diagonal" (covariances 0), whose variances can be, or leave '
+                "a term out of random terms to fix its variance at 0."
             )
     fixed = dict(constraints.fixed)
     for name, value in fixed.items():
         if is_variance(name) and value <= 0:
             raise SpecError(
-                f"constraints fixed: the residual variance {name!r} must be positive, got "
-                f"{value!r}."
+                f"constraints fixed: the variance {name!r} must be positive, got {value!r}; "
+                "a school-residual variance of 0 is its term left out of random terms."
             )
     groups = []
     for group in _merged(constraints.equal):
-        kinds = {is_variance(n) for n in group}
+        kinds = {_kind(n) for n in group}
         if len(kinds) > 1:
             raise SpecError(
-                f"constraints equal: {group} mixes residual variances with other "
-                "parameters; constrain variances equal only to variances."
+                f"constraints equal: {group} mixes {' and '.join(sorted(kinds))}; constrain "
+                "variances equal only to variances of the same kind."
             )
         values = {fixed[n] for n in group if n in fixed}
         if len(values) > 1:

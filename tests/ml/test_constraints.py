@@ -124,9 +124,14 @@ def test_an_equality_of_two_terms_on_different_scales_is_their_sum_as_one_covari
 
 
 @pytest.fixture(scope="module")
-def fig3_pair() -> tuple[bm.MLResult, bm.MLResult]:
+def fig3_data() -> object:
     spec = bm.load_spec(MODELS / "fig3.toml")
-    data = bm.simulate(spec, FIG3_PARAMS, clusters=60, cluster_size=10, random_seed=3)
+    return bm.simulate(spec, FIG3_PARAMS, clusters=60, cluster_size=10, random_seed=3)
+
+
+@pytest.fixture(scope="module")
+def fig3_pair(fig3_data) -> tuple[bm.MLResult, bm.MLResult]:
+    spec, data = bm.load_spec(MODELS / "fig3.toml"), fig3_data
     shared = dataclasses.replace(spec, class_varying=("1",))
     tied = constrained(spec, equal=(("x[c1]", "x[c2]"),))
     return (
@@ -144,6 +149,27 @@ def test_two_level_mixture_equality_is_the_shared_model_under_quadrature(fig3_pa
         estimate(shared, "x"), abs=1e-3 * se_of(shared, "x")
     )
     assert se_of(tied, "x[c2]") == pytest.approx(se_of(shared, "x"), rel=1e-3)
+
+
+def test_school_residual_variances_of_a_diagonal_covariance_fixed_or_equal(fig3_data):
+    spec = bm.load_spec(MODELS / "fig3.toml")
+    full = bm.fit_ml(spec, fig3_data, starts=10, random_seed=1)
+    value = estimate(full, "var(u_C#1)")
+    fixed = bm.fit_ml(
+        constrained(spec, fixed=(("var(u_C#1)", value),)), fig3_data, starts=10, random_seed=1
+    )
+    assert fixed.loglik == pytest.approx(full.loglik, abs=1e-6)
+    assert (full.n_params, fixed.n_params) == (11, 10)
+    assert estimate(fixed, "var(u_C#1)") == value and se_of(fixed, "var(u_C#1)") == 0.0
+    assert estimate(fixed, "var(u_1)") == pytest.approx(
+        estimate(full, "var(u_1)"), abs=1e-3 * se_of(full, "var(u_1)")
+    )
+    equal = bm.fit_ml(
+        constrained(spec, equal=(("var(u_1)", "var(u_C#1)"),)), fig3_data, starts=10, random_seed=1
+    )
+    assert estimate(equal, "var(u_1)") == pytest.approx(estimate(equal, "var(u_C#1)"), rel=1e-12)
+    assert equal.n_params == 10 and equal.loglik < full.loglik
+    assert se_of(equal, "var(u_1)") == pytest.approx(se_of(equal, "var(u_C#1)"), rel=1e-8)
 
 
 def test_a_residual_variance_fixed_or_equal_across_classes(fig1):

@@ -82,7 +82,7 @@ def test_malformed_constraints_name_the_entry(value, message):
     [
         ({"fixed": {"x[c3]": 0.0}}, r"'x\[c3\]' is not a parameter of the model; did you mean"),
         ({"fixed": {"sigma2[c1]": 0.0}}, "must be positive"),
-        ({"equal": [["sigma2[c1]", "x[c1]"]]}, "mixes residual variances"),
+        ({"equal": [["sigma2[c1]", "x[c1]"]]}, "mixes coefficients and residual variances"),
         (
             {"fixed": {"x[c1]": 0.0, "x[c2]": 1.0}, "equal": [["x[c1]", "x[c2]"]]},
             "fixed at different values",
@@ -95,10 +95,20 @@ def test_constraints_the_model_cannot_take_are_refused(constraints, message):
         resolve(constraints_from(constraints), FIG1_NAMES)
 
 
-def test_school_residual_covariances_cannot_be_constrained():
+def test_correlated_school_residuals_cannot_be_constrained():
     names = param_names(bm.load_spec(MODELS / "hsb_1.toml"))
-    with pytest.raises(SpecError, match=r"'var\(u_1\)' is a variance or covariance.*diagonal"):
-        resolve(constraints_from({"fixed": {"var(u_1)": 1.0}}), names)
+    for name in ("var(u_1)", "cov(u_1,u_female)"):
+        with pytest.raises(SpecError, match=r"of correlated school residuals.*diagonal"):
+            resolve(constraints_from({"fixed": {name: 1.0}}), names)
+    diagonal = param_names(bm.load_spec(MODELS / "fig3.toml"))
+    got = resolve(constraints_from({"equal": [["var(u_1)", "var(u_C#1)"]]}), diagonal)
+    assert len(got.groups) == 1
+    for bad, message in (
+        ({"fixed": {"var(u_1)": 0.0}}, "must be positive"),
+        ({"equal": [["var(u_1)", "sigma2"]]}, "mixes residual variances and school-residual"),
+    ):
+        with pytest.raises(SpecError, match=message):
+            resolve(constraints_from(bad), diagonal)
 
 
 def test_groups_sharing_a_name_merge_and_a_fixed_member_fixes_the_group():
