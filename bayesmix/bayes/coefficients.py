@@ -96,7 +96,7 @@ def fixed_effect_rows(
             rv = corner_ordered_coefficients(rv_name, name, plist, order_c, order_d, start)
         else:
             rv = coef_rv(rv_name, plist, dims=("between", "class"), shape=(L, K), **kwargs)
-        return pt.flatten(rv)
+        return _rows(rv, cv, bv, K, L)
     if cv or bv:
         n, dim = (K, "class") if cv else (L, "between")
         if order_c or order_d:
@@ -111,11 +111,10 @@ def fixed_effect_rows(
             )
         else:
             rv = coef_rv(rv_name, plist, dims=dim, **kwargs)
-        return pt.tile(rv, L) if cv else pt.repeat(rv, K)
+        return _rows(rv, cv, bv, K, L)
     if init_beta is not None:
         kwargs["initval"] = float(init_beta[0, j])
-    rv = coef_rv(rv_name, plist, **kwargs)
-    return pt.stack([rv] * (K * L))
+    return _rows(coef_rv(rv_name, plist, **kwargs), cv, bv, K, L)
 
 
 def tied_values(entries: list[str], ties: EffectTies, free: Callable[[int, str], Any]) -> list[Any]:
@@ -130,20 +129,6 @@ def tied_values(entries: list[str], ties: EffectTies, free: Callable[[int, str],
         else:
             values.append(free(e, entry))
     return values
-
-
-def _entry_values(design: Design, j: int, init_beta: np.ndarray) -> np.ndarray:
-    """Fixed effect ``j``'s values in ``init_beta`` (L K rows) in the order of its entries
-    (:meth:`~bayesmix.model.params.Layout.fixed_entries`)."""
-    spec = design.spec
-    K = spec.classes
-    cv, bv = design.layout._varies(spec.fixed_names[j])
-    column = np.asarray(init_beta[:, j], dtype=float)
-    if cv and bv:
-        return column
-    if cv:
-        return column[:K]
-    return column[::K] if bv else column[:1]
 
 
 def constrained_effect_rows(
@@ -166,22 +151,31 @@ def constrained_effect_rows(
     K, L = spec.classes, spec.between_classes
     cv, bv = lay._varies(name)
     entries = lay.fixed_entries(name)
-    start = None if init_beta is None else _entry_values(design, j, init_beta)
+    start = None if init_beta is None else lay.effect_values(init_beta, j)
 
     def free(e: int, entry: str) -> Any:
         kwargs = {} if start is None else {"initval": float(start[e])}
         return coef_rv(fixed_rv_name(entry), [priors[entry]], **kwargs)
 
     stacked = pt.stack(tied_values(entries, ties, free))
-    rv_name = fixed_rv_name(name)
     if cv and bv:
-        pm.Deterministic(rv_name, stacked.reshape((L, K)), dims=("between", "class"))
-        return stacked
-    if cv or bv:
-        pm.Deterministic(rv_name, stacked, dims="class" if cv else "between")
-        return pt.tile(stacked, L) if cv else pt.repeat(stacked, K)
-    pm.Deterministic(rv_name, stacked[0])
-    return pt.stack([stacked[0]] * (K * L))
+        values, dims = stacked.reshape((L, K)), ("between", "class")
+    elif cv or bv:
+        values, dims = stacked, "class" if cv else "between"
+    else:
+        values, dims = stacked[0], None
+    pm.Deterministic(fixed_rv_name(name), values, dims=dims)
+    return _rows(values, cv, bv, K, L)
+
+
+def _rows(values: Any, cv: bool, bv: bool, K: int, L: int) -> Any:
+    """An effect's values, shaped as its entries ((L, K), (K,), (L,) or a scalar), as its
+    L K rows of beta (row ``d K + c``)."""
+    if cv and bv:
+        return pt.flatten(values)
+    if cv:
+        return pt.tile(values, L)
+    return pt.repeat(values, K) if bv else pt.stack([values] * (K * L))
 
 
 def _spread_start(plist: list[Prior], shape: tuple[int, ...], rows: bool, cols: bool) -> np.ndarray:

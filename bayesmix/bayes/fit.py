@@ -42,7 +42,7 @@ from bayesmix.errors import (
     EstimationError,
 )
 from bayesmix.ml.starts import constrained_start
-from bayesmix.ml.tie import Tie, make_tie
+from bayesmix.ml.tie import make_tie
 from bayesmix.model.params import Params
 from bayesmix.model.priors import Prior, canonical_priors, resolve_priors
 from bayesmix.model.spec import Spec
@@ -299,7 +299,7 @@ def chain_start(
     if init == "prior":
         return None, None
     if init == "ml":
-        ml = ml_start(internal, ml_starts, seed, st, make_tie(st))
+        ml = ml_start(internal, ml_starts, seed, st)
         estimates, between = ml.estimates, ml.between_probabilities
     else:
         spec = design.spec
@@ -325,7 +325,6 @@ def ml_start(
     ml_starts: int,
     seed: int,
     st: Standardisation | None = None,
-    tie: Tie | None = None,
 ) -> MLResult:
     """The ML fit whose estimates start every chain, from as few starts as is safe.
 
@@ -333,14 +332,15 @@ def ml_start(
     first (the same starts, from the same seed). A mixture whose best
     log-likelihood they reach from at least two starts (Mplus's check that the
     best log-likelihood is replicated) keeps that fit; otherwise all
-    ``ml_starts`` run. A one-class model has a single start either way. With ``tie``
-    (the spec's constraints, :mod:`bayesmix.ml.tie`) the fit meets them, and the
-    spec's starting values (mapped by ``st``) start one more optimisation, as in
-    :func:`bayesmix.fit_ml`.
+    ``ml_starts`` run. A one-class model has a single start either way. With ``st``
+    (the design's standardisation) the fit meets the spec's constraints
+    (:mod:`bayesmix.ml.tie`), and its starting values start one more optimisation, as
+    in :func:`bayesmix.fit_ml`.
     """
     from bayesmix.ml.fit import fit_internal
 
     quick = min(ml_starts, QUICK_ML_STARTS)
+    tie = None if st is None else make_tie(st)
     given = []
     constraints = None if st is None else st.layout.spec.constraints
     if constraints is not None and constraints.start:

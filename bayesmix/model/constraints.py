@@ -425,7 +425,7 @@ def with_fixed(
 ) -> Any:
     """Values of the parameters ``present`` (last axis) as values of all ``names``, the
     fixed parameters, which a NUTS posterior leaves out, at their values."""
-    import numpy as np
+    import numpy as np  # here, not at the top: specs are built without importing numpy
 
     values = np.asarray(values, dtype=float)
     present, names = list(present), list(names)

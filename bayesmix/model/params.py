@@ -316,24 +316,28 @@ class Layout:
                     k += 1
         return cov
 
+    def effect_values(self, beta: np.ndarray, j: int) -> np.ndarray:
+        """Fixed effect ``j``'s values in ``beta`` (its L K rows, row ``d K + c``) in the
+        order of its entries (:meth:`fixed_entries`)."""
+        K = self.spec.classes
+        cv, bv = self._varies(self.spec.fixed_names[j])
+        column = np.asarray(beta, dtype=float)[:, j]
+        if cv and bv:
+            return column
+        if cv:
+            return column[:K]
+        return column[::K] if bv else column[:1]
+
     def pack(self, params: Params, *, natural: bool = True) -> np.ndarray:
         """Inverse of :meth:`unpack` for numpy values.
 
         Class-invariant effects take the value of class 1.
         """
-        spec, K, L = self.spec, self.spec.classes, self.spec.between_classes
+        spec, L = self.spec, self.spec.between_classes
         beta = np.asarray(params.beta, dtype=float)
         out: list[float] = []
-        for j, name in enumerate(spec.fixed_names):
-            cv, bv = self._varies(name)
-            if cv and bv:
-                out.extend(float(beta[d * K + c, j]) for d in range(L) for c in range(K))
-            elif cv:
-                out.extend(float(beta[c, j]) for c in range(K))
-            elif bv:
-                out.extend(float(beta[d * K, j]) for d in range(L))
-            else:
-                out.append(float(beta[0, j]))
+        for j in range(len(spec.fixed_names)):
+            out.extend(float(v) for v in self.effect_values(beta, j))
         chol = np.asarray(params.chol, dtype=float)
         r = self.n_random
         if r:

@@ -127,6 +127,6 @@ def test_the_ml_fit_that_starts_the_chains_uses_the_starting_values(data):
     spec = bm.make_spec("y ~ x", classes=2, membership="x", constraints={"start": {"1[c1]": 3.0}})
     internal, st = standardise(build_design(spec, data))
     assert make_tie(st) is None
-    ml = ml_start(internal, 4, 1, st, make_tie(st))
+    ml = ml_start(internal, 4, 1, st)
     assert len(ml.starts.logliks) == 5
     assert len(ml_start(internal, 4, 1).starts.logliks) == 4
